@@ -1,0 +1,230 @@
+//! The one error type of the crate.
+//!
+//! Loss errors mirror what PyTorch rejects: each variant names the problem and carries the offending
+//! value, and [`Error::kind`] gives the stable identifier that fixtures record for the error PyTorch
+//! raised. The remaining variants cover the harness itself (files, manifests, parameters).
+
+use std::path::PathBuf;
+
+use crate::tensor::DType;
+
+/// Everything that can go wrong in segloss, from a rejected loss input to a corrupt fixture.
+#[derive(Debug, thiserror::Error, Clone, PartialEq)]
+pub enum Error {
+    /// A class-index target lies outside `[0, C)` and is not the ignore_index.
+    #[error("target {value} is out of bounds for {classes} classes (and is not ignore_index)")]
+    TargetOutOfBounds {
+        /// The offending target value.
+        value: i64,
+        /// The number of classes.
+        classes: usize,
+    },
+    /// A class-index target whose dtype is neither int64 nor uint8.
+    #[error("class-index target must be int64 or uint8, got {got}")]
+    TargetDtype {
+        /// The target's dtype.
+        got: DType,
+    },
+    /// A probability target (same shape as the input) that is not floating point.
+    #[error("probability target (same shape as the input) must be floating point, got {got}")]
+    ProbabilityTargetDtype {
+        /// The target's dtype.
+        got: DType,
+    },
+    /// Input and target disagree on the batch size.
+    #[error("input batch size {input} does not match target batch size {target}")]
+    BatchSizeMismatch {
+        /// The input's batch size.
+        input: usize,
+        /// The target's batch size.
+        target: usize,
+    },
+    /// The target has the wrong number of dimensions for the input.
+    #[error("target has {got} dimensions, expected {expected} for an input of shape {input:?}")]
+    TargetRank {
+        /// The target's number of dimensions.
+        got: usize,
+        /// The number of dimensions a class-index target must have.
+        expected: usize,
+        /// The input's shape.
+        input: Vec<usize>,
+    },
+    /// The target's shape does not match the input's (outside the class axis).
+    #[error("target shape {got:?} does not match the expected {expected:?}")]
+    TargetShapeMismatch {
+        /// The shape the target must have.
+        expected: Vec<usize>,
+        /// The target's shape.
+        got: Vec<usize>,
+    },
+    /// A class-weight vector whose length is not the number of classes.
+    #[error("weight must have one entry per class ({classes}), got shape {got:?}")]
+    WeightLength {
+        /// The number of classes.
+        classes: usize,
+        /// The weight's shape.
+        got: Vec<usize>,
+    },
+    /// A weight whose dtype differs from the input's.
+    #[error("weight dtype {got} differs from the input dtype {expected}")]
+    WeightDtype {
+        /// The input's dtype.
+        expected: DType,
+        /// The weight's dtype.
+        got: DType,
+    },
+    /// An input (logits, log-probabilities) that is not floating point.
+    #[error("input must be floating point, got {got}")]
+    InputDtype {
+        /// The input's dtype.
+        got: DType,
+    },
+    /// An input with too few dimensions.
+    #[error("input must have at least {min} dimension(s), got {got}")]
+    InputRank {
+        /// The input's number of dimensions.
+        got: usize,
+        /// The minimum number of dimensions.
+        min: usize,
+    },
+    /// `ignore_index` set (non-negative) together with probability targets.
+    #[error(
+        "ignore_index {value} is not supported with probability targets (only negative values are)"
+    )]
+    IgnoreIndexWithProbabilities {
+        /// The ignore_index given.
+        value: i64,
+    },
+    /// `label_smoothing` above 1.
+    #[error("label_smoothing must be at most 1.0, got {value}")]
+    LabelSmoothingRange {
+        /// The label_smoothing given.
+        value: f64,
+    },
+    /// A reduction name that is not `none`, `mean` or `sum`.
+    #[error("reduction must be one of none, mean, sum; got {value:?}")]
+    InvalidReduction {
+        /// The reduction given.
+        value: String,
+    },
+    /// A grad_output whose shape is not the loss's.
+    #[error("grad_output must have the loss's shape {expected:?}, got {got:?}")]
+    GradOutputShape {
+        /// The loss's shape.
+        expected: Vec<usize>,
+        /// The grad_output's shape.
+        got: Vec<usize>,
+    },
+    /// A loss name segloss does not know.
+    #[error("unknown loss {name:?}; known losses: {known}")]
+    UnknownLoss {
+        /// The name given.
+        name: String,
+        /// The known names, comma-separated.
+        known: String,
+    },
+    /// A parameter the loss does not take.
+    #[error("loss {loss} has no parameter {name:?}; it takes: {accepted}")]
+    UnknownParameter {
+        /// The loss.
+        loss: String,
+        /// The parameter name given.
+        name: String,
+        /// The accepted names, comma-separated.
+        accepted: String,
+    },
+    /// A parameter whose value has the wrong type.
+    #[error("parameter {name} must be {expected}, got {got}")]
+    ParameterType {
+        /// The parameter name.
+        name: String,
+        /// What the parameter must be.
+        expected: &'static str,
+        /// The value given.
+        got: String,
+    },
+    /// A tensor argument the loss requires was not given.
+    #[error("missing tensor argument {name:?}")]
+    MissingTensor {
+        /// The argument's name.
+        name: String,
+    },
+    /// A file could not be read or written.
+    #[error("{path}: {message}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// A `.npy` file that could not be parsed or holds an unsupported dtype.
+    #[error("{path}: not a supported .npy file: {message}")]
+    Npy {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// A manifest that does not follow the fixture schema.
+    #[error("manifest {path}: {message}")]
+    Manifest {
+        /// The manifest file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// A manifest written for a schema version this build does not understand.
+    #[error("manifest {path}: schema version {found} is not supported (this build reads version {supported})")]
+    SchemaVersion {
+        /// The manifest file.
+        path: PathBuf,
+        /// The version found.
+        found: u64,
+        /// The version this build reads.
+        supported: u64,
+    },
+    /// A fixture file whose bytes do not match the manifest's sha256.
+    #[error("{path}: sha256 {actual} does not match the manifest's {expected}")]
+    Checksum {
+        /// The file.
+        path: PathBuf,
+        /// The sha256 recorded in the manifest.
+        expected: String,
+        /// The sha256 of the file's bytes.
+        actual: String,
+    },
+}
+
+impl Error {
+    /// The stable snake_case identifier of this error's kind, as fixtures record it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::TargetOutOfBounds { .. } => "target_out_of_bounds",
+            Error::TargetDtype { .. } => "target_dtype",
+            Error::ProbabilityTargetDtype { .. } => "probability_target_dtype",
+            Error::BatchSizeMismatch { .. } => "batch_size_mismatch",
+            Error::TargetRank { .. } => "target_rank",
+            Error::TargetShapeMismatch { .. } => "target_shape_mismatch",
+            Error::WeightLength { .. } => "weight_length",
+            Error::WeightDtype { .. } => "weight_dtype",
+            Error::InputDtype { .. } => "input_dtype",
+            Error::InputRank { .. } => "input_rank",
+            Error::IgnoreIndexWithProbabilities { .. } => "ignore_index_with_probabilities",
+            Error::LabelSmoothingRange { .. } => "label_smoothing_range",
+            Error::InvalidReduction { .. } => "invalid_reduction",
+            Error::GradOutputShape { .. } => "grad_output_shape",
+            Error::UnknownLoss { .. } => "unknown_loss",
+            Error::UnknownParameter { .. } => "unknown_parameter",
+            Error::ParameterType { .. } => "parameter_type",
+            Error::MissingTensor { .. } => "missing_tensor",
+            Error::Io { .. } => "io",
+            Error::Npy { .. } => "npy",
+            Error::Manifest { .. } => "manifest",
+            Error::SchemaVersion { .. } => "schema_version",
+            Error::Checksum { .. } => "checksum",
+        }
+    }
+}
+
+/// The crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
