@@ -2,10 +2,21 @@
 //! loss functions.
 //!
 //! * [`spec`] — the reference implementations, forward and gradient, in f64.
+//! * [`catalog`] — every loss with its parameters, callable uniformly ([`catalog::LossCall`]).
+//! * [`fixtures`] — the golden corpus generated from PyTorch: manifest, cases, integrity checks.
+//! * [`compare`] — tolerances (data, with reasons) and mismatch reports.
+//! * [`certify`] — running an [`certify::Implementation`] on the corpus, as a report or as
+//!   libtest-mimic trials.
+//! * [`coverage`] — the combinations the corpus must contain.
 //! * [`tensor`] — dtype-tagged arrays and `.npy` files.
 //! * [`error`] — the one error type.
 
+pub mod catalog;
+pub mod certify;
+pub mod compare;
+pub mod coverage;
 pub mod error;
+pub mod fixtures;
 pub mod spec;
 pub mod tensor;
 

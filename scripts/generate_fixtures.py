@@ -1,0 +1,35 @@
+"""Write segloss's golden fixtures: `python scripts/generate_fixtures.py --out DIR`.
+
+DIR (which must not exist or be empty) receives manifest.json and cases/<case id>/<name>.npy, as
+docs/fixture-format.md specifies. Use scripts/regen.sh to refresh or check the committed fixtures/.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+from segloss_gen import common, cross_entropy
+
+#: One module per loss family; each exposes `cases()`.
+FAMILIES = (cross_entropy,)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True, help="directory to write the fixtures into")
+    args = parser.parse_args(argv)
+    common.configure_torch()
+    cases = [case for family in FAMILIES for case in family.cases()]
+    try:
+        manifest = common.generate(cases, args.out)
+    except common.GenerationError as error:
+        print(f"fixture generation failed: {error}", file=sys.stderr)
+        return 1
+    errors = sum(entry["expected"]["outcome"] == "error" for entry in manifest["cases"])
+    total = len(manifest["cases"])
+    print(f"wrote {total} cases ({total - errors} values, {errors} errors)", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

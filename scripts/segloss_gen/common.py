@@ -1,0 +1,276 @@
+"""Machinery shared by every loss family: case definition, seeding, running the anchor, saving
+tensors, and writing the manifest (see docs/fixture-format.md, the contract with the Rust side).
+
+A loss family only describes its cases (`Case`): which anchor to call and how to build the call's
+arguments from the case's random generator. Everything else happens here, identically for all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import io
+import json
+import platform
+import re
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+SCHEMA_VERSION = 1
+
+#: Generator sources, relative to this file's parent directory (scripts/), whose bytes make up
+#: `generator.script_sha256`.
+SCRIPTS_DIR = Path(__file__).resolve().parent.parent
+ENTRY_POINT = "generate_fixtures.py"
+PACKAGE = Path(__file__).resolve().parent.name
+
+#: Third-party loss libraries whose versions the manifest records when they are importable.
+LIBRARIES = ("torchvision", "segmentation_models_pytorch", "monai", "kornia")
+
+#: Case dtype tokens and the NumPy dtype of the input (logits) they stand for.
+DTYPES = {"f64": np.float64, "f32": np.float32}
+
+#: segloss error kinds and the regex the anchor's message must match for a case to declare that kind.
+ERROR_KINDS = {
+    kind: re.compile(pattern)
+    for kind, pattern in {
+        "target_out_of_bounds": r"Target -?\d+ is out of bounds\.",
+        # The second form: the spatial kernel (inputs of 3 or more dimensions) takes int64 only.
+        "target_dtype": r"expected target dtype to be Long or Byte, but got \w+|expected scalar type Long but found Byte",
+        "probability_target_dtype": r"Expected floating point type for target with class probabilities",
+        "batch_size_mismatch": r"Expected input batch_size \(\d+\) to match target batch_size \(\d+\)",
+        "target_rank": r"0D or 1D target tensor expected|only batches of spatial targets supported",
+        "target_shape_mismatch": r"size mismatch \(got input|Expected target size|1D target must have size 1",
+        "weight_length": r"weight tensor should be defined either for all",
+        "weight_dtype": r"expected scalar type \w+ but found \w+",
+        "input_dtype": r"not implemented for 'Long'",
+        "input_rank": r"Expected 1 or more dimensions",
+        "ignore_index_with_probabilities": r"ignore_index is not supported for floating point target",
+        "label_smoothing_range": r"label_smoothing must be between 0\.0 and 1\.0",
+        "invalid_reduction": r"is not a valid value for reduction",
+    }.items()
+}
+
+_SHAPE_TOKEN = re.compile(r"(?:[A-Z]\d+)+")
+_SHAPE_AXIS = re.compile(r"([A-Z])(\d+)")
+
+
+class GenerationError(Exception):
+    """The catalog and the anchor disagree; no fixture may be written."""
+
+
+@dataclass
+class Call:
+    """The arguments of one anchor call.
+
+    `tensors` are NumPy arrays keyed by the anchor's keyword names (`input`, `target`, `weight`, ...),
+    already in their final dtypes; `params` are the other keyword arguments, exactly as passed.
+    """
+
+    tensors: dict[str, np.ndarray]
+    params: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Case:
+    """One fixture case: its id segments, the anchor to call, and how to build the call.
+
+    `anchor` is called as `anchor(**tensors, **params)` with torch tensors; the gradient is taken
+    with respect to `input`. `build` receives the case's seeded generator and must draw every random
+    value from it. A case with `error_kind` must make the anchor raise an error of that kind.
+    """
+
+    loss: str
+    dtype: str
+    shape: str
+    reduction: str
+    variant: str
+    anchor: Callable[..., torch.Tensor]
+    build: Callable[[np.random.Generator], Call]
+    error_kind: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.dtype not in DTYPES:
+            raise GenerationError(f"{self.id}: unknown dtype token {self.dtype!r}")
+        if self.error_kind is not None and self.error_kind not in ERROR_KINDS:
+            raise GenerationError(f"{self.id}: unknown error kind {self.error_kind!r}")
+
+    @property
+    def id(self) -> str:
+        """`<loss>/<dtype>/<shape>/<reduction>/<variant>`, also the case's directory."""
+        return f"{self.loss}/{self.dtype}/{self.shape}/{self.reduction}/{self.variant}"
+
+    @property
+    def seed(self) -> int:
+        """The first four bytes (little-endian) of the sha256 of the case id."""
+        return int.from_bytes(hashlib.sha256(self.id.encode()).digest()[:4], "little")
+
+
+def parse_shape(token: str) -> tuple[str, tuple[int, ...]]:
+    """Split a shape token into its axis letters and sizes: `N2C3H3W4` -> ("NCHW", (2, 3, 3, 4)).
+
+    The token `S` stands for a 0-d tensor: ("", ()).
+    """
+    if token == "S":
+        return "", ()
+    if not _SHAPE_TOKEN.fullmatch(token):
+        raise GenerationError(f"malformed shape token {token!r}")
+    axes = _SHAPE_AXIS.findall(token)
+    return "".join(letter for letter, _ in axes), tuple(int(size) for _, size in axes)
+
+
+def configure_torch() -> None:
+    """Make every anchor call reproducible: deterministic kernels, one CPU thread."""
+    torch.use_deterministic_algorithms(True)
+    torch.set_num_threads(1)
+
+
+def _release(version: str) -> str:
+    """Drop a local version suffix: "2.15.0+cu132" -> "2.15.0"."""
+    return version.split("+", 1)[0]
+
+
+def _source_files() -> list[str]:
+    """The generator's source files, as sorted paths relative to scripts/."""
+    package = [f"{PACKAGE}/{path.name}" for path in (SCRIPTS_DIR / PACKAGE).glob("*.py")]
+    return sorted([ENTRY_POINT, *package])
+
+
+def generator_info() -> dict[str, Any]:
+    """The manifest's `generator` object: source hash and the versions of everything involved."""
+    digest = hashlib.sha256()
+    for relative in _source_files():
+        digest.update((SCRIPTS_DIR / relative).read_bytes())
+    libraries = {}
+    for name in LIBRARIES:
+        try:
+            libraries[name] = _release(importlib.import_module(name).__version__)
+        except ImportError:
+            continue
+    return {
+        "script": f"scripts/{ENTRY_POINT}",
+        "script_sha256": digest.hexdigest(),
+        "python": platform.python_version(),
+        "torch": _release(torch.__version__),
+        "numpy": np.__version__,
+        "device": "cpu",
+        "libraries": libraries,
+    }
+
+
+def _save(out: Path, case_id: str, name: str, array: np.ndarray) -> dict[str, Any]:
+    """Write `array` to `cases/<case_id>/<name>.npy` under `out`; return its manifest entry."""
+    array = np.asarray(array, order="C")
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    data = buffer.getvalue()
+    relative = f"cases/{case_id}/{name}.npy"
+    path = out / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return {
+        "path": relative,
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "dtype": str(array.dtype),
+        "shape": list(array.shape),
+    }
+
+
+def _to_torch(name: str, array: np.ndarray) -> torch.Tensor:
+    """A torch copy of `array`; a floating-point `input` requires grad."""
+    tensor = torch.from_numpy(np.array(array, order="C"))
+    if name == "input" and tensor.is_floating_point():
+        tensor.requires_grad_(True)
+    return tensor
+
+
+def _values(case: Case, call: Call, inputs: dict[str, torch.Tensor], rng: np.random.Generator, out: Path) -> dict[str, Any]:
+    """Run the anchor forward and backward; save grad_output, loss and grad_input."""
+    loss = case.anchor(**inputs, **call.params)
+    loss_values = loss.detach().numpy()
+    dtype = call.tensors["input"].dtype
+    if loss_values.dtype != dtype:
+        raise GenerationError(f"{case.id}: loss dtype {loss_values.dtype} differs from input dtype {dtype}")
+    if loss.dim() == 0:
+        grad_output = np.asarray(rng.uniform(0.5, 2.0), dtype=dtype)
+    else:
+        grad_output = rng.standard_normal(tuple(loss.shape)).astype(dtype)
+    (grad_input,) = torch.autograd.grad(loss, inputs["input"], torch.from_numpy(grad_output.copy()))
+    return {
+        "outcome": "values",
+        "grad_output": _save(out, case.id, "grad_output", grad_output),
+        "loss": _save(out, case.id, "loss", loss_values),
+        "grad_input": _save(out, case.id, "grad_input", grad_input.numpy()),
+    }
+
+
+def _error(case: Case, call: Call, inputs: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """Run the anchor, insist that it raises an error of the declared kind, and record it."""
+    try:
+        result = case.anchor(**inputs, **call.params)
+    except Exception as error:  # whatever the anchor raises is the datum
+        lines = str(error).splitlines()
+        message = lines[0] if lines else ""
+        if not ERROR_KINDS[case.error_kind].search(message):
+            raise GenerationError(
+                f"{case.id}: declared {case.error_kind}, but the anchor raised "
+                f"{type(error).__name__}: {message}"
+            ) from error
+        return {"outcome": "error", "kind": case.error_kind, "type": type(error).__name__, "message": message}
+    raise GenerationError(f"{case.id}: declared {case.error_kind}, but the anchor returned {result}")
+
+
+def run_case(case: Case, out: Path) -> dict[str, Any]:
+    """Build, run and save one case under `out`; return its manifest entry."""
+    rng = np.random.default_rng(case.seed)
+    call = case.build(rng)
+    inputs = {name: _to_torch(name, array) for name, array in call.tensors.items()}
+    tensors = {name: _save(out, case.id, name, array) for name, array in call.tensors.items()}
+    if case.error_kind is None:
+        expected = _values(case, call, inputs, rng, out)
+    else:
+        expected = _error(case, call, inputs)
+    return {
+        "id": case.id,
+        "loss": case.loss,
+        "dtype": case.dtype,
+        "shape": case.shape,
+        "reduction": case.reduction,
+        "variant": case.variant,
+        "seed": case.seed,
+        "params": call.params,
+        "tensors": tensors,
+        "expected": expected,
+    }
+
+
+def generate(cases: list[Case], out: Path) -> dict[str, Any]:
+    """Write every case and the manifest into `out`, which must not exist or be empty.
+
+    Returns the manifest. Any disagreement between a case and the anchor aborts the run.
+    """
+    counts = Counter(case.id for case in cases)
+    duplicates = sorted(case_id for case_id, count in counts.items() if count > 1)
+    if duplicates:
+        raise GenerationError(f"duplicate case ids: {duplicates}")
+    if out.exists() and any(out.iterdir()):
+        raise GenerationError(f"output directory {out} is not empty")
+    out.mkdir(parents=True, exist_ok=True)
+    entries = []
+    for case in sorted(cases, key=lambda case: case.id):
+        try:
+            entries.append(run_case(case, out))
+        except GenerationError:
+            raise
+        except Exception as error:
+            raise GenerationError(f"{case.id}: {type(error).__name__}: {error}") from error
+    manifest = {"schema_version": SCHEMA_VERSION, "generator": generator_info(), "cases": entries}
+    with open(out / "manifest.json", "w", encoding="utf-8") as file:
+        json.dump(manifest, file, sort_keys=True, indent=2)
+        file.write("\n")
+    return manifest

@@ -1,0 +1,176 @@
+//! The loss catalog: every loss segloss specifies, the parameters and tensors it takes (PyTorch's
+//! keyword names), and a uniform way to call it from a case, the CLI or a certification run.
+
+use std::collections::BTreeMap;
+
+use ndarray::ArrayD;
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::spec::cross_entropy::{self, CrossEntropyOptions, NllOptions, DEFAULT_IGNORE_INDEX};
+use crate::spec::{LossOutput, Reduction};
+use crate::tensor::Tensor;
+
+/// A loss call in the form every front end shares: the loss id, keyword parameters as JSON values,
+/// tensor arguments by keyword name, and the grad_output for the gradient (ones when absent).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LossCall {
+    /// The loss id, e.g. `cross_entropy`.
+    pub loss: String,
+    /// Non-tensor keyword arguments (`reduction`, `ignore_index`, …).
+    pub params: BTreeMap<String, Value>,
+    /// Tensor arguments (`input`, `target`, `weight`, …).
+    pub tensors: BTreeMap<String, Tensor>,
+    /// The grad_output to differentiate with; ones of the loss's shape when `None`.
+    pub grad_output: Option<ArrayD<f64>>,
+}
+
+/// One loss of the catalog.
+pub struct LossDef {
+    /// The loss id: the `torch.nn.functional` name, or `library.Name`.
+    pub name: &'static str,
+    /// One line on what it computes.
+    pub summary: &'static str,
+    /// The non-tensor parameters it accepts.
+    pub params: &'static [&'static str],
+    /// The tensor arguments it requires.
+    pub required_tensors: &'static [&'static str],
+    /// The tensor arguments it accepts in addition.
+    pub optional_tensors: &'static [&'static str],
+    evaluate: fn(&LossCall) -> Result<LossOutput>,
+}
+
+/// Every loss segloss specifies.
+pub const LOSSES: &[LossDef] = &[
+    LossDef {
+        name: "cross_entropy",
+        summary: "torch.nn.functional.cross_entropy: class-index or probability targets, weights, ignore_index, label smoothing",
+        params: &["reduction", "ignore_index", "label_smoothing"],
+        required_tensors: &["input", "target"],
+        optional_tensors: &["weight"],
+        evaluate: |call| {
+            let options = CrossEntropyOptions {
+                reduction: call.reduction()?,
+                ignore_index: call.int_param("ignore_index", DEFAULT_IGNORE_INDEX)?,
+                label_smoothing: call.float_param("label_smoothing", 0.0)?,
+            };
+            cross_entropy::cross_entropy(
+                call.tensor("input")?,
+                call.tensor("target")?,
+                call.tensors.get("weight"),
+                &options,
+                call.grad_output.as_ref(),
+            )
+        },
+    },
+    LossDef {
+        name: "nll_loss",
+        summary: "torch.nn.functional.nll_loss: negative log-likelihood of log-probabilities, weights, ignore_index",
+        params: &["reduction", "ignore_index"],
+        required_tensors: &["input", "target"],
+        optional_tensors: &["weight"],
+        evaluate: |call| {
+            let options = NllOptions {
+                reduction: call.reduction()?,
+                ignore_index: call.int_param("ignore_index", DEFAULT_IGNORE_INDEX)?,
+            };
+            cross_entropy::nll_loss(
+                call.tensor("input")?,
+                call.tensor("target")?,
+                call.tensors.get("weight"),
+                &options,
+                call.grad_output.as_ref(),
+            )
+        },
+    },
+];
+
+/// The catalog entry for a loss id.
+pub fn find(name: &str) -> Result<&'static LossDef> {
+    LOSSES
+        .iter()
+        .find(|loss| loss.name == name)
+        .ok_or_else(|| Error::UnknownLoss {
+            name: name.to_string(),
+            known: LOSSES
+                .iter()
+                .map(|loss| loss.name)
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+}
+
+/// Computes a loss call with the reference spec, after checking that every parameter and tensor
+/// it names is one the loss takes.
+pub fn evaluate(call: &LossCall) -> Result<LossOutput> {
+    let loss = find(&call.loss)?;
+    let tensor_names = loss.required_tensors.iter().chain(loss.optional_tensors);
+    let unknown_param = call
+        .params
+        .keys()
+        .find(|name| !loss.params.contains(&name.as_str()));
+    let unknown_tensor = call
+        .tensors
+        .keys()
+        .find(|name| !tensor_names.clone().any(|known| known == name));
+    if let Some(name) = unknown_param.or(unknown_tensor) {
+        return Err(Error::UnknownParameter {
+            loss: loss.name.to_string(),
+            name: name.clone(),
+            accepted: loss
+                .params
+                .iter()
+                .chain(tensor_names)
+                .copied()
+                .collect::<Vec<_>>()
+                .join(", "),
+        });
+    }
+    (loss.evaluate)(call)
+}
+
+impl LossCall {
+    /// A required tensor argument.
+    fn tensor(&self, name: &str) -> Result<&Tensor> {
+        self.tensors.get(name).ok_or_else(|| Error::MissingTensor {
+            name: name.to_string(),
+        })
+    }
+
+    /// `reduction`, parsed; PyTorch's default is `mean`.
+    fn reduction(&self) -> Result<Reduction> {
+        match self.params.get("reduction") {
+            None => Ok(Reduction::Mean),
+            Some(Value::String(name)) => name.parse(),
+            Some(other) => Err(parameter_type("reduction", "a string", other)),
+        }
+    }
+
+    /// An integer parameter.
+    fn int_param(&self, name: &str, default: i64) -> Result<i64> {
+        match self.params.get(name) {
+            None => Ok(default),
+            Some(value) => value
+                .as_i64()
+                .ok_or_else(|| parameter_type(name, "an integer", value)),
+        }
+    }
+
+    /// A real-number parameter (integers accepted).
+    fn float_param(&self, name: &str, default: f64) -> Result<f64> {
+        match self.params.get(name) {
+            None => Ok(default),
+            Some(value) => value
+                .as_f64()
+                .ok_or_else(|| parameter_type(name, "a number", value)),
+        }
+    }
+}
+
+fn parameter_type(name: &str, expected: &'static str, got: &Value) -> Error {
+    Error::ParameterType {
+        name: name.to_string(),
+        expected,
+        got: got.to_string(),
+    }
+}

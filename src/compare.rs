@@ -1,0 +1,300 @@
+//! Comparing a result with the expected one: the tolerance policy (data, with reasons) and
+//! `torch.testing.assert_close`-style mismatch reports.
+//!
+//! An element passes when |actual − expected| ≤ atol + rtol·|expected|, or when both are NaN, or
+//! both are the same infinity.
+
+use std::fmt;
+
+use ndarray::{ArrayD, Dimension};
+
+use crate::tensor::DType;
+
+/// Which part of a case's outcome is compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Check {
+    /// The loss value(s).
+    Forward,
+    /// The gradient with respect to the input.
+    Gradient,
+}
+
+impl Check {
+    /// `forward` or `gradient`, as trial names use it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Check::Forward => "forward",
+            Check::Gradient => "gradient",
+        }
+    }
+}
+
+/// An allowed difference: |actual − expected| ≤ atol + rtol·|expected|.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Tolerance {
+    /// Relative part.
+    pub rtol: f64,
+    /// Absolute part.
+    pub atol: f64,
+}
+
+/// The tolerance for cases whose input has a dtype, and why.
+pub struct DTypeTolerance {
+    /// The input dtype of the case.
+    pub dtype: DType,
+    /// The tolerance.
+    pub tolerance: Tolerance,
+    /// Why this tolerance.
+    pub reason: &'static str,
+}
+
+/// A tolerance for specific cases that replaces the dtype default, and why.
+pub struct ToleranceOverride {
+    /// Applies to case ids starting with this.
+    pub case_prefix: &'static str,
+    /// Applies to this check only (`None`: both).
+    pub check: Option<Check>,
+    /// The tolerance.
+    pub tolerance: Tolerance,
+    /// Why the default does not fit these cases.
+    pub reason: &'static str,
+}
+
+/// Per-dtype defaults.
+pub const DTYPE_TOLERANCES: &[DTypeTolerance] = &[
+    DTypeTolerance {
+        dtype: DType::Float64,
+        tolerance: Tolerance { rtol: 1e-10, atol: 1e-13 },
+        reason: "both sides compute in f64 from the same inputs; only summation order differs \
+                 (PyTorch's cascade vs the reference's compensated sum), worth a few ulp per element",
+    },
+    DTypeTolerance {
+        dtype: DType::Float32,
+        tolerance: Tolerance { rtol: 1.3e-6, atol: 1e-5 },
+        reason: "PyTorch computes in float32 and the reference in f64 from the same float32 inputs; \
+                 torch.testing's float32 defaults bound float32 rounding of these short sums",
+    },
+];
+
+/// Per-case overrides of the dtype defaults (none are needed today; each entry must say why).
+pub const TOLERANCE_OVERRIDES: &[ToleranceOverride] = &[];
+
+/// The tolerance for one check of one case: the first matching override, else the dtype default.
+pub fn tolerance_for(case_id: &str, dtype: DType, check: Check) -> (Tolerance, &'static str) {
+    TOLERANCE_OVERRIDES
+        .iter()
+        .find(|rule| {
+            case_id.starts_with(rule.case_prefix) && rule.check.is_none_or(|only| only == check)
+        })
+        .map(|rule| (rule.tolerance, rule.reason))
+        .or_else(|| {
+            DTYPE_TOLERANCES
+                .iter()
+                .find(|rule| rule.dtype == dtype)
+                .map(|rule| (rule.tolerance, rule.reason))
+        })
+        .unwrap_or((
+            Tolerance {
+                rtol: 0.0,
+                atol: 0.0,
+            },
+            "no tolerance declared for this dtype: exact",
+        ))
+}
+
+/// The worst differences of a comparison that passed.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Agreement {
+    /// The greatest absolute difference over finite elements.
+    pub max_abs: f64,
+    /// The greatest relative difference over finite elements.
+    pub max_rel: f64,
+}
+
+/// Why a comparison failed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Mismatch {
+    /// The shapes differ.
+    Shape {
+        /// The actual shape.
+        actual: Vec<usize>,
+        /// The expected shape.
+        expected: Vec<usize>,
+    },
+    /// Some elements are not close.
+    Values {
+        /// How many elements are not close.
+        mismatched: usize,
+        /// How many elements there are.
+        total: usize,
+        /// The greatest absolute difference, where, and what was allowed there.
+        worst_abs: (f64, Vec<usize>),
+        /// The greatest relative difference and where.
+        worst_rel: (f64, Vec<usize>),
+        /// The first element that is not close: index, actual, expected.
+        first: (Vec<usize>, f64, f64),
+        /// The tolerance applied.
+        tolerance: Tolerance,
+    },
+}
+
+impl fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Mismatch::Shape { actual, expected } => {
+                write!(
+                    f,
+                    "The values for attribute 'shape' do not match: {actual:?} != {expected:?}."
+                )
+            }
+            Mismatch::Values {
+                mismatched,
+                total,
+                worst_abs,
+                worst_rel,
+                first,
+                tolerance,
+            } => {
+                writeln!(f, "Tensor-likes are not close!")?;
+                writeln!(
+                    f,
+                    "Mismatched elements: {mismatched} / {total} ({:.1}%)",
+                    100.0 * *mismatched as f64 / *total as f64
+                )?;
+                writeln!(
+                    f,
+                    "Greatest absolute difference: {:e} at index {:?} (up to {:e} allowed)",
+                    worst_abs.0, worst_abs.1, tolerance.atol
+                )?;
+                writeln!(
+                    f,
+                    "Greatest relative difference: {:e} at index {:?} (up to {:e} allowed)",
+                    worst_rel.0, worst_rel.1, tolerance.rtol
+                )?;
+                write!(
+                    f,
+                    "First mismatch at index {:?}: actual {:e}, expected {:e}",
+                    first.0, first.1, first.2
+                )
+            }
+        }
+    }
+}
+
+/// Compares `actual` with `expected` element by element under `tolerance`.
+///
+/// NaN matches NaN and an infinity matches the same infinity (equal_nan, as the fixtures record
+/// PyTorch's NaN results on purpose); any other pairing with a non-finite value is a mismatch with
+/// an infinite difference.
+pub fn assert_close(
+    actual: &ArrayD<f64>,
+    expected: &ArrayD<f64>,
+    tolerance: Tolerance,
+) -> Result<Agreement, Mismatch> {
+    if actual.shape() != expected.shape() {
+        return Err(Mismatch::Shape {
+            actual: actual.shape().to_vec(),
+            expected: expected.shape().to_vec(),
+        });
+    }
+    let mut agreement = Agreement::default();
+    let mut worst_abs = (0.0, vec![]);
+    let mut worst_rel = (0.0, vec![]);
+    let mut mismatched = 0;
+    let mut first = None;
+    for ((index, &got), &want) in actual.indexed_iter().zip(expected.iter()) {
+        let same_special = (got.is_nan() && want.is_nan()) || (got.is_infinite() && got == want);
+        let abs_diff = if same_special {
+            0.0
+        } else {
+            (got - want).abs()
+        };
+        let abs_diff = if abs_diff.is_nan() {
+            f64::INFINITY
+        } else {
+            abs_diff
+        };
+        let rel_diff = if abs_diff == 0.0 {
+            0.0
+        } else {
+            abs_diff / want.abs()
+        };
+        let close = abs_diff <= tolerance.atol + tolerance.rtol * want.abs();
+        if abs_diff > worst_abs.0 {
+            worst_abs = (abs_diff, index.slice().to_vec());
+        }
+        if rel_diff > worst_rel.0 {
+            worst_rel = (rel_diff, index.slice().to_vec());
+        }
+        agreement.max_abs = agreement.max_abs.max(abs_diff);
+        agreement.max_rel = agreement.max_rel.max(rel_diff);
+        if !close {
+            mismatched += 1;
+            first.get_or_insert((index.slice().to_vec(), got, want));
+        }
+    }
+    match first {
+        None => Ok(agreement),
+        Some(first) => Err(Mismatch::Values {
+            mismatched,
+            total: expected.len(),
+            worst_abs,
+            worst_rel,
+            first,
+            tolerance,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn array(values: &[f64]) -> ArrayD<f64> {
+        ArrayD::from_shape_vec(vec![values.len()], values.to_vec()).unwrap()
+    }
+
+    const TIGHT: Tolerance = Tolerance {
+        rtol: 1e-10,
+        atol: 1e-13,
+    };
+
+    #[test]
+    fn nan_and_matching_infinities_are_equal() {
+        let values = array(&[f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 1.0]);
+        assert!(assert_close(&values, &values, TIGHT).is_ok());
+    }
+
+    #[test]
+    fn nan_against_a_number_and_opposite_infinities_differ() {
+        let error = assert_close(
+            &array(&[f64::NAN, f64::INFINITY]),
+            &array(&[1.0, f64::NEG_INFINITY]),
+            TIGHT,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(error, Mismatch::Values { mismatched: 2, .. }),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_perturbation_of_twice_the_tolerance_is_caught() {
+        let expected = array(&[1.0, -3.0, 0.0]);
+        let allowed = TIGHT.atol + TIGHT.rtol * 3.0;
+        let actual = array(&[1.0, -3.0 - 2.0 * allowed, 0.0]);
+        let error = assert_close(&actual, &expected, TIGHT).unwrap_err();
+        let report = error.to_string();
+        assert!(report.contains("Mismatched elements: 1 / 3"), "{report}");
+        assert!(report.contains("at index [1]"), "{report}");
+        let within = array(&[1.0, -3.0 - 0.5 * allowed, 0.0]);
+        assert!(assert_close(&within, &expected, TIGHT).is_ok());
+    }
+
+    #[test]
+    fn shapes_must_match() {
+        let error = assert_close(&array(&[1.0]), &ArrayD::zeros(vec![]), TIGHT).unwrap_err();
+        assert!(matches!(error, Mismatch::Shape { .. }));
+    }
+}

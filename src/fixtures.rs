@@ -1,0 +1,333 @@
+//! The golden-fixture corpus: the versioned manifest, its cases, and their `.npy` files with
+//! sha256 integrity checks. The format is described in `docs/fixture-format.md`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::tensor::{read_file, sha256_hex, DType, Tensor};
+
+/// The manifest schema version this build reads; any other version is rejected.
+pub const SCHEMA_VERSION: u64 = 1;
+
+/// The manifest's file name inside a fixtures directory.
+pub const MANIFEST_FILE: &str = "manifest.json";
+
+/// The whole manifest.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Must equal [`SCHEMA_VERSION`].
+    pub schema_version: u64,
+    /// Where the fixtures came from.
+    pub generator: Provenance,
+    /// Every case, sorted by id.
+    pub cases: Vec<CaseEntry>,
+}
+
+/// The provenance of a corpus: which script made it, with which library versions.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Provenance {
+    /// The generator's entry point, relative to the repository root.
+    pub script: String,
+    /// sha256 over the generator's source files.
+    pub script_sha256: String,
+    /// Python version.
+    pub python: String,
+    /// PyTorch version.
+    pub torch: String,
+    /// NumPy version.
+    pub numpy: String,
+    /// The device the anchors ran on.
+    pub device: String,
+    /// Versions of the other anchor libraries.
+    #[serde(default)]
+    pub libraries: BTreeMap<String, String>,
+}
+
+/// One case as the manifest lists it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaseEntry {
+    /// `loss/dtype/shape/reduction/variant`.
+    pub id: String,
+    /// The loss id (`cross_entropy`, `nll_loss`, …).
+    pub loss: String,
+    /// `f64` or `f32`: the input's dtype.
+    pub dtype: String,
+    /// The shape token, e.g. `N2C3H3W4`.
+    pub shape: String,
+    /// The reduction segment of the id.
+    pub reduction: String,
+    /// The variant segment of the id.
+    pub variant: String,
+    /// The seed every random input of the case came from.
+    pub seed: u64,
+    /// The non-tensor keyword arguments, as passed to the anchor.
+    pub params: BTreeMap<String, Value>,
+    /// The tensor arguments by keyword name.
+    pub tensors: BTreeMap<String, FileRef>,
+    /// What the anchor did.
+    pub expected: ExpectedEntry,
+}
+
+/// A `.npy` file of the corpus.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileRef {
+    /// Relative to the fixtures directory.
+    pub path: String,
+    /// sha256 of the file's bytes.
+    pub sha256: String,
+    /// NumPy dtype name.
+    pub dtype: String,
+    /// The array's shape.
+    pub shape: Vec<usize>,
+}
+
+/// What the anchor did with a case, as the manifest records it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ExpectedEntry {
+    /// The anchor returned a loss; its gradient is for the given grad_output.
+    Values {
+        /// The grad_output the gradient was computed with.
+        grad_output: FileRef,
+        /// The loss the anchor returned.
+        loss: FileRef,
+        /// The anchor's gradient with respect to `input`.
+        grad_input: FileRef,
+    },
+    /// The anchor raised.
+    Error {
+        /// The segloss error kind the exception corresponds to.
+        kind: String,
+        /// The Python exception type.
+        #[serde(rename = "type")]
+        exception_type: String,
+        /// The exception's message.
+        message: String,
+    },
+}
+
+/// A case with its tensors loaded.
+#[derive(Debug, Clone)]
+pub struct Case {
+    /// The manifest entry.
+    pub entry: CaseEntry,
+    /// The tensor arguments by keyword name.
+    pub tensors: BTreeMap<String, Tensor>,
+    /// The expected outcome with its tensors loaded.
+    pub expected: Expected,
+}
+
+/// The expected outcome of a case, loaded.
+#[derive(Debug, Clone)]
+pub enum Expected {
+    /// Loss and gradient for a grad_output.
+    Values {
+        /// The grad_output the gradient was computed with.
+        grad_output: Tensor,
+        /// The expected loss.
+        loss: Tensor,
+        /// The expected gradient with respect to `input`.
+        grad_input: Tensor,
+    },
+    /// The error the anchor raised.
+    Error {
+        /// The segloss error kind.
+        kind: String,
+        /// The anchor's exception type and message, for reports.
+        anchor_said: String,
+    },
+}
+
+impl Case {
+    /// The dtype of the case's input, from the id's dtype segment.
+    pub fn input_dtype(&self) -> DType {
+        if self.entry.dtype == "f32" {
+            DType::Float32
+        } else {
+            DType::Float64
+        }
+    }
+}
+
+/// A fixtures directory with its parsed manifest.
+#[derive(Debug, Clone)]
+pub struct Fixtures {
+    /// The directory holding `manifest.json`.
+    pub root: PathBuf,
+    /// The parsed manifest.
+    pub manifest: Manifest,
+}
+
+impl Fixtures {
+    /// Opens a fixtures directory: reads the manifest, rejects unknown schema versions and
+    /// malformed entries. File contents are checked when a case is loaded.
+    pub fn open(root: &Path) -> Result<Fixtures> {
+        let path = root.join(MANIFEST_FILE);
+        let manifest_error = |message: String| Error::Manifest {
+            path: path.clone(),
+            message,
+        };
+        let text = String::from_utf8(read_file(&path)?)
+            .map_err(|error| manifest_error(error.to_string()))?;
+        let raw: Value =
+            serde_json::from_str(&text).map_err(|error| manifest_error(error.to_string()))?;
+        let found = raw
+            .get("schema_version")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| manifest_error("no integer schema_version".into()))?;
+        if found != SCHEMA_VERSION {
+            return Err(Error::SchemaVersion {
+                path,
+                found,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        let manifest: Manifest =
+            serde_json::from_value(raw).map_err(|error| manifest_error(error.to_string()))?;
+        let mut seen = BTreeSet::new();
+        for case in &manifest.cases {
+            if !seen.insert(case.id.as_str()) {
+                return Err(manifest_error(format!("case {} is listed twice", case.id)));
+            }
+            let expected_id = [
+                &case.loss,
+                &case.dtype,
+                &case.shape,
+                &case.reduction,
+                &case.variant,
+            ]
+            .map(String::as_str)
+            .join("/");
+            if case.id != expected_id {
+                return Err(manifest_error(format!(
+                    "case id {} does not match its fields ({expected_id})",
+                    case.id
+                )));
+            }
+        }
+        Ok(Fixtures {
+            root: root.to_path_buf(),
+            manifest,
+        })
+    }
+
+    /// Loads a case's tensors, checking every file's sha256, dtype and shape against the manifest.
+    pub fn load(&self, entry: &CaseEntry) -> Result<Case> {
+        let tensors = entry
+            .tensors
+            .iter()
+            .map(|(name, file)| Ok((name.clone(), self.read(file)?)))
+            .collect::<Result<BTreeMap<_, _>>>()?;
+        let expected = match &entry.expected {
+            ExpectedEntry::Values {
+                grad_output,
+                loss,
+                grad_input,
+            } => Expected::Values {
+                grad_output: self.read(grad_output)?,
+                loss: self.read(loss)?,
+                grad_input: self.read(grad_input)?,
+            },
+            ExpectedEntry::Error {
+                kind,
+                exception_type,
+                message,
+            } => Expected::Error {
+                kind: kind.clone(),
+                anchor_said: format!("{exception_type}: {message}"),
+            },
+        };
+        Ok(Case {
+            entry: entry.clone(),
+            tensors,
+            expected,
+        })
+    }
+
+    /// Every file the manifest references, relative to the fixtures directory.
+    pub fn referenced_files(&self) -> BTreeSet<String> {
+        let mut files = BTreeSet::new();
+        for case in &self.manifest.cases {
+            files.extend(case.tensors.values().map(|file| file.path.clone()));
+            if let ExpectedEntry::Values {
+                grad_output,
+                loss,
+                grad_input,
+            } = &case.expected
+            {
+                files.extend([grad_output, loss, grad_input].map(|file| file.path.clone()));
+            }
+        }
+        files
+    }
+
+    /// Files under the fixtures directory that the manifest does not reference.
+    pub fn unreferenced_files(&self) -> Result<Vec<String>> {
+        let referenced = self.referenced_files();
+        let mut unreferenced = Vec::new();
+        let mut pending = vec![self.root.clone()];
+        while let Some(dir) = pending.pop() {
+            let entries = std::fs::read_dir(&dir).map_err(|error| Error::Io {
+                path: dir.clone(),
+                message: error.to_string(),
+            })?;
+            for entry in entries {
+                let path = entry
+                    .map_err(|error| Error::Io {
+                        path: dir.clone(),
+                        message: error.to_string(),
+                    })?
+                    .path();
+                if path.is_dir() {
+                    pending.push(path);
+                    continue;
+                }
+                let relative = path
+                    .strip_prefix(&self.root)
+                    .unwrap_or(&path)
+                    .to_string_lossy()
+                    .replace('\\', "/");
+                if relative != MANIFEST_FILE && !referenced.contains(&relative) {
+                    unreferenced.push(relative);
+                }
+            }
+        }
+        unreferenced.sort();
+        Ok(unreferenced)
+    }
+
+    fn read(&self, file: &FileRef) -> Result<Tensor> {
+        let path = self.root.join(&file.path);
+        let bytes = read_file(&path)?;
+        let actual = sha256_hex(&bytes);
+        if actual != file.sha256 {
+            return Err(Error::Checksum {
+                path,
+                expected: file.sha256.clone(),
+                actual,
+            });
+        }
+        let tensor = Tensor::from_npy_bytes(&bytes, &path)?;
+        if tensor.dtype().name() != file.dtype || tensor.shape() != file.shape.as_slice() {
+            return Err(Error::Manifest {
+                path,
+                message: format!(
+                    "file holds {} {:?}, the manifest says {} {:?}",
+                    tensor.dtype(),
+                    tensor.shape(),
+                    file.dtype,
+                    file.shape
+                ),
+            });
+        }
+        Ok(tensor)
+    }
+}
