@@ -19,8 +19,8 @@ pub enum Error {
         /// The number of classes.
         classes: usize,
     },
-    /// A class-index target whose dtype is neither int64 nor uint8.
-    #[error("class-index target must be int64 or uint8, got {got}")]
+    /// A class-index target whose dtype is not int64 (or uint8 where PyTorch reads uint8).
+    #[error("class-index target must be int64 (uint8 is read only for (C) and (N, C) inputs without weighted mean label smoothing), got {got}")]
     TargetDtype {
         /// The target's dtype.
         got: DType,

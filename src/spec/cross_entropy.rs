@@ -9,7 +9,7 @@ use ndarray::{Array1, ArrayD, Dimension, IxDyn};
 use super::softmax::{log_softmax, log_softmax_backward};
 use super::{compensated_sum, LossOutput, Reduction};
 use crate::error::{Error, Result};
-use crate::tensor::Tensor;
+use crate::tensor::{DType, Tensor};
 
 /// PyTorch's default `ignore_index`.
 pub const DEFAULT_IGNORE_INDEX: i64 = -100;
@@ -145,6 +145,10 @@ struct ClassIndexCall {
     targets: ArrayD<i64>,
     /// w_c for every class (ones without a weight).
     weights: Array1<f64>,
+    /// Whether a weight was given.
+    weighted: bool,
+    /// The target's dtype (int64 or uint8).
+    target_dtype: DType,
     /// 0 for an unbatched `(C)` input, else 1.
     class_axis: usize,
 }
@@ -174,6 +178,16 @@ fn class_index_loss(
     let classes = call.weights.len();
     check_bounds(&call.targets, classes, ignore_index)?;
     let counted = |target: i64| target != ignore_index;
+    // PyTorch divides the weighted smoothing term by weight.gather(targets), and gather refuses
+    // uint8 indices (an empty selection slips through).
+    if smoothing > 0.0
+        && reduction == Reduction::Mean
+        && call.weighted
+        && call.target_dtype == DType::UInt8
+        && call.targets.iter().any(|&target| counted(target))
+    {
+        return Err(Error::TargetDtype { got: DType::UInt8 });
+    }
     let denominator = compensated_sum(
         call.targets
             .iter()
@@ -329,7 +343,7 @@ fn class_weights(
 
 /// PyTorch's checks of a class-index call (`nll_loss_nd` and its kernels), in PyTorch's order:
 /// input rank, batch size, target rank and shape, weight length, target dtype, input dtype, weight
-/// dtype, then target bounds.
+/// dtype, then target bounds. Class indices are int64, or uint8 for `(C)` and `(N, C)` inputs.
 fn check_class_index_call(
     input: &Tensor,
     target: &Tensor,
@@ -395,9 +409,13 @@ fn check_class_index_call(
         return Err(shape_error());
     }
 
-    let targets = target.class_indices().ok_or(Error::TargetDtype {
-        got: target.dtype(),
-    })?;
+    // uint8 class indices are read only by the (C) and (N, C) kernels; the spatial one wants int64.
+    let targets = target
+        .class_indices()
+        .filter(|_| rank <= 2 || target.dtype() == DType::Int64)
+        .ok_or(Error::TargetDtype {
+            got: target.dtype(),
+        })?;
     float_input(input)?;
     if let Some(weight) = weight {
         if weight.dtype() != input.dtype() {
@@ -418,6 +436,8 @@ fn check_class_index_call(
     Ok(ClassIndexCall {
         targets,
         weights,
+        weighted: weight.is_some(),
+        target_dtype: target.dtype(),
         class_axis,
     })
 }
