@@ -219,7 +219,10 @@ pub fn assert_close(
         } else {
             abs_diff / want.abs()
         };
-        let close = abs_diff <= tolerance.atol + tolerance.rtol * want.abs();
+        let close = same_special
+            || (got.is_finite()
+                && want.is_finite()
+                && abs_diff <= tolerance.atol + tolerance.rtol * want.abs());
         if abs_diff > worst_abs.0 {
             worst_abs = (abs_diff, index.slice().to_vec());
         }

@@ -157,6 +157,30 @@ impl Case {
     }
 }
 
+/// The sha256 the generator records as `generator.script_sha256`: over the bytes of
+/// `generate_fixtures.py` and `segloss_gen/*.py` in `scripts_dir`, concatenated in sorted
+/// relative-path order. When it differs from the manifest's, the fixtures predate the generator.
+pub fn generator_sources_sha256(scripts_dir: &Path) -> Result<String> {
+    let package = scripts_dir.join("segloss_gen");
+    let entries = std::fs::read_dir(&package).map_err(|error| Error::Io {
+        path: package.clone(),
+        message: error.to_string(),
+    })?;
+    let mut sources = vec!["generate_fixtures.py".to_string()];
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".py") {
+            sources.push(format!("segloss_gen/{name}"));
+        }
+    }
+    sources.sort();
+    let mut bytes = Vec::new();
+    for source in &sources {
+        bytes.extend(read_file(&scripts_dir.join(source))?);
+    }
+    Ok(sha256_hex(&bytes))
+}
+
 /// A fixtures directory with its parsed manifest.
 #[derive(Debug, Clone)]
 pub struct Fixtures {

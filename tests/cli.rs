@@ -22,24 +22,49 @@ fn write(dir: &Path, name: &str, tensor: Tensor) -> String {
 
 fn logits(dir: &Path) -> String {
     let values = vec![0.5, -1.0, 2.0, 0.0, 0.25, -0.75, 1.5, 1.0];
-    write(dir, "input.npy", Tensor::Float32(ArrayD::from_shape_vec(vec![2, 4], values).unwrap()))
+    write(
+        dir,
+        "input.npy",
+        Tensor::Float32(ArrayD::from_shape_vec(vec![2, 4], values).unwrap()),
+    )
 }
 
 fn segloss(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_segloss")).args(args).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_segloss"))
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 #[test]
 fn eval_writes_loss_and_gradient_as_float64() {
     let dir = scratch("ok");
     let input = logits(&dir);
-    let target = write(&dir, "target.npy", Tensor::Int64(ArrayD::from_shape_vec(vec![2], vec![2, 0]).unwrap()));
+    let target = write(
+        &dir,
+        "target.npy",
+        Tensor::Int64(ArrayD::from_shape_vec(vec![2], vec![2, 0]).unwrap()),
+    );
     let out = dir.join("out");
     let output = segloss(&[
-        "eval", "cross_entropy", "--input", &input, "--target", &target,
-        "--param", "reduction=none", "--param", "label_smoothing=0.1", "--out", out.to_str().unwrap(),
+        "eval",
+        "cross_entropy",
+        "--input",
+        &input,
+        "--target",
+        &target,
+        "--param",
+        "reduction=none",
+        "--param",
+        "label_smoothing=0.1",
+        "--out",
+        out.to_str().unwrap(),
     ]);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let loss = Tensor::read_npy(&out.join("loss.npy")).unwrap();
     let grad = Tensor::read_npy(&out.join("grad_input.npy")).unwrap();
     assert!(matches!(loss, Tensor::Float64(ref array) if array.shape() == [2]));
@@ -50,9 +75,22 @@ fn eval_writes_loss_and_gradient_as_float64() {
 fn rejected_input_exits_non_zero_with_one_line_and_writes_nothing() {
     let dir = scratch("reject");
     let input = logits(&dir);
-    let target = write(&dir, "target.npy", Tensor::Int64(ArrayD::from_shape_vec(vec![2], vec![4, 0]).unwrap()));
+    let target = write(
+        &dir,
+        "target.npy",
+        Tensor::Int64(ArrayD::from_shape_vec(vec![2], vec![4, 0]).unwrap()),
+    );
     let out = dir.join("out");
-    let output = segloss(&["eval", "nll_loss", "--input", &input, "--target", &target, "--out", out.to_str().unwrap()]);
+    let output = segloss(&[
+        "eval",
+        "nll_loss",
+        "--input",
+        &input,
+        "--target",
+        &target,
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
@@ -64,16 +102,35 @@ fn rejected_input_exits_non_zero_with_one_line_and_writes_nothing() {
 fn unknown_parameters_and_bad_values_are_named() {
     let dir = scratch("params");
     let input = logits(&dir);
-    let target = write(&dir, "target.npy", Tensor::Int64(ArrayD::from_shape_vec(vec![2], vec![1, 0]).unwrap()));
+    let target = write(
+        &dir,
+        "target.npy",
+        Tensor::Int64(ArrayD::from_shape_vec(vec![2], vec![1, 0]).unwrap()),
+    );
     let out = dir.join("out");
     let out = out.to_str().unwrap();
     for (param, expected) in [
-        ("label_smoothing=0.1", "has no parameter \"label_smoothing\""),
-        ("reduction=avg", "reduction must be one of none, mean, sum; got \"avg\""),
-        ("ignore_index=one", "parameter ignore_index must be an integer"),
+        (
+            "label_smoothing=0.1",
+            "has no parameter \"label_smoothing\"",
+        ),
+        (
+            "reduction=avg",
+            "reduction must be one of none, mean, sum; got \"avg\"",
+        ),
+        (
+            "ignore_index=one",
+            "parameter ignore_index must be an integer",
+        ),
     ] {
-        let output = segloss(&["eval", "nll_loss", "--input", &input, "--target", &target, "--param", param, "--out", out]);
+        let output = segloss(&[
+            "eval", "nll_loss", "--input", &input, "--target", &target, "--param", param, "--out",
+            out,
+        ]);
         let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(!output.status.success() && stderr.contains(expected), "{param}: {stderr}");
+        assert!(
+            !output.status.success() && stderr.contains(expected),
+            "{param}: {stderr}"
+        );
     }
 }

@@ -7,10 +7,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use libtest_mimic::{Arguments, Failed, Trial};
-use segloss::catalog::LOSSES;
+use segloss::catalog::losses;
 use segloss::certify::{trials, Reference};
 use segloss::coverage::{covered_losses, required_case_ids};
-use segloss::fixtures::Fixtures;
+use segloss::fixtures::{generator_sources_sha256, Fixtures};
 
 fn main() -> ExitCode {
     let args = Arguments::from_args();
@@ -28,11 +28,28 @@ fn main() -> ExitCode {
 }
 
 /// Trials that fail when the corpus lacks a declared combination, holds a file the manifest does
-/// not list, or the catalog has a loss without declared coverage.
+/// not list, was made by another version of the generator, or when the catalog has a loss without
+/// declared coverage.
 fn coverage_trials(fixtures: Arc<Fixtures>) -> Vec<Trial> {
     let listed = fixtures.clone();
-    let files = fixtures;
+    let files = fixtures.clone();
+    let provenance = fixtures;
     vec![
+        Trial::test("coverage/fixtures_match_generator", move || {
+            let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts");
+            let current = generator_sources_sha256(&scripts).map_err(Failed::from)?;
+            let recorded = &provenance.manifest.generator.script_sha256;
+            if &current == recorded {
+                Ok(())
+            } else {
+                Err(format!(
+                    "the generator sources hash to {current}, the fixtures were made by {recorded}: \
+                     regenerate them with scripts/regen.sh"
+                )
+                .into())
+            }
+        })
+        .with_kind("coverage"),
         Trial::test("coverage/declared_cases_present", move || {
             let present: Vec<&str> = listed
                 .manifest
@@ -56,8 +73,7 @@ fn coverage_trials(fixtures: Arc<Fixtures>) -> Vec<Trial> {
         .with_kind("coverage"),
         Trial::test("coverage/every_loss_declared", || {
             let declared = covered_losses();
-            let undeclared: Vec<String> = LOSSES
-                .iter()
+            let undeclared: Vec<String> = losses()
                 .filter(|loss| !declared.contains(loss.name))
                 .map(|loss| loss.name.to_string())
                 .collect();

@@ -25,30 +25,89 @@ fn case_inventory() {
 fn error_messages() {
     let path = PathBuf::from("fixtures/manifest.json");
     let examples = [
-        Error::TargetOutOfBounds { value: 3, classes: 3 },
-        Error::TargetDtype { got: DType::Float32 },
+        Error::TargetOutOfBounds {
+            value: 3,
+            classes: 3,
+        },
+        Error::TargetDtype {
+            got: DType::Float32,
+        },
         Error::ProbabilityTargetDtype { got: DType::Int64 },
-        Error::BatchSizeMismatch { input: 4, target: 3 },
-        Error::TargetRank { got: 2, expected: 1, input: vec![4, 3] },
-        Error::TargetShapeMismatch { expected: vec![2, 3, 4], got: vec![2, 3, 5] },
-        Error::WeightLength { classes: 3, got: vec![4] },
-        Error::WeightDtype { expected: DType::Float64, got: DType::Float32 },
+        Error::BatchSizeMismatch {
+            input: 4,
+            target: 3,
+        },
+        Error::TargetRank {
+            got: 2,
+            expected: 1,
+            input: vec![4, 3],
+        },
+        Error::TargetShapeMismatch {
+            expected: vec![2, 3, 4],
+            got: vec![2, 3, 5],
+        },
+        Error::WeightLength {
+            classes: 3,
+            got: vec![4],
+        },
+        Error::WeightDtype {
+            expected: DType::Float64,
+            got: DType::Float32,
+        },
         Error::InputDtype { got: DType::Int64 },
         Error::InputRank { got: 0, min: 1 },
         Error::IgnoreIndexWithProbabilities { value: 0 },
         Error::LabelSmoothingRange { value: 1.5 },
-        Error::InvalidReduction { value: "avg".into() },
-        Error::GradOutputShape { expected: vec![], got: vec![4] },
-        Error::UnknownLoss { name: "dice".into(), known: "cross_entropy, nll_loss".into() },
-        Error::UnknownParameter { loss: "nll_loss".into(), name: "label_smoothing".into(), accepted: "reduction, ignore_index".into() },
-        Error::ParameterType { name: "ignore_index".into(), expected: "an integer", got: "\"one\"".into() },
-        Error::MissingTensor { name: "target".into() },
-        Error::Io { path: path.clone(), message: "No such file or directory (os error 2)".into() },
-        Error::Npy { path: path.clone(), message: "unreadable header".into() },
-        Error::Manifest { path: path.clone(), message: "missing field `cases`".into() },
-        Error::SchemaVersion { path: path.clone(), found: 2, supported: 1 },
-        Error::Checksum { path, expected: "ab12".into(), actual: "cd34".into() },
+        Error::InvalidReduction {
+            value: "avg".into(),
+        },
+        Error::GradOutputShape {
+            expected: vec![],
+            got: vec![4],
+        },
+        Error::UnknownLoss {
+            name: "dice".into(),
+            known: "cross_entropy, nll_loss".into(),
+        },
+        Error::UnknownParameter {
+            loss: "nll_loss".into(),
+            name: "label_smoothing".into(),
+            accepted: "reduction, ignore_index".into(),
+        },
+        Error::ParameterType {
+            name: "ignore_index".into(),
+            expected: "an integer",
+            got: "\"one\"".into(),
+        },
+        Error::MissingTensor {
+            name: "target".into(),
+        },
+        Error::Io {
+            path: path.clone(),
+            message: "No such file or directory (os error 2)".into(),
+        },
+        Error::Npy {
+            path: path.clone(),
+            message: "unreadable header".into(),
+        },
+        Error::Manifest {
+            path: path.clone(),
+            message: "missing field `cases`".into(),
+        },
+        Error::SchemaVersion {
+            path: path.clone(),
+            found: 2,
+            supported: 1,
+        },
+        Error::Checksum {
+            path,
+            expected: "ab12".into(),
+            actual: "cd34".into(),
+        },
     ];
-    let text: Vec<String> = examples.iter().map(|error| format!("{}: {error}", error.kind())).collect();
+    let text: Vec<String> = examples
+        .iter()
+        .map(|error| format!("{}: {error}", error.kind()))
+        .collect();
     insta::assert_snapshot!(text.join("\n"));
 }

@@ -155,7 +155,13 @@ class Layout:
 
 @dataclass(frozen=True)
 class Options:
-    """A variant id segment, parsed (see `parse_variant`)."""
+    """A variant id segment, parsed (see `parse_variant`).
+
+    `target` is "index" (int64 class indices) unless the id says `target=uint8`, `target=probs` or
+    `target=probs_unnormalized`; `weight` is "uniform" for a plain `weight`, else the name of a
+    `FIXED_WEIGHTS` entry; `ignore_index` and `label_smoothing` are passed to the anchor when set;
+    `logits`, `input`, `all_ignored` and `ignored_nan_logits` are the edge-case tags.
+    """
 
     error: str | None = None
     target: str = "index"

@@ -1,25 +1,7 @@
-//! What the fixture corpus must contain: every loss × dtype × shape × reduction × variant
-//! combination, plus named edge and error cases. The golden runner fails when one is missing, so a
-//! generator change cannot silently drop coverage.
+//! What the corpus must hold for the cross-entropy family.
 
-use std::collections::BTreeSet;
+use super::{FamilyCoverage, Matrix, DTYPES, REDUCTIONS};
 
-/// A full cross product of cases the corpus must hold.
-pub struct Matrix {
-    /// The loss id.
-    pub loss: &'static str,
-    /// Dtype segments.
-    pub dtypes: &'static [&'static str],
-    /// Shape tokens.
-    pub shapes: &'static [&'static str],
-    /// Reduction segments.
-    pub reductions: &'static [&'static str],
-    /// Variant segments.
-    pub variants: &'static [&'static str],
-}
-
-const DTYPES: &[&str] = &["f32", "f64"];
-const REDUCTIONS: &[&str] = &["mean", "none", "sum"];
 /// Unbatched, batched, and 1 to 4 spatial dimensions.
 const CLASS_SHAPES: &[&str] = &[
     "C5",
@@ -30,8 +12,7 @@ const CLASS_SHAPES: &[&str] = &[
     "N1C3T2D2H2W3",
 ];
 
-/// The matrices of the cross-entropy family.
-pub const MATRICES: &[Matrix] = &[
+const MATRICES: &[Matrix] = &[
     Matrix {
         loss: "cross_entropy",
         dtypes: DTYPES,
@@ -64,8 +45,7 @@ pub const MATRICES: &[Matrix] = &[
     },
 ];
 
-/// Edge cases, each as (loss/dtype/shape, reductions, variant).
-pub const EDGE_CASES: &[(&str, &[&str], &str)] = &[
+const EDGE_CASES: &[(&str, &[&str], &str)] = &[
     (
         "cross_entropy/f64/N4C3",
         REDUCTIONS,
@@ -145,9 +125,7 @@ pub const EDGE_CASES: &[(&str, &[&str], &str)] = &[
     ("nll_loss/f64/N4C3", REDUCTIONS, "input=positive"),
 ];
 
-/// Inputs the anchor rejects: each case's variant names the problem, and the expected error kind
-/// is in the manifest.
-pub const ERROR_CASES: &[&str] = &[
+const ERROR_CASES: &[&str] = &[
     "cross_entropy/f64/N4C3/mean/error=target_too_large",
     "cross_entropy/f64/N4C3/mean/error=target_negative",
     "cross_entropy/f64/N2C3H3W4/none/error=target_too_large",
@@ -184,33 +162,9 @@ pub const ERROR_CASES: &[&str] = &[
     "nll_loss/f64/N4C3/avg/error=reduction=avg",
 ];
 
-/// Every case id the corpus must contain, sorted.
-pub fn required_case_ids() -> BTreeSet<String> {
-    let mut ids = BTreeSet::new();
-    for matrix in MATRICES {
-        for dtype in matrix.dtypes {
-            for shape in matrix.shapes {
-                for reduction in matrix.reductions {
-                    for variant in matrix.variants {
-                        ids.insert(format!(
-                            "{}/{dtype}/{shape}/{reduction}/{variant}",
-                            matrix.loss
-                        ));
-                    }
-                }
-            }
-        }
-    }
-    for (prefix, reductions, variant) in EDGE_CASES {
-        for reduction in *reductions {
-            ids.insert(format!("{prefix}/{reduction}/{variant}"));
-        }
-    }
-    ids.extend(ERROR_CASES.iter().map(|id| id.to_string()));
-    ids
-}
-
-/// The losses the coverage declaration covers; every catalog loss must appear.
-pub fn covered_losses() -> BTreeSet<&'static str> {
-    MATRICES.iter().map(|matrix| matrix.loss).collect()
-}
+/// The cross-entropy family's coverage.
+pub(super) const COVERAGE: FamilyCoverage = FamilyCoverage {
+    matrices: MATRICES,
+    edge_cases: EDGE_CASES,
+    error_cases: ERROR_CASES,
+};

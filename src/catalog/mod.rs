@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 use ndarray::ArrayD;
 use serde_json::Value;
 
+mod cross_entropy;
+
 use crate::error::{Error, Result};
-use crate::spec::cross_entropy::{self, CrossEntropyOptions, NllOptions, DEFAULT_IGNORE_INDEX};
 use crate::spec::{LossOutput, Reduction};
 use crate::tensor::Tensor;
 
@@ -37,63 +38,25 @@ pub struct LossDef {
     pub required_tensors: &'static [&'static str],
     /// The tensor arguments it accepts in addition.
     pub optional_tensors: &'static [&'static str],
-    evaluate: fn(&LossCall) -> Result<LossOutput>,
+    /// Computes the loss with the reference spec.
+    pub evaluate: fn(&LossCall) -> Result<LossOutput>,
 }
 
-/// Every loss segloss specifies.
-pub const LOSSES: &[LossDef] = &[
-    LossDef {
-        name: "cross_entropy",
-        summary: "torch.nn.functional.cross_entropy: class-index or probability targets, weights, ignore_index, label smoothing",
-        params: &["reduction", "ignore_index", "label_smoothing"],
-        required_tensors: &["input", "target"],
-        optional_tensors: &["weight"],
-        evaluate: |call| {
-            let options = CrossEntropyOptions {
-                reduction: call.reduction()?,
-                ignore_index: call.int_param("ignore_index", DEFAULT_IGNORE_INDEX)?,
-                label_smoothing: call.float_param("label_smoothing", 0.0)?,
-            };
-            cross_entropy::cross_entropy(
-                call.tensor("input")?,
-                call.tensor("target")?,
-                call.tensors.get("weight"),
-                &options,
-                call.grad_output.as_ref(),
-            )
-        },
-    },
-    LossDef {
-        name: "nll_loss",
-        summary: "torch.nn.functional.nll_loss: negative log-likelihood of log-probabilities, weights, ignore_index",
-        params: &["reduction", "ignore_index"],
-        required_tensors: &["input", "target"],
-        optional_tensors: &["weight"],
-        evaluate: |call| {
-            let options = NllOptions {
-                reduction: call.reduction()?,
-                ignore_index: call.int_param("ignore_index", DEFAULT_IGNORE_INDEX)?,
-            };
-            cross_entropy::nll_loss(
-                call.tensor("input")?,
-                call.tensor("target")?,
-                call.tensors.get("weight"),
-                &options,
-                call.grad_output.as_ref(),
-            )
-        },
-    },
-];
+/// The loss families, one module each.
+const FAMILIES: &[&[LossDef]] = &[cross_entropy::LOSSES];
+
+/// Every loss segloss specifies, family by family.
+pub fn losses() -> impl Iterator<Item = &'static LossDef> {
+    FAMILIES.iter().flat_map(|family| family.iter())
+}
 
 /// The catalog entry for a loss id.
 pub fn find(name: &str) -> Result<&'static LossDef> {
-    LOSSES
-        .iter()
+    losses()
         .find(|loss| loss.name == name)
         .ok_or_else(|| Error::UnknownLoss {
             name: name.to_string(),
-            known: LOSSES
-                .iter()
+            known: losses()
                 .map(|loss| loss.name)
                 .collect::<Vec<_>>()
                 .join(", "),
@@ -131,14 +94,14 @@ pub fn evaluate(call: &LossCall) -> Result<LossOutput> {
 
 impl LossCall {
     /// A required tensor argument.
-    fn tensor(&self, name: &str) -> Result<&Tensor> {
+    pub(crate) fn tensor(&self, name: &str) -> Result<&Tensor> {
         self.tensors.get(name).ok_or_else(|| Error::MissingTensor {
             name: name.to_string(),
         })
     }
 
     /// `reduction`, parsed; PyTorch's default is `mean`.
-    fn reduction(&self) -> Result<Reduction> {
+    pub(crate) fn reduction(&self) -> Result<Reduction> {
         match self.params.get("reduction") {
             None => Ok(Reduction::Mean),
             Some(Value::String(name)) => name.parse(),
@@ -147,7 +110,7 @@ impl LossCall {
     }
 
     /// An integer parameter.
-    fn int_param(&self, name: &str, default: i64) -> Result<i64> {
+    pub(crate) fn int_param(&self, name: &str, default: i64) -> Result<i64> {
         match self.params.get(name) {
             None => Ok(default),
             Some(value) => value
@@ -157,7 +120,7 @@ impl LossCall {
     }
 
     /// A real-number parameter (integers accepted).
-    fn float_param(&self, name: &str, default: f64) -> Result<f64> {
+    pub(crate) fn float_param(&self, name: &str, default: f64) -> Result<f64> {
         match self.params.get(name) {
             None => Ok(default),
             Some(value) => value
