@@ -93,6 +93,9 @@ class Case:
     anchor: Callable[..., torch.Tensor]
     build: Callable[[np.random.Generator], Call]
     error_kind: str | None = None
+    #: The tensor argument the gradient is taken with respect to (the prediction): its gradient is
+    #: saved as `grad_input`.
+    prediction: str = "input"
 
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:
@@ -181,10 +184,10 @@ def _save(out: Path, case_id: str, name: str, array: np.ndarray) -> dict[str, An
     }
 
 
-def _to_torch(name: str, array: np.ndarray) -> torch.Tensor:
-    """A torch copy of `array`; a floating-point `input` requires grad."""
+def _to_torch(name: str, array: np.ndarray, prediction: str) -> torch.Tensor:
+    """A torch copy of `array`; a floating-point prediction requires grad."""
     tensor = torch.from_numpy(np.array(array, order="C"))
-    if name == "input" and tensor.is_floating_point():
+    if name == prediction and tensor.is_floating_point():
         tensor.requires_grad_(True)
     return tensor
 
@@ -193,14 +196,13 @@ def _values(case: Case, call: Call, inputs: dict[str, torch.Tensor], rng: np.ran
     """Run the anchor forward and backward; save grad_output, loss and grad_input."""
     loss = case.anchor(**inputs, **call.params)
     loss_values = loss.detach().numpy()
-    dtype = call.tensors["input"].dtype
-    if loss_values.dtype != dtype:
-        raise GenerationError(f"{case.id}: loss dtype {loss_values.dtype} differs from input dtype {dtype}")
+    # The loss's own dtype: some anchors compute in float32 whatever the prediction's dtype.
+    dtype = loss_values.dtype
     if loss.dim() == 0:
         grad_output = np.asarray(rng.uniform(0.5, 2.0), dtype=dtype)
     else:
         grad_output = rng.standard_normal(tuple(loss.shape)).astype(dtype)
-    (grad_input,) = torch.autograd.grad(loss, inputs["input"], torch.from_numpy(grad_output.copy()))
+    (grad_input,) = torch.autograd.grad(loss, inputs[case.prediction], torch.from_numpy(grad_output.copy()))
     return {
         "outcome": "values",
         "grad_output": _save(out, case.id, "grad_output", grad_output),
@@ -229,7 +231,7 @@ def run_case(case: Case, out: Path) -> dict[str, Any]:
     """Build, run and save one case under `out`; return its manifest entry."""
     rng = np.random.default_rng(case.seed)
     call = case.build(rng)
-    inputs = {name: _to_torch(name, array) for name, array in call.tensors.items()}
+    inputs = {name: _to_torch(name, array, case.prediction) for name, array in call.tensors.items()}
     tensors = {name: _save(out, case.id, name, array) for name, array in call.tensors.items()}
     if case.error_kind is None:
         expected = _values(case, call, inputs, rng, out)
