@@ -76,8 +76,15 @@ pub const DTYPE_TOLERANCES: &[DTypeTolerance] = &[
     },
 ];
 
-/// Per-case overrides of the dtype defaults (none are needed today; each entry must say why).
-pub const TOLERANCE_OVERRIDES: &[ToleranceOverride] = &[];
+/// Per-case overrides of the dtype defaults; each entry must say why.
+pub const TOLERANCE_OVERRIDES: &[ToleranceOverride] = &[ToleranceOverride {
+    case_prefix: "monai.FocalLoss/f64/",
+    check: None,
+    tolerance: Tolerance { rtol: 1.3e-6, atol: 1e-5 },
+    reason: "MONAI's FocalLoss casts input and target to float32 (`input.float()`) and computes and \
+             returns float32 whatever the input dtype; the reference rounds the inputs to float32 as \
+             MONAI does but computes in f64, so float64 cases carry float32 rounding (float32 defaults)",
+}];
 
 /// The tolerance for one check of one case: the first matching override, else the dtype default.
 pub fn tolerance_for(case_id: &str, dtype: DType, check: Check) -> (Tolerance, &'static str) {

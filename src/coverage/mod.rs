@@ -4,6 +4,7 @@
 
 use std::collections::BTreeSet;
 
+mod binary_focal;
 mod cross_entropy;
 
 /// A full cross product of cases the corpus must hold.
@@ -36,7 +37,7 @@ pub struct FamilyCoverage {
 }
 
 /// Every family's coverage.
-pub const FAMILIES: &[FamilyCoverage] = &[cross_entropy::COVERAGE];
+pub const FAMILIES: &[FamilyCoverage] = &[cross_entropy::COVERAGE, binary_focal::COVERAGE];
 
 /// Every case id the corpus must contain, sorted.
 pub fn required_case_ids() -> BTreeSet<String> {

@@ -91,11 +91,12 @@ pub(crate) fn reduce_elementwise(
 ///
 /// ```text
 /// l = −w·[t·max(log p, −100) + (1 − t)·max(log1p(−p), −100)]      mean = Σ l / (number of elements)
-/// ∂l/∂p = w·(p − t) / max(p·(1 − p), 1e-12)
+/// ∂l/∂p = w·(p − t) / max(p·(1 − p), ε),   ε = 1e-12 as a float32 (9.99999996e-13)
 /// ```
 ///
 /// The gradient is PyTorch's own backward, not the derivative of the clamped forward: at p = 0,
-/// t = 1 the loss is 100 and the gradient −1e12. Input and target must both lie in [0, 1] (NaN
+/// t = 1 the loss is 100 and the gradient −1/ε ≈ −1.000000004e12 (PyTorch's ε is a `float`
+/// constant even in the double kernel). Input and target must both lie in [0, 1] (NaN
 /// fails the check) and share the input's dtype; the weight is not normalised by the mean.
 pub fn binary_cross_entropy(
     input: &Tensor,
@@ -131,7 +132,7 @@ pub fn binary_cross_entropy(
     let derivative = Zip::from(&p)
         .and(&t)
         .and(&w)
-        .map_collect(|&p, &t, &w| w * (p - t) / ((1.0 - p) * p).max(1e-12));
+        .map_collect(|&p, &t, &w| w * (p - t) / ((1.0 - p) * p).max(f64::from(1e-12_f32)));
     reduce_elementwise(loss, derivative, reduction, grad_output)
 }
 
