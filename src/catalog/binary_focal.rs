@@ -7,8 +7,8 @@ use super::{LossCall, LossDef, NumberOrList};
 use crate::error::{Error, Result};
 use crate::spec::binary::{self, SoftBceOptions};
 use crate::spec::focal::{
-    self, KorniaBinaryOptions, KorniaFocalOptions, MonaiFocalOptions, PerClass, SmpFocalOptions,
-    SmpReduction, SoftCrossEntropyOptions,
+    self, KorniaOptions, MonaiFocalOptions, PerClass, SmpFocalOptions, SmpReduction,
+    SoftCrossEntropyOptions,
 };
 use crate::spec::Reduction;
 
@@ -27,6 +27,16 @@ fn per_class(value: Option<NumberOrList>) -> Option<PerClass> {
     value.map(|value| match value {
         NumberOrList::Number(number) => PerClass::Scalar(number),
         NumberOrList::List(list) => PerClass::List(list),
+    })
+}
+
+/// kornia's focal arguments besides α, with kornia's defaults.
+fn kornia_options(call: &LossCall, alpha: Option<f64>) -> Result<KorniaOptions> {
+    Ok(KorniaOptions {
+        alpha,
+        gamma: call.float_param("gamma", 2.0)?,
+        reduction: call.reduction_or(Reduction::None)?,
+        ignore_index: call.optional_int_param("ignore_index", Some(-100))?,
     })
 }
 
@@ -234,12 +244,7 @@ pub(super) const LOSSES: &[LossDef] = &[
                 },
                 "a number or null",
             )?;
-            let options = KorniaFocalOptions {
-                alpha,
-                gamma: call.float_param("gamma", 2.0)?,
-                reduction: call.reduction_or(Reduction::None)?,
-                ignore_index: call.optional_int_param("ignore_index", Some(-100))?,
-            };
+            let options = kornia_options(call, alpha)?;
             focal::kornia_focal_loss(
                 call.tensor("pred")?,
                 call.tensor("target")?,
@@ -256,12 +261,7 @@ pub(super) const LOSSES: &[LossDef] = &[
         required_tensors: &["pred", "target"],
         optional_tensors: &["pos_weight", "weight"],
         evaluate: |call| {
-            let options = KorniaBinaryOptions {
-                alpha: call.optional_float_param("alpha", Some(0.25))?,
-                gamma: call.float_param("gamma", 2.0)?,
-                reduction: call.reduction_or(Reduction::None)?,
-                ignore_index: call.optional_int_param("ignore_index", Some(-100))?,
-            };
+            let options = kornia_options(call, call.optional_float_param("alpha", Some(0.25))?)?;
             focal::kornia_binary_focal_loss_with_logits(
                 call.tensor("pred")?,
                 call.tensor("target")?,

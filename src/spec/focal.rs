@@ -410,11 +410,7 @@ pub fn sigmoid_focal_loss(
     } else {
         Alpha::None
     };
-    let aggregation = match reduction {
-        Reduction::None => Aggregation::None,
-        Reduction::Sum => Aggregation::Sum,
-        Reduction::Mean => Aggregation::MeanOverElements,
-    };
+    let aggregation = Aggregation::plain(reduction);
     sigmoid_map(
         &x,
         &t,
@@ -459,7 +455,7 @@ fn sigmoid_map(
         );
         *value = element.loss * kept_at(&index) * per_class(weight, &index);
     }
-    let mask = kept.map(|kept| mask_per_position(kept));
+    let mask = kept.map(mask_per_position);
     let (reduced, upstream) = aggregate(&loss, mask.as_ref(), aggregation, grad_output)?;
     let mut grad_input = ArrayD::zeros(x.raw_dim());
     for (index, value) in grad_input.indexed_iter_mut() {
@@ -485,10 +481,10 @@ fn mask_per_position(kept: &ArrayD<f64>) -> ArrayD<f64> {
     kept.index_axis(Axis(1), 0).insert_axis(Axis(1)).to_owned()
 }
 
-/// The non-tensor arguments of `kornia.losses.binary_focal_loss_with_logits`.
+/// The non-tensor arguments of kornia's `focal_loss` and `binary_focal_loss_with_logits`.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct KorniaBinaryOptions {
-    /// α (default 0.25); `None` weights both terms by 1.
+pub struct KorniaOptions {
+    /// α (`focal_loss` requires it, the binary loss defaults to 0.25); `None` means no α.
     pub alpha: Option<f64>,
     /// γ (default 2).
     pub gamma: f64,
@@ -496,6 +492,17 @@ pub struct KorniaBinaryOptions {
     pub reduction: Reduction,
     /// Targets equal to this contribute 0 and stay in the mean (default −100); `None` ignores none.
     pub ignore_index: Option<i64>,
+}
+
+impl Aggregation {
+    /// The plain reduction: none, sum, or the mean over every element of the loss map.
+    fn plain(reduction: Reduction) -> Aggregation {
+        match reduction {
+            Reduction::None => Aggregation::None,
+            Reduction::Sum => Aggregation::Sum,
+            Reduction::Mean => Aggregation::MeanOverElements,
+        }
+    }
 }
 
 /// `kornia.losses.binary_focal_loss_with_logits(pred, target, alpha=0.25, gamma=2.0,
@@ -513,7 +520,7 @@ pub fn kornia_binary_focal_loss_with_logits(
     target: &Tensor,
     pos_weight: Option<&Tensor>,
     weight: Option<&Tensor>,
-    options: &KorniaBinaryOptions,
+    options: &KorniaOptions,
     grad_output: Option<&ArrayD<f64>>,
 ) -> Result<LossOutput> {
     check_batched(pred)?;
@@ -533,11 +540,7 @@ pub fn kornia_binary_focal_loss_with_logits(
         soft_target: SoftTarget::Interpolated,
     };
     let alpha = options.alpha.map_or(Alpha::None, Alpha::Balanced);
-    let aggregation = match options.reduction {
-        Reduction::None => Aggregation::None,
-        Reduction::Sum => Aggregation::Sum,
-        Reduction::Mean => Aggregation::MeanOverElements,
-    };
+    let aggregation = Aggregation::plain(options.reduction);
     sigmoid_map(
         &x,
         &t,
@@ -582,19 +585,6 @@ fn kornia_per_class(
     Ok(Some(tensor.to_f64().iter().copied().collect()))
 }
 
-/// The non-tensor arguments of `kornia.losses.focal_loss`.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct KorniaFocalOptions {
-    /// α (required by kornia; `None` weights every class by 1).
-    pub alpha: Option<f64>,
-    /// γ (default 2).
-    pub gamma: f64,
-    /// none (default) / mean / sum.
-    pub reduction: Reduction,
-    /// Labels equal to this contribute 0 and stay in the mean (default −100); `None` ignores none.
-    pub ignore_index: Option<i64>,
-}
-
 /// `kornia.losses.focal_loss(pred, target, alpha, gamma=2.0, reduction='none', weight=None,
 /// ignore_index=-100)`: softmax focal over (B, C, *) logits and int64 labels (B, *):
 ///
@@ -610,7 +600,7 @@ pub fn kornia_focal_loss(
     pred: &Tensor,
     target: &Tensor,
     weight: Option<&Tensor>,
-    options: &KorniaFocalOptions,
+    options: &KorniaOptions,
     grad_output: Option<&ArrayD<f64>>,
 ) -> Result<LossOutput> {
     check_batched(pred)?;
@@ -650,11 +640,7 @@ pub fn kornia_focal_loss(
         saturation: Saturation::Detached,
     };
     let alpha = options.alpha.map_or(Alpha::None, Alpha::Background);
-    let aggregation = match options.reduction {
-        Reduction::None => Aggregation::None,
-        Reduction::Sum => Aggregation::Sum,
-        Reduction::Mean => Aggregation::MeanOverElements,
-    };
+    let aggregation = Aggregation::plain(options.reduction);
     let class_weight =
         |class: usize| alpha.of_class(class) * weight.as_ref().map_or(1.0, |w| w[class]);
     softmax_map(
@@ -813,10 +799,9 @@ pub fn monai_focal_loss(
     let x = full_logits.slice_axis(Axis(1), (first..).into()).to_owned();
     let t_first = first.min(t.shape().get(1).copied().unwrap_or(0));
     let t = t.slice_axis(Axis(1), (t_first..).into()).to_owned();
-    let mask = match options.ignore_index {
-        Some(ignored) => Some(monai_ignore_mask(&original, ignored)),
-        None => None,
-    };
+    let mask = options
+        .ignore_index
+        .map(|ignored| monai_ignore_mask(&original, ignored));
     if t.shape() != x.shape() {
         return Err(Error::TargetShapeMismatch {
             expected: x.shape().to_vec(),
