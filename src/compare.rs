@@ -79,8 +79,52 @@ pub const DTYPE_TOLERANCES: &[DTypeTolerance] = &[
 /// Per-case overrides of the dtype defaults (none are needed today; each entry must say why).
 pub const TOLERANCE_OVERRIDES: &[ToleranceOverride] = &[];
 
-/// The tolerance for one check of one case: the first matching override, else the dtype default.
-pub fn tolerance_for(case_id: &str, dtype: DType, check: Check) -> (Tolerance, &'static str) {
+/// How strictly a certification run compares, chosen by the user of `segloss certify`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Tier {
+    /// The policy above: per-dtype defaults and per-case overrides. The reference runs at this tier.
+    #[default]
+    Strict,
+    /// float32 tolerances for every case, float64 ones included: for implementations that compute
+    /// in float32 whatever their input.
+    Float32,
+    /// rtol 1e-3, atol 1e-4 for every case: for reduced-precision or fast-math kernels, where only
+    /// the semantics (reduction, weights, ignore_index, smoothing) are being certified.
+    Approximate,
+}
+
+impl Tier {
+    /// The tier's name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Tier::Strict => "strict",
+            Tier::Float32 => "float32",
+            Tier::Approximate => "approximate",
+        }
+    }
+}
+
+/// The tolerance for one check of one case at a tier: at `strict`, the first matching override,
+/// else the dtype default; at the other tiers, the tier's tolerance.
+pub fn tolerance_for(
+    case_id: &str,
+    dtype: DType,
+    check: Check,
+    tier: Tier,
+) -> (Tolerance, &'static str) {
+    match tier {
+        Tier::Float32 => return tolerance_for(case_id, DType::Float32, check, Tier::Strict),
+        Tier::Approximate => {
+            return (
+                Tolerance {
+                    rtol: 1e-3,
+                    atol: 1e-4,
+                },
+                "approximate tier: semantics only, for reduced-precision implementations",
+            )
+        }
+        Tier::Strict => {}
+    }
     TOLERANCE_OVERRIDES
         .iter()
         .find(|rule| {

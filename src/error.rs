@@ -183,6 +183,14 @@ pub enum Error {
         /// The version this build reads.
         supported: u64,
     },
+    /// An out-of-process implementation that could not be started or does not speak the protocol.
+    #[error("adapter {command:?}: {reason}")]
+    Adapter {
+        /// The command.
+        command: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// A fixture file whose bytes do not match the manifest's sha256.
     #[error("{path}: sha256 {actual} does not match the manifest's {expected}")]
     Checksum {
@@ -221,6 +229,7 @@ impl Error {
             Error::Npy { .. } => "npy",
             Error::Manifest { .. } => "manifest",
             Error::SchemaVersion { .. } => "schema_version",
+            Error::Adapter { .. } => "adapter",
             Error::Checksum { .. } => "checksum",
         }
     }
