@@ -258,10 +258,10 @@ pub fn assert_close(
         } else {
             abs_diff
         };
-        let rel_diff = if abs_diff == 0.0 {
-            0.0
-        } else {
-            abs_diff / want.abs()
+        let rel_diff = match abs_diff / want.abs() {
+            _ if abs_diff == 0.0 => 0.0,
+            ratio if ratio.is_nan() => f64::INFINITY,
+            ratio => ratio,
         };
         let close = same_special
             || (got.is_finite()
