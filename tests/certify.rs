@@ -167,3 +167,39 @@ fn the_reference_through_the_protocol_passes() {
     assert!(succeeded, "{report:#}");
     assert!(checks(&report).iter().all(|check| check.1 == "passed"));
 }
+
+#[test]
+fn explain_writes_a_heatmap_of_the_gradient_difference() {
+    let binary = env!("CARGO_BIN_EXE_segloss");
+    let adapter = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/adapters/broken_adapter.py"
+    );
+    let dir = std::env::temp_dir().join(format!("segloss-explain-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let case = "cross_entropy/f64/N2C3H3W4/mean/weight,ignore_index=1,label_smoothing=0.1";
+    let output = Command::new(binary)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("SEGLOSS_BIN", binary)
+        .args([
+            "certify",
+            "--cmd",
+            &format!("python3 {adapter} wrong-mean"),
+            "--explain",
+            case,
+        ])
+        .arg("--explain-dir")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.contains("gradient: FAILED") && text.contains("Mismatched elements: 48 / 72"),
+        "{text}"
+    );
+    let png = dir.join(
+        "cross_entropy_f64_N2C3H3W4_mean_weight_ignore_index_1_label_smoothing_0.1.gradient.png",
+    );
+    assert!(std::fs::read(&png).unwrap().starts_with(b"\x89PNG"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -123,3 +123,61 @@ impl KnownFailures {
                 .sum::<usize>()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::certify::CaseCheck;
+    use crate::compare::{Agreement, Check};
+
+    fn result(case_id: &str, verdict: Verdict) -> CheckResult {
+        CheckResult {
+            case_id: case_id.into(),
+            loss: "cross_entropy".into(),
+            check: CaseCheck::Values(Check::Forward),
+            verdict,
+            emulated: None,
+        }
+    }
+
+    fn list() -> KnownFailures {
+        KnownFailures {
+            implementation: "example".into(),
+            groups: vec![KnownGroup {
+                reason: "no label smoothing".into(),
+                checks: vec!["a/forward".into(), "b/forward".into()],
+            }],
+        }
+    }
+
+    #[test]
+    fn listed_failures_are_known_and_listed_passes_are_unexpected() {
+        let known = list();
+        let failed = Verdict::Failed("mismatch".into());
+        let passed = Verdict::Passed(Agreement::default());
+        assert_eq!(
+            known.status(&result("a", failed.clone())),
+            Status::KnownFailure("no label smoothing".into())
+        );
+        assert!(known.status(&result("b", passed.clone())).fails_run());
+        assert!(known.status(&result("c", failed)).fails_run());
+        assert_eq!(known.status(&result("c", passed)), Status::Passed);
+        assert_eq!(
+            known.status(&result("a", Verdict::Unsupported("no".into()))),
+            Status::Unsupported
+        );
+    }
+
+    #[test]
+    fn promote_removes_entries_that_pass_and_empty_groups() {
+        let mut known = list();
+        let removed = known.promote(&[
+            result("a", Verdict::Passed(Agreement::default())),
+            result("b", Verdict::Failed("x".into())),
+        ]);
+        assert_eq!(removed, 1);
+        assert_eq!(known.groups[0].checks, ["b/forward"]);
+        known.promote(&[result("b", Verdict::Passed(Agreement::default()))]);
+        assert!(known.groups.is_empty());
+    }
+}

@@ -332,6 +332,9 @@ pub fn markdown_matrix(runs: &[(String, Vec<Row>)]) -> String {
 /// One matrix cell: all passed, or the counts that did not.
 fn cell_text(row: &Row) -> String {
     let total = row.passed + row.failed + row.unsupported + row.known + row.unexpected_passes;
+    if row.unsupported == total {
+        return "➖ unsupported".to_string();
+    }
     let mut parts = vec![format!("{}/{total} pass", row.passed)];
     for (count, label) in [
         (row.failed, "fail"),
