@@ -191,6 +191,14 @@ pub enum Error {
         /// What went wrong.
         reason: String,
     },
+    /// An in-process implementation this build does not contain.
+    #[error("no built-in implementation {name:?} in this build; it has: {known} (others need their cargo feature)")]
+    UnknownImplementation {
+        /// The name given.
+        name: String,
+        /// The names this build has.
+        known: String,
+    },
     /// A fixture file whose bytes do not match the manifest's sha256.
     #[error("{path}: sha256 {actual} does not match the manifest's {expected}")]
     Checksum {
@@ -230,6 +238,7 @@ impl Error {
             Error::Manifest { .. } => "manifest",
             Error::SchemaVersion { .. } => "schema_version",
             Error::Adapter { .. } => "adapter",
+            Error::UnknownImplementation { .. } => "unknown_implementation",
             Error::Checksum { .. } => "checksum",
         }
     }

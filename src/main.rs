@@ -15,7 +15,7 @@ use segloss::certify::command::CommandAdapter;
 use segloss::certify::explain::explain;
 use segloss::certify::known::KnownFailures;
 use segloss::certify::report::{markdown_matrix, Report, Row};
-use segloss::certify::{certify, Implementation, Reference};
+use segloss::certify::{builtin, builtin_names, certify, Implementation};
 use segloss::compare::Tier;
 use segloss::fixtures::{ExpectedEntry, Fixtures};
 use segloss::tensor::{read_file, Tensor};
@@ -89,6 +89,10 @@ struct CertifyArgs {
     /// of docs/certify-protocol.md; without it, the built-in reference is certified.
     #[arg(long)]
     cmd: Option<String>,
+    /// Certify an in-process implementation compiled into this build (reference; candle and burn
+    /// with the impl-candle and impl-burn features).
+    #[arg(long, default_value = "reference", conflicts_with = "cmd")]
+    implementation: String,
     /// Seconds an adapter may take to answer one case before it is stopped and restarted.
     #[arg(long, default_value_t = 30.0)]
     timeout: f64,
@@ -252,7 +256,10 @@ fn run_certify(args: &CertifyArgs) -> Result<ExitCode> {
             command,
             Duration::from_secs_f64(args.timeout),
         )?),
-        None => Box::new(Reference),
+        None => builtin(&args.implementation).ok_or_else(|| Error::UnknownImplementation {
+            name: args.implementation.clone(),
+            known: builtin_names().join(", "),
+        })?,
     };
     if let Some(case_id) = &args.explain {
         let (text, _) = explain(

@@ -67,6 +67,20 @@ impl Implementation for Reference {
     }
 }
 
+/// The in-process implementations compiled into this build, by the name `segloss certify
+/// --implementation` takes. Optional ones sit behind cargo features so the default build stays lean.
+pub fn builtin(name: &str) -> Option<Box<dyn Implementation>> {
+    match name {
+        "reference" => Some(Box::new(Reference)),
+        _ => None,
+    }
+}
+
+/// The names [`builtin`] knows in this build.
+pub fn builtin_names() -> Vec<&'static str> {
+    vec!["reference"]
+}
+
 /// What a case is checked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum CaseCheck {
