@@ -6,8 +6,8 @@ use std::process::Command;
 
 use serde_json::Value;
 
-/// Runs `segloss certify --json` on the broken adapter in `mode` over the cases matching `filters`.
-fn certify_broken(mode: &str, filters: &[&str]) -> (bool, Value) {
+/// `segloss certify` on the broken adapter in `mode`, run from the repository root.
+fn certify_command(mode: &str) -> Command {
     let binary = env!("CARGO_BIN_EXE_segloss");
     let adapter = concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -17,14 +17,14 @@ fn certify_broken(mode: &str, filters: &[&str]) -> (bool, Value) {
     command
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .env("SEGLOSS_BIN", binary)
-        .args([
-            "certify",
-            "--json",
-            "--timeout",
-            "0.5",
-            "--cmd",
-            &format!("python3 {adapter} {mode}"),
-        ]);
+        .args(["certify", "--cmd", &format!("python3 {adapter} {mode}")]);
+    command
+}
+
+/// Runs `segloss certify --json` on the broken adapter in `mode` over the cases matching `filters`.
+fn certify_broken(mode: &str, filters: &[&str]) -> (bool, Value) {
+    let mut command = certify_command(mode);
+    command.args(["--json", "--timeout", "0.5"]);
     for filter in filters {
         command.args(["--filter", filter]);
     }
@@ -170,25 +170,11 @@ fn the_reference_through_the_protocol_passes() {
 
 #[test]
 fn explain_writes_a_heatmap_of_the_gradient_difference() {
-    let binary = env!("CARGO_BIN_EXE_segloss");
-    let adapter = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/adapters/broken_adapter.py"
-    );
     let dir = std::env::temp_dir().join(format!("segloss-explain-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let case = "cross_entropy/f64/N2C3H3W4/mean/weight,ignore_index=1,label_smoothing=0.1";
-    let output = Command::new(binary)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("SEGLOSS_BIN", binary)
-        .args([
-            "certify",
-            "--cmd",
-            &format!("python3 {adapter} wrong-mean"),
-            "--explain",
-            case,
-        ])
-        .arg("--explain-dir")
+    let output = certify_command("wrong-mean")
+        .args(["--explain", case, "--explain-dir"])
         .arg(&dir)
         .output()
         .unwrap();
