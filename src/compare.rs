@@ -234,12 +234,12 @@ pub fn assert_close(
     actual: &ArrayD<f64>,
     expected: &ArrayD<f64>,
     tolerance: Tolerance,
-) -> Result<Agreement, Mismatch> {
+) -> Result<Agreement, Box<Mismatch>> {
     if actual.shape() != expected.shape() {
-        return Err(Mismatch::Shape {
+        return Err(Box::new(Mismatch::Shape {
             actual: actual.shape().to_vec(),
             expected: expected.shape().to_vec(),
-        });
+        }));
     }
     let mut agreement = Agreement::default();
     let mut worst_abs = (0.0, vec![]);
@@ -282,14 +282,14 @@ pub fn assert_close(
     }
     match first {
         None => Ok(agreement),
-        Some(first) => Err(Mismatch::Values {
+        Some(first) => Err(Box::new(Mismatch::Values {
             mismatched,
             total: expected.len(),
             worst_abs,
             worst_rel,
             first,
             tolerance,
-        }),
+        })),
     }
 }
 
@@ -321,7 +321,7 @@ mod tests {
         )
         .unwrap_err();
         assert!(
-            matches!(error, Mismatch::Values { mismatched: 2, .. }),
+            matches!(*error, Mismatch::Values { mismatched: 2, .. }),
             "{error}"
         );
     }
@@ -342,6 +342,6 @@ mod tests {
     #[test]
     fn shapes_must_match() {
         let error = assert_close(&array(&[1.0]), &ArrayD::zeros(vec![]), TIGHT).unwrap_err();
-        assert!(matches!(error, Mismatch::Shape { .. }));
+        assert!(matches!(*error, Mismatch::Shape { .. }));
     }
 }

@@ -24,7 +24,7 @@ fn certify_command(mode: &str) -> Command {
 /// Runs `segloss certify --json` on the broken adapter in `mode` over the cases matching `filters`.
 fn certify_broken(mode: &str, filters: &[&str]) -> (bool, Value) {
     let mut command = certify_command(mode);
-    command.args(["--json", "--timeout", "0.5"]);
+    command.args(["--json", "--timeout", "3"]);
     for filter in filters {
         command.args(["--filter", filter]);
     }
@@ -120,7 +120,6 @@ fn a_hang_times_out_and_the_adapter_is_restarted() {
         "hang",
         &[
             "nll_loss/f64/N4C3/sum/default",
-            "nll_loss/f64/N4C3/sum/weight",
             "nll_loss/f64/N4C3/mean/default",
         ],
     );
@@ -128,7 +127,7 @@ fn a_hang_times_out_and_the_adapter_is_restarted() {
     let checks = checks(&report);
     let hung = status_of(&checks, "nll_loss/f64/N4C3/sum/default/forward");
     assert_eq!(hung.1, "failed");
-    assert!(hung.2.contains("no answer within 0.5 s"), "{}", hung.2);
+    assert!(hung.2.contains("no answer within 3.0 s"), "{}", hung.2);
     assert_eq!(
         status_of(&checks, "nll_loss/f64/N4C3/mean/default/forward").1,
         "passed"

@@ -27,6 +27,10 @@ pub const PROTOCOL: &str = "segloss-certify";
 /// The protocol version this build speaks.
 pub const PROTOCOL_VERSION: u64 = 1;
 
+/// The least time an adapter gets to start and answer the hello (interpreters start slowly on a
+/// loaded machine); the per-case timeout applies when it is longer.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// How many trailing stderr lines of the adapter a failure report quotes.
 const STDERR_TAIL_LINES: usize = 12;
 
@@ -249,7 +253,7 @@ impl Process {
             stderr_tail,
         };
         let hello = json!({"type": "hello", "protocol": PROTOCOL, "version": PROTOCOL_VERSION});
-        let answer = match process.request(&hello.to_string(), timeout) {
+        let answer = match process.request(&hello.to_string(), timeout.max(STARTUP_TIMEOUT)) {
             Ok(answer) => answer,
             Err((reason, _)) => {
                 process.stop();

@@ -273,9 +273,9 @@ pub fn trials(
     known: Arc<KnownFailures>,
 ) -> Vec<Trial> {
     let mut trials = Vec::new();
-    for entry in fixtures.manifest.cases.iter().cloned() {
+    for entry in &fixtures.manifest.cases {
         let results: Arc<OnceLock<Vec<CheckResult>>> = Arc::new(OnceLock::new());
-        for &check in CaseCheck::for_entry(&entry) {
+        for &check in CaseCheck::for_entry(entry) {
             let (fixtures, implementation, results, entry, known) = (
                 fixtures.clone(),
                 implementation.clone(),
