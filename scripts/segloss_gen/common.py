@@ -35,24 +35,43 @@ LIBRARIES = ("torchvision", "segmentation_models_pytorch", "monai", "kornia")
 #: Case dtype tokens and the NumPy dtype of the input (logits) they stand for.
 DTYPES = {"f64": np.float64, "f32": np.float32}
 
-#: segloss error kinds and the regex the anchor's message must match for a case to declare that kind.
+#: smp checks some inputs with a bare `assert`: an AssertionError without a message, which only the
+#: exception type identifies (kinds are matched against "<type>: <message>").
+_BARE_ASSERTION = r"^AssertionError: $"
+
+#: segloss error kinds and the regex "<exception type>: <message>" must match for a case to declare
+#: that kind.
 ERROR_KINDS = {
     kind: re.compile(pattern)
     for kind, pattern in {
-        "target_out_of_bounds": r"Target -?\d+ is out of bounds\.",
+        # torch's loss kernels; F.one_hot (smp, kornia); MONAI's one_hot scatter.
+        "target_out_of_bounds": r"Target -?\d+ is out of bounds\.|Class values must be (smaller than num_classes|non-negative)\."
+        r"|index -?\d+ is out of bounds for dimension 1 with size \d+",
         # The second form: the spatial kernel (inputs of 3 or more dimensions) takes int64 only.
         "target_dtype": r"expected target dtype to be Long or Byte, but got \w+|expected scalar type Long but found Byte",
         "probability_target_dtype": r"Expected floating point type for target with class probabilities",
-        "batch_size_mismatch": r"Expected input batch_size \(\d+\) to match target batch_size \(\d+\)",
-        "target_rank": r"0D or 1D target tensor expected|only batches of spatial targets supported",
-        "target_shape_mismatch": r"size mismatch \(got input|Expected target size|1D target must have size 1",
-        "weight_length": r"weight tensor should be defined either for all",
+        "batch_size_mismatch": rf"Expected input batch_size \(\d+\) to match target batch_size \(\d+\)|{_BARE_ASSERTION}",
+        "target_rank": r"0D or 1D target tensor expected|only batches of spatial targets supported"
+        r"|the number of dimensions for input and target should be the same",
+        "target_shape_mismatch": r"size mismatch \(got input|Expected target size|1D target must have size 1"
+        r"|ground truth has differ(ent|ing) shape|labels should have a channel with length equal to one"
+        r"|pred and target shapes must be the same|number of channels for target is neither 1"
+        rf"|{_BARE_ASSERTION}",
+        "weight_length": r"weight tensor should be defined either for all|The length of the `weight` sequence should be"
+        r"|weight must hold one value per class|The size of tensor a \(\d+\) must match the size of tensor b",
         "weight_dtype": r"expected scalar type \w+ but found \w+",
         "input_dtype": r"not implemented for 'Long'",
         "input_rank": r"Expected 1 or more dimensions",
         "ignore_index_with_probabilities": r"ignore_index is not supported for floating point target",
         "label_smoothing_range": r"label_smoothing must be between 0\.0 and 1\.0",
-        "invalid_reduction": r"is not a valid value for reduction",
+        "invalid_reduction": r"is not a valid value for reduction|is not a valid LossReduction",
+        # Overlap losses.
+        "invalid_option": rf"Unsupported option '\w+', Available options are|The `average` has to be one of|{_BARE_ASSERTION}",
+        "incompatible_options": r"not supported with mode=binary|Incompatible values: more than 1 of",
+        "selected_class_out_of_bounds": r"IndexError: index -?\d+ is out of bounds for dimension 0",
+        "label_dtype": r"one_hot is only applicable to index tensor of type LongTensor|labels must be of dtype torch\.int64",
+        "negative_parameter": r"should be no less than 0",
+        "input_shape": r"Invalid pred shape, we expect BxNxHxW",
     }.items()
 }
 
@@ -218,7 +237,7 @@ def _error(case: Case, call: Call, inputs: dict[str, torch.Tensor]) -> dict[str,
     except Exception as error:  # whatever the anchor raises is the datum
         lines = str(error).splitlines()
         message = lines[0] if lines else ""
-        if not ERROR_KINDS[case.error_kind].search(message):
+        if not ERROR_KINDS[case.error_kind].search(f"{type(error).__name__}: {message}"):
             raise GenerationError(
                 f"{case.id}: declared {case.error_kind}, but the anchor raised "
                 f"{type(error).__name__}: {message}"

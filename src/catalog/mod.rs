@@ -7,6 +7,7 @@ use ndarray::ArrayD;
 use serde_json::Value;
 
 mod cross_entropy;
+mod overlap;
 
 use crate::error::{Error, Result};
 use crate::spec::{LossOutput, Reduction};
@@ -43,7 +44,7 @@ pub struct LossDef {
 }
 
 /// The loss families, one module each.
-const FAMILIES: &[&[LossDef]] = &[cross_entropy::LOSSES];
+const FAMILIES: &[&[LossDef]] = &[cross_entropy::LOSSES, overlap::LOSSES];
 
 /// Every loss segloss specifies, family by family.
 pub fn losses() -> impl Iterator<Item = &'static LossDef> {
@@ -126,6 +127,103 @@ impl LossCall {
             Some(value) => value
                 .as_f64()
                 .ok_or_else(|| parameter_type(name, "a number", value)),
+        }
+    }
+}
+
+/// A parameter that is one number or a list of numbers (Python's `float | Sequence[float]`).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Numbers {
+    /// A single number.
+    One(f64),
+    /// A list of numbers.
+    Many(Vec<f64>),
+}
+
+impl LossCall {
+    /// A boolean parameter.
+    pub(crate) fn bool_param(&self, name: &str, default: bool) -> Result<bool> {
+        match self.params.get(name) {
+            None => Ok(default),
+            Some(value) => value
+                .as_bool()
+                .ok_or_else(|| parameter_type(name, "a boolean", value)),
+        }
+    }
+
+    /// A real-number parameter without a default.
+    pub(crate) fn required_float_param(&self, name: &str) -> Result<f64> {
+        if !self.params.contains_key(name) {
+            return Err(Error::MissingParameter {
+                name: name.to_string(),
+            });
+        }
+        self.float_param(name, 0.0)
+    }
+
+    /// A string parameter; `None` as the default makes it required.
+    pub(crate) fn string_param(&self, name: &str, default: Option<&str>) -> Result<String> {
+        match (self.params.get(name), default) {
+            (None, Some(default)) => Ok(default.to_string()),
+            (None, None) => Err(Error::MissingParameter {
+                name: name.to_string(),
+            }),
+            (Some(value), _) => value
+                .as_str()
+                .map(str::to_string)
+                .ok_or_else(|| parameter_type(name, "a string", value)),
+        }
+    }
+
+    /// An optional integer parameter: absent or `null` is `None`.
+    pub(crate) fn optional_int_param(&self, name: &str) -> Result<Option<i64>> {
+        match self.params.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(value) => value
+                .as_i64()
+                .map(Some)
+                .ok_or_else(|| parameter_type(name, "an integer or null", value)),
+        }
+    }
+
+    /// An optional list of integers: absent or `null` is `None`.
+    pub(crate) fn int_list_param(&self, name: &str) -> Result<Option<Vec<i64>>> {
+        match self.params.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(value) => value
+                .as_array()
+                .and_then(|items| items.iter().map(Value::as_i64).collect())
+                .map(Some)
+                .ok_or_else(|| parameter_type(name, "a list of integers or null", value)),
+        }
+    }
+
+    /// An optional number or list of numbers: absent or `null` is `None`.
+    pub(crate) fn numbers_param(&self, name: &str) -> Result<Option<Numbers>> {
+        let expected = "a number, a list of numbers or null";
+        match self.params.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(value) => match value.as_f64() {
+                Some(number) => Ok(Some(Numbers::One(number))),
+                None => value
+                    .as_array()
+                    .and_then(|items| items.iter().map(Value::as_f64).collect())
+                    .map(|numbers| Some(Numbers::Many(numbers)))
+                    .ok_or_else(|| parameter_type(name, expected, value)),
+            },
+        }
+    }
+
+    /// An optional list of numbers: absent or `null` is `None`.
+    pub(crate) fn float_list_param(&self, name: &str) -> Result<Option<Vec<f64>>> {
+        match self.numbers_param(name)? {
+            None => Ok(None),
+            Some(Numbers::Many(numbers)) => Ok(Some(numbers)),
+            Some(Numbers::One(_)) => Err(parameter_type(
+                name,
+                "a list of numbers or null",
+                &self.params[name],
+            )),
         }
     }
 }

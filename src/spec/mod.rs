@@ -5,6 +5,7 @@
 //! follows the formula in the doc comment above it. One file per loss family.
 
 pub mod cross_entropy;
+pub mod overlap;
 pub mod softmax;
 
 use std::fmt;

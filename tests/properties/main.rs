@@ -5,11 +5,12 @@
 
 mod common;
 mod cross_entropy;
+mod overlap;
 
 use segloss::catalog::losses;
 
 /// The losses each family module holds properties for.
-const FAMILIES: &[&[&str]] = &[cross_entropy::LOSSES];
+const FAMILIES: &[&[&str]] = &[cross_entropy::LOSSES, overlap::LOSSES];
 
 #[test]
 fn every_catalog_loss_has_properties() {
