@@ -16,7 +16,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
@@ -131,6 +131,33 @@ class Case:
     def seed(self) -> int:
         """The first four bytes (little-endian) of the sha256 of the case id."""
         return int.from_bytes(hashlib.sha256(self.id.encode()).digest()[:4], "little")
+
+
+def expand_cases(
+    make_case: Callable[..., Case],
+    matrices: Iterable[tuple[str, Iterable[str], Iterable[str], Iterable[str], Iterable[str]]],
+    edge_cases: Iterable[tuple[str, str, str, Iterable[str], str]],
+    error_cases: Iterable[tuple[str, str, str, str, str]],
+) -> list[Case]:
+    """A family's cases: every combination of each (loss, dtypes, shapes, reductions, variants)
+    matrix, each (loss, dtype, shape, reductions, variant) edge case once per reduction, and each
+    (loss, shape, reduction, variant, error kind) error case in f64. `make_case(loss, dtype, shape,
+    reduction, variant[, error_kind])` builds one case."""
+    matrix = [
+        make_case(loss, dtype, shape, reduction, variant)
+        for loss, dtypes, shapes, reductions, variants in matrices
+        for dtype in dtypes
+        for shape in shapes
+        for reduction in reductions
+        for variant in variants
+    ]
+    edges = [
+        make_case(loss, dtype, shape, reduction, variant)
+        for loss, dtype, shape, reductions, variant in edge_cases
+        for reduction in reductions
+    ]
+    errors = [make_case(loss, "f64", shape, reduction, variant, kind) for loss, shape, reduction, variant, kind in error_cases]
+    return matrix + edges + errors
 
 
 def parse_shape(token: str) -> tuple[str, tuple[int, ...]]:

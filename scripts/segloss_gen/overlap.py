@@ -43,7 +43,7 @@ import numpy as np
 import segmentation_models_pytorch.losses as smp_losses
 import torch
 
-from .common import DTYPES, Call, Case, GenerationError, parse_shape
+from .common import DTYPES, Call, Case, GenerationError, expand_cases, parse_shape
 
 
 def _module(cls: type, forward_args: tuple[str, str]) -> Callable[..., torch.Tensor]:
@@ -635,18 +635,4 @@ def _case(loss: str, dtype: str, shape: str, reduction: str, variant: str, error
 
 def cases() -> list[Case]:
     """The matrices, the edge cases and the error cases of the overlap losses."""
-    matrix = [
-        _case(loss, dtype, shape, reduction, variant)
-        for loss, dtypes, shapes, reductions, variants in MATRICES
-        for dtype in dtypes
-        for shape in shapes
-        for reduction in reductions
-        for variant in variants
-    ]
-    edges = [
-        _case(loss, dtype, shape, reduction, variant)
-        for loss, dtype, shape, reductions, variant in EDGE_CASES
-        for reduction in reductions
-    ]
-    errors = [_case(loss, "f64", shape, reduction, variant, kind) for loss, shape, reduction, variant, kind in ERROR_CASES]
-    return matrix + edges + errors
+    return expand_cases(_case, MATRICES, EDGE_CASES, ERROR_CASES)
