@@ -175,6 +175,59 @@ pub enum Error {
         /// The parameter's name.
         name: String,
     },
+    /// A string option outside the values the loss takes (smp's `mode`, kornia's `average`, MONAI's
+    /// `w_type`, DiceCELoss's `reduction`).
+    #[error("{name} must be one of {allowed}; got {value:?}")]
+    InvalidOption {
+        /// The option's name.
+        name: String,
+        /// The value given.
+        value: String,
+        /// The accepted values, comma-separated.
+        allowed: &'static str,
+    },
+    /// Options the loss refuses to combine.
+    #[error("incompatible options: {options}")]
+    IncompatibleOptions {
+        /// The combination, e.g. `classes with mode=binary`.
+        options: String,
+    },
+    /// A selected class (smp's `classes`) outside the channels.
+    #[error("selected class {index} is out of bounds for {classes} classes")]
+    SelectedClassOutOfBounds {
+        /// The index given (Python indexing: negative ones count from the end).
+        index: i64,
+        /// The number of classes it indexes.
+        classes: usize,
+    },
+    /// Class labels that must be one-hot encoded but are not int64.
+    #[error("class labels must be int64 to be one-hot encoded, got {got}")]
+    LabelDtype {
+        /// The labels' dtype.
+        got: DType,
+    },
+    /// A parameter that must not be negative.
+    #[error("{name} must be no less than 0, got {value}")]
+    NegativeParameter {
+        /// The parameter.
+        name: String,
+        /// The (first) negative value.
+        value: f64,
+    },
+    /// An input of a shape the loss does not take.
+    #[error("input must have shape {expected}, got {got:?}")]
+    InputShape {
+        /// The shape the loss takes.
+        expected: &'static str,
+        /// The input's shape.
+        got: Vec<usize>,
+    },
+    /// A call the anchor accepts but segloss does not specify (yet).
+    #[error("not specified by segloss: {what}")]
+    NotSpecified {
+        /// What is not specified.
+        what: String,
+    },
     /// A reduction name that is not `none`, `mean` or `sum`.
     #[error("reduction must be one of none, mean, sum; got {value:?}")]
     InvalidReduction {
@@ -311,6 +364,13 @@ impl Error {
             Error::InvalidMode { .. } => "invalid_mode",
             Error::ClassIndexDtype { .. } => "class_index_dtype",
             Error::MissingParameter { .. } => "missing_parameter",
+            Error::InvalidOption { .. } => "invalid_option",
+            Error::IncompatibleOptions { .. } => "incompatible_options",
+            Error::SelectedClassOutOfBounds { .. } => "selected_class_out_of_bounds",
+            Error::LabelDtype { .. } => "label_dtype",
+            Error::NegativeParameter { .. } => "negative_parameter",
+            Error::InputShape { .. } => "input_shape",
+            Error::NotSpecified { .. } => "not_specified",
             Error::InvalidReduction { .. } => "invalid_reduction",
             Error::GradOutputShape { .. } => "grad_output_shape",
             Error::UnknownLoss { .. } => "unknown_loss",

@@ -89,6 +89,30 @@ fn error_messages() {
         Error::MissingParameter {
             name: "alpha".into(),
         },
+        Error::InvalidOption {
+            name: "mode".into(),
+            value: "foo".into(),
+            allowed: "binary, multiclass, multilabel",
+        },
+        Error::IncompatibleOptions {
+            options: "classes with mode=binary".into(),
+        },
+        Error::SelectedClassOutOfBounds {
+            index: 3,
+            classes: 3,
+        },
+        Error::LabelDtype { got: DType::Int32 },
+        Error::NegativeParameter {
+            name: "weight".into(),
+            value: -0.5,
+        },
+        Error::InputShape {
+            expected: "(B, C, H, W)",
+            got: vec![1, 3, 2, 3, 2],
+        },
+        Error::NotSpecified {
+            what: "DiceCELoss of a single channel (its BCEWithLogitsLoss part)".into(),
+        },
         Error::InvalidReduction {
             value: "avg".into(),
         },
@@ -109,6 +133,9 @@ fn error_messages() {
             name: "ignore_index".into(),
             expected: "an integer",
             got: "\"one\"".into(),
+        },
+        Error::MissingParameter {
+            name: "mode".into(),
         },
         Error::MissingTensor {
             name: "target".into(),

@@ -16,7 +16,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
@@ -35,26 +35,41 @@ LIBRARIES = ("torchvision", "segmentation_models_pytorch", "monai", "kornia")
 #: Case dtype tokens and the NumPy dtype of the input (logits) they stand for.
 DTYPES = {"f64": np.float64, "f32": np.float32}
 
-#: segloss error kinds and the regex the anchor's message must match for a case to declare that kind.
+#: smp checks some inputs with a bare `assert`: an AssertionError without a message, which only the
+#: exception type identifies (kinds are matched against "<type>: <message>").
+_BARE_ASSERTION = r"^AssertionError: $"
+
+#: segloss error kinds and the regex "<exception type>: <message>" must match for a case to declare
+#: that kind.
 ERROR_KINDS = {
     kind: re.compile(pattern)
     for kind, pattern in {
-        "target_out_of_bounds": r"Target -?\d+ is out of bounds\.|index -?\d+ is out of bounds for dimension|Class values must be",
+        # torch's loss kernels; F.one_hot (smp, kornia); MONAI's one_hot scatter; smp's gather.
+        "target_out_of_bounds": r"Target -?\d+ is out of bounds\.|Class values must be (smaller than num_classes|non-negative)\."
+        r"|index -?\d+ is out of bounds for dimension",
         # The second form: the spatial kernel (inputs of 3 or more dimensions) takes int64 only.
         # The third form: gather() of the weights by uint8 targets (weighted mean label smoothing).
         "target_dtype": r"expected target dtype to be Long or Byte, but got \w+|expected scalar type Long but found Byte"
         r"|gather\(\): Expected dtype int32/int64 for index",
         "probability_target_dtype": r"Expected floating point type for target with class probabilities",
-        "batch_size_mismatch": r"Expected input batch_size \(\d+\) to match target batch_size \(\d+\)",
-        "target_rank": r"0D or 1D target tensor expected|only batches of spatial targets supported",
-        "target_shape_mismatch": r"size mismatch \(got input|Expected target size|1D target must have size 1|Using a target size|Target size \(|ground truth has different shape",
-        "weight_length": r"weight tensor should be defined either for all",
+        "batch_size_mismatch": rf"Expected input batch_size \(\d+\) to match target batch_size \(\d+\)|{_BARE_ASSERTION}",
+        "target_rank": r"0D or 1D target tensor expected|only batches of spatial targets supported"
+        r"|the number of dimensions for input and target should be the same",
+        "target_shape_mismatch": r"size mismatch \(got input|Expected target size|1D target must have size 1"
+        r"|Using a target size|Target size \("
+        r"|ground truth has differ(ent|ing) shape|labels should have a channel with length equal to one"
+        r"|pred and target shapes must be the same|number of channels for target is neither 1"
+        rf"|{_BARE_ASSERTION}",
+        "weight_length": r"weight tensor should be defined either for all|The length of the `weight` sequence should be"
+        r"|weight must hold one value per class|The size of tensor a \(\d+\) must match the size of tensor b",
         "weight_dtype": r"expected scalar type \w+ but found \w+",
         "input_dtype": r"not implemented for 'Long'",
         "input_rank": r"Expected 1 or more dimensions|Shape dimension mismatch",
         "ignore_index_with_probabilities": r"ignore_index is not supported for floating point target",
         "label_smoothing_range": r"label_smoothing must be between 0\.0 and 1\.0",
-        "invalid_reduction": r"is not a valid value for reduction|Invalid Value for arg 'reduction'|Invalid reduction mode|is not a valid LossReduction",
+        "invalid_reduction": r"is not a valid value for reduction|Invalid Value for arg 'reduction'|Invalid reduction mode"
+        r"|is not a valid LossReduction",
+        # Binary cross entropy and focal losses.
         "probability_out_of_range": r"all elements of (input|target) should be between 0 and 1",
         "target_dtype_mismatch": r"Found dtype \w+ but expected \w+|can't be cast to the desired output type",
         "broadcast_shape": r"doesn't match the broadcast shape|Attempting to broadcast a dimension|must match the size of tensor b",
@@ -63,10 +78,17 @@ ERROR_KINDS = {
         "negative_weight": r"class_weight values must be non-negative",
         "unsupported_option": r"not supported with mode=binary|too many indices for tensor|not supported for single-channel outputs",
         # smp asserts the mode without a message.
-        "invalid_mode": r"^$",
+        "invalid_mode": _BARE_ASSERTION,
         "class_index_dtype": r"labels must be of dtype torch\.int64",
         "missing_parameter": r"missing 1 required positional argument",
         "parameter_type": r"unsupported operand type\(s\) for /: 'NoneType'",
+        # Overlap losses.
+        "invalid_option": rf"Unsupported option '\w+', Available options are|The `average` has to be one of|{_BARE_ASSERTION}",
+        "incompatible_options": r"not supported with mode=binary|Incompatible values: more than 1 of",
+        "selected_class_out_of_bounds": r"IndexError: index -?\d+ is out of bounds for dimension 0",
+        "label_dtype": r"one_hot is only applicable to index tensor of type LongTensor|labels must be of dtype torch\.int64",
+        "negative_parameter": r"should be no less than 0",
+        "input_shape": r"Invalid pred shape, we expect BxNxHxW",
     }.items()
 }
 
@@ -126,6 +148,33 @@ class Case:
     def seed(self) -> int:
         """The first four bytes (little-endian) of the sha256 of the case id."""
         return int.from_bytes(hashlib.sha256(self.id.encode()).digest()[:4], "little")
+
+
+def expand_cases(
+    make_case: Callable[..., Case],
+    matrices: Iterable[tuple[str, Iterable[str], Iterable[str], Iterable[str], Iterable[str]]],
+    edge_cases: Iterable[tuple[str, str, str, Iterable[str], str]],
+    error_cases: Iterable[tuple[str, str, str, str, str]],
+) -> list[Case]:
+    """A family's cases: every combination of each (loss, dtypes, shapes, reductions, variants)
+    matrix, each (loss, dtype, shape, reductions, variant) edge case once per reduction, and each
+    (loss, shape, reduction, variant, error kind) error case in f64. `make_case(loss, dtype, shape,
+    reduction, variant[, error_kind])` builds one case."""
+    matrix = [
+        make_case(loss, dtype, shape, reduction, variant)
+        for loss, dtypes, shapes, reductions, variants in matrices
+        for dtype in dtypes
+        for shape in shapes
+        for reduction in reductions
+        for variant in variants
+    ]
+    edges = [
+        make_case(loss, dtype, shape, reduction, variant)
+        for loss, dtype, shape, reductions, variant in edge_cases
+        for reduction in reductions
+    ]
+    errors = [make_case(loss, "f64", shape, reduction, variant, kind) for loss, shape, reduction, variant, kind in error_cases]
+    return matrix + edges + errors
 
 
 def parse_shape(token: str) -> tuple[str, tuple[int, ...]]:
@@ -232,7 +281,7 @@ def _error(case: Case, call: Call, inputs: dict[str, torch.Tensor]) -> dict[str,
     except Exception as error:  # whatever the anchor raises is the datum
         lines = str(error).splitlines()
         message = lines[0] if lines else ""
-        if not ERROR_KINDS[case.error_kind].search(message):
+        if not ERROR_KINDS[case.error_kind].search(f"{type(error).__name__}: {message}"):
             raise GenerationError(
                 f"{case.id}: declared {case.error_kind}, but the anchor raised "
                 f"{type(error).__name__}: {message}"

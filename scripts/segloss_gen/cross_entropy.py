@@ -21,7 +21,7 @@ from typing import Any, Callable
 import numpy as np
 import torch.nn.functional as F
 
-from .common import DTYPES, Call, Case, GenerationError, parse_shape
+from .common import DTYPES, Call, Case, GenerationError, expand_cases, parse_shape
 
 ANCHORS = {"cross_entropy": F.cross_entropy, "nll_loss": F.nll_loss}
 
@@ -460,18 +460,5 @@ def _case(loss: str, dtype: str, shape: str, reduction: str, variant: str, error
 
 def cases() -> list[Case]:
     """The matrix, the edge cases and the error cases of cross_entropy and nll_loss."""
-    matrix = [
-        _case(loss, dtype, shape, reduction, variant)
-        for loss, variants in MATRIX_VARIANTS.items()
-        for dtype in DTYPES
-        for shape in MATRIX_SHAPES
-        for reduction in REDUCTIONS
-        for variant in variants
-    ]
-    edges = [
-        _case(loss, dtype, shape, reduction, variant)
-        for loss, dtype, shape, reductions, variant in EDGE_CASES
-        for reduction in reductions
-    ]
-    errors = [_case(loss, "f64", shape, reduction, variant, kind) for loss, shape, reduction, variant, kind in ERROR_CASES]
-    return matrix + edges + errors
+    matrices = [(loss, DTYPES, MATRIX_SHAPES, REDUCTIONS, variants) for loss, variants in MATRIX_VARIANTS.items()]
+    return expand_cases(_case, matrices, EDGE_CASES, ERROR_CASES)

@@ -8,6 +8,7 @@ use serde_json::Value;
 
 mod binary_focal;
 mod cross_entropy;
+mod overlap;
 
 use crate::error::{Error, Result};
 use crate::spec::{LossOutput, Reduction};
@@ -44,7 +45,7 @@ pub struct LossDef {
 }
 
 /// The loss families, one module each.
-const FAMILIES: &[&[LossDef]] = &[cross_entropy::LOSSES, binary_focal::LOSSES];
+const FAMILIES: &[&[LossDef]] = &[cross_entropy::LOSSES, binary_focal::LOSSES, overlap::LOSSES];
 
 /// Every loss segloss specifies, family by family.
 pub fn losses() -> impl Iterator<Item = &'static LossDef> {
@@ -220,13 +221,45 @@ impl LossCall {
     }
 }
 
-/// A parameter given as one number or as a list of numbers.
+/// A parameter given as one number or as a list of numbers (Python's `float | Sequence[float]`).
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum NumberOrList {
     /// One number.
     Number(f64),
     /// A list.
     List(Vec<f64>),
+}
+
+impl LossCall {
+    /// A real-number parameter without a default.
+    pub(crate) fn required_float_param(&self, name: &str) -> Result<f64> {
+        self.required(name, Value::as_f64, "a number")
+    }
+
+    /// An optional list of integers: absent or `null` is `None`.
+    pub(crate) fn int_list_param(&self, name: &str) -> Result<Option<Vec<i64>>> {
+        match self.params.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(value) => value
+                .as_array()
+                .and_then(|items| items.iter().map(Value::as_i64).collect())
+                .map(Some)
+                .ok_or_else(|| parameter_type(name, "a list of integers or null", value)),
+        }
+    }
+
+    /// An optional list of numbers: absent or `null` is `None`.
+    pub(crate) fn float_list_param(&self, name: &str) -> Result<Option<Vec<f64>>> {
+        match self.number_or_list_param(name)? {
+            None => Ok(None),
+            Some(NumberOrList::List(numbers)) => Ok(Some(numbers)),
+            Some(NumberOrList::Number(_)) => Err(parameter_type(
+                name,
+                "a list of numbers or null",
+                &self.params[name],
+            )),
+        }
+    }
 }
 
 fn parameter_type(name: &str, expected: &'static str, got: &Value) -> Error {

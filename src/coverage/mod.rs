@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 
 mod binary_focal;
 mod cross_entropy;
+mod overlap;
 
 /// A full cross product of cases the corpus must hold.
 pub struct Matrix {
@@ -37,7 +38,11 @@ pub struct FamilyCoverage {
 }
 
 /// Every family's coverage.
-pub const FAMILIES: &[FamilyCoverage] = &[cross_entropy::COVERAGE, binary_focal::COVERAGE];
+pub const FAMILIES: &[FamilyCoverage] = &[
+    cross_entropy::COVERAGE,
+    binary_focal::COVERAGE,
+    overlap::COVERAGE,
+];
 
 /// Every case id the corpus must contain, sorted.
 pub fn required_case_ids() -> BTreeSet<String> {

@@ -7,6 +7,7 @@
 pub mod binary;
 pub mod cross_entropy;
 pub mod focal;
+pub mod overlap;
 pub mod softmax;
 
 use std::fmt;

@@ -6,11 +6,12 @@
 mod binary_focal;
 mod common;
 mod cross_entropy;
+mod overlap;
 
 use segloss::catalog::losses;
 
 /// The losses each family module holds properties for.
-const FAMILIES: &[&[&str]] = &[cross_entropy::LOSSES, binary_focal::LOSSES];
+const FAMILIES: &[&[&str]] = &[cross_entropy::LOSSES, binary_focal::LOSSES, overlap::LOSSES];
 
 #[test]
 fn every_catalog_loss_has_properties() {

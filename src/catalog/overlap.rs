@@ -1,0 +1,346 @@
+//! The overlap family in the catalog: the textbook soft Dice and soft IoU, and the Dice, Jaccard,
+//! Tversky and generalized Dice losses of smp, MONAI and kornia, each with its library's argument
+//! names and defaults.
+
+use serde_json::Value;
+
+use super::{LossCall, LossDef, NumberOrList};
+use crate::error::{Error, Result};
+use crate::spec::overlap::{
+    self, DiceCeOptions, KorniaDiceOptions, MonaiOptions, MonaiScore, MonaiWeight, SmpOptions,
+    SmpScore, Textbook, TextbookOptions, WeightType,
+};
+use crate::spec::LossOutput;
+
+const TEXTBOOK_PARAMS: &[&str] = &["smooth", "reduction"];
+const SMP_PARAMS: &[&str] = &[
+    "mode",
+    "classes",
+    "log_loss",
+    "from_logits",
+    "smooth",
+    "ignore_index",
+    "eps",
+    "class_weights",
+];
+const SMP_TVERSKY_PARAMS: &[&str] = &[
+    "mode",
+    "classes",
+    "log_loss",
+    "from_logits",
+    "smooth",
+    "ignore_index",
+    "eps",
+    "alpha",
+    "beta",
+    "gamma",
+    "class_weights",
+];
+const SMP_TENSORS: &[&str] = &["y_pred", "y_true"];
+const MONAI_TENSORS: &[&str] = &["input", "target"];
+const KORNIA_TENSORS: &[&str] = &["pred", "target"];
+
+/// Every overlap loss.
+pub(super) const LOSSES: &[LossDef] = &[
+    LossDef {
+        name: "segloss.soft_dice",
+        summary: "the textbook soft Dice loss 1 − (2Σpt + s)/(Σp + Σt + s) per image and class, of probabilities",
+        params: TEXTBOOK_PARAMS,
+        required_tensors: &["input", "target"],
+        optional_tensors: &[],
+        evaluate: |call| textbook(Textbook::Dice, call),
+    },
+    LossDef {
+        name: "segloss.soft_iou",
+        summary: "the textbook soft IoU loss 1 − (Σpt + s)/(Σp + Σt − Σpt + s) per image and class, of probabilities",
+        params: TEXTBOOK_PARAMS,
+        required_tensors: &["input", "target"],
+        optional_tensors: &[],
+        evaluate: |call| textbook(Textbook::Iou, call),
+    },
+    LossDef {
+        name: "smp.DiceLoss",
+        summary: "segmentation_models_pytorch 0.6 DiceLoss: L1 intersection, batch-pooled per class, absent classes zeroed",
+        params: SMP_PARAMS,
+        required_tensors: SMP_TENSORS,
+        optional_tensors: &[],
+        evaluate: |call| smp(SmpScore::Dice, call),
+    },
+    LossDef {
+        name: "smp.JaccardLoss",
+        summary: "segmentation_models_pytorch 0.6 JaccardLoss: as DiceLoss with the Jaccard ratio",
+        params: SMP_PARAMS,
+        required_tensors: SMP_TENSORS,
+        optional_tensors: &[],
+        evaluate: |call| smp(SmpScore::Jaccard, call),
+    },
+    LossDef {
+        name: "smp.TverskyLoss",
+        summary: "segmentation_models_pytorch 0.6 TverskyLoss: as DiceLoss with α, β, and γ on the mean",
+        params: SMP_TVERSKY_PARAMS,
+        required_tensors: SMP_TENSORS,
+        optional_tensors: &[],
+        evaluate: |call| {
+            let score = SmpScore::Tversky {
+                alpha: call.float_param("alpha", 0.5)?,
+                beta: call.float_param("beta", 0.5)?,
+                gamma: call.float_param("gamma", 1.0)?,
+            };
+            smp(score, call)
+        },
+    },
+    LossDef {
+        name: "monai.DiceLoss",
+        summary: "MONAI 1.6 DiceLoss: per (image, class) Dice or Jaccard, squared_pred, soft_label, weight, ignore_index",
+        params: &[
+            "include_background",
+            "to_onehot_y",
+            "sigmoid",
+            "softmax",
+            "squared_pred",
+            "jaccard",
+            "reduction",
+            "smooth_nr",
+            "smooth_dr",
+            "batch",
+            "weight",
+            "soft_label",
+            "ignore_index",
+        ],
+        required_tensors: MONAI_TENSORS,
+        optional_tensors: &[],
+        evaluate: |call| {
+            let options = monai_options(call)?;
+            let weight = call.number_or_list_param("weight")?.map(|numbers| {
+                let (values, broadcast) = match numbers {
+                    NumberOrList::Number(value) => (vec![value], true),
+                    NumberOrList::List(values) => (values, false),
+                };
+                MonaiWeight {
+                    values,
+                    broadcast,
+                    float32: true,
+                }
+            });
+            let score = MonaiScore::Dice {
+                squared_pred: call.bool_param("squared_pred", false)?,
+                jaccard: call.bool_param("jaccard", false)?,
+                weight,
+            };
+            monai(&score, &options, call)
+        },
+    },
+    LossDef {
+        name: "monai.GeneralizedDiceLoss",
+        summary: "MONAI 1.6 GeneralizedDiceLoss: class weights 1/T², 1/T or 1 (float32) inside one ratio per image",
+        params: &[
+            "include_background",
+            "to_onehot_y",
+            "sigmoid",
+            "softmax",
+            "w_type",
+            "reduction",
+            "smooth_nr",
+            "smooth_dr",
+            "batch",
+            "soft_label",
+        ],
+        required_tensors: MONAI_TENSORS,
+        optional_tensors: &[],
+        evaluate: |call| {
+            let options = monai_options(call)?;
+            options.check()?;
+            let weight_type = match call.string_param("w_type")?.unwrap_or("square") {
+                "square" => WeightType::Square,
+                "simple" => WeightType::Simple,
+                "uniform" => WeightType::Uniform,
+                other => {
+                    return Err(Error::InvalidOption {
+                        name: "w_type".into(),
+                        value: other.into(),
+                        allowed: "square, simple, uniform",
+                    })
+                }
+            };
+            monai(&MonaiScore::Generalized(weight_type), &options, call)
+        },
+    },
+    LossDef {
+        name: "monai.TverskyLoss",
+        summary: "MONAI 1.6 TverskyLoss: per (image, class) Tversky, soft_label, ignore_index",
+        params: &[
+            "include_background",
+            "to_onehot_y",
+            "sigmoid",
+            "softmax",
+            "alpha",
+            "beta",
+            "reduction",
+            "smooth_nr",
+            "smooth_dr",
+            "batch",
+            "soft_label",
+            "ignore_index",
+        ],
+        required_tensors: MONAI_TENSORS,
+        optional_tensors: &[],
+        evaluate: |call| {
+            let options = monai_options(call)?;
+            let score = MonaiScore::Tversky {
+                alpha: call.float_param("alpha", 0.5)?,
+                beta: call.float_param("beta", 0.5)?,
+            };
+            monai(&score, &options, call)
+        },
+    },
+    LossDef {
+        name: "monai.DiceCELoss",
+        summary: "MONAI 1.6 DiceCELoss: λ_dice·DiceLoss + λ_ce·cross_entropy on the raw input (multi-channel inputs)",
+        params: &[
+            "include_background",
+            "to_onehot_y",
+            "sigmoid",
+            "softmax",
+            "squared_pred",
+            "jaccard",
+            "reduction",
+            "smooth_nr",
+            "smooth_dr",
+            "batch",
+            "lambda_dice",
+            "lambda_ce",
+            "label_smoothing",
+        ],
+        required_tensors: MONAI_TENSORS,
+        optional_tensors: &["weight"],
+        evaluate: |call| {
+            let options = DiceCeOptions {
+                squared_pred: call.bool_param("squared_pred", false)?,
+                jaccard: call.bool_param("jaccard", false)?,
+                lambda_dice: call.float_param("lambda_dice", 1.0)?,
+                lambda_ce: call.float_param("lambda_ce", 1.0)?,
+                label_smoothing: call.float_param("label_smoothing", 0.0)?,
+            };
+            overlap::monai_dice_ce(
+                call.tensor("input")?,
+                call.tensor("target")?,
+                call.tensors.get("weight"),
+                &monai_options(call)?,
+                &options,
+                call.grad_output.as_ref(),
+            )
+        },
+    },
+    LossDef {
+        name: "kornia.dice_loss",
+        summary: "kornia 0.9 dice_loss: softmax Dice per image, micro (classes pooled) or macro (present classes)",
+        params: &["average", "eps", "ignore_index"],
+        required_tensors: KORNIA_TENSORS,
+        optional_tensors: &["weight"],
+        evaluate: |call| {
+            let defaults = KorniaDiceOptions::default();
+            let options = KorniaDiceOptions {
+                average: call.string_param("average")?.unwrap_or(&defaults.average).to_string(),
+                eps: call.float_param("eps", defaults.eps)?,
+                ignore_index: kornia_ignore_index(call)?,
+            };
+            overlap::kornia_dice(
+                call.tensor("pred")?,
+                call.tensor("target")?,
+                call.tensors.get("weight"),
+                &options,
+                call.grad_output.as_ref(),
+            )
+        },
+    },
+    LossDef {
+        name: "kornia.tversky_loss",
+        summary: "kornia 0.9 tversky_loss: softmax Tversky per image over the present classes",
+        params: &["alpha", "beta", "eps", "ignore_index"],
+        required_tensors: KORNIA_TENSORS,
+        optional_tensors: &[],
+        evaluate: |call| {
+            overlap::kornia_tversky(
+                call.tensor("pred")?,
+                call.tensor("target")?,
+                call.required_float_param("alpha")?,
+                call.required_float_param("beta")?,
+                call.float_param("eps", 1e-8)?,
+                kornia_ignore_index(call)?,
+                call.grad_output.as_ref(),
+            )
+        },
+    },
+];
+
+fn textbook(which: Textbook, call: &LossCall) -> Result<LossOutput> {
+    let options = TextbookOptions {
+        smooth: call.float_param("smooth", 1.0)?,
+        reduction: call.reduction()?,
+    };
+    overlap::textbook(
+        which,
+        call.tensor("input")?,
+        call.tensor("target")?,
+        &options,
+        call.grad_output.as_ref(),
+    )
+}
+
+fn smp(score: SmpScore, call: &LossCall) -> Result<LossOutput> {
+    let defaults = SmpOptions::default();
+    let options = SmpOptions {
+        mode: call.required("mode", Value::as_str, "a string")?.parse()?,
+        classes: call.int_list_param("classes")?,
+        log_loss: call.bool_param("log_loss", defaults.log_loss)?,
+        from_logits: call.bool_param("from_logits", defaults.from_logits)?,
+        smooth: call.float_param("smooth", defaults.smooth)?,
+        ignore_index: call.optional_int_param("ignore_index", None)?,
+        eps: call.float_param("eps", defaults.eps)?,
+        class_weights: call.float_list_param("class_weights")?,
+    };
+    overlap::smp_loss(
+        score,
+        call.tensor("y_pred")?,
+        call.tensor("y_true")?,
+        &options,
+        call.grad_output.as_ref(),
+    )
+}
+
+/// The arguments MONAI's overlap losses share; `reduction` is parsed first, as MONAI's constructor
+/// does.
+fn monai_options(call: &LossCall) -> Result<MonaiOptions> {
+    let defaults = MonaiOptions::default();
+    Ok(MonaiOptions {
+        reduction: call.reduction()?,
+        include_background: call.bool_param("include_background", defaults.include_background)?,
+        to_onehot_y: call.bool_param("to_onehot_y", defaults.to_onehot_y)?,
+        sigmoid: call.bool_param("sigmoid", defaults.sigmoid)?,
+        softmax: call.bool_param("softmax", defaults.softmax)?,
+        smooth_nr: call.float_param("smooth_nr", defaults.smooth_nr)?,
+        smooth_dr: call.float_param("smooth_dr", defaults.smooth_dr)?,
+        batch: call.bool_param("batch", defaults.batch)?,
+        soft_label: call.bool_param("soft_label", defaults.soft_label)?,
+        ignore_index: call.optional_int_param("ignore_index", None)?,
+    })
+}
+
+fn monai(score: &MonaiScore, options: &MonaiOptions, call: &LossCall) -> Result<LossOutput> {
+    overlap::monai_loss(
+        score,
+        call.tensor("input")?,
+        call.tensor("target")?,
+        options,
+        call.grad_output.as_ref(),
+    )
+}
+
+/// kornia's `ignore_index`: −100 when absent, none when `null`.
+fn kornia_ignore_index(call: &LossCall) -> Result<Option<i64>> {
+    if call.params.contains_key("ignore_index") {
+        call.optional_int_param("ignore_index", None)
+    } else {
+        Ok(KorniaDiceOptions::default().ignore_index)
+    }
+}
