@@ -8,10 +8,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from segloss_gen import common, cross_entropy
+from segloss_gen import common, cross_entropy, lovasz_mcc
 
 #: One module per loss family; each exposes `cases()`.
-FAMILIES = (cross_entropy,)
+FAMILIES = (cross_entropy, lovasz_mcc)
 
 
 def main(argv: list[str] | None = None) -> int:

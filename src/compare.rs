@@ -76,8 +76,19 @@ pub const DTYPE_TOLERANCES: &[DTypeTolerance] = &[
     },
 ];
 
-/// Per-case overrides of the dtype defaults (none are needed today; each entry must say why).
-pub const TOLERANCE_OVERRIDES: &[ToleranceOverride] = &[];
+/// Per-case overrides of the dtype defaults; each entry says why.
+pub const TOLERANCE_OVERRIDES: &[ToleranceOverride] = &[ToleranceOverride {
+    case_prefix: "smp.LovaszLoss/f32/",
+    check: None,
+    tolerance: Tolerance {
+        rtol: 1.3e-6,
+        atol: 1e-5,
+    },
+    reason: "smp's Lovász loss runs in float32 only (it casts its Lovász weights to float32 and \
+             refuses float64 predictions), so these float32 cases are its only values; they hold \
+             float32 rounding of the errors, the labels' cumulative sums and the dot product, \
+             bounded by torch.testing's float32 defaults and not tightened further",
+}];
 
 /// The tolerance for one check of one case: the first matching override, else the dtype default.
 pub fn tolerance_for(case_id: &str, dtype: DType, check: Check) -> (Tolerance, &'static str) {

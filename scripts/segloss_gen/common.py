@@ -39,20 +39,32 @@ DTYPES = {"f64": np.float64, "f32": np.float32}
 ERROR_KINDS = {
     kind: re.compile(pattern)
     for kind, pattern in {
-        "target_out_of_bounds": r"Target -?\d+ is out of bounds\.",
+        # The second form: kornia's one_hot.
+        "target_out_of_bounds": r"Target -?\d+ is out of bounds\.|Class values must be (non-negative|smaller than num_classes)\.",
         # The second form: the spatial kernel (inputs of 3 or more dimensions) takes int64 only.
         "target_dtype": r"expected target dtype to be Long or Byte, but got \w+|expected scalar type Long but found Byte",
         "probability_target_dtype": r"Expected floating point type for target with class probabilities",
         "batch_size_mismatch": r"Expected input batch_size \(\d+\) to match target batch_size \(\d+\)",
         "target_rank": r"0D or 1D target tensor expected|only batches of spatial targets supported",
-        "target_shape_mismatch": r"size mismatch \(got input|Expected target size|1D target must have size 1",
-        "weight_length": r"weight tensor should be defined either for all",
+        "target_shape_mismatch": r"size mismatch \(got input|Expected target size|1D target must have size 1|pred and target shapes must be the same",
+        "weight_length": r"weight tensor should be defined either for all|weight must hold one value per class of pred",
         "weight_dtype": r"expected scalar type \w+ but found \w+",
         "input_dtype": r"not implemented for 'Long'",
         "input_rank": r"Expected 1 or more dimensions",
         "ignore_index_with_probabilities": r"ignore_index is not supported for floating point target",
         "label_smoothing_range": r"label_smoothing must be between 0\.0 and 1\.0",
         "invalid_reduction": r"is not a valid value for reduction",
+        # smp asserts the mode with a bare `assert`: an AssertionError without a message.
+        "invalid_mode": r"^$",
+        "float32_only": r"dot : expected both vectors to have same dtype",
+        "bool_subtraction": r"Subtraction, the `-` operator, with a bool tensor is not supported",
+        "too_few_classes": r"Sigmoid output possible only with 1 class|Invalid pred shape, we expect BxNxHxW, with N > 1",
+        # kornia's shape checks, and `shape[0]` of a 0-d tensor.
+        "unexpected_shape": r"Shape dimension mismatch: expected \d+ dimensions|Shape mismatch at dimension \d+: expected|tuple index out of range",
+        "empty_reshape": r"cannot reshape tensor of 0 elements",
+        # Broadcasting flattened tensors, boolean-mask indexing, reshaping into (B, 1, -1).
+        "pairing_mismatch": r"The size of tensor a \(\d+\) must match the size of tensor b \(\d+\)|The shape of the mask \[\d+\] at index 0 does not match|shape '\[\d+, 1, -1\]' is invalid for input of size \d+",
+        "void_after_scored": r"output with shape \[\] doesn't match the broadcast shape \[0, \d+\]",
     }.items()
 }
 
@@ -125,6 +137,48 @@ def parse_shape(token: str) -> tuple[str, tuple[int, ...]]:
         raise GenerationError(f"malformed shape token {token!r}")
     axes = _SHAPE_AXIS.findall(token)
     return "".join(letter for letter, _ in axes), tuple(int(size) for _, size in axes)
+
+
+def one_of(*allowed: str) -> Callable[[str | None], str]:
+    """A variant option parser that accepts exactly the listed values."""
+
+    def parse(value: str | None) -> str:
+        if value not in allowed:
+            raise ValueError(f"{value!r} is not one of {allowed}")
+        return value
+
+    return parse
+
+
+def flag(value: str | None) -> bool:
+    """A variant option parser for an option written without `=value`."""
+    if value is not None:
+        raise ValueError("a flag takes no value")
+    return True
+
+
+def parse_variant(variant: str, parsers: dict[str, Callable[[str | None], Any]], options: Callable[..., Any]) -> Any:
+    """Parse a variant id segment such as `weight,ignore_index=1` into `options(**fields)`.
+
+    `parsers` lists the option keys in the order a variant must list them, each with the parser of
+    its value (given None when the option is written without "=value"); `default` means no option.
+    Fails on unknown options or values and on options out of order.
+    """
+    if variant == "default":
+        return options()
+    order = list(parsers)
+    fields: dict[str, Any] = {}
+    previous = -1
+    for part in variant.split(","):
+        key, has_value, value = part.partition("=")
+        if key not in parsers or order.index(key) <= previous:
+            raise GenerationError(f"variant {variant!r}: unknown, repeated or misplaced option {key!r}")
+        previous = order.index(key)
+        try:
+            fields[key] = parsers[key](value if has_value else None)
+        except (TypeError, ValueError) as error:
+            raise GenerationError(f"variant {variant!r}: option {key!r}: {error}") from error
+    return options(**fields)
 
 
 def configure_torch() -> None:

@@ -7,6 +7,7 @@ use ndarray::ArrayD;
 use serde_json::Value;
 
 mod cross_entropy;
+mod lovasz_mcc;
 
 use crate::error::{Error, Result};
 use crate::spec::{LossOutput, Reduction};
@@ -43,7 +44,7 @@ pub struct LossDef {
 }
 
 /// The loss families, one module each.
-const FAMILIES: &[&[LossDef]] = &[cross_entropy::LOSSES];
+const FAMILIES: &[&[LossDef]] = &[cross_entropy::LOSSES, lovasz_mcc::LOSSES];
 
 /// Every loss segloss specifies, family by family.
 pub fn losses() -> impl Iterator<Item = &'static LossDef> {
@@ -111,22 +112,49 @@ impl LossCall {
 
     /// An integer parameter.
     pub(crate) fn int_param(&self, name: &str, default: i64) -> Result<i64> {
+        self.typed_param(name, "an integer", Value::as_i64)
+            .map(|value| value.unwrap_or(default))
+    }
+
+    /// An integer parameter that may be absent or `null` (Python's `None`).
+    pub(crate) fn optional_int_param(&self, name: &str) -> Result<Option<i64>> {
         match self.params.get(name) {
-            None => Ok(default),
-            Some(value) => value
-                .as_i64()
-                .ok_or_else(|| parameter_type(name, "an integer", value)),
+            Some(Value::Null) => Ok(None),
+            _ => self.typed_param(name, "an integer or null", Value::as_i64),
         }
+    }
+
+    /// A boolean parameter.
+    pub(crate) fn bool_param(&self, name: &str, default: bool) -> Result<bool> {
+        self.typed_param(name, "a boolean", Value::as_bool)
+            .map(|value| value.unwrap_or(default))
+    }
+
+    /// A string parameter without a default.
+    pub(crate) fn required_str_param(&self, name: &str) -> Result<&str> {
+        self.typed_param(name, "a string", Value::as_str)?
+            .ok_or_else(|| Error::MissingParameter {
+                name: name.to_string(),
+            })
     }
 
     /// A real-number parameter (integers accepted).
     pub(crate) fn float_param(&self, name: &str, default: f64) -> Result<f64> {
-        match self.params.get(name) {
-            None => Ok(default),
-            Some(value) => value
-                .as_f64()
-                .ok_or_else(|| parameter_type(name, "a number", value)),
-        }
+        self.typed_param(name, "a number", Value::as_f64)
+            .map(|value| value.unwrap_or(default))
+    }
+
+    /// A parameter read by `read` (`None` when absent), or a type error naming `expected`.
+    fn typed_param<'a, T>(
+        &'a self,
+        name: &str,
+        expected: &'static str,
+        read: impl Fn(&'a Value) -> Option<T>,
+    ) -> Result<Option<T>> {
+        self.params
+            .get(name)
+            .map(|value| read(value).ok_or_else(|| parameter_type(name, expected, value)))
+            .transpose()
     }
 }
 

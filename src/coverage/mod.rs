@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 
 mod cross_entropy;
+mod lovasz_mcc;
 
 /// A full cross product of cases the corpus must hold.
 pub struct Matrix {
@@ -36,7 +37,7 @@ pub struct FamilyCoverage {
 }
 
 /// Every family's coverage.
-pub const FAMILIES: &[FamilyCoverage] = &[cross_entropy::COVERAGE];
+pub const FAMILIES: &[FamilyCoverage] = &[cross_entropy::COVERAGE, lovasz_mcc::COVERAGE];
 
 /// Every case id the corpus must contain, sorted.
 pub fn required_case_ids() -> BTreeSet<String> {
