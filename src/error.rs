@@ -252,6 +252,22 @@ pub enum Error {
         /// The version this build reads.
         supported: u64,
     },
+    /// An out-of-process implementation that could not be started or does not speak the protocol.
+    #[error("adapter {command:?}: {reason}")]
+    Adapter {
+        /// The command.
+        command: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// An in-process implementation this build does not contain.
+    #[error("no built-in implementation {name:?} in this build; it has: {known} (others need their cargo feature)")]
+    UnknownImplementation {
+        /// The name given.
+        name: String,
+        /// The names this build has.
+        known: String,
+    },
     /// A fixture file whose bytes do not match the manifest's sha256.
     #[error("{path}: sha256 {actual} does not match the manifest's {expected}")]
     Checksum {
@@ -299,6 +315,8 @@ impl Error {
             Error::Npy { .. } => "npy",
             Error::Manifest { .. } => "manifest",
             Error::SchemaVersion { .. } => "schema_version",
+            Error::Adapter { .. } => "adapter",
+            Error::UnknownImplementation { .. } => "unknown_implementation",
             Error::Checksum { .. } => "checksum",
         }
     }

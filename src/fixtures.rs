@@ -90,6 +90,8 @@ pub struct FileRef {
 }
 
 /// What the anchor did with a case, as the manifest records it.
+// One per case, read once: the size difference between the variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ExpectedEntry {
@@ -126,6 +128,7 @@ pub struct Case {
 }
 
 /// The expected outcome of a case, loaded.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Expected {
     /// Loss and gradient for a grad_output.

@@ -2,16 +2,23 @@
 //! certify the reference against them.
 
 use std::collections::BTreeMap;
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use serde_json::Value;
 
 use segloss::catalog::{self, LossCall};
-use segloss::certify::{certify, summarize, Reference, Verdict};
+use segloss::certify::command::CommandAdapter;
+use segloss::certify::explain::explain;
+use segloss::certify::known::KnownFailures;
+use segloss::certify::report::{markdown_matrix, Report, Row};
+use segloss::certify::{builtin, builtin_names, certify, Implementation};
+use segloss::compare::Tier;
 use segloss::fixtures::{ExpectedEntry, Fixtures};
-use segloss::tensor::Tensor;
+use segloss::tensor::{read_file, Tensor};
 use segloss::{Error, Result};
 
 #[derive(Parser)]
@@ -59,12 +66,80 @@ enum Command {
         #[arg(long, default_value = "fixtures")]
         fixtures: PathBuf,
     },
-    /// Certify the reference against the fixtures and print a per-loss summary.
-    Certify {
-        /// The fixtures directory.
-        #[arg(long, default_value = "fixtures")]
-        fixtures: PathBuf,
+    /// Certify an implementation (the built-in reference, or --cmd) against the fixtures.
+    Certify(CertifyArgs),
+    /// Render a Markdown conformance matrix from the --json reports of several runs.
+    Matrix {
+        /// JSON reports written by `segloss certify --json`.
+        #[arg(required = true)]
+        reports: Vec<PathBuf>,
+        /// Replace the text between `<!-- conformance-matrix:start -->` and
+        /// `<!-- conformance-matrix:end -->` in this file instead of printing.
+        #[arg(long)]
+        update: Option<PathBuf>,
     },
+}
+
+#[derive(clap::Args)]
+struct CertifyArgs {
+    /// The fixtures directory.
+    #[arg(long, default_value = "fixtures")]
+    fixtures: PathBuf,
+    /// Certify the implementation behind this command (run by `sh -c`), which speaks the protocol
+    /// of docs/certify-protocol.md; without it, the built-in reference is certified.
+    #[arg(long)]
+    cmd: Option<String>,
+    /// Certify an in-process implementation compiled into this build (reference; candle and burn
+    /// with the impl-candle and impl-burn features).
+    #[arg(long, default_value = "reference", conflicts_with = "cmd")]
+    implementation: String,
+    /// Seconds an adapter may take to answer one case before it is stopped and restarted.
+    #[arg(long, default_value_t = 30.0)]
+    timeout: f64,
+    /// The implementation's known-failure list (JSON).
+    #[arg(long)]
+    known_failures: Option<PathBuf>,
+    /// Remove the entries of the known-failure list that now pass, and rewrite it.
+    #[arg(long, requires = "known_failures")]
+    promote: bool,
+    /// Tolerance tier: strict (per-dtype policy), float32, or approximate.
+    #[arg(long, value_enum, default_value_t = TierArg::Strict)]
+    tier: TierArg,
+    /// Only cases whose id contains this text (repeatable; any may match).
+    #[arg(long = "filter")]
+    filters: Vec<String>,
+    /// Print the report as JSON on stdout instead of the terminal summary.
+    #[arg(long)]
+    json: bool,
+    /// Also write the report as JUnit XML.
+    #[arg(long, value_name = "FILE")]
+    junit: Option<PathBuf>,
+    /// Also write this run's conformance matrix as Markdown.
+    #[arg(long, value_name = "FILE")]
+    markdown: Option<PathBuf>,
+    /// Explain one case: every check in detail, and PNG heatmaps of the differences.
+    #[arg(long, value_name = "CASE")]
+    explain: Option<String>,
+    /// Where --explain writes its PNG files.
+    #[arg(long, default_value = ".")]
+    explain_dir: PathBuf,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum TierArg {
+    Strict,
+    Float32,
+    Approximate,
+}
+
+impl From<TierArg> for Tier {
+    fn from(tier: TierArg) -> Tier {
+        match tier {
+            TierArg::Strict => Tier::Strict,
+            TierArg::Float32 => Tier::Float32,
+            TierArg::Approximate => Tier::Approximate,
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -89,7 +164,8 @@ fn main() -> ExitCode {
             &out,
         ),
         Command::List { fixtures } => list(&fixtures),
-        Command::Certify { fixtures } => run_certify(&fixtures),
+        Command::Certify(args) => run_certify(&args),
+        Command::Matrix { reports, update } => matrix(&reports, update.as_deref()),
     };
     match outcome {
         Ok(code) => code,
@@ -172,52 +248,143 @@ fn list(root: &Path) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn run_certify(root: &Path) -> Result<ExitCode> {
-    let fixtures = Fixtures::open(root)?;
-    let implementation = Reference;
-    let results = certify(&fixtures, &implementation);
-    for result in &results {
-        if let Verdict::Failed(reason) = &result.verdict {
-            println!(
-                "FAILED {}/{}\n  {}",
-                result.case_id,
-                result.check.name(),
-                reason.replace('\n', "\n  ")
-            );
-        }
+fn run_certify(args: &CertifyArgs) -> Result<ExitCode> {
+    let fixtures = Fixtures::open(&args.fixtures)?;
+    let tier = Tier::from(args.tier);
+    let implementation: Box<dyn Implementation> = match &args.cmd {
+        Some(command) => Box::new(CommandAdapter::start(
+            command,
+            Duration::from_secs_f64(args.timeout),
+        )?),
+        None => builtin(&args.implementation).ok_or_else(|| Error::UnknownImplementation {
+            name: args.implementation.clone(),
+            known: builtin_names().join(", "),
+        })?,
+    };
+    if let Some(case_id) = &args.explain {
+        let (text, _) = explain(
+            &fixtures,
+            implementation.as_ref(),
+            case_id,
+            tier,
+            &args.explain_dir,
+        )?;
+        print!("{text}");
+        return Ok(ExitCode::SUCCESS);
     }
-    let summaries = summarize(&results);
-    println!(
-        "certifying {} against {} (generated by {} with torch {})",
-        segloss::certify::Implementation::name(&implementation),
-        root.display(),
-        fixtures.manifest.generator.script,
-        fixtures.manifest.generator.torch
+    let mut known = match &args.known_failures {
+        Some(path) => KnownFailures::load(path)?,
+        None => KnownFailures::default(),
+    };
+    let show_progress = std::io::stderr().is_terminal() && !args.json;
+    let results = certify(
+        &fixtures,
+        implementation.as_ref(),
+        tier,
+        |entry| {
+            args.filters.is_empty()
+                || args
+                    .filters
+                    .iter()
+                    .any(|filter| entry.id.contains(filter.as_str()))
+        },
+        |done, total| {
+            if show_progress {
+                let filled = done * 40 / total.max(1);
+                eprint!(
+                    "\r[{}{}] {done}/{total}",
+                    "#".repeat(filled),
+                    " ".repeat(40 - filled)
+                );
+                if done == total {
+                    eprintln!();
+                }
+            }
+        },
     );
-    println!(
-        "{:<16} {:>6} {:>7} {:>7} {:>12} {:>12} {:>12}",
-        "loss", "cases", "passed", "failed", "unsupported", "worst abs", "worst rel"
-    );
-    for (loss, summary) in &summaries {
-        println!(
-            "{:<16} {:>6} {:>7} {:>7} {:>12} {:>12.3e} {:>12.3e}",
-            loss,
-            summary.cases,
-            summary.passed,
-            summary.failed,
-            summary.unsupported,
-            summary.worst.max_abs,
-            summary.worst.max_rel
-        );
+    if args.promote {
+        let removed = known.promote(&results);
+        known.save(
+            args.known_failures
+                .as_ref()
+                .expect("clap requires it with --promote"),
+        )?;
+        eprintln!("--promote removed {removed} entries that now pass");
     }
-    let failed: usize = summaries
-        .values()
-        .map(|summary| summary.failed + summary.unsupported)
-        .sum();
-    Ok(if failed == 0 {
-        ExitCode::SUCCESS
+    let report = Report::new(implementation.name(), tier, results, &known);
+    if args.json {
+        println!("{:#}", report.json());
     } else {
-        println!("{failed} check(s) did not pass");
+        print!("{}", report.terminal());
+    }
+    if let Some(path) = &args.junit {
+        write_text(path, &report.junit())?;
+    }
+    if let Some(path) = &args.markdown {
+        write_text(
+            path,
+            &markdown_matrix(&[(report.implementation.clone(), report.rows())]),
+        )?;
+    }
+    Ok(if report.failed() {
         ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// The start and end markers of the generated matrix in a Markdown file.
+const MATRIX_MARKERS: (&str, &str) = (
+    "<!-- conformance-matrix:start -->",
+    "<!-- conformance-matrix:end -->",
+);
+
+fn matrix(reports: &[PathBuf], update: Option<&Path>) -> Result<ExitCode> {
+    let runs = reports
+        .iter()
+        .map(|path| {
+            let manifest_error = |message: String| Error::Manifest {
+                path: path.clone(),
+                message,
+            };
+            let report: Value = serde_json::from_slice(&read_file(path)?)
+                .map_err(|error| manifest_error(error.to_string()))?;
+            let name = report["implementation"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let rows: Vec<Row> =
+                serde_json::from_value(report["rows"].clone()).map_err(|error| {
+                    manifest_error(format!("not a segloss certify --json report: {error}"))
+                })?;
+            Ok((name, rows))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let table = markdown_matrix(&runs);
+    let Some(path) = update else {
+        print!("{table}");
+        return Ok(ExitCode::SUCCESS);
+    };
+    let text = String::from_utf8_lossy(&read_file(path)?).into_owned();
+    let (start, end) = MATRIX_MARKERS;
+    let (Some(head_end), Some(tail_start)) = (text.find(start), text.find(end)) else {
+        return Err(Error::Manifest {
+            path: path.to_path_buf(),
+            message: format!("no {start} … {end} markers to replace between"),
+        });
+    };
+    let updated = format!(
+        "{}{start}\n\n{table}{}",
+        &text[..head_end],
+        &text[tail_start..]
+    );
+    write_text(path, &updated)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_text(path: &Path, text: &str) -> Result<()> {
+    std::fs::write(path, text).map_err(|error| Error::Io {
+        path: path.to_path_buf(),
+        message: error.to_string(),
     })
 }

@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use libtest_mimic::{Arguments, Failed, Trial};
 use segloss::catalog::losses;
+use segloss::certify::known::KnownFailures;
 use segloss::certify::{trials, Reference};
+use segloss::compare::Tier;
 use segloss::coverage::{covered_losses, required_case_ids};
 use segloss::fixtures::{generator_sources_sha256, Fixtures};
 
@@ -22,7 +24,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let mut all = trials(fixtures.clone(), Arc::new(Reference));
+    let mut all = trials(
+        fixtures.clone(),
+        Arc::new(Reference),
+        Tier::Strict,
+        Arc::new(KnownFailures::default()),
+    );
     all.extend(coverage_trials(fixtures));
     libtest_mimic::run(&args, all).exit_code()
 }

@@ -129,6 +129,14 @@ fn error_messages() {
             found: 2,
             supported: 1,
         },
+        Error::Adapter {
+            command: "python3 adapter.py".into(),
+            reason: "no hello: the adapter closed its output (exit status: 1)".into(),
+        },
+        Error::UnknownImplementation {
+            name: "candle".into(),
+            known: "reference".into(),
+        },
         Error::Checksum {
             path,
             expected: "ab12".into(),

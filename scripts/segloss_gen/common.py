@@ -42,7 +42,9 @@ ERROR_KINDS = {
         # The second form: kornia's one_hot.
         "target_out_of_bounds": r"Target -?\d+ is out of bounds\.|Class values must be (non-negative|smaller than num_classes)\.",
         # The second form: the spatial kernel (inputs of 3 or more dimensions) takes int64 only.
-        "target_dtype": r"expected target dtype to be Long or Byte, but got \w+|expected scalar type Long but found Byte",
+        # The third form: gather() of the weights by uint8 targets (weighted mean label smoothing).
+        "target_dtype": r"expected target dtype to be Long or Byte, but got \w+|expected scalar type Long but found Byte"
+        r"|gather\(\): Expected dtype int32/int64 for index",
         "probability_target_dtype": r"Expected floating point type for target with class probabilities",
         "batch_size_mismatch": r"Expected input batch_size \(\d+\) to match target batch_size \(\d+\)",
         "target_rank": r"0D or 1D target tensor expected|only batches of spatial targets supported",

@@ -88,6 +88,8 @@ ERROR_CASES = (
     ("cross_entropy", "N4C3", "mean", "error=target_float", "target_dtype"),
     ("cross_entropy", "N4C3", "mean", "error=target_int32", "target_dtype"),
     ("cross_entropy", "N4C3", "mean", "error=target_bool", "target_dtype"),
+    # The weighted mean of the smoothing term gathers weights by target, and gather refuses uint8.
+    ("cross_entropy", "N4C3", "mean", "error=uint8_weighted_smoothing", "target_dtype"),
     ("cross_entropy", "N4C3", "mean", "error=batch_mismatch", "batch_size_mismatch"),
     ("cross_entropy", "N4C3", "mean", "error=target_2d", "target_rank"),
     ("cross_entropy", "N2C3H3W4", "mean", "error=target_4d", "target_rank"),
@@ -363,6 +365,7 @@ ERROR_MUTATIONS: dict[str, Mutation] = {
     "target_float": _cast_target(np.float64),
     "target_int32": _cast_target(np.int32),
     "target_bool": _cast_target(np.bool_),
+    "uint8_weighted_smoothing": _chain(_cast_target(np.uint8), _draw_weight(), _set_params(label_smoothing=0.1)),
     "batch_mismatch": _drop_last_target,
     "target_2d": _insert_target_axis,
     "target_4d": _insert_target_axis,

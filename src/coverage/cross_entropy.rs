@@ -134,6 +134,7 @@ const ERROR_CASES: &[&str] = &[
     "cross_entropy/f64/N4C3/mean/error=target_float",
     "cross_entropy/f64/N4C3/mean/error=target_int32",
     "cross_entropy/f64/N4C3/mean/error=target_bool",
+    "cross_entropy/f64/N4C3/mean/error=uint8_weighted_smoothing",
     "cross_entropy/f64/N4C3/mean/error=batch_mismatch",
     "cross_entropy/f64/N4C3/mean/error=target_2d",
     "cross_entropy/f64/N2C3H3W4/mean/error=target_4d",

@@ -4,21 +4,29 @@
 //! first [`Implementation`], the golden test runner is [`trials`] over it, and `segloss certify`
 //! is [`certify`] with a summary.
 
-use std::collections::BTreeMap;
+pub mod command;
+pub mod explain;
+pub mod known;
+pub mod report;
+
+use known::{KnownFailures, Status};
+
 use std::sync::{Arc, OnceLock};
 
 use libtest_mimic::{Failed, Trial};
 
 use crate::catalog::{self, LossCall};
-use crate::compare::{assert_close, tolerance_for, Agreement, Check};
+use crate::compare::{assert_close, tolerance_for, Agreement, Check, Tier};
 use crate::fixtures::{Case, CaseEntry, Expected, ExpectedEntry, Fixtures};
 use crate::spec::LossOutput;
 
 /// What an implementation did with a loss call.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
-    /// It computed the loss and the gradient with respect to `input`.
+    /// It computed the loss and the gradient with respect to the prediction.
     Computed(LossOutput),
+    /// It computed them by emulating an option it lacks natively (how, in words).
+    Emulated(LossOutput, String),
     /// It rejected the input; `kind` is the segloss error kind when the implementation knows it.
     Rejected {
         /// The segloss error kind, if known.
@@ -28,6 +36,8 @@ pub enum Outcome {
     },
     /// It does not implement this loss or option.
     Unsupported(String),
+    /// It failed to answer: crashed, hung, or answered garbage.
+    Broken(String),
 }
 
 /// A loss implementation that can be certified against the fixtures.
@@ -55,6 +65,20 @@ impl Implementation for Reference {
             },
         }
     }
+}
+
+/// The in-process implementations compiled into this build, by the name `segloss certify
+/// --implementation` takes. Optional ones sit behind cargo features so the default build stays lean.
+pub fn builtin(name: &str) -> Option<Box<dyn Implementation>> {
+    match name {
+        "reference" => Some(Box::new(Reference)),
+        _ => None,
+    }
+}
+
+/// The names [`builtin`] knows in this build.
+pub fn builtin_names() -> Vec<&'static str> {
+    vec!["reference"]
 }
 
 /// What a case is checked for.
@@ -109,6 +133,8 @@ pub struct CheckResult {
     pub check: CaseCheck,
     /// The judgement.
     pub verdict: Verdict,
+    /// How the implementation emulated an option it lacks, when it did.
+    pub emulated: Option<String>,
 }
 
 /// The call a case describes, with the grad_output its expected gradient was computed for.
@@ -124,21 +150,32 @@ pub fn call_for(case: &Case) -> LossCall {
     }
 }
 
-/// Judges an implementation's outcome on a case, one verdict per check.
-pub fn judge(case: &Case, outcome: &Outcome) -> Vec<(CaseCheck, Verdict)> {
-    match (&case.expected, outcome) {
+/// Judges an implementation's outcome on a case at a tolerance tier, one verdict per check.
+pub fn judge(case: &Case, outcome: &Outcome, tier: Tier) -> Vec<(CaseCheck, Verdict)> {
+    let every_check = |verdict: Verdict| {
+        CaseCheck::for_entry(&case.entry)
+            .iter()
+            .map(|&check| (check, verdict.clone()))
+            .collect()
+    };
+    match (outcome, &case.expected) {
+        (Outcome::Unsupported(reason), _) => every_check(Verdict::Unsupported(reason.clone())),
+        (Outcome::Broken(reason), _) => {
+            every_check(Verdict::Failed(format!("no usable answer: {reason}")))
+        }
         (
+            Outcome::Computed(output) | Outcome::Emulated(output, _),
             Expected::Values {
                 loss, grad_input, ..
             },
-            Outcome::Computed(output),
         ) => [
             (Check::Forward, &output.loss, loss),
             (Check::Gradient, &output.grad_input, grad_input),
         ]
         .into_iter()
         .map(|(check, actual, expected)| {
-            let (tolerance, reason) = tolerance_for(&case.entry.id, case.input_dtype(), check);
+            let (tolerance, reason) =
+                tolerance_for(&case.entry.id, case.input_dtype(), check, tier);
             let verdict = match assert_close(actual, &expected.to_f64(), tolerance) {
                 Ok(agreement) => Verdict::Passed(agreement),
                 Err(mismatch) => Verdict::Failed(format!("{mismatch}\nTolerance reason: {reason}")),
@@ -146,49 +183,49 @@ pub fn judge(case: &Case, outcome: &Outcome) -> Vec<(CaseCheck, Verdict)> {
             (CaseCheck::Values(check), verdict)
         })
         .collect(),
-        (Expected::Values { .. }, Outcome::Rejected { message, .. }) => {
-            let verdict =
-                Verdict::Failed(format!("rejected an input the anchor accepts: {message}"));
-            CaseCheck::for_entry(&case.entry)
-                .iter()
-                .map(|&check| (check, verdict.clone()))
-                .collect()
+        (Outcome::Computed(_) | Outcome::Emulated(..), Expected::Error { kind, anchor_said }) => {
+            every_check(Verdict::Failed(format!(
+                "accepted an input the anchor rejects as {kind} ({anchor_said})"
+            )))
         }
-        (Expected::Error { kind, anchor_said }, Outcome::Rejected { kind: got, message }) => {
-            let verdict = match got {
+        (Outcome::Rejected { message, .. }, Expected::Values { .. }) => every_check(
+            Verdict::Failed(format!("rejected an input the anchor accepts: {message}")),
+        ),
+        (Outcome::Rejected { kind: got, message }, Expected::Error { kind, anchor_said }) => {
+            every_check(match got {
                 Some(got) if got != kind => Verdict::Failed(format!(
                     "rejected as {got} ({message}); the anchor raised {kind} ({anchor_said})"
                 )),
                 _ => Verdict::Passed(Agreement::default()),
-            };
-            vec![(CaseCheck::Rejection, verdict)]
+            })
         }
-        (Expected::Error { kind, anchor_said }, Outcome::Computed(_)) => vec![(
-            CaseCheck::Rejection,
-            Verdict::Failed(format!(
-                "accepted an input the anchor rejects as {kind} ({anchor_said})"
-            )),
-        )],
-        (_, Outcome::Unsupported(reason)) => CaseCheck::for_entry(&case.entry)
-            .iter()
-            .map(|&check| (check, Verdict::Unsupported(reason.clone())))
-            .collect(),
     }
 }
 
-/// Loads one case, runs the implementation on it and judges every check. A case that cannot be
-/// loaded (checksum, missing file) fails every check with the reason.
+/// Loads one case, runs the implementation on it and judges every check at `tier`. A case that
+/// cannot be loaded (checksum, missing file) fails every check with the reason.
 pub fn run_case(
     fixtures: &Fixtures,
     entry: &CaseEntry,
     implementation: &dyn Implementation,
+    tier: Tier,
 ) -> Vec<CheckResult> {
-    let verdicts = match fixtures.load(entry) {
-        Ok(case) => judge(&case, &implementation.compute(&call_for(&case))),
-        Err(error) => CaseCheck::for_entry(entry)
-            .iter()
-            .map(|&check| (check, Verdict::Failed(format!("fixture unusable: {error}"))))
-            .collect(),
+    let (verdicts, emulated) = match fixtures.load(entry) {
+        Ok(case) => {
+            let outcome = implementation.compute(&call_for(&case));
+            let emulated = match &outcome {
+                Outcome::Emulated(_, how) => Some(how.clone()),
+                _ => None,
+            };
+            (judge(&case, &outcome, tier), emulated)
+        }
+        Err(error) => (
+            CaseCheck::for_entry(entry)
+                .iter()
+                .map(|&check| (check, Verdict::Failed(format!("fixture unusable: {error}"))))
+                .collect(),
+            None,
+        ),
     };
     verdicts
         .into_iter()
@@ -197,52 +234,69 @@ pub fn run_case(
             loss: entry.loss.clone(),
             check,
             verdict,
+            emulated: emulated.clone(),
         })
         .collect()
 }
 
-/// Runs every case of the corpus, in manifest order.
-pub fn certify(fixtures: &Fixtures, implementation: &dyn Implementation) -> Vec<CheckResult> {
-    fixtures
+/// Runs the selected cases of the corpus in manifest order, calling `progress(done, total)`
+/// after each case.
+pub fn certify(
+    fixtures: &Fixtures,
+    implementation: &dyn Implementation,
+    tier: Tier,
+    selected: impl Fn(&CaseEntry) -> bool,
+    mut progress: impl FnMut(usize, usize),
+) -> Vec<CheckResult> {
+    let entries: Vec<&CaseEntry> = fixtures
         .manifest
         .cases
         .iter()
-        .flat_map(|entry| run_case(fixtures, entry, implementation))
-        .collect()
+        .filter(|entry| selected(entry))
+        .collect();
+    let mut results = Vec::new();
+    for (done, entry) in entries.iter().enumerate() {
+        results.extend(run_case(fixtures, entry, implementation, tier));
+        progress(done + 1, entries.len());
+    }
+    results
 }
 
 /// One libtest-mimic trial per case and check, named `<case id>/<check>` and sorted, so that
 /// `cargo test -- cross_entropy/f32` filters and `--list` shows the inventory. The checks of a
-/// case share one run of the implementation.
-pub fn trials(fixtures: Arc<Fixtures>, implementation: Arc<dyn Implementation>) -> Vec<Trial> {
+/// case share one run of the implementation. A check listed in `known` passes when it fails and
+/// fails when it passes; an unsupported check passes (the implementation said so).
+pub fn trials(
+    fixtures: Arc<Fixtures>,
+    implementation: Arc<dyn Implementation>,
+    tier: Tier,
+    known: Arc<KnownFailures>,
+) -> Vec<Trial> {
     let mut trials = Vec::new();
-    for entry in fixtures.manifest.cases.iter().cloned() {
+    for entry in &fixtures.manifest.cases {
         let results: Arc<OnceLock<Vec<CheckResult>>> = Arc::new(OnceLock::new());
-        for &check in CaseCheck::for_entry(&entry) {
-            let (fixtures, implementation, results, entry) = (
+        for &check in CaseCheck::for_entry(entry) {
+            let (fixtures, implementation, results, entry, known) = (
                 fixtures.clone(),
                 implementation.clone(),
                 results.clone(),
                 entry.clone(),
+                known.clone(),
             );
             let name = format!("{}/{}", entry.id, check.name());
             trials.push(
                 Trial::test(name, move || {
-                    let results = results
-                        .get_or_init(|| run_case(&fixtures, &entry, implementation.as_ref()));
-                    match results
+                    let results = results.get_or_init(|| run_case(&fixtures, &entry, implementation.as_ref(), tier));
+                    let result = results
                         .iter()
                         .find(|result| result.check == check)
-                        .map(|result| &result.verdict)
-                    {
-                        Some(Verdict::Passed(_)) => Ok(()),
-                        Some(Verdict::Failed(reason)) => Err(Failed::from(reason)),
-                        Some(Verdict::Unsupported(reason)) => {
-                            Err(Failed::from(format!("unsupported: {reason}")))
-                        }
-                        None => Err(Failed::from(
-                            "the implementation produced no verdict for this check",
-                        )),
+                        .ok_or_else(|| Failed::from("the implementation produced no verdict for this check"))?;
+                    match (known.status(result), &result.verdict) {
+                        (Status::Failed, Verdict::Failed(reason)) => Err(Failed::from(reason)),
+                        (Status::UnexpectedPass(reason), _) => Err(Failed::from(format!(
+                            "passes, but is listed as a known failure ({reason}): remove it with segloss certify --promote"
+                        ))),
+                        _ => Ok(()),
                     }
                 })
                 .with_kind(check.name()),
@@ -253,40 +307,9 @@ pub fn trials(fixtures: Arc<Fixtures>, implementation: Arc<dyn Implementation>) 
     trials
 }
 
-/// Per-loss totals of a certification run.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct LossSummary {
-    /// Cases run.
-    pub cases: usize,
-    /// Checks passed.
-    pub passed: usize,
-    /// Checks failed.
-    pub failed: usize,
-    /// Checks unsupported.
-    pub unsupported: usize,
-    /// The worst differences over passed value checks.
-    pub worst: Agreement,
-}
-
-/// Totals per loss id, sorted by loss.
-pub fn summarize(results: &[CheckResult]) -> BTreeMap<String, LossSummary> {
-    let mut summaries: BTreeMap<String, LossSummary> = BTreeMap::new();
-    let mut previous_case: Option<&str> = None;
-    for result in results {
-        let summary = summaries.entry(result.loss.clone()).or_default();
-        if previous_case != Some(result.case_id.as_str()) {
-            summary.cases += 1;
-            previous_case = Some(result.case_id.as_str());
-        }
-        match &result.verdict {
-            Verdict::Passed(agreement) => {
-                summary.passed += 1;
-                summary.worst.max_abs = summary.worst.max_abs.max(agreement.max_abs);
-                summary.worst.max_rel = summary.worst.max_rel.max(agreement.max_rel);
-            }
-            Verdict::Failed(_) => summary.failed += 1,
-            Verdict::Unsupported(_) => summary.unsupported += 1,
-        }
+impl CheckResult {
+    /// `<case id>/<check>`, as trials and known-failure lists name it.
+    pub fn trial_name(&self) -> String {
+        format!("{}/{}", self.case_id, self.check.name())
     }
-    summaries
 }

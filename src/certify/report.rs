@@ -1,0 +1,391 @@
+//! Reports of a certification run: a terminal summary per loss and option, JSON for machines,
+//! JUnit XML for CI systems, and a Markdown conformance matrix (implementation × loss × option).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::known::{KnownFailures, Status};
+use super::{CheckResult, Verdict};
+use crate::compare::{Agreement, Tier};
+
+/// A judged run: every check with its status against the known-failure list.
+pub struct Report {
+    /// The implementation's name.
+    pub implementation: String,
+    /// The tolerance tier.
+    pub tier: Tier,
+    /// Every check, in run order, with its status.
+    pub checks: Vec<(CheckResult, Status)>,
+}
+
+/// Totals for one loss and option.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Row {
+    /// The loss id.
+    pub loss: String,
+    /// The option (`default`, `weight`, `ignore_index`, `target=probs`, `rejections`, …).
+    pub option: String,
+    /// Checks passed.
+    pub passed: usize,
+    /// Checks failed and not listed.
+    pub failed: usize,
+    /// Checks the implementation does not support.
+    pub unsupported: usize,
+    /// Checks failed and listed as known failures.
+    pub known: usize,
+    /// Checks passed although listed.
+    pub unexpected_passes: usize,
+    /// Checks computed by emulating the option.
+    pub emulated: usize,
+    /// The greatest absolute difference over passed value checks.
+    pub worst_abs: f64,
+    /// The greatest relative difference over passed value checks.
+    pub worst_rel: f64,
+}
+
+/// The options a case exercises, from its variant: each token, with parameter values dropped
+/// (`ignore_index=1` → `ignore_index`) except for `target=…` and `weight=…`, which name kinds of
+/// input; error cases are grouped as `rejections`.
+pub fn options_of(variant: &str) -> Vec<String> {
+    if variant.starts_with("error=") {
+        return vec!["rejections".into()];
+    }
+    variant
+        .split(',')
+        .map(|token| match token.split_once('=') {
+            Some((key, _)) if key != "target" && key != "weight" => key.to_string(),
+            _ => token.to_string(),
+        })
+        .collect()
+}
+
+impl Report {
+    /// Judges results against a known-failure list.
+    pub fn new(
+        implementation: &str,
+        tier: Tier,
+        results: Vec<CheckResult>,
+        known: &KnownFailures,
+    ) -> Report {
+        let checks = results
+            .into_iter()
+            .map(|result| {
+                let status = known.status(&result);
+                (result, status)
+            })
+            .collect();
+        Report {
+            implementation: implementation.to_string(),
+            tier,
+            checks,
+        }
+    }
+
+    /// Whether any check fails the run (an unlisted failure or an unexpected pass).
+    pub fn failed(&self) -> bool {
+        self.checks.iter().any(|(_, status)| status.fails_run())
+    }
+
+    /// Totals per loss and option, sorted; each loss also gets an `all` row.
+    pub fn rows(&self) -> Vec<Row> {
+        let mut rows: BTreeMap<(String, String), Row> = BTreeMap::new();
+        for (result, status) in &self.checks {
+            let variant = result.case_id.rsplit('/').next().unwrap_or_default();
+            for option in options_of(variant).into_iter().chain(["all".to_string()]) {
+                let row = rows
+                    .entry((result.loss.clone(), option.clone()))
+                    .or_insert_with(|| Row {
+                        loss: result.loss.clone(),
+                        option,
+                        ..Row::default()
+                    });
+                match status {
+                    Status::Passed => row.passed += 1,
+                    Status::Failed => row.failed += 1,
+                    Status::Unsupported => row.unsupported += 1,
+                    Status::KnownFailure(_) => row.known += 1,
+                    Status::UnexpectedPass(_) => row.unexpected_passes += 1,
+                }
+                if result.emulated.is_some() {
+                    row.emulated += 1;
+                }
+                if let Verdict::Passed(Agreement { max_abs, max_rel }) = result.verdict {
+                    row.worst_abs = row.worst_abs.max(max_abs);
+                    row.worst_rel = row.worst_rel.max(max_rel);
+                }
+            }
+        }
+        rows.into_values().collect()
+    }
+
+    /// The terminal summary: a table per loss and option, then every check that fails the run.
+    pub fn terminal(&self) -> String {
+        let mut text = format!(
+            "certified {} at the {} tier\n",
+            self.implementation,
+            self.tier.name()
+        );
+        let _ = writeln!(
+            text,
+            "{:<24} {:<32} {:>6} {:>6} {:>6} {:>6} {:>6} {:>10} {:>10}",
+            "loss",
+            "option",
+            "passed",
+            "failed",
+            "unsup",
+            "known",
+            "unexp",
+            "worst abs",
+            "worst rel"
+        );
+        for row in self.rows() {
+            let _ = writeln!(
+                text,
+                "{:<24} {:<32} {:>6} {:>6} {:>6} {:>6} {:>6} {:>10.2e} {:>10.2e}{}",
+                row.loss,
+                row.option,
+                row.passed,
+                row.failed,
+                row.unsupported,
+                row.known,
+                row.unexpected_passes,
+                row.worst_abs,
+                row.worst_rel,
+                if row.emulated > 0 {
+                    format!("  ({} emulated)", row.emulated)
+                } else {
+                    String::new()
+                }
+            );
+        }
+        for (result, status) in &self.checks {
+            match (status, &result.verdict) {
+                (Status::Failed, Verdict::Failed(reason)) => {
+                    let _ = writeln!(
+                        text,
+                        "FAILED {}\n  {}",
+                        result.trial_name(),
+                        reason.replace('\n', "\n  ")
+                    );
+                }
+                (Status::UnexpectedPass(reason), _) => {
+                    let _ = writeln!(
+                        text,
+                        "UNEXPECTED PASS {} (listed: {reason}); remove it with --promote",
+                        result.trial_name()
+                    );
+                }
+                _ => {}
+            }
+        }
+        let failing = self
+            .checks
+            .iter()
+            .filter(|(_, status)| status.fails_run())
+            .count();
+        let _ = writeln!(
+            text,
+            "{} checks: {} fail the run",
+            self.checks.len(),
+            failing
+        );
+        text
+    }
+
+    /// The run for machines: the implementation, tier, totals and every check.
+    pub fn json(&self) -> serde_json::Value {
+        let checks: Vec<_> = self
+            .checks
+            .iter()
+            .map(|(result, status)| {
+                let (max_abs, max_rel, detail) = match &result.verdict {
+                    Verdict::Passed(agreement) => {
+                        (Some(agreement.max_abs), Some(agreement.max_rel), None)
+                    }
+                    Verdict::Failed(reason) | Verdict::Unsupported(reason) => {
+                        (None, None, Some(reason.clone()))
+                    }
+                };
+                json!({
+                    "check": result.trial_name(),
+                    "loss": result.loss,
+                    "status": status.label(),
+                    "max_abs": max_abs,
+                    "max_rel": max_rel,
+                    "detail": detail,
+                    "emulated": result.emulated,
+                })
+            })
+            .collect();
+        json!({
+            "implementation": self.implementation,
+            "tier": self.tier.name(),
+            "failed": self.failed(),
+            "rows": self.rows(),
+            "checks": checks,
+        })
+    }
+
+    /// JUnit XML: one test suite per loss, one test case per check.
+    pub fn junit(&self) -> String {
+        let mut by_loss: BTreeMap<&str, Vec<&(CheckResult, Status)>> = BTreeMap::new();
+        for check in &self.checks {
+            by_loss
+                .entry(check.0.loss.as_str())
+                .or_default()
+                .push(check);
+        }
+        let mut xml = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+        let _ = writeln!(
+            xml,
+            "<testsuites name=\"{}\">",
+            escape(&self.implementation)
+        );
+        for (loss, checks) in by_loss {
+            let failures = checks
+                .iter()
+                .filter(|(_, status)| status.fails_run())
+                .count();
+            let skipped = checks
+                .iter()
+                .filter(|(_, status)| {
+                    matches!(status, Status::Unsupported | Status::KnownFailure(_))
+                })
+                .count();
+            let _ = writeln!(
+                xml,
+                "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" skipped=\"{skipped}\">",
+                escape(loss),
+                checks.len()
+            );
+            for (result, status) in checks {
+                let _ = write!(
+                    xml,
+                    "    <testcase classname=\"{}\" name=\"{}\"",
+                    escape(loss),
+                    escape(&result.trial_name())
+                );
+                let body = match (status, &result.verdict) {
+                    (Status::Failed, Verdict::Failed(reason)) => {
+                        format!("<failure message=\"mismatch\">{}</failure>", escape(reason))
+                    }
+                    (Status::UnexpectedPass(reason), _) => format!(
+                        "<failure message=\"unexpected pass\">listed as a known failure: {}</failure>",
+                        escape(reason)
+                    ),
+                    (Status::Unsupported, Verdict::Unsupported(reason)) => {
+                        format!("<skipped message=\"unsupported: {}\"/>", escape(reason))
+                    }
+                    (Status::KnownFailure(reason), _) => {
+                        format!("<skipped message=\"known failure: {}\"/>", escape(reason))
+                    }
+                    _ => String::new(),
+                };
+                if body.is_empty() {
+                    xml.push_str("/>\n");
+                } else {
+                    let _ = writeln!(xml, ">{body}</testcase>");
+                }
+            }
+            xml.push_str("  </testsuite>\n");
+        }
+        xml.push_str("</testsuites>\n");
+        xml
+    }
+}
+
+/// A Markdown conformance matrix from the `rows` of several runs' JSON reports: one table per
+/// loss, options down, implementations across.
+pub fn markdown_matrix(runs: &[(String, Vec<Row>)]) -> String {
+    let mut losses: BTreeMap<&str, BTreeMap<&str, Vec<Option<&Row>>>> = BTreeMap::new();
+    for (column, (_, rows)) in runs.iter().enumerate() {
+        for row in rows {
+            let cells = losses
+                .entry(&row.loss)
+                .or_default()
+                .entry(&row.option)
+                .or_insert_with(|| vec![None; runs.len()]);
+            cells[column] = Some(row);
+        }
+    }
+    let mut text = String::new();
+    for (loss, options) in losses {
+        let _ = writeln!(text, "#### `{loss}`\n");
+        let header: Vec<String> = runs.iter().map(|(name, _)| escape_markdown(name)).collect();
+        let _ = writeln!(text, "| option | {} |", header.join(" | "));
+        let _ = writeln!(text, "|---|{}", "---|".repeat(runs.len()));
+        for (option, cells) in options {
+            let cells: Vec<String> = cells
+                .iter()
+                .map(|cell| cell.map_or("—".to_string(), cell_text))
+                .collect();
+            let _ = writeln!(text, "| {option} | {} |", cells.join(" | "));
+        }
+        text.push('\n');
+    }
+    text
+}
+
+/// One matrix cell: all passed, or the counts that did not.
+fn cell_text(row: &Row) -> String {
+    let total = row.passed + row.failed + row.unsupported + row.known + row.unexpected_passes;
+    if row.unsupported == total {
+        return "➖ unsupported".to_string();
+    }
+    let mut parts = vec![format!("{}/{total} pass", row.passed)];
+    for (count, label) in [
+        (row.failed, "fail"),
+        (row.known, "known fail"),
+        (row.unsupported, "unsupported"),
+        (row.unexpected_passes, "unexpected pass"),
+        (row.emulated, "emulated"),
+    ] {
+        if count > 0 {
+            parts.push(format!("{count} {label}"));
+        }
+    }
+    let mark = if row.passed == total {
+        "✅"
+    } else if row.passed == 0 {
+        "❌"
+    } else {
+        "⚠️"
+    };
+    format!("{mark} {}", parts.join(", "))
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn escape_markdown(text: &str) -> String {
+    text.replace('|', "\\|")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_drop_values_but_keep_input_kinds() {
+        assert_eq!(
+            options_of("weight,ignore_index=1,label_smoothing=0.1"),
+            ["weight", "ignore_index", "label_smoothing"]
+        );
+        assert_eq!(
+            options_of("target=probs,weight=zeros_negatives"),
+            ["target=probs", "weight=zeros_negatives"]
+        );
+        assert_eq!(
+            options_of("error=target_too_large,label_smoothing=0.1"),
+            ["rejections"]
+        );
+        assert_eq!(options_of("default"), ["default"]);
+    }
+}

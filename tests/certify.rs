@@ -1,0 +1,190 @@
+//! Certifying out-of-process implementations: a deliberately broken adapter (wrong reduction
+//! denominator, crash, hang, garbage) is caught with a clear reason, and the run goes on.
+//! Needs `python3` (standard library only).
+
+use std::process::Command;
+
+use serde_json::Value;
+
+/// `segloss certify` on the broken adapter in `mode`, run from the repository root.
+fn certify_command(mode: &str) -> Command {
+    let binary = env!("CARGO_BIN_EXE_segloss");
+    let adapter = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/adapters/broken_adapter.py"
+    );
+    let mut command = Command::new(binary);
+    command
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("SEGLOSS_BIN", binary)
+        .args(["certify", "--cmd", &format!("python3 {adapter} {mode}")]);
+    command
+}
+
+/// Runs `segloss certify --json` on the broken adapter in `mode` over the cases matching `filters`.
+fn certify_broken(mode: &str, filters: &[&str]) -> (bool, Value) {
+    let mut command = certify_command(mode);
+    command.args(["--json", "--timeout", "3"]);
+    for filter in filters {
+        command.args(["--filter", filter]);
+    }
+    let output = command.output().expect("segloss runs");
+    let report = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|error| panic!("{error}: {}", String::from_utf8_lossy(&output.stderr)));
+    (output.status.success(), report)
+}
+
+/// (check name, status, detail) of every check in a report.
+fn checks(report: &Value) -> Vec<(String, String, String)> {
+    report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|check| {
+            let text = |key: &str| check[key].as_str().unwrap_or_default().to_string();
+            (text("check"), text("status"), text("detail"))
+        })
+        .collect()
+}
+
+fn status_of<'a>(
+    checks: &'a [(String, String, String)],
+    name: &str,
+) -> &'a (String, String, String) {
+    checks
+        .iter()
+        .find(|check| check.0 == name)
+        .unwrap_or_else(|| panic!("no check {name}"))
+}
+
+#[test]
+fn wrong_mean_denominator_is_caught_where_it_matters() {
+    let (succeeded, report) = certify_broken(
+        "wrong-mean",
+        &["nll_loss/f64/N4C3/mean/", "nll_loss/f64/N4C3/sum/weight"],
+    );
+    assert!(!succeeded);
+    let checks = checks(&report);
+    // Unweighted, nothing ignored: Σw_y equals the position count, so the forward still agrees.
+    assert_eq!(
+        status_of(&checks, "nll_loss/f64/N4C3/mean/default/forward").1,
+        "passed"
+    );
+    let weighted = status_of(&checks, "nll_loss/f64/N4C3/mean/weight/forward");
+    assert_eq!(weighted.1, "failed");
+    assert!(
+        weighted.2.contains("Mismatched elements: 1 / 1"),
+        "{}",
+        weighted.2
+    );
+    assert_eq!(
+        status_of(&checks, "nll_loss/f64/N4C3/sum/weight/forward").1,
+        "passed"
+    );
+}
+
+#[test]
+fn a_crash_fails_that_case_and_the_run_goes_on() {
+    let (succeeded, report) = certify_broken("crash", &["nll_loss/f64/N4C3/mean/"]);
+    assert!(!succeeded);
+    let checks = checks(&report);
+    let crashed = status_of(&checks, "nll_loss/f64/N4C3/mean/weight/forward");
+    assert_eq!(crashed.1, "failed");
+    assert!(
+        crashed.2.contains("closed its output") && crashed.2.contains("deliberate crash"),
+        "{}",
+        crashed.2
+    );
+    // Cases after the crash ran on a restarted adapter.
+    assert_eq!(
+        status_of(
+            &checks,
+            "nll_loss/f64/N4C3/mean/weight=zeros_negatives/forward"
+        )
+        .1,
+        "failed"
+    );
+    assert_eq!(
+        status_of(&checks, "nll_loss/f64/N4C3/mean/input=positive/forward").1,
+        "passed"
+    );
+    assert_eq!(
+        status_of(&checks, "nll_loss/f64/N4C3/mean/error=target_float/error").1,
+        "passed"
+    );
+}
+
+#[test]
+fn a_hang_times_out_and_the_adapter_is_restarted() {
+    let (succeeded, report) = certify_broken(
+        "hang",
+        &[
+            "nll_loss/f64/N4C3/sum/default",
+            "nll_loss/f64/N4C3/mean/default",
+        ],
+    );
+    assert!(!succeeded);
+    let checks = checks(&report);
+    let hung = status_of(&checks, "nll_loss/f64/N4C3/sum/default/forward");
+    assert_eq!(hung.1, "failed");
+    assert!(hung.2.contains("no answer within 3.0 s"), "{}", hung.2);
+    assert_eq!(
+        status_of(&checks, "nll_loss/f64/N4C3/mean/default/forward").1,
+        "passed"
+    );
+}
+
+#[test]
+fn garbage_is_reported_as_garbage() {
+    let (succeeded, report) = certify_broken(
+        "garbage",
+        &[
+            "nll_loss/f64/N4C3/none/default",
+            "nll_loss/f64/N4C3/mean/default",
+        ],
+    );
+    assert!(!succeeded);
+    let checks = checks(&report);
+    let garbled = status_of(&checks, "nll_loss/f64/N4C3/none/default/forward");
+    assert!(
+        garbled.2.contains("garbage answer (not JSON)"),
+        "{}",
+        garbled.2
+    );
+    assert_eq!(
+        status_of(&checks, "nll_loss/f64/N4C3/mean/default/gradient").1,
+        "passed"
+    );
+}
+
+#[test]
+fn the_reference_through_the_protocol_passes() {
+    let (succeeded, report) = certify_broken(
+        "none",
+        &["cross_entropy/f32/N2C3H3W4/", "nll_loss/f64/N4C3/avg/"],
+    );
+    assert!(succeeded, "{report:#}");
+    assert!(checks(&report).iter().all(|check| check.1 == "passed"));
+}
+
+#[test]
+fn explain_writes_a_heatmap_of_the_gradient_difference() {
+    let dir = std::env::temp_dir().join(format!("segloss-explain-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let case = "cross_entropy/f64/N2C3H3W4/mean/weight,ignore_index=1,label_smoothing=0.1";
+    let output = certify_command("wrong-mean")
+        .args(["--explain", case, "--explain-dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.contains("gradient: FAILED") && text.contains("Mismatched elements: 48 / 72"),
+        "{text}"
+    );
+    let png = dir.join(
+        "cross_entropy_f64_N2C3H3W4_mean_weight_ignore_index_1_label_smoothing_0.1.gradient.png",
+    );
+    assert!(std::fs::read(&png).unwrap().starts_with(b"\x89PNG"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
