@@ -8,10 +8,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from segloss_gen import common, cross_entropy, lovasz_mcc
+from segloss_gen import binary_focal, common, cross_entropy, lovasz_mcc
 
 #: One module per loss family; each exposes `cases()`.
-FAMILIES = (cross_entropy, lovasz_mcc)
+FAMILIES = (cross_entropy, binary_focal, lovasz_mcc)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -101,16 +101,84 @@ pub enum Error {
         /// The label_smoothing given.
         value: f64,
     },
+    /// A probability (BCE input or target) outside [0, 1], or NaN.
+    #[error("all elements of {argument} must lie in [0, 1], got {value}")]
+    ProbabilityOutOfRange {
+        /// `input` or `target`.
+        argument: String,
+        /// The first offending value.
+        value: f64,
+    },
+    /// A target whose dtype the loss cannot combine with the input's.
+    #[error("target dtype {got} cannot be used with an input of dtype {expected} (a floating-point target of the accepted dtype is required)")]
+    TargetDtypeMismatch {
+        /// The input's dtype.
+        expected: DType,
+        /// The target's dtype.
+        got: DType,
+    },
+    /// A tensor argument that does not broadcast to the shape it is applied to.
+    #[error("{name} of shape {shape:?} does not broadcast to shape {to:?}")]
+    BroadcastShape {
+        /// The argument's name.
+        name: String,
+        /// Its shape.
+        shape: Vec<usize>,
+        /// The shape it must broadcast to.
+        to: Vec<usize>,
+    },
+    /// A focal `alpha` outside what the anchor accepts.
+    #[error("alpha must lie in [0, 1] or be exactly -1 (no weighting), got {value}")]
+    AlphaRange {
+        /// The alpha given.
+        value: f64,
+    },
+    /// A per-class argument (alpha, weight, pos_weight) whose length is not the number of classes.
+    #[error("{name} must hold one value per class ({classes}), got {got}")]
+    PerClassLength {
+        /// The argument's name.
+        name: String,
+        /// The number of classes (channels).
+        classes: usize,
+        /// The number of values given.
+        got: usize,
+    },
+    /// A class weight below zero where the anchor requires non-negative weights.
+    #[error("class weights must be non-negative, got {value}")]
+    NegativeWeight {
+        /// The first negative weight.
+        value: f64,
+    },
+    /// An option the anchor does not support in this configuration.
+    #[error("{option} is not supported {context}")]
+    UnsupportedOption {
+        /// The option.
+        option: String,
+        /// Where it is not supported, and why.
+        context: String,
+    },
+    /// A `mode` that is not one of the anchor's modes.
+    #[error("mode must be one of binary, multiclass, multilabel; got {value:?}")]
+    InvalidMode {
+        /// The mode given.
+        value: String,
+    },
+    /// A class-index target that is not int64, for anchors that read int64 labels only.
+    #[error("class-index target must be int64, got {got}")]
+    ClassIndexDtype {
+        /// The target's dtype.
+        got: DType,
+    },
+    /// A parameter the anchor requires (it has no default) was not given.
+    #[error("missing required parameter {name:?}")]
+    MissingParameter {
+        /// The parameter's name.
+        name: String,
+    },
     /// A reduction name that is not `none`, `mean` or `sum`.
     #[error("reduction must be one of none, mean, sum; got {value:?}")]
     InvalidReduction {
         /// The reduction given.
-        value: String,
-    },
-    /// A `mode` that is not one the loss knows (smp's `binary`, `multiclass`, `multilabel`).
-    #[error("mode must be one of binary, multiclass, multilabel; got {value:?}")]
-    InvalidMode {
-        /// The mode given.
         value: String,
     },
     /// A prediction dtype the anchor cannot take: smp's Lovász loss computes its Lovász weights in
@@ -206,12 +274,6 @@ pub enum Error {
         /// The value given.
         got: String,
     },
-    /// A parameter the loss requires was not given.
-    #[error("missing parameter {name:?}")]
-    MissingParameter {
-        /// The parameter's name.
-        name: String,
-    },
     /// A tensor argument the loss requires was not given.
     #[error("missing tensor argument {name:?}")]
     MissingTensor {
@@ -296,8 +358,17 @@ impl Error {
             Error::InputRank { .. } => "input_rank",
             Error::IgnoreIndexWithProbabilities { .. } => "ignore_index_with_probabilities",
             Error::LabelSmoothingRange { .. } => "label_smoothing_range",
-            Error::InvalidReduction { .. } => "invalid_reduction",
+            Error::ProbabilityOutOfRange { .. } => "probability_out_of_range",
+            Error::TargetDtypeMismatch { .. } => "target_dtype_mismatch",
+            Error::BroadcastShape { .. } => "broadcast_shape",
+            Error::AlphaRange { .. } => "alpha_range",
+            Error::PerClassLength { .. } => "per_class_length",
+            Error::NegativeWeight { .. } => "negative_weight",
+            Error::UnsupportedOption { .. } => "unsupported_option",
             Error::InvalidMode { .. } => "invalid_mode",
+            Error::ClassIndexDtype { .. } => "class_index_dtype",
+            Error::MissingParameter { .. } => "missing_parameter",
+            Error::InvalidReduction { .. } => "invalid_reduction",
             Error::Float32Only { .. } => "float32_only",
             Error::BoolSubtraction { .. } => "bool_subtraction",
             Error::TooFewClasses { .. } => "too_few_classes",
@@ -309,7 +380,6 @@ impl Error {
             Error::UnknownLoss { .. } => "unknown_loss",
             Error::UnknownParameter { .. } => "unknown_parameter",
             Error::ParameterType { .. } => "parameter_type",
-            Error::MissingParameter { .. } => "missing_parameter",
             Error::MissingTensor { .. } => "missing_tensor",
             Error::Io { .. } => "io",
             Error::Npy { .. } => "npy",

@@ -36,17 +36,23 @@ struct Cli {
 enum Command {
     /// Compute a loss and its gradient with the reference; writes DIR/loss.npy and DIR/grad_input.npy (float64).
     Eval {
-        /// The loss: the torch.nn.functional name (cross_entropy, nll_loss).
+        /// The loss id: the torch.nn.functional name (cross_entropy, binary_cross_entropy, …) or
+        /// library.Name (smp.FocalLoss, monai.FocalLoss, kornia.focal_loss, …).
         loss: String,
-        /// The input (logits or log-probabilities), float32 or float64 .npy.
+        /// The prediction (logits, probabilities or log-probabilities), float32 or float64 .npy;
+        /// passed as the loss's first tensor argument (input, inputs, y_pred or pred).
         #[arg(long)]
         input: PathBuf,
-        /// The target: class indices (int64, uint8) or probabilities (float, the input's shape).
+        /// The target: class indices or probabilities; passed as the loss's second tensor argument
+        /// (target, targets or y_true).
         #[arg(long)]
         target: PathBuf,
-        /// Per-class weights.
+        /// Weights (per class, or broadcast as the loss broadcasts them).
         #[arg(long)]
         weight: Option<PathBuf>,
+        /// Positive-class weights (binary_cross_entropy_with_logits and the losses built on it).
+        #[arg(long)]
+        pos_weight: Option<PathBuf>,
         /// Any other tensor argument, by its keyword name: NAME=FILE.npy.
         #[arg(long = "tensor", value_name = "NAME=FILE")]
         tensors: Vec<String>,
@@ -149,6 +155,7 @@ fn main() -> ExitCode {
             input,
             target,
             weight,
+            pos_weight,
             tensors,
             grad_output,
             params,
@@ -157,7 +164,7 @@ fn main() -> ExitCode {
             loss,
             input,
             target,
-            weight,
+            [("weight", weight), ("pos_weight", pos_weight)],
             &tensors,
             grad_output,
             &params,
@@ -181,18 +188,25 @@ fn eval(
     loss: String,
     input: PathBuf,
     target: PathBuf,
-    weight: Option<PathBuf>,
+    named: [(&str, Option<PathBuf>); 2],
     tensor_args: &[String],
     grad_output: Option<PathBuf>,
     param_args: &[String],
     out: &Path,
 ) -> Result<ExitCode> {
+    let slots = catalog::find(&loss)?.required_tensors;
+    let (prediction, target_name) = match slots {
+        [prediction, target, ..] => (*prediction, *target),
+        _ => ("input", "target"),
+    };
     let mut tensors = BTreeMap::from([
-        ("input".to_string(), Tensor::read_npy(&input)?),
-        ("target".to_string(), Tensor::read_npy(&target)?),
+        (prediction.to_string(), Tensor::read_npy(&input)?),
+        (target_name.to_string(), Tensor::read_npy(&target)?),
     ]);
-    if let Some(weight) = weight {
-        tensors.insert("weight".into(), Tensor::read_npy(&weight)?);
+    for (name, path) in named {
+        if let Some(path) = path {
+            tensors.insert(name.to_string(), Tensor::read_npy(&path)?);
+        }
     }
     for arg in tensor_args {
         let (name, path) = split_assignment("--tensor", arg)?;

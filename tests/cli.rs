@@ -134,3 +134,55 @@ fn unknown_parameters_and_bad_values_are_named() {
         );
     }
 }
+
+#[test]
+fn pos_weight_flag_and_anchor_tensor_names() {
+    let dir = scratch("pos-weight");
+    let input = logits(&dir);
+    let target = write(
+        &dir,
+        "target.npy",
+        Tensor::Float32(
+            ArrayD::from_shape_vec(vec![2, 4], vec![1.0, 0.0, 1.0, 1.0, 0.0, 0.0, 1.0, 0.0])
+                .unwrap(),
+        ),
+    );
+    let pos_weight = write(
+        &dir,
+        "pos_weight.npy",
+        Tensor::Float32(ArrayD::from_shape_vec(vec![4], vec![2.0, 1.0, 0.5, 3.0]).unwrap()),
+    );
+    let run = |loss: &str, extra: &[&str], out: &Path| {
+        let mut args = vec!["eval", loss, "--input", &input, "--target", &target];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--out", out.to_str().unwrap()]);
+        let output = segloss(&args);
+        assert!(
+            output.status.success(),
+            "{loss}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        Tensor::read_npy(&out.join("loss.npy")).unwrap().to_f64()
+    };
+    let plain = run("binary_cross_entropy_with_logits", &[], &dir.join("plain"));
+    let weighted = run(
+        "binary_cross_entropy_with_logits",
+        &["--pos-weight", &pos_weight],
+        &dir.join("weighted"),
+    );
+    assert_ne!(plain, weighted);
+    // --input and --target fill the loss's own first two tensor arguments (inputs, targets).
+    let focal = run(
+        "sigmoid_focal_loss",
+        &[
+            "--param",
+            "alpha=-1",
+            "--param",
+            "gamma=0",
+            "--param",
+            "reduction=mean",
+        ],
+        &dir.join("focal"),
+    );
+    assert!((focal[[]] - plain[[]]).abs() < 1e-12);
+}

@@ -58,11 +58,39 @@ fn error_messages() {
         Error::InputRank { got: 0, min: 1 },
         Error::IgnoreIndexWithProbabilities { value: 0 },
         Error::LabelSmoothingRange { value: 1.5 },
-        Error::InvalidReduction {
-            value: "avg".into(),
+        Error::ProbabilityOutOfRange {
+            argument: "input".into(),
+            value: 1.5,
+        },
+        Error::TargetDtypeMismatch {
+            expected: DType::Float64,
+            got: DType::Int64,
+        },
+        Error::BroadcastShape {
+            name: "pos_weight".into(),
+            shape: vec![3],
+            to: vec![2, 3, 3, 4],
+        },
+        Error::AlphaRange { value: -0.5 },
+        Error::PerClassLength {
+            name: "alpha".into(),
+            classes: 3,
+            got: 2,
+        },
+        Error::NegativeWeight { value: -0.5 },
+        Error::UnsupportedOption {
+            option: "class_weights".into(),
+            context: "with mode=binary".into(),
         },
         Error::InvalidMode {
-            value: "softmax".into(),
+            value: "binry".into(),
+        },
+        Error::ClassIndexDtype { got: DType::Int32 },
+        Error::MissingParameter {
+            name: "alpha".into(),
+        },
+        Error::InvalidReduction {
+            value: "avg".into(),
         },
         Error::Float32Only {
             got: DType::Float64,
@@ -105,9 +133,6 @@ fn error_messages() {
             name: "ignore_index".into(),
             expected: "an integer",
             got: "\"one\"".into(),
-        },
-        Error::MissingParameter {
-            name: "mode".into(),
         },
         Error::MissingTensor {
             name: "target".into(),

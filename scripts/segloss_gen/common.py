@@ -39,8 +39,7 @@ DTYPES = {"f64": np.float64, "f32": np.float32}
 ERROR_KINDS = {
     kind: re.compile(pattern)
     for kind, pattern in {
-        # The second form: kornia's one_hot.
-        "target_out_of_bounds": r"Target -?\d+ is out of bounds\.|Class values must be (non-negative|smaller than num_classes)\.",
+        "target_out_of_bounds": r"Target -?\d+ is out of bounds\.|index -?\d+ is out of bounds for dimension|Class values must be",
         # The second form: the spatial kernel (inputs of 3 or more dimensions) takes int64 only.
         # The third form: gather() of the weights by uint8 targets (weighted mean label smoothing).
         "target_dtype": r"expected target dtype to be Long or Byte, but got \w+|expected scalar type Long but found Byte"
@@ -48,16 +47,27 @@ ERROR_KINDS = {
         "probability_target_dtype": r"Expected floating point type for target with class probabilities",
         "batch_size_mismatch": r"Expected input batch_size \(\d+\) to match target batch_size \(\d+\)",
         "target_rank": r"0D or 1D target tensor expected|only batches of spatial targets supported",
-        "target_shape_mismatch": r"size mismatch \(got input|Expected target size|1D target must have size 1|pred and target shapes must be the same",
+        "target_shape_mismatch": r"size mismatch \(got input|Expected target size|1D target must have size 1|Using a target size|Target size \(|ground truth has different shape"
+        r"|pred and target shapes must be the same",
         "weight_length": r"weight tensor should be defined either for all|weight must hold one value per class of pred",
         "weight_dtype": r"expected scalar type \w+ but found \w+",
         "input_dtype": r"not implemented for 'Long'",
-        "input_rank": r"Expected 1 or more dimensions",
+        "input_rank": r"Expected 1 or more dimensions|Shape dimension mismatch",
         "ignore_index_with_probabilities": r"ignore_index is not supported for floating point target",
         "label_smoothing_range": r"label_smoothing must be between 0\.0 and 1\.0",
-        "invalid_reduction": r"is not a valid value for reduction",
-        # smp asserts the mode with a bare `assert`: an AssertionError without a message.
+        "invalid_reduction": r"is not a valid value for reduction|Invalid Value for arg 'reduction'|Invalid reduction mode|is not a valid LossReduction",
+        "probability_out_of_range": r"all elements of (input|target) should be between 0 and 1",
+        "target_dtype_mismatch": r"Found dtype \w+ but expected \w+|can't be cast to the desired output type",
+        "broadcast_shape": r"doesn't match the broadcast shape|Attempting to broadcast a dimension|must match the size of tensor b",
+        "alpha_range": r"Invalid alpha value",
+        "per_class_length": r"must match the number of (classes|output channels)|must hold one value per class",
+        "negative_weight": r"class_weight values must be non-negative",
+        "unsupported_option": r"not supported with mode=binary|too many indices for tensor|not supported for single-channel outputs",
+        # smp asserts the mode without a message.
         "invalid_mode": r"^$",
+        "class_index_dtype": r"labels must be of dtype torch\.int64",
+        "missing_parameter": r"missing 1 required positional argument",
+        "parameter_type": r"unsupported operand type\(s\) for /: 'NoneType'",
         "float32_only": r"dot : expected both vectors to have same dtype",
         "bool_subtraction": r"Subtraction, the `-` operator, with a bool tensor is not supported",
         "too_few_classes": r"Sigmoid output possible only with 1 class|Invalid pred shape, we expect BxNxHxW, with N > 1",

@@ -1,6 +1,8 @@
 //! The Lovász and MCC losses in the catalog: `smp.LovaszLoss`, `smp.MCCLoss`,
 //! `kornia.lovasz_softmax_loss` and `kornia.lovasz_hinge_loss`.
 
+use serde_json::Value;
+
 use super::LossDef;
 use crate::spec::lovasz::{self, SmpLovaszOptions};
 use crate::spec::mcc::{self, DEFAULT_EPS};
@@ -18,9 +20,9 @@ pub(super) const LOSSES: &[LossDef] = &[
             // Accepted and type-checked like smp's constructor, then ignored as smp ignores it.
             call.bool_param("from_logits", true)?;
             let options = SmpLovaszOptions {
-                mode: call.required_str_param("mode")?.parse()?,
+                mode: call.required("mode", Value::as_str, "a string")?.parse()?,
                 per_image: call.bool_param("per_image", false)?,
-                ignore_index: call.optional_int_param("ignore_index")?,
+                ignore_index: call.optional_int_param("ignore_index", None)?,
             };
             lovasz::smp_lovasz(
                 call.tensor("y_pred")?,

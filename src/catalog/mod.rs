@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use ndarray::ArrayD;
 use serde_json::Value;
 
+mod binary_focal;
 mod cross_entropy;
 mod lovasz_mcc;
 
@@ -44,7 +45,11 @@ pub struct LossDef {
 }
 
 /// The loss families, one module each.
-const FAMILIES: &[&[LossDef]] = &[cross_entropy::LOSSES, lovasz_mcc::LOSSES];
+const FAMILIES: &[&[LossDef]] = &[
+    cross_entropy::LOSSES,
+    binary_focal::LOSSES,
+    lovasz_mcc::LOSSES,
+];
 
 /// Every loss segloss specifies, family by family.
 pub fn losses() -> impl Iterator<Item = &'static LossDef> {
@@ -103,59 +108,130 @@ impl LossCall {
 
     /// `reduction`, parsed; PyTorch's default is `mean`.
     pub(crate) fn reduction(&self) -> Result<Reduction> {
-        match self.params.get("reduction") {
-            None => Ok(Reduction::Mean),
-            Some(Value::String(name)) => name.parse(),
-            Some(other) => Err(parameter_type("reduction", "a string", other)),
+        self.reduction_or(Reduction::Mean)
+    }
+
+    /// `reduction`, parsed, for an anchor whose default is `default`.
+    pub(crate) fn reduction_or(&self, default: Reduction) -> Result<Reduction> {
+        match self.string_param("reduction")? {
+            None => Ok(default),
+            Some(name) => name.parse(),
+        }
+    }
+
+    /// A string parameter; `None` when absent.
+    pub(crate) fn string_param(&self, name: &str) -> Result<Option<&str>> {
+        match self.params.get(name) {
+            None => Ok(None),
+            Some(Value::String(value)) => Ok(Some(value)),
+            Some(other) => Err(parameter_type(name, "a string", other)),
+        }
+    }
+
+    /// A parameter the anchor requires (it has no default).
+    pub(crate) fn required<'a, T>(
+        &'a self,
+        name: &str,
+        read: impl FnOnce(&'a Value) -> Option<T>,
+        expected: &'static str,
+    ) -> Result<T> {
+        let value = self
+            .params
+            .get(name)
+            .ok_or_else(|| Error::MissingParameter {
+                name: name.to_string(),
+            })?;
+        read(value).ok_or_else(|| parameter_type(name, expected, value))
+    }
+
+    /// A boolean parameter.
+    pub(crate) fn bool_param(&self, name: &str, default: bool) -> Result<bool> {
+        match self.params.get(name) {
+            None => Ok(default),
+            Some(value) => value
+                .as_bool()
+                .ok_or_else(|| parameter_type(name, "true or false", value)),
+        }
+    }
+
+    /// A parameter that is a number or `null` (Python's `None`); absent gives `default`.
+    pub(crate) fn optional_float_param(
+        &self,
+        name: &str,
+        default: Option<f64>,
+    ) -> Result<Option<f64>> {
+        match self.params.get(name) {
+            None => Ok(default),
+            Some(Value::Null) => Ok(None),
+            Some(value) => value
+                .as_f64()
+                .map(Some)
+                .ok_or_else(|| parameter_type(name, "a number or null", value)),
+        }
+    }
+
+    /// A parameter that is an integer or `null`; absent gives `default`.
+    pub(crate) fn optional_int_param(
+        &self,
+        name: &str,
+        default: Option<i64>,
+    ) -> Result<Option<i64>> {
+        match self.params.get(name) {
+            None => Ok(default),
+            Some(Value::Null) => Ok(None),
+            Some(value) => value
+                .as_i64()
+                .map(Some)
+                .ok_or_else(|| parameter_type(name, "an integer or null", value)),
+        }
+    }
+
+    /// A parameter that is a number, a list of numbers, or `null`/absent (`None`).
+    pub(crate) fn number_or_list_param(&self, name: &str) -> Result<Option<NumberOrList>> {
+        let expected = "a number, a list of numbers or null";
+        match self.params.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(Value::as_f64)
+                .collect::<Option<Vec<f64>>>()
+                .map(|list| Some(NumberOrList::List(list)))
+                .ok_or_else(|| parameter_type(name, expected, &Value::Array(items.clone()))),
+            Some(value) => value
+                .as_f64()
+                .map(|number| Some(NumberOrList::Number(number)))
+                .ok_or_else(|| parameter_type(name, expected, value)),
         }
     }
 
     /// An integer parameter.
     pub(crate) fn int_param(&self, name: &str, default: i64) -> Result<i64> {
-        self.typed_param(name, "an integer", Value::as_i64)
-            .map(|value| value.unwrap_or(default))
-    }
-
-    /// An integer parameter that may be absent or `null` (Python's `None`).
-    pub(crate) fn optional_int_param(&self, name: &str) -> Result<Option<i64>> {
         match self.params.get(name) {
-            Some(Value::Null) => Ok(None),
-            _ => self.typed_param(name, "an integer or null", Value::as_i64),
+            None => Ok(default),
+            Some(value) => value
+                .as_i64()
+                .ok_or_else(|| parameter_type(name, "an integer", value)),
         }
-    }
-
-    /// A boolean parameter.
-    pub(crate) fn bool_param(&self, name: &str, default: bool) -> Result<bool> {
-        self.typed_param(name, "a boolean", Value::as_bool)
-            .map(|value| value.unwrap_or(default))
-    }
-
-    /// A string parameter without a default.
-    pub(crate) fn required_str_param(&self, name: &str) -> Result<&str> {
-        self.typed_param(name, "a string", Value::as_str)?
-            .ok_or_else(|| Error::MissingParameter {
-                name: name.to_string(),
-            })
     }
 
     /// A real-number parameter (integers accepted).
     pub(crate) fn float_param(&self, name: &str, default: f64) -> Result<f64> {
-        self.typed_param(name, "a number", Value::as_f64)
-            .map(|value| value.unwrap_or(default))
+        match self.params.get(name) {
+            None => Ok(default),
+            Some(value) => value
+                .as_f64()
+                .ok_or_else(|| parameter_type(name, "a number", value)),
+        }
     }
+}
 
-    /// A parameter read by `read` (`None` when absent), or a type error naming `expected`.
-    fn typed_param<'a, T>(
-        &'a self,
-        name: &str,
-        expected: &'static str,
-        read: impl Fn(&'a Value) -> Option<T>,
-    ) -> Result<Option<T>> {
-        self.params
-            .get(name)
-            .map(|value| read(value).ok_or_else(|| parameter_type(name, expected, value)))
-            .transpose()
-    }
+/// A parameter given as one number or as a list of numbers.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum NumberOrList {
+    /// One number.
+    Number(f64),
+    /// A list.
+    List(Vec<f64>),
 }
 
 fn parameter_type(name: &str, expected: &'static str, got: &Value) -> Error {

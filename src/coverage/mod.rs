@@ -4,6 +4,7 @@
 
 use std::collections::BTreeSet;
 
+mod binary_focal;
 mod cross_entropy;
 mod lovasz_mcc;
 
@@ -37,7 +38,11 @@ pub struct FamilyCoverage {
 }
 
 /// Every family's coverage.
-pub const FAMILIES: &[FamilyCoverage] = &[cross_entropy::COVERAGE, lovasz_mcc::COVERAGE];
+pub const FAMILIES: &[FamilyCoverage] = &[
+    cross_entropy::COVERAGE,
+    binary_focal::COVERAGE,
+    lovasz_mcc::COVERAGE,
+];
 
 /// Every case id the corpus must contain, sorted.
 pub fn required_case_ids() -> BTreeSet<String> {

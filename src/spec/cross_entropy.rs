@@ -69,8 +69,9 @@ pub fn nll_loss(
     let (loss, grad_input) = class_index_loss(
         &log_probs,
         &checked,
-        options.ignore_index,
+        Some(options.ignore_index),
         0.0,
+        MeanOver::TargetWeights,
         options.reduction,
         grad_output,
     )?;
@@ -128,8 +129,9 @@ pub fn cross_entropy(
     let (loss, grad_log_probs) = class_index_loss(
         &log_probs,
         &checked,
-        options.ignore_index,
-        epsilon,
+        Some(options.ignore_index),
+        epsilon.max(0.0),
+        MeanOver::TargetWeights,
         options.reduction,
         grad_output,
     )?;
@@ -139,45 +141,56 @@ pub fn cross_entropy(
     })
 }
 
-/// A class-index call that passed PyTorch's checks.
-struct ClassIndexCall {
+/// A class-index call that passed its loss's checks.
+pub(crate) struct ClassIndexCall {
     /// The class indices, in the target's shape.
-    targets: ArrayD<i64>,
+    pub(crate) targets: ArrayD<i64>,
     /// w_c for every class (ones without a weight).
-    weights: Array1<f64>,
+    pub(crate) weights: Array1<f64>,
     /// Whether a weight was given.
-    weighted: bool,
+    pub(crate) weighted: bool,
     /// The target's dtype (int64 or uint8).
-    target_dtype: DType,
+    pub(crate) target_dtype: DType,
     /// 0 for an unbatched `(C)` input, else 1.
-    class_axis: usize,
+    pub(crate) class_axis: usize,
+}
+
+/// What the `mean` of a class-index loss divides by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MeanOver {
+    /// Σ_{n: y_n ≠ ii} w_{y_n}: PyTorch's weighted mean, ignored positions excluded.
+    TargetWeights,
+    /// The number of positions, ignored ones included (smp's `SoftCrossEntropyLoss`).
+    Positions,
 }
 
 /// Class-index path, for log-probabilities log p (the input of `nll_loss`, or log_softmax of the
-/// logits). With w ≡ 1 without weight, ε = label_smoothing (ε ≤ 0 meaning none) and C classes, at
-/// each position n with y_n ≠ ignore_index:
+/// logits). With w ≡ 1 without weight, ε = label_smoothing (0 meaning none; PyTorch's callers
+/// pass max(ε, 0)) and C classes, at each position n with y_n ≠ ignore_index:
 ///
 /// ```text
 /// l_n = (1 − ε)·w_{y_n}·(−log p_{n,y_n}) + (ε/C)·Σ_c w_c·(−log p_{n,c})
-/// mean = Σ_n l_n / Σ_{n: y_n ≠ ii} w_{y_n}          (NaN when every position is ignored)
+/// mean = Σ_n l_n / Σ_{n: y_n ≠ ii} w_{y_n}          (MeanOver::TargetWeights; NaN when all ignored)
+/// mean = Σ_n l_n / (number of positions)           (MeanOver::Positions)
 /// ∂l_n/∂log p_{n,c} = −(1 − ε)·w_{y_n}·[c = y_n] − (ε/C)·w_c
 /// ```
 ///
-/// and l_n = 0 with a zero gradient where y_n = ignore_index. The smoothing term uses every class
-/// weight, yet the mean still divides by Σ w_{y_n}. Without smoothing only log p_{n,y_n} is read, so a
-/// −inf log-probability elsewhere does not reach the loss; with smoothing it makes the loss inf.
-fn class_index_loss(
+/// and l_n = 0 with a zero gradient where y_n = ignore_index (`None`: nothing is ignored). The
+/// smoothing term uses every class weight, yet the weighted mean still divides by Σ w_{y_n}. Without
+/// smoothing only log p_{n,y_n} is read, so a −inf log-probability elsewhere does not reach the
+/// loss; with smoothing it makes the loss inf.
+pub(crate) fn class_index_loss(
     log_probs: &ArrayD<f64>,
     call: &ClassIndexCall,
-    ignore_index: i64,
-    label_smoothing: f64,
+    ignore_index: Option<i64>,
+    smoothing: f64,
+    mean_over: MeanOver,
     reduction: Reduction,
     grad_output: Option<&ArrayD<f64>>,
 ) -> Result<(ArrayD<f64>, ArrayD<f64>)> {
-    let smoothing = label_smoothing.max(0.0);
     let classes = call.weights.len();
     check_bounds(&call.targets, classes, ignore_index)?;
-    let counted = |target: i64| target != ignore_index;
+    let counted = |target: i64| Some(target) != ignore_index;
     // PyTorch divides the weighted smoothing term by weight.gather(targets), and gather refuses
     // uint8 indices (an empty selection slips through).
     if smoothing > 0.0
@@ -188,12 +201,15 @@ fn class_index_loss(
     {
         return Err(Error::TargetDtype { got: DType::UInt8 });
     }
-    let denominator = compensated_sum(
-        call.targets
-            .iter()
-            .filter(|&&target| counted(target))
-            .map(|&target| call.weights[target as usize]),
-    );
+    let denominator = match mean_over {
+        MeanOver::TargetWeights => compensated_sum(
+            call.targets
+                .iter()
+                .filter(|&&target| counted(target))
+                .map(|&target| call.weights[target as usize]),
+        ),
+        MeanOver::Positions => call.targets.len() as f64,
+    };
 
     let mut per_position = ArrayD::<f64>::zeros(call.targets.raw_dim());
     for (position, &target) in call.targets.indexed_iter() {
@@ -204,7 +220,7 @@ fn class_index_loss(
             |class: usize| log_probs[at_class(position.slice(), call.class_axis, class)];
         let target = target as usize;
         let mut loss = (1.0 - smoothing) * call.weights[target] * -log_prob_of(target);
-        if smoothing > 0.0 {
+        if smoothing != 0.0 {
             let smoothing_sum = compensated_sum(
                 (0..classes).map(|class| call.weights[class] * -log_prob_of(class)),
             );
@@ -223,7 +239,7 @@ fn class_index_loss(
         let target = target as usize;
         grad_log_probs[at_class(position.slice(), call.class_axis, target)] -=
             (1.0 - smoothing) * call.weights[target] * scale;
-        if smoothing > 0.0 {
+        if smoothing != 0.0 {
             for class in 0..classes {
                 grad_log_probs[at_class(position.slice(), call.class_axis, class)] -=
                     smoothing / classes as f64 * call.weights[class] * scale;
@@ -302,7 +318,7 @@ fn class_axis(rank: usize) -> usize {
 }
 
 /// The input as f64, rejecting non-float inputs as log_softmax does.
-fn float_input(input: &Tensor) -> Result<ArrayD<f64>> {
+pub(crate) fn float_input(input: &Tensor) -> Result<ArrayD<f64>> {
     if input.dtype().is_floating() {
         Ok(input.to_f64())
     } else {
@@ -443,10 +459,10 @@ fn check_class_index_call(
 }
 
 /// Rejects the first target (in row-major order) outside [0, C) that is not ignore_index.
-fn check_bounds(targets: &ArrayD<i64>, classes: usize, ignore_index: i64) -> Result<()> {
+fn check_bounds(targets: &ArrayD<i64>, classes: usize, ignore_index: Option<i64>) -> Result<()> {
     match targets
         .iter()
-        .find(|&&target| target != ignore_index && (target < 0 || target as usize >= classes))
+        .find(|&&target| Some(target) != ignore_index && (target < 0 || target as usize >= classes))
     {
         Some(&value) => Err(Error::TargetOutOfBounds { value, classes }),
         None => Ok(()),

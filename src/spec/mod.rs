@@ -4,7 +4,9 @@
 //! Simple, slow, correct: sums are compensated, nothing is fused or vectorised, and the code
 //! follows the formula in the doc comment above it. One file per loss family.
 
+pub mod binary;
 pub mod cross_entropy;
+pub mod focal;
 pub mod lovasz;
 pub mod mcc;
 pub mod softmax;

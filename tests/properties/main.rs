@@ -3,6 +3,7 @@
 //! `every_catalog_loss_has_properties`. Failing seeds persist under `proptest-regressions/`.
 //! `PROPTEST_CASES=N cargo test --test properties` runs N cases per property (default 64).
 
+mod binary_focal;
 mod common;
 mod cross_entropy;
 mod lovasz_mcc;
@@ -10,7 +11,11 @@ mod lovasz_mcc;
 use segloss::catalog::losses;
 
 /// The losses each family module holds properties for.
-const FAMILIES: &[&[&str]] = &[cross_entropy::LOSSES, lovasz_mcc::LOSSES];
+const FAMILIES: &[&[&str]] = &[
+    cross_entropy::LOSSES,
+    binary_focal::LOSSES,
+    lovasz_mcc::LOSSES,
+];
 
 #[test]
 fn every_catalog_loss_has_properties() {

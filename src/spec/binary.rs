@@ -1,0 +1,308 @@
+//! The binary cross-entropy family: `binary_cross_entropy` (probabilities in),
+//! `binary_cross_entropy_with_logits` (logits in), smp's `SoftBCEWithLogitsLoss`, and the
+//! log-sigmoid and broadcasting helpers the focal losses share.
+//!
+//! These losses are elementwise: the target has the input's shape and every element is a
+//! position. `weight` and `pos_weight` broadcast against the input with PyTorch's right-aligned
+//! rule, so a `(C,)` tensor aligns with the *last* axis and `(C, 1, 1)` with the channel axis.
+
+use ndarray::{ArrayD, IxDyn, Zip};
+
+use super::cross_entropy::float_input;
+use super::{LossOutput, Reduction};
+use crate::error::{Error, Result};
+use crate::tensor::Tensor;
+
+/// σ(x) = 1 / (1 + exp(−x)).
+pub fn sigmoid(x: f64) -> f64 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// log σ(x) = min(x, 0) − log1p(exp(−|x|)), exact for logits of any size (PyTorch's kernel).
+pub fn log_sigmoid(x: f64) -> f64 {
+    x.min(0.0) - (-x.abs()).exp().ln_1p()
+}
+
+/// `tensor` broadcast to `shape` by PyTorch's right-aligned rule: the tensor's axes align with the
+/// last axes of `shape`, and each must be 1 or equal to the axis it meets. A tensor with more axes
+/// than `shape`, or whose broadcast would be larger than `shape`, is rejected (PyTorch computes
+/// these losses in place on the input's shape).
+pub fn broadcast_to(name: &str, tensor: &Tensor, shape: &[usize]) -> Result<ArrayD<f64>> {
+    let error = || Error::BroadcastShape {
+        name: name.to_string(),
+        shape: tensor.shape().to_vec(),
+        to: shape.to_vec(),
+    };
+    let own = tensor.shape();
+    if own.len() > shape.len() {
+        return Err(error());
+    }
+    let offset = shape.len() - own.len();
+    let fits = own
+        .iter()
+        .zip(&shape[offset..])
+        .all(|(&size, &target)| size == 1 || size == target);
+    if !fits {
+        return Err(error());
+    }
+    let mut aligned = vec![1; offset];
+    aligned.extend_from_slice(own);
+    let values = tensor
+        .to_f64()
+        .into_shape_with_order(IxDyn(&aligned))
+        .map_err(|_| error())?;
+    values
+        .broadcast(IxDyn(shape))
+        .map(|view| view.to_owned())
+        .ok_or_else(error)
+}
+
+/// Rejects a target whose shape is not the input's.
+pub(crate) fn check_same_shape(input: &Tensor, target: &Tensor) -> Result<()> {
+    if input.shape() == target.shape() {
+        Ok(())
+    } else {
+        Err(Error::TargetShapeMismatch {
+            expected: input.shape().to_vec(),
+            got: target.shape().to_vec(),
+        })
+    }
+}
+
+/// Reduces an elementwise loss map `loss` whose element i has derivative `derivative[i]` with
+/// respect to its own input element: `none` → l, `sum` → Σ l, `mean` → Σ l / (number of
+/// elements); the gradient is upstream_i · derivative_i.
+pub(crate) fn reduce_elementwise(
+    loss: ArrayD<f64>,
+    derivative: ArrayD<f64>,
+    reduction: Reduction,
+    grad_output: Option<&ArrayD<f64>>,
+) -> Result<LossOutput> {
+    let denominator = loss.len() as f64;
+    let mut grad_input = reduction.upstream(grad_output, loss.shape(), denominator)?;
+    grad_input.zip_mut_with(&derivative, |upstream, &slope| *upstream *= slope);
+    Ok(LossOutput {
+        loss: reduction.reduce(loss, denominator),
+        grad_input,
+    })
+}
+
+/// `binary_cross_entropy(input, target, weight, reduction)` on probabilities p and targets t:
+///
+/// ```text
+/// l = −w·[t·max(log p, −100) + (1 − t)·max(log1p(−p), −100)]      mean = Σ l / (number of elements)
+/// ∂l/∂p = w·(p − t) / max(p·(1 − p), ε),   ε = 1e-12 as a float32 (9.99999996e-13)
+/// ```
+///
+/// The gradient is PyTorch's own backward, not the derivative of the clamped forward: at p = 0,
+/// t = 1 the loss is 100 and the gradient −1/ε ≈ −1.000000004e12 (PyTorch's ε is a `float`
+/// constant even in the double kernel). Input and target must both lie in [0, 1] (NaN
+/// fails the check) and share the input's dtype; the weight is not normalised by the mean.
+pub fn binary_cross_entropy(
+    input: &Tensor,
+    target: &Tensor,
+    weight: Option<&Tensor>,
+    reduction: Reduction,
+    grad_output: Option<&ArrayD<f64>>,
+) -> Result<LossOutput> {
+    check_same_shape(input, target)?;
+    if target.dtype() != input.dtype() {
+        return Err(Error::TargetDtypeMismatch {
+            expected: input.dtype(),
+            got: target.dtype(),
+        });
+    }
+    let p = float_input(input)?;
+    let t = target.to_f64();
+    let w = match weight {
+        Some(weight) => broadcast_to("weight", weight, input.shape())?,
+        None => ArrayD::ones(input.shape()),
+    };
+    for (argument, values) in [("input", &p), ("target", &t)] {
+        if let Some(&value) = values.iter().find(|value| !(0.0..=1.0).contains(*value)) {
+            return Err(Error::ProbabilityOutOfRange {
+                argument: argument.to_string(),
+                value,
+            });
+        }
+    }
+    let loss = Zip::from(&p).and(&t).and(&w).map_collect(|&p, &t, &w| {
+        -w * (t * p.ln().max(-100.0) + (1.0 - t) * (-p).ln_1p().max(-100.0))
+    });
+    let derivative = Zip::from(&p)
+        .and(&t)
+        .and(&w)
+        .map_collect(|&p, &t, &w| w * (p - t) / ((1.0 - p) * p).max(f64::from(1e-12_f32)));
+    reduce_elementwise(loss, derivative, reduction, grad_output)
+}
+
+/// The elementwise BCE-with-logits of logits x against targets t with broadcast weights w and
+/// positive weights pw (PyTorch's `Loss.cpp`):
+///
+/// ```text
+/// l = w·[(1 − t)·x − (1 + (pw − 1)·t)·log σ(x)]  =  w·[−pw·t·log σ(x) − (1 − t)·log σ(−x)]
+/// ∂l/∂x = w·[(pw·t + 1 − t)·σ(x) − pw·t]
+/// ```
+///
+/// Returns the loss map and ∂l/∂x. The targets are not validated (t = −100 is accepted).
+pub(crate) fn bce_with_logits_elements(
+    x: &ArrayD<f64>,
+    t: &ArrayD<f64>,
+    w: &ArrayD<f64>,
+    pw: &ArrayD<f64>,
+) -> (ArrayD<f64>, ArrayD<f64>) {
+    let loss = Zip::from(x)
+        .and(t)
+        .and(w)
+        .and(pw)
+        .map_collect(|&x, &t, &w, &pw| {
+            w * ((1.0 - t) * x - (1.0 + (pw - 1.0) * t) * log_sigmoid(x))
+        });
+    let derivative = Zip::from(x)
+        .and(t)
+        .and(w)
+        .and(pw)
+        .map_collect(|&x, &t, &w, &pw| w * ((pw * t + 1.0 - t) * sigmoid(x) - pw * t));
+    (loss, derivative)
+}
+
+/// The checked arguments of a BCE-with-logits call: logits, targets, and the broadcast weight and
+/// pos_weight (ones when absent).
+struct LogitsCall {
+    x: ArrayD<f64>,
+    t: ArrayD<f64>,
+    w: ArrayD<f64>,
+    pw: ArrayD<f64>,
+}
+
+/// PyTorch's checks of `binary_cross_entropy_with_logits`: same shapes, a floating-point target
+/// (the result is written into a tensor of the target's dtype), weights that broadcast.
+fn check_logits_call(
+    input: &Tensor,
+    target: &Tensor,
+    weight: Option<&Tensor>,
+    pos_weight: Option<&Tensor>,
+) -> Result<LogitsCall> {
+    check_same_shape(input, target)?;
+    if !target.dtype().is_floating() {
+        return Err(Error::TargetDtypeMismatch {
+            expected: input.dtype(),
+            got: target.dtype(),
+        });
+    }
+    let broadcast = |name: &str, tensor: Option<&Tensor>| match tensor {
+        Some(tensor) => broadcast_to(name, tensor, input.shape()),
+        None => Ok(ArrayD::ones(input.shape())),
+    };
+    Ok(LogitsCall {
+        x: float_input(input)?,
+        t: target.to_f64(),
+        w: broadcast("weight", weight)?,
+        pw: broadcast("pos_weight", pos_weight)?,
+    })
+}
+
+/// `binary_cross_entropy_with_logits(input, target, weight, reduction, pos_weight)`: the
+/// elementwise loss of [`bce_with_logits_elements`], mean = Σ l / (number of elements).
+///
+/// Stable for logits of any size (±1e4 gives 1e4 exactly); ±inf logits give NaN where 0·inf
+/// appears, as in PyTorch.
+pub fn binary_cross_entropy_with_logits(
+    input: &Tensor,
+    target: &Tensor,
+    weight: Option<&Tensor>,
+    pos_weight: Option<&Tensor>,
+    reduction: Reduction,
+    grad_output: Option<&ArrayD<f64>>,
+) -> Result<LossOutput> {
+    let call = check_logits_call(input, target, weight, pos_weight)?;
+    let (loss, derivative) = bce_with_logits_elements(&call.x, &call.t, &call.w, &call.pw);
+    reduce_elementwise(loss, derivative, reduction, grad_output)
+}
+
+/// smp's `SoftBCEWithLogitsLoss(weight, ignore_index, reduction, smooth_factor, pos_weight)`.
+///
+/// With s = smooth_factor (no smoothing when `None`) and m = [t ≠ ignore_index] (1 everywhere when
+/// ignore_index is `None`):
+///
+/// ```text
+/// t' = (1 − t)·s + t·(1 − s)                      ({0, 1} → {s, 1 − s}, not ε/C)
+/// l  = BCE_with_logits(x, t', w, pw) · m
+/// mean = Σ l / (number of elements)               (ignored elements stay in the denominator)
+/// ```
+///
+/// smp reduces only `mean` and `sum`; any other reduction string returns the map unreduced.
+pub fn smp_soft_bce_with_logits(
+    y_pred: &Tensor,
+    y_true: &Tensor,
+    weight: Option<&Tensor>,
+    pos_weight: Option<&Tensor>,
+    options: &SoftBceOptions,
+    grad_output: Option<&ArrayD<f64>>,
+) -> Result<LossOutput> {
+    let mut call = check_logits_call(y_pred, y_true, weight, pos_weight)?;
+    let kept = call.t.mapv(|t| match options.ignore_index {
+        Some(ignored) if t == ignored as f64 => 0.0,
+        _ => 1.0,
+    });
+    if let Some(s) = options.smooth_factor {
+        call.t.mapv_inplace(|t| (1.0 - t) * s + t * (1.0 - s));
+    }
+    let (mut loss, mut derivative) = bce_with_logits_elements(&call.x, &call.t, &call.w, &call.pw);
+    loss *= &kept;
+    derivative *= &kept;
+    reduce_elementwise(loss, derivative, options.reduction, grad_output)
+}
+
+/// The non-tensor arguments of smp's `SoftBCEWithLogitsLoss`, with smp's defaults.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SoftBceOptions {
+    /// Targets equal to this contribute 0 but stay in the mean; `None` ignores nothing.
+    pub ignore_index: Option<i64>,
+    /// mean / sum; any other string is unreduced ([`Reduction::None`]).
+    pub reduction: Reduction,
+    /// s: targets become (1 − t)·s + t·(1 − s); `None` leaves them.
+    pub smooth_factor: Option<f64>,
+}
+
+impl Default for SoftBceOptions {
+    fn default() -> Self {
+        SoftBceOptions {
+            ignore_index: Some(-100),
+            reduction: Reduction::Mean,
+            smooth_factor: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_sigmoid_is_exact_at_large_logits() {
+        assert_eq!(log_sigmoid(1e4), 0.0);
+        assert_eq!(log_sigmoid(-1e4), -1e4);
+        assert!((log_sigmoid(0.0) + std::f64::consts::LN_2).abs() < 1e-16);
+    }
+
+    #[test]
+    fn broadcasting_is_right_aligned() {
+        let per_last = Tensor::Float64(ArrayD::from_shape_vec(vec![2], vec![1.0, 2.0]).unwrap());
+        let spread = broadcast_to("w", &per_last, &[3, 2]).unwrap();
+        assert_eq!(
+            spread
+                .index_axis(ndarray::Axis(0), 2)
+                .iter()
+                .copied()
+                .collect::<Vec<_>>(),
+            vec![1.0, 2.0]
+        );
+        assert_eq!(
+            broadcast_to("w", &per_last, &[2, 3]).unwrap_err().kind(),
+            "broadcast_shape"
+        );
+        let larger = Tensor::Float64(ArrayD::zeros(vec![4, 3, 2]));
+        assert!(broadcast_to("w", &larger, &[3, 2]).is_err());
+    }
+}
