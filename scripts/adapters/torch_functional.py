@@ -8,6 +8,8 @@ kornia), answering `unsupported` for the others' losses.
 """
 
 import argparse
+import inspect
+import warnings
 
 import torch
 
@@ -44,7 +46,17 @@ def anchor(loss: str):
     else:
         raise Unsupported(f"unknown library of {loss}")
     loss_class = getattr(module, name)
-    return lambda params, tensors: loss_class(**params)(**tensors)
+    forward_arguments = set(inspect.signature(loss_class.forward).parameters) - {"self"}
+
+    def call(params, tensors):
+        # Tensor-valued constructor arguments (smp's weight, pos_weight) travel with the tensors.
+        forward = {name: tensor for name, tensor in tensors.items() if name in forward_arguments}
+        constructor = {name: tensor for name, tensor in tensors.items() if name not in forward_arguments}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return loss_class(**params, **constructor)(**forward)
+
+    return call
 
 
 def make_compute(libraries):
