@@ -9,10 +9,10 @@ import os
 import sys
 from pathlib import Path
 
-from segloss_gen import binary_focal, common, cross_entropy, overlap
+from segloss_gen import binary_focal, common, cross_entropy, lovasz_mcc, overlap
 
 #: One module per loss family; each exposes `cases()`.
-FAMILIES = (cross_entropy, binary_focal, overlap)
+FAMILIES = (cross_entropy, binary_focal, overlap, lovasz_mcc)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -234,6 +234,63 @@ pub enum Error {
         /// The reduction given.
         value: String,
     },
+    /// A prediction dtype the anchor cannot take: smp's Lovász loss computes its Lovász weights in
+    /// float32 and takes their dot product with the errors, which must then be float32 too.
+    #[error("the Lovász weights are float32 and need a float32 prediction, got {got}")]
+    Float32Only {
+        /// The prediction's dtype.
+        got: DType,
+    },
+    /// A bool tensor where the anchor computes `1 − tensor`, which PyTorch refuses for bool.
+    #[error("{argument} is bool, and 1 − {argument} is not defined for bool tensors")]
+    BoolSubtraction {
+        /// The tensor argument.
+        argument: &'static str,
+    },
+    /// A softmax Lovász prediction with fewer than two classes (smp also reads a 3-D prediction
+    /// `(N, C, L)` as a single sigmoid channel `(N, 1, C, L)`).
+    #[error("the Lovász-softmax prediction needs at least 2 classes on axis 1 and, in smp, not exactly 3 dimensions; got shape {shape:?}")]
+    TooFewClasses {
+        /// The prediction's shape.
+        shape: Vec<usize>,
+    },
+    /// A tensor whose number of dimensions or fixed axis size is not what the anchor requires.
+    #[error("{argument} must have shape {expected}, got {got:?}")]
+    UnexpectedShape {
+        /// The tensor argument.
+        argument: &'static str,
+        /// The required layout, e.g. `(B, 1, H, W)`.
+        expected: &'static str,
+        /// Its shape.
+        got: Vec<usize>,
+    },
+    /// A tensor without elements that the anchor reshapes with an inferred (−1) axis, which is
+    /// ambiguous.
+    #[error("{argument} of shape {shape:?} has no elements, and reshaping it with an inferred axis is ambiguous")]
+    EmptyReshape {
+        /// The tensor argument.
+        argument: &'static str,
+        /// Its shape.
+        shape: Vec<usize>,
+    },
+    /// A prediction and a target whose elements cannot be paired as the anchor pairs them
+    /// (flattened, per batch or per image).
+    #[error("prediction of shape {prediction:?} and target of shape {target:?} cannot be paired element by element")]
+    PairingMismatch {
+        /// The prediction's shape.
+        prediction: Vec<usize>,
+        /// The target's shape.
+        target: Vec<usize>,
+    },
+    /// smp's per-image mean adds an all-ignored image's empty `(0, C)` result in place into the
+    /// scalar sum of the images before it, which fails.
+    #[error("image {image} has only ignored pixels and follows a scored image: its empty (0, {classes}) result cannot be added in place to the scalar running sum")]
+    VoidAfterScored {
+        /// The index of the all-ignored image.
+        image: usize,
+        /// The number of classes.
+        classes: usize,
+    },
     /// A grad_output whose shape is not the loss's.
     #[error("grad_output must have the loss's shape {expected:?}, got {got:?}")]
     GradOutputShape {
@@ -372,6 +429,13 @@ impl Error {
             Error::InputShape { .. } => "input_shape",
             Error::NotSpecified { .. } => "not_specified",
             Error::InvalidReduction { .. } => "invalid_reduction",
+            Error::Float32Only { .. } => "float32_only",
+            Error::BoolSubtraction { .. } => "bool_subtraction",
+            Error::TooFewClasses { .. } => "too_few_classes",
+            Error::UnexpectedShape { .. } => "unexpected_shape",
+            Error::EmptyReshape { .. } => "empty_reshape",
+            Error::PairingMismatch { .. } => "pairing_mismatch",
+            Error::VoidAfterScored { .. } => "void_after_scored",
             Error::GradOutputShape { .. } => "grad_output_shape",
             Error::UnknownLoss { .. } => "unknown_loss",
             Error::UnknownParameter { .. } => "unknown_parameter",

@@ -116,6 +116,30 @@ fn error_messages() {
         Error::InvalidReduction {
             value: "avg".into(),
         },
+        Error::Float32Only {
+            got: DType::Float64,
+        },
+        Error::BoolSubtraction { argument: "y_true" },
+        Error::TooFewClasses {
+            shape: vec![2, 1, 3, 4],
+        },
+        Error::UnexpectedShape {
+            argument: "pred",
+            expected: "(B, C, H, W)",
+            got: vec![2, 3, 2, 2, 3],
+        },
+        Error::EmptyReshape {
+            argument: "pred",
+            shape: vec![0, 3, 3, 4],
+        },
+        Error::PairingMismatch {
+            prediction: vec![2, 1, 3, 4],
+            target: vec![2, 3, 5],
+        },
+        Error::VoidAfterScored {
+            image: 1,
+            classes: 3,
+        },
         Error::GradOutputShape {
             expected: vec![],
             got: vec![4],

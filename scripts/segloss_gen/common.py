@@ -89,6 +89,16 @@ ERROR_KINDS = {
         "label_dtype": r"one_hot is only applicable to index tensor of type LongTensor|labels must be of dtype torch\.int64",
         "negative_parameter": r"should be no less than 0",
         "input_shape": r"Invalid pred shape, we expect BxNxHxW",
+        # Lovász and MCC losses.
+        "float32_only": r"dot : expected both vectors to have same dtype",
+        "bool_subtraction": r"Subtraction, the `-` operator, with a bool tensor is not supported",
+        "too_few_classes": r"Sigmoid output possible only with 1 class|Invalid pred shape, we expect BxNxHxW, with N > 1",
+        # kornia's shape checks, and `shape[0]` of a 0-d tensor.
+        "unexpected_shape": r"Shape dimension mismatch: expected \d+ dimensions|Shape mismatch at dimension \d+: expected|tuple index out of range",
+        "empty_reshape": r"cannot reshape tensor of 0 elements",
+        # Broadcasting flattened tensors, boolean-mask indexing, reshaping into (B, 1, -1).
+        "pairing_mismatch": r"The size of tensor a \(\d+\) must match the size of tensor b \(\d+\)|The shape of the mask \[\d+\] at index 0 does not match|shape '\[\d+, 1, -1\]' is invalid for input of size \d+",
+        "void_after_scored": r"output with shape \[\] doesn't match the broadcast shape \[0, \d+\]",
     }.items()
 }
 
@@ -188,6 +198,48 @@ def parse_shape(token: str) -> tuple[str, tuple[int, ...]]:
         raise GenerationError(f"malformed shape token {token!r}")
     axes = _SHAPE_AXIS.findall(token)
     return "".join(letter for letter, _ in axes), tuple(int(size) for _, size in axes)
+
+
+def one_of(*allowed: str) -> Callable[[str | None], str]:
+    """A variant option parser that accepts exactly the listed values."""
+
+    def parse(value: str | None) -> str:
+        if value not in allowed:
+            raise ValueError(f"{value!r} is not one of {allowed}")
+        return value
+
+    return parse
+
+
+def flag(value: str | None) -> bool:
+    """A variant option parser for an option written without `=value`."""
+    if value is not None:
+        raise ValueError("a flag takes no value")
+    return True
+
+
+def parse_variant(variant: str, parsers: dict[str, Callable[[str | None], Any]], options: Callable[..., Any]) -> Any:
+    """Parse a variant id segment such as `weight,ignore_index=1` into `options(**fields)`.
+
+    `parsers` lists the option keys in the order a variant must list them, each with the parser of
+    its value (given None when the option is written without "=value"); `default` means no option.
+    Fails on unknown options or values and on options out of order.
+    """
+    if variant == "default":
+        return options()
+    order = list(parsers)
+    fields: dict[str, Any] = {}
+    previous = -1
+    for part in variant.split(","):
+        key, has_value, value = part.partition("=")
+        if key not in parsers or order.index(key) <= previous:
+            raise GenerationError(f"variant {variant!r}: unknown, repeated or misplaced option {key!r}")
+        previous = order.index(key)
+        try:
+            fields[key] = parsers[key](value if has_value else None)
+        except (TypeError, ValueError) as error:
+            raise GenerationError(f"variant {variant!r}: option {key!r}: {error}") from error
+    return options(**fields)
 
 
 def configure_torch() -> None:

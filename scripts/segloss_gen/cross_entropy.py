@@ -21,7 +21,7 @@ from typing import Any, Callable
 import numpy as np
 import torch.nn.functional as F
 
-from .common import DTYPES, Call, Case, GenerationError, expand_cases, parse_shape
+from .common import DTYPES, Call, Case, GenerationError, expand_cases, flag, one_of, parse_shape, parse_variant
 
 ANCHORS = {"cross_entropy": F.cross_entropy, "nll_loss": F.nll_loss}
 
@@ -387,60 +387,23 @@ ERROR_MUTATIONS: dict[str, Mutation] = {
 # --- variant ids ----------------------------------------------------------------------------------
 
 
-def _one_of(*allowed: str) -> Callable[[str | None], str]:
-    def parse(value: str | None) -> str:
-        if value not in allowed:
-            raise ValueError(f"{value!r} is not one of {allowed}")
-        return value
-
-    return parse
-
-
-def _flag(value: str | None) -> bool:
-    if value is not None:
-        raise ValueError("a flag takes no value")
-    return True
-
-
 def _weight_option(value: str | None) -> str:
-    return "uniform" if value is None else _one_of(*FIXED_WEIGHTS)(value)
+    return "uniform" if value is None else one_of(*FIXED_WEIGHTS)(value)
 
 
 #: Option keys in the order a variant id must list them, each with the parser of its value
 #: (None when the option is written without "=value").
 _OPTION_PARSERS: dict[str, Callable[[str | None], Any]] = {
-    "error": _one_of(*ERROR_MUTATIONS),
-    "target": _one_of("uint8", "probs", "probs_unnormalized"),
+    "error": one_of(*ERROR_MUTATIONS),
+    "target": one_of("uint8", "probs", "probs_unnormalized"),
     "weight": _weight_option,
     "ignore_index": int,
     "label_smoothing": float,
-    "logits": _one_of("1e4", "neg_inf"),
-    "input": _one_of("positive"),
-    "all_ignored": _flag,
-    "ignored_nan_logits": _flag,
+    "logits": one_of("1e4", "neg_inf"),
+    "input": one_of("positive"),
+    "all_ignored": flag,
+    "ignored_nan_logits": flag,
 }
-
-
-def parse_variant(variant: str) -> Options:
-    """Parse a variant id segment such as `weight,ignore_index=1,label_smoothing=0.1`.
-
-    Fails on unknown options or values and on options out of the fixed order.
-    """
-    if variant == "default":
-        return Options()
-    order = list(_OPTION_PARSERS)
-    fields: dict[str, Any] = {}
-    previous = -1
-    for part in variant.split(","):
-        key, has_value, value = part.partition("=")
-        if key not in _OPTION_PARSERS or order.index(key) <= previous:
-            raise GenerationError(f"variant {variant!r}: unknown, repeated or misplaced option {key!r}")
-        previous = order.index(key)
-        try:
-            fields[key] = _OPTION_PARSERS[key](value if has_value else None)
-        except (TypeError, ValueError) as error:
-            raise GenerationError(f"variant {variant!r}: option {key!r}: {error}") from error
-    return Options(**fields)
 
 
 # --- the catalog -----------------------------------------------------------------------------------
@@ -448,7 +411,7 @@ def parse_variant(variant: str) -> Options:
 
 def _case(loss: str, dtype: str, shape: str, reduction: str, variant: str, error_kind: str | None = None) -> Case:
     """One case; `error_kind` is declared exactly for the `error=` variants."""
-    options = parse_variant(variant)
+    options = parse_variant(variant, _OPTION_PARSERS, Options)
     if (options.error is None) != (error_kind is None):
         raise GenerationError(f"{loss}/{dtype}/{shape}/{reduction}/{variant}: an error variant needs an error kind")
     layout = Layout.of(shape, dtype)

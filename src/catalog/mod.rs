@@ -8,6 +8,7 @@ use serde_json::Value;
 
 mod binary_focal;
 mod cross_entropy;
+mod lovasz_mcc;
 mod overlap;
 
 use crate::error::{Error, Result};
@@ -45,7 +46,12 @@ pub struct LossDef {
 }
 
 /// The loss families, one module each.
-const FAMILIES: &[&[LossDef]] = &[cross_entropy::LOSSES, binary_focal::LOSSES, overlap::LOSSES];
+const FAMILIES: &[&[LossDef]] = &[
+    cross_entropy::LOSSES,
+    binary_focal::LOSSES,
+    overlap::LOSSES,
+    lovasz_mcc::LOSSES,
+];
 
 /// Every loss segloss specifies, family by family.
 pub fn losses() -> impl Iterator<Item = &'static LossDef> {

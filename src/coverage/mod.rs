@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 
 mod binary_focal;
 mod cross_entropy;
+mod lovasz_mcc;
 mod overlap;
 
 /// A full cross product of cases the corpus must hold.
@@ -42,6 +43,7 @@ pub const FAMILIES: &[FamilyCoverage] = &[
     cross_entropy::COVERAGE,
     binary_focal::COVERAGE,
     overlap::COVERAGE,
+    lovasz_mcc::COVERAGE,
 ];
 
 /// Every case id the corpus must contain, sorted.

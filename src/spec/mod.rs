@@ -7,6 +7,8 @@
 pub mod binary;
 pub mod cross_entropy;
 pub mod focal;
+pub mod lovasz;
+pub mod mcc;
 pub mod overlap;
 pub mod softmax;
 
@@ -78,16 +80,7 @@ impl Reduction {
             Reduction::None => positions_shape,
             Reduction::Mean | Reduction::Sum => &[],
         };
-        let grad_output = match grad_output {
-            Some(given) if given.shape() != reduced_shape => {
-                return Err(Error::GradOutputShape {
-                    expected: reduced_shape.to_vec(),
-                    got: given.shape().to_vec(),
-                })
-            }
-            Some(given) => given.clone(),
-            None => ArrayD::ones(reduced_shape),
-        };
+        let grad_output = grad_output_or_ones(grad_output, reduced_shape)?;
         Ok(match self {
             Reduction::None => grad_output,
             Reduction::Sum => ArrayD::from_elem(positions_shape, scalar(&grad_output)),
@@ -116,6 +109,21 @@ impl FromStr for Reduction {
 impl fmt::Display for Reduction {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
+    }
+}
+
+/// The grad_output to differentiate with: the given one, which must have the loss's shape, or ones.
+pub fn grad_output_or_ones(
+    grad_output: Option<&ArrayD<f64>>,
+    loss_shape: &[usize],
+) -> Result<ArrayD<f64>> {
+    match grad_output {
+        Some(given) if given.shape() != loss_shape => Err(Error::GradOutputShape {
+            expected: loss_shape.to_vec(),
+            got: given.shape().to_vec(),
+        }),
+        Some(given) => Ok(given.clone()),
+        None => Ok(ArrayD::ones(loss_shape)),
     }
 }
 

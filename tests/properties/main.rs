@@ -6,12 +6,18 @@
 mod binary_focal;
 mod common;
 mod cross_entropy;
+mod lovasz_mcc;
 mod overlap;
 
 use segloss::catalog::losses;
 
 /// The losses each family module holds properties for.
-const FAMILIES: &[&[&str]] = &[cross_entropy::LOSSES, binary_focal::LOSSES, overlap::LOSSES];
+const FAMILIES: &[&[&str]] = &[
+    cross_entropy::LOSSES,
+    binary_focal::LOSSES,
+    overlap::LOSSES,
+    lovasz_mcc::LOSSES,
+];
 
 #[test]
 fn every_catalog_loss_has_properties() {
