@@ -41,9 +41,29 @@ pub struct Row {
     /// Checks computed by emulating the option.
     pub emulated: usize,
     /// The greatest absolute difference over passed value checks.
+    #[serde(with = "infinite_as_null")]
     pub worst_abs: f64,
-    /// The greatest relative difference over passed value checks.
+    /// The greatest relative difference over passed value checks (infinite where an expected 0
+    /// met a difference within atol).
+    #[serde(with = "infinite_as_null")]
     pub worst_rel: f64,
+}
+
+/// JSON has no infinity: a non-finite worst difference is written as `null` and read back as +inf.
+mod infinite_as_null {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &f64, serializer: S) -> Result<S::Ok, S::Error> {
+        if value.is_finite() {
+            serializer.serialize_f64(*value)
+        } else {
+            serializer.serialize_none()
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
+        Ok(Option::<f64>::deserialize(deserializer)?.unwrap_or(f64::INFINITY))
+    }
 }
 
 /// The options a case exercises, from its variant: each token, with parameter values dropped
@@ -371,6 +391,18 @@ fn escape_markdown(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rows_survive_json_with_infinite_differences() {
+        let row = Row {
+            worst_rel: f64::INFINITY,
+            worst_abs: 1e-9,
+            ..Row::default()
+        };
+        let text = serde_json::to_string(&row).unwrap();
+        assert!(text.contains("\"worst_rel\":null"), "{text}");
+        assert_eq!(serde_json::from_str::<Row>(&text).unwrap(), row);
+    }
 
     #[test]
     fn options_drop_values_but_keep_input_kinds() {
