@@ -143,13 +143,9 @@ pub enum Error {
         /// The number of values given.
         got: usize,
     },
-    /// A class weight below zero where the anchor requires non-negative weights.
-    #[error("class weights must be non-negative, got {value}")]
-    NegativeWeight {
-        /// The first negative weight.
-        value: f64,
-    },
-    /// An option the anchor does not support in this configuration.
+    /// An option the anchor does not support in this configuration: combined with another
+    /// option's value (`classes with mode=binary`, `sigmoid=True together with softmax=True`) or
+    /// for this input (a per-class weight for single-channel outputs).
     #[error("{option} is not supported {context}")]
     UnsupportedOption {
         /// The option.
@@ -157,13 +153,8 @@ pub enum Error {
         /// Where it is not supported, and why.
         context: String,
     },
-    /// A `mode` that is not one of the anchor's modes.
-    #[error("mode must be one of binary, multiclass, multilabel; got {value:?}")]
-    InvalidMode {
-        /// The mode given.
-        value: String,
-    },
-    /// A class-index target that is not int64, for anchors that read int64 labels only.
+    /// A class-index target that is not int64, for anchors that read int64 labels only (class
+    /// labels to be one-hot encoded included).
     #[error("class-index target must be int64, got {got}")]
     ClassIndexDtype {
         /// The target's dtype.
@@ -186,12 +177,6 @@ pub enum Error {
         /// The accepted values, comma-separated.
         allowed: &'static str,
     },
-    /// Options the loss refuses to combine.
-    #[error("incompatible options: {options}")]
-    IncompatibleOptions {
-        /// The combination, e.g. `classes with mode=binary`.
-        options: String,
-    },
     /// A selected class (smp's `classes`) outside the channels.
     #[error("selected class {index} is out of bounds for {classes} classes")]
     SelectedClassOutOfBounds {
@@ -200,13 +185,7 @@ pub enum Error {
         /// The number of classes it indexes.
         classes: usize,
     },
-    /// Class labels that must be one-hot encoded but are not int64.
-    #[error("class labels must be int64 to be one-hot encoded, got {got}")]
-    LabelDtype {
-        /// The labels' dtype.
-        got: DType,
-    },
-    /// A parameter that must not be negative.
+    /// A parameter that must not be negative (class weights, DiceCELoss's `lambda_dice`, …).
     #[error("{name} must be no less than 0, got {value}")]
     NegativeParameter {
         /// The parameter.
@@ -416,15 +395,11 @@ impl Error {
             Error::BroadcastShape { .. } => "broadcast_shape",
             Error::AlphaRange { .. } => "alpha_range",
             Error::PerClassLength { .. } => "per_class_length",
-            Error::NegativeWeight { .. } => "negative_weight",
             Error::UnsupportedOption { .. } => "unsupported_option",
-            Error::InvalidMode { .. } => "invalid_mode",
             Error::ClassIndexDtype { .. } => "class_index_dtype",
             Error::MissingParameter { .. } => "missing_parameter",
             Error::InvalidOption { .. } => "invalid_option",
-            Error::IncompatibleOptions { .. } => "incompatible_options",
             Error::SelectedClassOutOfBounds { .. } => "selected_class_out_of_bounds",
-            Error::LabelDtype { .. } => "label_dtype",
             Error::NegativeParameter { .. } => "negative_parameter",
             Error::InputShape { .. } => "input_shape",
             Error::NotSpecified { .. } => "not_specified",

@@ -77,13 +77,18 @@ fn error_messages() {
             classes: 3,
             got: 2,
         },
-        Error::NegativeWeight { value: -0.5 },
+        Error::NegativeParameter {
+            name: "lambda_dice".into(),
+            value: -1.0,
+        },
         Error::UnsupportedOption {
             option: "class_weights".into(),
             context: "with mode=binary".into(),
         },
-        Error::InvalidMode {
+        Error::InvalidOption {
+            name: "mode".into(),
             value: "binry".into(),
+            allowed: "binary, multiclass, multilabel",
         },
         Error::ClassIndexDtype { got: DType::Int32 },
         Error::MissingParameter {
@@ -94,14 +99,17 @@ fn error_messages() {
             value: "foo".into(),
             allowed: "binary, multiclass, multilabel",
         },
-        Error::IncompatibleOptions {
-            options: "classes with mode=binary".into(),
+        Error::UnsupportedOption {
+            option: "sigmoid=True".into(),
+            context: "together with softmax=True".into(),
         },
         Error::SelectedClassOutOfBounds {
             index: 3,
             classes: 3,
         },
-        Error::LabelDtype { got: DType::Int32 },
+        Error::ClassIndexDtype {
+            got: DType::Float64,
+        },
         Error::NegativeParameter {
             name: "weight".into(),
             value: -0.5,

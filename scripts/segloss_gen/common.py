@@ -75,19 +75,15 @@ ERROR_KINDS = {
         "broadcast_shape": r"doesn't match the broadcast shape|Attempting to broadcast a dimension|must match the size of tensor b",
         "alpha_range": r"Invalid alpha value",
         "per_class_length": r"must match the number of (classes|output channels)|must hold one value per class",
-        "negative_weight": r"class_weight values must be non-negative",
-        "unsupported_option": r"not supported with mode=binary|too many indices for tensor|not supported for single-channel outputs",
-        # smp asserts the mode without a message.
-        "invalid_mode": _BARE_ASSERTION,
-        "class_index_dtype": r"labels must be of dtype torch\.int64",
+        "negative_parameter": r"class_weight values must be non-negative|should be no less than 0",
+        "unsupported_option": r"not supported with mode=binary|too many indices for tensor|not supported for single-channel outputs"
+        r"|Incompatible values: more than 1 of",
+        "class_index_dtype": r"labels must be of dtype torch\.int64|one_hot is only applicable to index tensor of type LongTensor",
         "missing_parameter": r"missing 1 required positional argument",
         "parameter_type": r"unsupported operand type\(s\) for /: 'NoneType'",
-        # Overlap losses.
+        # Overlap losses. A string option: smp asserts its mode without a message.
         "invalid_option": rf"Unsupported option '\w+', Available options are|The `average` has to be one of|{_BARE_ASSERTION}",
-        "incompatible_options": r"not supported with mode=binary|Incompatible values: more than 1 of",
         "selected_class_out_of_bounds": r"IndexError: index -?\d+ is out of bounds for dimension 0",
-        "label_dtype": r"one_hot is only applicable to index tensor of type LongTensor|labels must be of dtype torch\.int64",
-        "negative_parameter": r"should be no less than 0",
         "input_shape": r"Invalid pred shape, we expect BxNxHxW",
         # Lovász and MCC losses.
         "float32_only": r"dot : expected both vectors to have same dtype",

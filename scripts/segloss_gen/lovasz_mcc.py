@@ -102,7 +102,7 @@ EDGE_CASES = (
 
 #: (loss, dtype, shape, variant, segloss error kind)
 ERROR_CASES = (
-    ("smp.LovaszLoss", "f32", "N2C1H3W4", "error=mode=softmax", "invalid_mode"),
+    ("smp.LovaszLoss", "f32", "N2C1H3W4", "error=mode=softmax", "invalid_option"),
     ("smp.LovaszLoss", "f32", "N2C1H3W4", "error=bool_target,mode=binary", "bool_subtraction"),
     ("smp.LovaszLoss", "f32", "N2C1H3W4", "error=spatial_mismatch,mode=binary", "pairing_mismatch"),
     ("smp.LovaszLoss", "f32", "N2C1H3W4", "error=spatial_mismatch,mode=binary,ignore_index=255", "pairing_mismatch"),

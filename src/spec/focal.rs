@@ -980,7 +980,10 @@ fn monai_class_weight(weight: Option<&PerClass>, classes: usize) -> Result<Vec<f
         }
     };
     match weights.iter().find(|&&weight| weight < 0.0) {
-        Some(&value) => Err(Error::NegativeWeight { value }),
+        Some(&value) => Err(Error::NegativeParameter {
+            name: "weight".into(),
+            value,
+        }),
         None => Ok(weights.into_iter().map(to_f32).collect()),
     }
 }
@@ -1004,8 +1007,10 @@ impl std::str::FromStr for SmpMode {
             "binary" => Ok(SmpMode::Binary),
             "multiclass" => Ok(SmpMode::Multiclass),
             "multilabel" => Ok(SmpMode::Multilabel),
-            _ => Err(Error::InvalidMode {
-                value: name.to_string(),
+            _ => Err(Error::InvalidOption {
+                name: "mode".into(),
+                value: name.into(),
+                allowed: "binary, multiclass, multilabel",
             }),
         }
     }

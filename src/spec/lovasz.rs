@@ -340,8 +340,10 @@ impl FromStr for SmpMode {
             "binary" => Ok(SmpMode::Binary),
             "multiclass" => Ok(SmpMode::Multiclass),
             "multilabel" => Ok(SmpMode::Multilabel),
-            _ => Err(Error::InvalidMode {
-                value: name.to_string(),
+            _ => Err(Error::InvalidOption {
+                name: "mode".into(),
+                value: name.into(),
+                allowed: "binary, multiclass, multilabel",
             }),
         }
     }

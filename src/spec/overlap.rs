@@ -954,8 +954,9 @@ pub fn smp_loss(
             None
         };
         if let Some(option) = conflicting {
-            return Err(Error::IncompatibleOptions {
-                options: format!("{option} with mode=binary"),
+            return Err(Error::UnsupportedOption {
+                option: option.into(),
+                context: "with mode=binary".into(),
             });
         }
     }
@@ -1005,7 +1006,7 @@ pub fn smp_loss(
             let classes = pred_shape[1];
             let labels = match options.ignore_index {
                 None if y_true.dtype() != DType::Int64 => {
-                    return Err(Error::LabelDtype {
+                    return Err(Error::ClassIndexDtype {
                         got: y_true.dtype(),
                     })
                 }
@@ -1208,8 +1209,9 @@ impl MonaiOptions {
     /// does not take).
     pub fn check(&self) -> Result<()> {
         if self.sigmoid && self.softmax {
-            Err(Error::IncompatibleOptions {
-                options: "sigmoid=True with softmax=True".into(),
+            Err(Error::UnsupportedOption {
+                option: "sigmoid=True".into(),
+                context: "together with softmax=True".into(),
             })
         } else {
             Ok(())
@@ -1779,7 +1781,7 @@ fn kornia_operands(
     let ignored = |label: i64| ignore_index == Some(label);
     let labels = match target {
         Tensor::Int64(labels) => labels.mapv(|label| if ignored(label) { 0 } else { label }),
-        other => return Err(Error::LabelDtype { got: other.dtype() }),
+        other => return Err(Error::ClassIndexDtype { got: other.dtype() }),
     };
     let (batch, classes) = (shape[0], shape[1]);
     let one_hot_target = one_hot(&labels, batch, classes)?;
