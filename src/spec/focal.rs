@@ -27,6 +27,7 @@ use ndarray::{ArrayD, Axis, Dimension, IxDyn};
 
 use super::binary::{broadcast_to, check_same_shape, log_sigmoid, sigmoid};
 use super::cross_entropy::{class_index_loss, float_input, ClassIndexCall, MeanOver};
+use super::smp::SmpMode;
 use super::softmax::{log_softmax, log_softmax_backward};
 use super::{compensated_sum, LossOutput, Reduction};
 use crate::error::{Error, Result};
@@ -985,34 +986,6 @@ fn monai_class_weight(weight: Option<&PerClass>, classes: usize) -> Result<Vec<f
             value,
         }),
         None => Ok(weights.into_iter().map(to_f32).collect()),
-    }
-}
-
-/// smp's loss modes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SmpMode {
-    /// One channel; all elements are one binary problem.
-    Binary,
-    /// Class-index targets (N, *); one-vs-rest per class.
-    Multiclass,
-    /// One binary target per channel (N, C, *).
-    Multilabel,
-}
-
-impl std::str::FromStr for SmpMode {
-    type Err = Error;
-
-    fn from_str(name: &str) -> Result<SmpMode> {
-        match name {
-            "binary" => Ok(SmpMode::Binary),
-            "multiclass" => Ok(SmpMode::Multiclass),
-            "multilabel" => Ok(SmpMode::Multilabel),
-            _ => Err(Error::InvalidOption {
-                name: "mode".into(),
-                value: name.into(),
-                allowed: "binary, multiclass, multilabel",
-            }),
-        }
     }
 }
 

@@ -26,10 +26,10 @@
 //! * The Lovász weights are functions of the labels only: no gradient flows through them.
 
 use std::ops::Range;
-use std::str::FromStr;
 
 use ndarray::{ArrayD, IxDyn, Zip};
 
+use super::smp::SmpMode;
 use super::softmax::{log_softmax, log_softmax_backward};
 use super::{compensated_sum, grad_output_or_ones, scalar, LossOutput};
 use crate::error::{Error, Result};
@@ -319,34 +319,6 @@ fn softmax_with_backward(
         log_softmax_backward(&log_probs, &grad_log_probs, 1)
     };
     (flat, backward)
-}
-
-/// smp's `mode`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SmpMode {
-    /// One logit channel, the Lovász hinge.
-    Binary,
-    /// Softmax over classes, the Lovász-softmax.
-    Multiclass,
-    /// One logit per class, every channel flattened into one Lovász hinge.
-    Multilabel,
-}
-
-impl FromStr for SmpMode {
-    type Err = Error;
-
-    fn from_str(name: &str) -> Result<SmpMode> {
-        match name {
-            "binary" => Ok(SmpMode::Binary),
-            "multiclass" => Ok(SmpMode::Multiclass),
-            "multilabel" => Ok(SmpMode::Multilabel),
-            _ => Err(Error::InvalidOption {
-                name: "mode".into(),
-                value: name.into(),
-                allowed: "binary, multiclass, multilabel",
-            }),
-        }
-    }
 }
 
 /// The arguments of `smp.losses.LovaszLoss(mode, per_image=False, ignore_index=None,

@@ -10,6 +10,7 @@ pub mod focal;
 pub mod lovasz;
 pub mod mcc;
 pub mod overlap;
+pub mod smp;
 pub mod softmax;
 
 use std::fmt;

@@ -24,6 +24,7 @@
 use ndarray::{Array2, Array3, ArrayD, Axis, IxDyn};
 
 use super::cross_entropy::{self, CrossEntropyOptions, DEFAULT_IGNORE_INDEX};
+use super::smp::SmpMode;
 use super::softmax::{log_softmax, log_softmax_backward};
 use super::{compensated_sum, LossOutput, Reduction};
 use crate::error::{Error, Result};
@@ -836,35 +837,6 @@ fn position_mask(mask: &Array2<f64>, classes: usize) -> Array3<f64> {
 }
 
 // --- segmentation_models_pytorch 0.6 -----------------------------------------------------------
-
-/// smp's `mode`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SmpMode {
-    /// One sigmoid channel: every value of an image (all channels, all positions) is one class.
-    Binary,
-    /// Softmax over C channels, class-index target.
-    Multiclass,
-    /// C independent sigmoid channels, target of the prediction's shape.
-    Multilabel,
-}
-
-impl std::str::FromStr for SmpMode {
-    type Err = Error;
-
-    /// `binary`, `multiclass` or `multilabel` (smp asserts it, with a bare AssertionError).
-    fn from_str(mode: &str) -> Result<SmpMode> {
-        match mode {
-            "binary" => Ok(SmpMode::Binary),
-            "multiclass" => Ok(SmpMode::Multiclass),
-            "multilabel" => Ok(SmpMode::Multilabel),
-            _ => Err(Error::InvalidOption {
-                name: "mode".into(),
-                value: mode.into(),
-                allowed: "binary, multiclass, multilabel",
-            }),
-        }
-    }
-}
 
 /// Which smp loss: `DiceLoss`, `JaccardLoss` or `TverskyLoss`.
 #[derive(Debug, Clone, Copy, PartialEq)]
