@@ -29,7 +29,7 @@ use super::binary::{broadcast_to, check_same_shape, log_sigmoid, sigmoid};
 use super::cross_entropy::{class_index_loss, float_input, ClassIndexCall, MeanOver};
 use super::smp::SmpMode;
 use super::softmax::{log_softmax, log_softmax_backward};
-use super::{compensated_sum, LossOutput, Reduction};
+use super::{compensated_sum, monai, LossOutput, Reduction};
 use crate::error::{Error, Result};
 use crate::tensor::{DType, Tensor};
 
@@ -794,7 +794,17 @@ pub fn monai_focal_loss(
     let original = target.to_f64();
     let mut t = original.clone();
     if options.to_onehot_y && channels > 1 {
-        t = monai_one_hot(&t, channels, options.ignore_index)?;
+        if t.ndim() < 2 || t.shape()[1] != 1 {
+            let mut expected = t.shape().to_vec();
+            if let Some(channels) = expected.get_mut(1) {
+                *channels = 1;
+            }
+            return Err(Error::TargetShapeMismatch {
+                expected,
+                got: t.shape().to_vec(),
+            });
+        }
+        t = monai::one_hot_target(&t, channels, options.ignore_index)?;
     }
     let first = usize::from(!options.include_background && channels > 1);
     let x = full_logits.slice_axis(Axis(1), (first..).into()).to_owned();
@@ -802,7 +812,7 @@ pub fn monai_focal_loss(
     let t = t.slice_axis(Axis(1), (t_first..).into()).to_owned();
     let mask = options
         .ignore_index
-        .map(|ignored| monai_ignore_mask(&original, ignored));
+        .map(|ignored| monai::ignore_mask(&original, ignored).mapv(to_f32));
     if t.shape() != x.shape() {
         return Err(Error::TargetShapeMismatch {
             expected: x.shape().to_vec(),
@@ -870,65 +880,6 @@ pub fn monai_focal_loss(
         loss: output.loss,
         grad_input,
     })
-}
-
-/// MONAI's `one_hot` of a (B, 1, *) label target into C channels; a label equal to an
-/// ignore_index outside [0, C) becomes 0 first. Labels are truncated to integers (`.long()`).
-fn monai_one_hot(
-    labels: &ArrayD<f64>,
-    classes: usize,
-    ignore_index: Option<i64>,
-) -> Result<ArrayD<f64>> {
-    let shape = labels.shape();
-    if shape.len() < 2 || shape[1] != 1 {
-        let mut expected = shape.to_vec();
-        if let Some(channels) = expected.get_mut(1) {
-            *channels = 1;
-        }
-        return Err(Error::TargetShapeMismatch {
-            expected,
-            got: shape.to_vec(),
-        });
-    }
-    let sentinel = ignore_index.filter(|&ignored| ignored < 0 || ignored as usize >= classes);
-    let mut one_hot_shape = shape.to_vec();
-    one_hot_shape[1] = classes;
-    let mut one_hot = ArrayD::zeros(one_hot_shape);
-    for (index, &label) in labels.indexed_iter() {
-        let mut label = label.trunc() as i64;
-        if Some(label) == sentinel {
-            label = 0;
-        }
-        if label < 0 || label as usize >= classes {
-            return Err(Error::TargetOutOfBounds {
-                value: label,
-                classes,
-            });
-        }
-        let mut at = index.slice().to_vec();
-        at[1] = label as usize;
-        one_hot[IxDyn(&at)] = 1.0;
-    }
-    Ok(one_hot)
-}
-
-/// MONAI's `create_ignore_mask` of the original target (B, C_t, *), shape (B, 1, *): [t ≠ ii] for
-/// C_t = 1; 1 − t_ii for a valid channel ii; [Σ_c t_c > 0] for a sentinel ii.
-fn monai_ignore_mask(target: &ArrayD<f64>, ignore_index: i64) -> ArrayD<f64> {
-    let channels = target.shape()[1];
-    if channels == 1 {
-        return target.mapv(|label| f64::from(u8::from(label != ignore_index as f64)));
-    }
-    if (0..channels as i64).contains(&ignore_index) {
-        let column = target.index_axis(Axis(1), ignore_index as usize);
-        return column
-            .mapv(|value| to_f32(1.0 - value))
-            .insert_axis(Axis(1));
-    }
-    target
-        .sum_axis(Axis(1))
-        .mapv(|total| f64::from(u8::from(total > 0.0)))
-        .insert_axis(Axis(1))
 }
 
 /// MONAI's α for `classes` channels (after slicing), rounded to float32.

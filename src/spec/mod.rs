@@ -9,6 +9,7 @@ pub mod cross_entropy;
 pub mod focal;
 pub mod lovasz;
 pub mod mcc;
+pub mod monai;
 pub mod overlap;
 pub mod smp;
 pub mod softmax;
@@ -16,7 +17,7 @@ pub mod softmax;
 use std::fmt;
 use std::str::FromStr;
 
-use ndarray::{ArrayD, IxDyn};
+use ndarray::{Array3, ArrayD, IxDyn};
 
 use crate::error::{Error, Result};
 
@@ -126,6 +127,22 @@ pub fn grad_output_or_ones(
         Some(given) => Ok(given.clone()),
         None => Ok(ArrayD::ones(loss_shape)),
     }
+}
+
+/// One-hot `(N, C, S)` of class-index labels with N·S elements (`(N, *)` or `(N, 1, *)`, row-major); a label outside [0, C) is rejected.
+pub fn one_hot(labels: &ArrayD<i64>, batch: usize, classes: usize) -> Result<Array3<f64>> {
+    if let Some(&value) = labels
+        .iter()
+        .find(|&&label| label < 0 || label as usize >= classes)
+    {
+        return Err(Error::TargetOutOfBounds { value, classes });
+    }
+    let positions = labels.len() / batch.max(1);
+    let flat: Vec<i64> = labels.iter().copied().collect();
+    Ok(Array3::from_shape_fn(
+        (batch, classes, positions),
+        |(n, c, s)| f64::from(u8::from(flat[n * positions + s] as usize == c)),
+    ))
 }
 
 /// The value of a 0-d array.

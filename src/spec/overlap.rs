@@ -26,7 +26,7 @@ use ndarray::{Array2, Array3, ArrayD, Axis, IxDyn};
 use super::cross_entropy::{self, CrossEntropyOptions, DEFAULT_IGNORE_INDEX};
 use super::smp::SmpMode;
 use super::softmax::{log_softmax, log_softmax_backward};
-use super::{compensated_sum, LossOutput, Reduction};
+use super::{compensated_sum, monai, one_hot, LossOutput, Reduction};
 use crate::error::{Error, Result};
 use crate::tensor::{DType, Tensor};
 
@@ -645,13 +645,17 @@ fn into_3d(array: ArrayD<f64>) -> Array3<f64> {
 
 /// A tensor `(N, C, d1, …)` as `(N, C, S)` in f64.
 fn flatten(tensor: &Tensor) -> Array3<f64> {
-    let shape = tensor.shape();
+    spatial_flattened(tensor.to_f64())
+}
+
+/// An array `(N, C, d1, …)` as `(N, C, S)`.
+fn spatial_flattened(values: ArrayD<f64>) -> Array3<f64> {
+    let shape = values.shape();
     let (batch, classes) = (shape[0], shape[1]);
     let positions = shape[2..].iter().product();
-    tensor
-        .to_f64()
+    values
         .into_shape_with_order((batch, classes, positions))
-        .expect("a (N, C, …) tensor has N·C·S elements")
+        .expect("a (N, C, …) array has N·C·S elements")
 }
 
 /// The operands the core sees and how to route its gradient back to the prediction.
@@ -703,22 +707,6 @@ fn unflatten(grad: Array3<f64>, prediction: &Tensor) -> ArrayD<f64> {
 /// Class indices read as PyTorch's `.long()` reads them: floats truncated toward zero.
 fn truncated_labels(target: &Tensor) -> ArrayD<i64> {
     target.to_f64().mapv(|value| value.trunc() as i64)
-}
-
-/// One-hot `(N, C, S)` of labels with N·S elements; a label outside [0, C) is rejected.
-fn one_hot(labels: &ArrayD<i64>, batch: usize, classes: usize) -> Result<Array3<f64>> {
-    if let Some(&value) = labels
-        .iter()
-        .find(|&&label| label < 0 || label as usize >= classes)
-    {
-        return Err(Error::TargetOutOfBounds { value, classes });
-    }
-    let positions = labels.len() / batch.max(1);
-    let flat: Vec<i64> = labels.iter().copied().collect();
-    Ok(Array3::from_shape_fn(
-        (batch, classes, positions),
-        |(n, c, s)| f64::from(u8::from(flat[n * positions + s] as usize == c)),
-    ))
 }
 
 /// A floating-point prediction of at least `min_rank` dimensions `(N, C, …)`.
@@ -1254,16 +1242,9 @@ pub fn monai_loss(
                 got: target_shape.to_vec(),
             });
         }
-        let out_of_range = ignore_index.filter(|&ii| ii < 0 || ii >= classes as i64);
-        let labels = truncated_labels(target).mapv(|label| {
-            if Some(label) == out_of_range {
-                0
-            } else {
-                label
-            }
-        });
-        let one_hot_shape = [&[target_shape[0], classes], &target_shape[2..]].concat();
-        (one_hot(&labels, target_shape[0], classes)?, one_hot_shape)
+        let one_hot = monai::one_hot_target(&target.to_f64(), classes, ignore_index)?;
+        let one_hot_shape = one_hot.shape().to_vec();
+        (spatial_flattened(one_hot), one_hot_shape)
     } else {
         let target_shape = target.shape();
         let values = if target_shape.len() >= 2 {
@@ -1393,22 +1374,11 @@ fn monai_ord1(options: &MonaiOptions) -> Intersection {
     }
 }
 
-/// MONAI's `create_ignore_mask(original target, ii)` as `(N, C, S)` (the same for every class).
+/// MONAI's `create_ignore_mask(original target, ii)` ([`monai::ignore_mask`]) as `(N, C, S)` (the
+/// same for every class).
 fn monai_ignore_mask(target: &Tensor, ignore_index: i64, classes: usize) -> Array3<f64> {
-    let values = flatten(target);
-    let (batch, target_classes, positions) = values.dim();
-    let ii = ignore_index as f64;
-    let mask = Array2::from_shape_fn((batch, positions), |(n, s)| {
-        if target_classes == 1 {
-            f64::from(u8::from(values[(n, 0, s)] != ii))
-        } else if (0..target_classes as i64).contains(&ignore_index) {
-            1.0 - values[(n, ignore_index as usize, s)]
-        } else {
-            let total: f64 = (0..target_classes).map(|c| values[(n, c, s)]).sum();
-            f64::from(u8::from(total > 0.0))
-        }
-    });
-    position_mask(&mask, classes)
+    let mask = spatial_flattened(monai::ignore_mask(&target.to_f64(), ignore_index));
+    position_mask(&mask.index_axis_move(Axis(1), 0), classes)
 }
 
 /// DiceLoss's class weights for `scores` classes: a number for all, or one each; none negative.

@@ -1,0 +1,67 @@
+//! Conventions shared by MONAI's losses (`FocalLoss`, `DiceLoss`, `GeneralizedDiceLoss`,
+//! `TverskyLoss`, `DiceCELoss`): the `to_onehot_y` target and the `ignore_index` mask.
+
+use ndarray::{ArrayD, Axis, IxDyn};
+
+use super::one_hot;
+use crate::error::Result;
+
+/// MONAI's `to_onehot_y`: a label target `(B, 1, *)` becomes the one-hot `(B, C, *)`.
+///
+/// Labels are truncated to integers (`.long()`); a label equal to an `ignore_index` outside
+/// [0, C) becomes 0 first (MONAI masks those positions afterwards); any other label outside
+/// [0, C) is rejected. The caller checks that the target has one channel.
+pub fn one_hot_target(
+    target: &ArrayD<f64>,
+    classes: usize,
+    ignore_index: Option<i64>,
+) -> Result<ArrayD<f64>> {
+    let sentinel = ignore_index.filter(|&ignored| ignored < 0 || ignored >= classes as i64);
+    let labels = target.mapv(|value| {
+        let label = value.trunc() as i64;
+        if Some(label) == sentinel {
+            0
+        } else {
+            label
+        }
+    });
+    let mut shape = target.shape().to_vec();
+    shape[1] = classes;
+    Ok(one_hot(&labels, shape[0], classes)?
+        .into_shape_with_order(IxDyn(&shape))
+        .expect("the one-hot target has B·C·S elements"))
+}
+
+/// MONAI's `create_ignore_mask(target, ignore_index)` of the original target `(B, C_t, *)`, shape
+/// `(B, 1, *)`:
+///
+/// ```text
+/// m = [t ≠ ii]           for a label map (C_t = 1)
+/// m = 1 − t_ii           for a C_t-channel target with 0 ≤ ii < C_t (every class at a position
+///                        of class ii leaves)
+/// m = [Σ_c t_c > 0]      otherwise (positions with an all-zero target leave)
+/// ```
+///
+/// In f64: `FocalLoss`, which computes in float32, rounds it to float32; the overlap losses use it
+/// as it is.
+pub fn ignore_mask(target: &ArrayD<f64>, ignore_index: i64) -> ArrayD<f64> {
+    let channels = target.shape()[1];
+    if channels == 1 {
+        return target.mapv(|label| f64::from(u8::from(label != ignore_index as f64)));
+    }
+    if (0..channels as i64).contains(&ignore_index) {
+        return target
+            .index_axis(Axis(1), ignore_index as usize)
+            .mapv(|value| 1.0 - value)
+            .insert_axis(Axis(1));
+    }
+    let mut positions = target.shape().to_vec();
+    positions.remove(1);
+    let mut total = ArrayD::zeros(positions);
+    for channel in target.axis_iter(Axis(1)) {
+        total += &channel;
+    }
+    total
+        .mapv(|total| f64::from(u8::from(total > 0.0)))
+        .insert_axis(Axis(1))
+}
