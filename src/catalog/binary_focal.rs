@@ -245,13 +245,7 @@ pub(super) const LOSSES: &[LossDef] = &[
                 "a number or null",
             )?;
             let options = kornia_options(call, alpha)?;
-            focal::kornia_focal_loss(
-                call.tensor("pred")?,
-                call.tensor("target")?,
-                call.tensors.get("weight"),
-                &options,
-                call.grad_output.as_ref(),
-            )
+            call.weighted_loss(["pred", "target"], focal::kornia_focal_loss, &options)
         },
     },
     LossDef {

@@ -17,13 +17,7 @@ pub(super) const LOSSES: &[LossDef] = &[
                 ignore_index: call.int_param("ignore_index", DEFAULT_IGNORE_INDEX)?,
                 label_smoothing: call.float_param("label_smoothing", 0.0)?,
             };
-            cross_entropy::cross_entropy(
-                call.tensor("input")?,
-                call.tensor("target")?,
-                call.tensors.get("weight"),
-                &options,
-                call.grad_output.as_ref(),
-            )
+            call.weighted_loss(["input", "target"], cross_entropy::cross_entropy, &options)
         },
     },
     LossDef {
@@ -37,13 +31,7 @@ pub(super) const LOSSES: &[LossDef] = &[
                 reduction: call.reduction()?,
                 ignore_index: call.int_param("ignore_index", DEFAULT_IGNORE_INDEX)?,
             };
-            cross_entropy::nll_loss(
-                call.tensor("input")?,
-                call.tensor("target")?,
-                call.tensors.get("weight"),
-                &options,
-                call.grad_output.as_ref(),
-            )
+            call.weighted_loss(["input", "target"], cross_entropy::nll_loss, &options)
         },
     },
 ];

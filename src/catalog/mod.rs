@@ -29,6 +29,10 @@ pub struct LossCall {
     pub grad_output: Option<ArrayD<f64>>,
 }
 
+/// A spec function of the common form `loss(prediction, target, weight, options, grad_output)`.
+type WeightedLoss<O> =
+    fn(&Tensor, &Tensor, Option<&Tensor>, &O, Option<&ArrayD<f64>>) -> Result<LossOutput>;
+
 /// One loss of the catalog.
 pub struct LossDef {
     /// The loss id: the `torch.nn.functional` name, or `library.Name`.
@@ -106,6 +110,23 @@ impl LossCall {
         self.tensors.get(name).ok_or_else(|| Error::MissingTensor {
             name: name.to_string(),
         })
+    }
+
+    /// Calls a loss of the common form with the call's tensors named `prediction` and `target`, its
+    /// optional `weight` tensor and its grad_output.
+    pub(crate) fn weighted_loss<O>(
+        &self,
+        [prediction, target]: [&str; 2],
+        loss: WeightedLoss<O>,
+        options: &O,
+    ) -> Result<LossOutput> {
+        loss(
+            self.tensor(prediction)?,
+            self.tensor(target)?,
+            self.tensors.get("weight"),
+            options,
+            self.grad_output.as_ref(),
+        )
     }
 
     /// `reduction`, parsed; PyTorch's default is `mean`.

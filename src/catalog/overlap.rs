@@ -244,13 +244,7 @@ pub(super) const LOSSES: &[LossDef] = &[
                 eps: call.float_param("eps", defaults.eps)?,
                 ignore_index: kornia_ignore_index(call)?,
             };
-            overlap::kornia_dice(
-                call.tensor("pred")?,
-                call.tensor("target")?,
-                call.tensors.get("weight"),
-                &options,
-                call.grad_output.as_ref(),
-            )
+            call.weighted_loss(["pred", "target"], overlap::kornia_dice, &options)
         },
     },
     LossDef {
@@ -338,9 +332,5 @@ fn monai(score: &MonaiScore, options: &MonaiOptions, call: &LossCall) -> Result<
 
 /// kornia's `ignore_index`: −100 when absent, none when `null`.
 fn kornia_ignore_index(call: &LossCall) -> Result<Option<i64>> {
-    if call.params.contains_key("ignore_index") {
-        call.optional_int_param("ignore_index", None)
-    } else {
-        Ok(KorniaDiceOptions::default().ignore_index)
-    }
+    call.optional_int_param("ignore_index", KorniaDiceOptions::default().ignore_index)
 }
