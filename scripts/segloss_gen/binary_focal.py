@@ -33,7 +33,7 @@ import segmentation_models_pytorch.losses as smp_losses
 import torch.nn.functional as F
 import torchvision.ops
 
-from .common import DTYPES, Call, Case, GenerationError, parse_shape
+from .common import DTYPES, Call, Case, GenerationError, expand_cases, parse_shape
 
 
 def _module(cls: type, *forward: str) -> Callable[..., Any]:
@@ -647,19 +647,9 @@ def _case(loss: str, dtype: str, shape: str, reduction: str, variant: str, error
 
 def cases() -> list[Case]:
     """The matrices, the edge cases and the error cases of the binary and focal losses."""
-    matrix = [
-        _case(loss, dtype, shape, reduction, variant)
-        for loss, dtypes, shapes, reductions, variants in MATRICES
-        for dtype in dtypes
-        for shape in shapes
-        for reduction in reductions
-        for variant in variants
-    ]
     edges = [
-        _case(loss, dtype, shape, reduction, variant)
+        (loss, dtype, shape, reductions, variant)
         for loss, dtypes, shape, reductions, variant in EDGE_CASES
         for dtype in dtypes
-        for reduction in reductions
     ]
-    errors = [_case(loss, "f64", shape, reduction, variant, kind) for loss, shape, reduction, variant, kind in ERROR_CASES]
-    return matrix + edges + errors
+    return expand_cases(_case, MATRICES, edges, ERROR_CASES)

@@ -214,6 +214,25 @@ def flag(value: str | None) -> bool:
     return True
 
 
+def split_variant(variant: str, order: list[str]) -> list[tuple[str, str | None]]:
+    """The options of a variant id segment such as `weight,ignore_index=1`, as (key, value) pairs,
+    the value None for an option written without "=value"; `default` has none.
+
+    Fails on options not in `order`, and on repeated options or options out of that order.
+    """
+    if variant == "default":
+        return []
+    options = []
+    previous = -1
+    for part in variant.split(","):
+        key, has_value, value = part.partition("=")
+        if key not in order or order.index(key) <= previous:
+            raise GenerationError(f"variant {variant!r}: unknown, repeated or misplaced option {key!r}")
+        previous = order.index(key)
+        options.append((key, value if has_value else None))
+    return options
+
+
 def parse_variant(variant: str, parsers: dict[str, Callable[[str | None], Any]], options: Callable[..., Any]) -> Any:
     """Parse a variant id segment such as `weight,ignore_index=1` into `options(**fields)`.
 
@@ -221,18 +240,10 @@ def parse_variant(variant: str, parsers: dict[str, Callable[[str | None], Any]],
     its value (given None when the option is written without "=value"); `default` means no option.
     Fails on unknown options or values and on options out of order.
     """
-    if variant == "default":
-        return options()
-    order = list(parsers)
     fields: dict[str, Any] = {}
-    previous = -1
-    for part in variant.split(","):
-        key, has_value, value = part.partition("=")
-        if key not in parsers or order.index(key) <= previous:
-            raise GenerationError(f"variant {variant!r}: unknown, repeated or misplaced option {key!r}")
-        previous = order.index(key)
+    for key, value in split_variant(variant, list(parsers)):
         try:
-            fields[key] = parsers[key](value if has_value else None)
+            fields[key] = parsers[key](value)
         except (TypeError, ValueError) as error:
             raise GenerationError(f"variant {variant!r}: option {key!r}: {error}") from error
     return options(**fields)

@@ -43,7 +43,7 @@ import numpy as np
 import segmentation_models_pytorch.losses as smp_losses
 import torch
 
-from .common import DTYPES, Call, Case, GenerationError, expand_cases, parse_shape
+from .common import DTYPES, Call, Case, GenerationError, expand_cases, parse_shape, split_variant
 
 
 def _module(cls: type, forward_args: tuple[str, str]) -> Callable[..., torch.Tensor]:
@@ -192,15 +192,9 @@ def parse_variant(anchor: Anchor, variant: str) -> Variant:
     """Parse `error=...,name=value,...,tag,...`; fails on unknown names and on misplaced ones."""
     if variant == "default":
         return Variant()
-    order = ["error", *anchor.params, *TAGS]
     fields: dict[str, Any] = {"params": {}}
-    previous = -1
-    for part in variant.split(","):
-        key, has_value, text = part.partition("=")
-        if key not in order or order.index(key) <= previous:
-            raise GenerationError(f"variant {variant!r}: unknown, repeated or misplaced {key!r}")
-        previous = order.index(key)
-        value = _value(text) if has_value else True
+    for key, text in split_variant(variant, ["error", *anchor.params, *TAGS]):
+        value = True if text is None else _value(text)
         if key == "error":
             fields["error"] = text
         elif key == "target":
