@@ -104,16 +104,7 @@ impl Problem {
             .iter()
             .map(|(name, value)| (name.clone(), value.clone()))
             .collect();
-        Call {
-            loss,
-            params,
-            tensors: BTreeMap::from([
-                (prediction.0.to_string(), prediction.1),
-                (target.0.to_string(), target.1),
-            ]),
-            prediction: prediction.0,
-            grad_output: None,
-        }
+        Call::new(loss, prediction, target, params, None)
     }
 
     /// One call per loss of the family (MONAI's float32 rounding rules out finite differences

@@ -36,6 +36,27 @@ pub struct Call {
 }
 
 impl Call {
+    /// A call of `loss` with two tensor arguments, each a (name, tensor) pair: the differentiated
+    /// prediction and the target.
+    pub fn new(
+        loss: &'static str,
+        prediction: (&'static str, Tensor),
+        target: (&str, Tensor),
+        params: BTreeMap<String, Value>,
+        grad_output: Option<ArrayD<f64>>,
+    ) -> Call {
+        Call {
+            loss,
+            params,
+            tensors: BTreeMap::from([
+                (prediction.0.to_string(), prediction.1),
+                (target.0.to_string(), target.1),
+            ]),
+            prediction: prediction.0,
+            grad_output,
+        }
+    }
+
     /// Evaluates the call with the reference, panicking with the error if it is rejected (the
     /// strategies only produce valid calls).
     pub fn run(&self) -> LossOutput {

@@ -247,16 +247,13 @@ fn call(
     params: BTreeMap<String, Value>,
     grad_scalar: f64,
 ) -> Call {
-    Call {
+    Call::new(
         loss,
+        prediction,
+        target,
         params,
-        tensors: BTreeMap::from([
-            (prediction.0.to_string(), prediction.1),
-            (target.0.to_string(), target.1),
-        ]),
-        prediction: prediction.0,
-        grad_output: Some(ArrayD::from_elem(vec![], grad_scalar)),
-    }
+        Some(ArrayD::from_elem(vec![], grad_scalar)),
+    )
 }
 
 /// The prediction rounded to float32, as smp needs it.

@@ -1,7 +1,4 @@
 //! Properties of the overlap losses (Dice, Jaccard, Tversky, generalized Dice) on generated inputs.
-
-use std::collections::BTreeMap;
-
 use ndarray::ArrayD;
 use proptest::prelude::*;
 use segloss::tensor::Tensor;
@@ -114,19 +111,16 @@ impl Problem {
         target: Tensor,
         params: &[(&str, Value)],
     ) -> Call {
-        Call {
+        Call::new(
             loss,
-            params: params
+            (names.0, Tensor::Float64(values)),
+            (names.1, target),
+            params
                 .iter()
                 .map(|(name, value)| (name.to_string(), value.clone()))
-                .collect::<BTreeMap<_, _>>(),
-            tensors: BTreeMap::from([
-                (names.0.to_string(), Tensor::Float64(values)),
-                (names.1.to_string(), target),
-            ]),
-            prediction: names.0,
-            grad_output: Some(ArrayD::from_elem(vec![], self.grad_scalar)),
-        }
+                .collect(),
+            Some(ArrayD::from_elem(vec![], self.grad_scalar)),
+        )
     }
 
     /// One representative call of every loss, on this problem's logits (or their softmax), with
