@@ -28,9 +28,7 @@ use burn::nn::loss::{BinaryCrossEntropyLossConfig, CrossEntropyLossConfig};
 use burn::tensor::{Device, Int, Tensor as BurnTensor, TensorData};
 use ndarray::ArrayD;
 
-use super::library::{
-    array, finish, guarded, kept_positions, unsupported, Layout, Loss, Request,
-};
+use super::library::{array, finish, guarded, kept_positions, unsupported, Layout, Loss, Request};
 use super::{Implementation, Outcome};
 use crate::catalog::LossCall;
 use crate::spec::Reduction;
@@ -143,7 +141,10 @@ fn class_index(request: &Request) -> Result<Outcome, Outcome> {
         let input = float_leaf(&rows, &device);
         let kept_count = kept.len();
         let kept_index = BurnTensor::<1, Int>::from_data(
-            TensorData::new(kept.iter().map(|&p| p as i64).collect::<Vec<_>>(), [kept_count]),
+            TensorData::new(
+                kept.iter().map(|&p| p as i64).collect::<Vec<_>>(),
+                [kept_count],
+            ),
             &device,
         );
         let logits = input.clone().select(0, kept_index.clone());
@@ -190,7 +191,14 @@ fn binary_cross_entropy(request: &Request) -> Result<Outcome, Outcome> {
     };
     let shape = request.input.shape().to_vec();
     let count = targets.len();
-    let flat = Tensor::Float64(request.input.to_f64().into_shape_with_order(count).unwrap().into_dyn());
+    let flat = Tensor::Float64(
+        request
+            .input
+            .to_f64()
+            .into_shape_with_order(count)
+            .unwrap()
+            .into_dyn(),
+    );
     Ok(guarded(|| {
         let device = Device::flex().autodiff();
         let input = float_leaf(&flat, &device);
@@ -236,7 +244,10 @@ fn reduce_and_differentiate<const D: usize>(
 /// A float tensor on `device` that keeps its gradient (burn converts it to its float dtype).
 fn float_leaf<const D: usize>(tensor: &Tensor, device: &Device) -> BurnTensor<D> {
     let values: Vec<f64> = tensor.to_f64().iter().copied().collect();
-    let shape: [usize; D] = tensor.shape().try_into().expect("the caller checked the rank");
+    let shape: [usize; D] = tensor
+        .shape()
+        .try_into()
+        .expect("the caller checked the rank");
     BurnTensor::<D>::from_data(TensorData::new(values, shape), device).require_grad()
 }
 
@@ -246,7 +257,7 @@ fn to_ndarray<const D: usize>(tensor: BurnTensor<D>) -> ArrayD<f64> {
     let values = tensor
         .into_data()
         .convert::<f64>()
-        .to_vec::<f64>()
+        .try_to_vec::<f64>()
         .expect("converted to f64");
     array(&shape, values)
 }
@@ -290,5 +301,13 @@ fn rejected(message: String) -> Outcome {
     Outcome::Rejected {
         kind: None,
         message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn binary_cross_entropy_with_logits_matches_the_closed_form() {
+        super::super::library::assert_binary_cross_entropy(&super::Burn);
     }
 }

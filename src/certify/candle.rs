@@ -16,9 +16,7 @@
 
 use candle_core::{DType, Device, Tensor as CandleTensor, Var};
 
-use super::library::{
-    array, finish, guarded, kept_positions, unsupported, Layout, Loss, Request,
-};
+use super::library::{array, finish, guarded, kept_positions, unsupported, Layout, Loss, Request};
 use super::{Implementation, Outcome};
 use crate::catalog::LossCall;
 use crate::spec::Reduction;
@@ -68,7 +66,9 @@ fn lacks(request: &Request) -> Option<String> {
         return Some("candle_nn::loss::cross_entropy has no label smoothing".into());
     }
     if request.loss != Loss::BceWithLogits && request.probability_target() {
-        return Some("candle_nn's cross entropy takes class indices only, no probability targets".into());
+        return Some(
+            "candle_nn's cross entropy takes class indices only, no probability targets".into(),
+        );
     }
     None
 }
@@ -185,6 +185,17 @@ fn values<T: Copy>(array: &ndarray::ArrayD<T>) -> Vec<T> {
 
 /// A candle tensor's values as f64, in its shape.
 fn to_ndarray(tensor: &CandleTensor) -> Result<ndarray::ArrayD<f64>, Failure> {
-    let values = tensor.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
+    let values = tensor
+        .to_dtype(DType::F64)?
+        .flatten_all()?
+        .to_vec1::<f64>()?;
     Ok(array(tensor.dims(), values))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn binary_cross_entropy_with_logits_matches_the_closed_form() {
+        super::super::library::assert_binary_cross_entropy(&super::Candle);
+    }
 }

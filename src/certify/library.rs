@@ -55,11 +55,9 @@ impl<'a> Request<'a> {
                 &["reduction", "ignore_index"],
                 &["input", "target", "weight"],
             ),
-            "binary_cross_entropy_with_logits" => (
-                Loss::BceWithLogits,
-                &["reduction"],
-                &["input", "target"],
-            ),
+            "binary_cross_entropy_with_logits" => {
+                (Loss::BceWithLogits, &["reduction"], &["input", "target"])
+            }
             other => return Err(unsupported(format!("no {other} loss"))),
         };
         if let Some(name) = call
@@ -280,4 +278,55 @@ pub(crate) fn guarded(compute: impl FnOnce() -> Outcome) -> Outcome {
 /// An array from a library's flat buffer and shape.
 pub(crate) fn array(shape: &[usize], values: Vec<f64>) -> ArrayD<f64> {
     ArrayD::from_shape_vec(IxDyn(shape), values).expect("the library's shape matches its buffer")
+}
+
+/// Checks an adapter's `binary_cross_entropy_with_logits` (no fixtures cover it yet) against the
+/// closed form: l = max(x, 0) − x·y + log(1 + e^−|x|), ∂l/∂x = σ(x) − y, for mean and sum.
+#[cfg(test)]
+pub(crate) fn assert_binary_cross_entropy(implementation: &dyn super::Implementation) {
+    use std::collections::BTreeMap;
+
+    let logits = [-2.0, -0.5, 0.0, 0.25, 1.5, 3.0];
+    let targets = [0.0, 1.0, 1.0, 0.0, 1.0, 0.0];
+    let grad_output = 0.75;
+    for (reduction, scale) in [("mean", 1.0 / logits.len() as f64), ("sum", 1.0)] {
+        let call = LossCall {
+            loss: "binary_cross_entropy_with_logits".into(),
+            params: BTreeMap::from([("reduction".into(), reduction.into())]),
+            tensors: BTreeMap::from([
+                (
+                    "input".into(),
+                    Tensor::Float64(array(&[2, 3], logits.to_vec())),
+                ),
+                (
+                    "target".into(),
+                    Tensor::Float64(array(&[2, 3], targets.to_vec())),
+                ),
+            ]),
+            grad_output: Some(ArrayD::from_elem(IxDyn(&[]), grad_output)),
+        };
+        let output = match implementation.compute(&call) {
+            Outcome::Computed(output) | Outcome::Emulated(output, _) => output,
+            other => panic!("{reduction}: {other:?}"),
+        };
+        let loss: f64 = logits
+            .iter()
+            .zip(&targets)
+            .map(|(&x, &y)| x.max(0.0) - x * y + (-x.abs()).exp().ln_1p())
+            .sum::<f64>()
+            * scale;
+        let close = |a: f64, b: f64| (a - b).abs() <= 1e-5 * (1.0 + b.abs());
+        assert!(
+            close(output.loss[[]], loss),
+            "{reduction}: {} vs {loss}",
+            output.loss
+        );
+        for ((&x, &y), &grad) in logits.iter().zip(&targets).zip(output.grad_input.iter()) {
+            let expected = (1.0 / (1.0 + (-x).exp()) - y) * scale * grad_output;
+            assert!(
+                close(grad, expected),
+                "{reduction}: gradient {grad} vs {expected}"
+            );
+        }
+    }
 }
