@@ -43,26 +43,18 @@ impl Implementation for Burn {
     }
 
     fn compute(&self, call: &LossCall) -> Outcome {
-        let request = match Request::parse(call) {
-            Ok(request) => request,
-            Err(outcome) => return outcome,
-        };
-        if request.reduction == Reduction::None {
-            return unsupported(
-                "burn's losses return the mean only, no per-position losses (reduction='none')"
-                    .into(),
-            );
-        }
-        if !request.input.dtype().is_floating() {
-            return unsupported(format!(
-                "burn's losses take a Float input tensor; the adapter does not cast a {} input",
-                request.input.dtype()
-            ));
-        }
-        let outcome = match request.loss {
-            Loss::BceWithLogits => binary_cross_entropy(&request),
-            Loss::CrossEntropy | Loss::Nll => class_index(&request),
-        };
+        let outcome = Request::parse_reduced(call, "burn").and_then(|request| {
+            if !request.input.dtype().is_floating() {
+                return Err(unsupported(format!(
+                    "burn's losses take a Float input tensor, not {}; the adapter does not cast it",
+                    request.input.dtype()
+                )));
+            }
+            match request.loss {
+                Loss::BceWithLogits => binary_cross_entropy(&request),
+                Loss::CrossEntropy | Loss::Nll => class_index(&request),
+            }
+        });
         outcome.unwrap_or_else(|outcome| outcome)
     }
 }

@@ -31,7 +31,7 @@ impl Implementation for Candle {
     }
 
     fn compute(&self, call: &LossCall) -> Outcome {
-        let request = match Request::parse(call) {
+        let request = match Request::parse_reduced(call, "candle_nn") {
             Ok(request) => request,
             Err(outcome) => return outcome,
         };
@@ -56,9 +56,6 @@ impl Implementation for Candle {
 
 /// What the call needs that candle's losses do not have.
 fn lacks(request: &Request) -> Option<String> {
-    if request.reduction == Reduction::None {
-        return Some("candle_nn's losses return the batch mean only, no per-position losses (reduction='none')".into());
-    }
     if request.weight.is_some() {
         return Some("candle_nn's losses have no class weights".into());
     }

@@ -106,6 +106,18 @@ impl<'a> Request<'a> {
         })
     }
 
+    /// Reads a call for a library whose losses return their mean only (both adapters' libraries):
+    /// `reduction="none"` is unsupported.
+    pub(crate) fn parse_reduced(call: &'a LossCall, library: &str) -> Result<Request<'a>, Outcome> {
+        let request = Request::parse(call)?;
+        if request.reduction == Reduction::None {
+            return Err(unsupported(format!(
+                "{library}'s losses return the mean only, no per-position losses (reduction='none')"
+            )));
+        }
+        Ok(request)
+    }
+
     /// Whether the target holds class probabilities (a floating target of the input's shape).
     pub(crate) fn probability_target(&self) -> bool {
         self.target.dtype().is_floating() && self.target.shape() == self.input.shape()
