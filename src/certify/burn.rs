@@ -61,7 +61,7 @@ impl Implementation for Burn {
 
 /// `cross_entropy` / `nll_loss` through `CrossEntropyLoss`.
 fn class_index(request: &Request) -> Result<Outcome, Outcome> {
-    if request.probability_target() {
+    if request.loss == Loss::CrossEntropy && request.probability_target() {
         return Err(unsupported(
             "burn's CrossEntropyLoss takes class indices only, no probability targets".into(),
         ));

@@ -62,7 +62,7 @@ fn lacks(request: &Request) -> Option<String> {
     if request.label_smoothing > 0.0 {
         return Some("candle_nn::loss::cross_entropy has no label smoothing".into());
     }
-    if request.loss != Loss::BceWithLogits && request.probability_target() {
+    if request.loss == Loss::CrossEntropy && request.probability_target() {
         return Some(
             "candle_nn's cross entropy takes class indices only, no probability targets".into(),
         );
