@@ -7,25 +7,50 @@ scripts="$(cd "$(dirname "$0")" && pwd)"
 repo="$(dirname "$scripts")"
 cd "$repo"
 python="$(bash "$scripts/setup_venv.sh" | tail -n 1)"
-cargo build --release --quiet
-segloss="$repo/target/release/segloss"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
-# name | command ("" for the built-in reference)
+# name | command, or "builtin NAME" for an implementation compiled into segloss (one other than
+# the reference needs the cargo feature impl-NAME) | extra `segloss certify` options (optional)
 adapters=(
-    "reference|"
+    "reference|builtin reference"
     "torch_functional|$python scripts/adapters/torch_functional.py --library torch"
     "anchor_libraries|$python scripts/adapters/torch_functional.py --library torchvision --library smp --library monai --library kornia"
     "logsoftmax_nll_module|$python scripts/adapters/logsoftmax_nll_module.py"
+    "candle|builtin candle"
+    "burn|builtin burn|--tier float32"
 )
+
+# One build with every feature the built-in entries need (the Rust library adapters take minutes
+# to compile the first time).
+features=()
+for entry in "${adapters[@]}"; do
+    fields="${entry#*|}"
+    command="${fields%%|*}"
+    case "$command" in
+        "builtin reference") ;;
+        "builtin "*) features+=("impl-${command#builtin }") ;;
+    esac
+done
+cargo build --release --quiet ${features[@]+--features "${features[*]}"}
+segloss="$repo/target/release/segloss"
+
 reports=()
 status=0
 for entry in "${adapters[@]}"; do
     name="${entry%%|*}"
-    command="${entry#*|}"
+    fields="${entry#*|}"
+    command="${fields%%|*}"
+    options=""
+    [ "$fields" != "$command" ] && options="${fields#*|}"
     args=(certify --json)
-    [ -n "$command" ] && args+=(--cmd "$command")
+    case "$command" in
+        "builtin "*) args+=(--implementation "${command#builtin }") ;;
+        *) args+=(--cmd "$command") ;;
+    esac
+    # Word-split on purpose: the options are plain flags.
+    # shellcheck disable=SC2206
+    [ -n "$options" ] && args+=($options)
     known="scripts/adapters/known-failures/$name.json"
     [ -f "$known" ] && args+=(--known-failures "$known")
     if ! "$segloss" "${args[@]}" > "$work/$name.json"; then

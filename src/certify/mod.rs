@@ -4,9 +4,15 @@
 //! first [`Implementation`], the golden test runner is [`trials`] over it, and `segloss certify`
 //! is [`certify`] with a summary.
 
+#[cfg(feature = "impl-burn")]
+pub mod burn;
+#[cfg(feature = "impl-candle")]
+pub mod candle;
 pub mod command;
 pub mod explain;
 pub mod known;
+#[cfg(any(feature = "impl-candle", feature = "impl-burn"))]
+mod library;
 pub mod report;
 
 use known::{KnownFailures, Status};
@@ -72,13 +78,23 @@ impl Implementation for Reference {
 pub fn builtin(name: &str) -> Option<Box<dyn Implementation>> {
     match name {
         "reference" => Some(Box::new(Reference)),
+        #[cfg(feature = "impl-candle")]
+        "candle" => Some(Box::new(candle::Candle)),
+        #[cfg(feature = "impl-burn")]
+        "burn" => Some(Box::new(burn::Burn)),
         _ => None,
     }
 }
 
 /// The names [`builtin`] knows in this build.
 pub fn builtin_names() -> Vec<&'static str> {
-    vec!["reference"]
+    vec![
+        "reference",
+        #[cfg(feature = "impl-candle")]
+        "candle",
+        #[cfg(feature = "impl-burn")]
+        "burn",
+    ]
 }
 
 /// What a case is checked for.
