@@ -7,7 +7,9 @@
 //! adapter deliberately builds from other library calls is `Emulated` (saying how), and an input
 //! the library itself refuses is `Rejected`.
 
+use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Once;
 
 use ndarray::{ArrayD, Axis, IxDyn};
 
@@ -274,10 +276,28 @@ pub(crate) fn finish(loss: f64, grad_input: ArrayD<f64>, emulated: Vec<String>) 
     }
 }
 
+thread_local! {
+    /// Set while [`guarded`] runs a library call on this thread.
+    static GUARDED: Cell<bool> = const { Cell::new(false) };
+}
+
 /// Runs a library computation; a panic (the library's way of failing on some inputs) becomes
-/// `Broken` with the panic's message instead of taking the certification run down.
+/// `Broken` with the panic's message instead of taking the certification run down. The panic hook
+/// stays quiet for these panics (the report carries the message) and prints all others as usual.
 pub(crate) fn guarded(compute: impl FnOnce() -> Outcome) -> Outcome {
-    catch_unwind(AssertUnwindSafe(compute)).unwrap_or_else(|panic| {
+    static QUIET_HOOK: Once = Once::new();
+    QUIET_HOOK.call_once(|| {
+        let default_hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !GUARDED.with(Cell::get) {
+                default_hook(info);
+            }
+        }));
+    });
+    GUARDED.with(|guarded| guarded.set(true));
+    let result = catch_unwind(AssertUnwindSafe(compute));
+    GUARDED.with(|guarded| guarded.set(false));
+    result.unwrap_or_else(|panic| {
         let message = panic
             .downcast_ref::<String>()
             .cloned()
@@ -292,8 +312,8 @@ pub(crate) fn array(shape: &[usize], values: Vec<f64>) -> ArrayD<f64> {
     ArrayD::from_shape_vec(IxDyn(shape), values).expect("the library's shape matches its buffer")
 }
 
-/// Checks an adapter's `binary_cross_entropy_with_logits` (no fixtures cover it yet) against the
-/// closed form: l = max(x, 0) − x·y + log(1 + e^−|x|), ∂l/∂x = σ(x) − y, for mean and sum.
+/// Checks an adapter's `binary_cross_entropy_with_logits` against the closed form (the fixtures
+/// cover it too): l = max(x, 0) − x·y + log(1 + e^−|x|), ∂l/∂x = σ(x) − y, for mean and sum.
 #[cfg(test)]
 pub(crate) fn assert_binary_cross_entropy(implementation: &dyn super::Implementation) {
     use std::collections::BTreeMap;
