@@ -148,6 +148,16 @@ ANCHORS = {
         "monai",
         ("weight",),
     ),
+    "monai.DiceFocalLoss": Anchor(
+        _module(monai.losses.DiceFocalLoss, ("input", "target")),
+        "input",
+        "target",
+        MONAI_ACTIVATION
+        + ("squared_pred", "jaccard")
+        + MONAI_SMOOTHING
+        + ("gamma", "weight", "lambda_dice", "lambda_focal", "alpha"),
+        "monai",
+    ),
     "kornia.dice_loss": Anchor(
         kornia.losses.dice_loss, "pred", "target", ("average", "eps", "weight", "ignore_index"), "kornia", ("weight",)
     ),
@@ -427,6 +437,8 @@ ERROR_MUTATIONS: dict[str, Mutation] = {
     "w_type": _set_params(w_type="foo"),
     "average": _set_params(average="weighted"),
     "lambda_negative": _set_params(lambda_ce=-1.0),
+    "lambda_focal_negative": _set_params(lambda_focal=-1.0),
+    "single_channel_weight": _unchanged,
 }
 
 
@@ -506,6 +518,21 @@ MATRICES += [
         "to_onehot_y,softmax,label_smoothing=0.1", "include_background=false,to_onehot_y,softmax,weight",
         "softmax,target=onehot",
     )),
+    ("monai.DiceCELoss", ALL_DTYPES, (BINARY_2D, BINARY_3D), DICE_CE_REDUCTIONS, ("sigmoid",)),
+    ("monai.DiceCELoss", ALL_DTYPES, (BINARY_2D,), ("mean",), ("default", "sigmoid,weight", "sigmoid,lambda_dice=0.7,lambda_ce=0.4")),
+    ("monai.DiceFocalLoss", ALL_DTYPES, (BINARY_2D, BINARY_3D), MONAI_REDUCTIONS, ("sigmoid",)),
+    ("monai.DiceFocalLoss", ALL_DTYPES, (CLASSES_2D, CLASSES_3D), MONAI_REDUCTIONS, ("to_onehot_y,softmax", "sigmoid")),
+    ("monai.DiceFocalLoss", ALL_DTYPES, (BINARY_2D,), ("mean",), (
+        "default", "to_onehot_y,sigmoid", "sigmoid,squared_pred", "sigmoid,gamma=1.5,alpha=0.25", "sigmoid,weight=0.5",
+    )),
+    ("monai.DiceFocalLoss", ALL_DTYPES, (CLASSES_2D,), ("mean",), (
+        "default", "to_onehot_y,softmax,squared_pred", "to_onehot_y,softmax,jaccard", "to_onehot_y,softmax,gamma=0.5",
+        "to_onehot_y,softmax,weight", "to_onehot_y,softmax,alpha=0.25", "to_onehot_y,softmax,lambda_dice=0.7,lambda_focal=0.4",
+        "softmax,target=onehot", "sigmoid,weight=0.5",
+    )),
+    ("monai.DiceFocalLoss", ALL_DTYPES, (CLASSES_2D,), MONAI_REDUCTIONS, (
+        "to_onehot_y,softmax,batch", "include_background=false,to_onehot_y,softmax,weight",
+    )),
     ("kornia.dice_loss", ALL_DTYPES, (CLASSES_2D, TWO_CLASSES_2D), DEFAULT, ("default", "average=macro")),
     ("kornia.dice_loss", ALL_DTYPES, (CLASSES_2D,), DEFAULT, (
         "weight", "average=macro,weight", "ignore_index=255", "average=macro,ignore_index=255",
@@ -560,6 +587,13 @@ EDGE_CASES += [
     ("monai.TverskyLoss", "f64", CLASSES_3D, ("mean",), "to_onehot_y,softmax,ignore_index=255"),
     ("monai.DiceCELoss", "f64", CLASSES_2D, ("mean",), "to_onehot_y,softmax,absent"),
     ("monai.DiceCELoss", "f64", CLASSES_2D, ("mean",), "to_onehot_y,softmax,squared_pred,batch,weight"),
+    ("monai.DiceCELoss", "f64", BINARY_2D, DICE_CE_REDUCTIONS, "sigmoid,empty"),
+    ("monai.DiceFocalLoss", "f64", BINARY_2D, MONAI_REDUCTIONS, "sigmoid,empty"),
+    ("monai.DiceFocalLoss", "f64", CLASSES_2D, MONAI_REDUCTIONS, "to_onehot_y,softmax,absent"),
+    ("monai.DiceFocalLoss", "f64", CLASSES_2D, ("mean",), "sigmoid,empty"),
+    ("monai.DiceFocalLoss", "f32", CLASSES_2D, ("mean",), "to_onehot_y,softmax,absent"),
+    ("monai.DiceFocalLoss", "f64", CLASSES_2D, MONAI_REDUCTIONS, "to_onehot_y,softmax,squared_pred,jaccard,batch,weight"),
+    ("monai.DiceFocalLoss", "f64", CLASSES_3D, ("mean",), "include_background=false,to_onehot_y,softmax,weight,absent"),
     ("kornia.dice_loss", "f64", CLASSES_2D, DEFAULT, "absent"),
     ("kornia.dice_loss", "f64", CLASSES_2D, DEFAULT, "average=macro,absent"),
     ("kornia.dice_loss", "f64", CLASSES_2D, DEFAULT, "average=macro,weight,absent"),
@@ -602,6 +636,16 @@ ERROR_CASES = (
     ("monai.DiceCELoss", CLASSES_2D, "mean", "error=lambda_negative,to_onehot_y,softmax", "negative_parameter"),
     ("monai.DiceCELoss", CLASSES_2D, "mean", "error=labels_without_channel,to_onehot_y,softmax", "target_rank"),
     ("monai.DiceCELoss", CLASSES_2D, "mean", "error=label_channels,to_onehot_y,softmax", "target_shape_mismatch"),
+    ("monai.DiceFocalLoss", CLASSES_2D, "avg", "error=reduction,to_onehot_y,softmax", "invalid_reduction"),
+    ("monai.DiceFocalLoss", CLASSES_2D, "mean", "error=sigmoid_and_softmax,to_onehot_y,sigmoid", "unsupported_option"),
+    ("monai.DiceFocalLoss", CLASSES_2D, "mean", "error=lambda_focal_negative,to_onehot_y,softmax", "negative_parameter"),
+    ("monai.DiceFocalLoss", CLASSES_2D, "mean", "error=labels_without_channel,to_onehot_y,softmax", "target_rank"),
+    ("monai.DiceFocalLoss", CLASSES_2D, "mean", "error=label_channels,to_onehot_y,softmax", "target_shape_mismatch"),
+    ("monai.DiceFocalLoss", CLASSES_2D, "mean", "error=label_too_large,to_onehot_y,softmax", "target_out_of_bounds"),
+    ("monai.DiceFocalLoss", CLASSES_2D, "mean", "error=label_map_without_onehot,softmax", "target_shape_mismatch"),
+    ("monai.DiceFocalLoss", CLASSES_2D, "mean", "error=weight_length,to_onehot_y,softmax,weight", "weight_length"),
+    ("monai.DiceFocalLoss", CLASSES_2D, "mean", "error=weight_negative,to_onehot_y,softmax,weight", "negative_parameter"),
+    ("monai.DiceFocalLoss", BINARY_2D, "mean", "error=single_channel_weight,sigmoid,weight", "unsupported_option"),
     ("kornia.dice_loss", CLASSES_3D, "default", "error=spatial_3d", "input_shape"),
     ("kornia.dice_loss", CLASSES_2D, "default", "error=average", "invalid_option"),
     ("kornia.dice_loss", CLASSES_2D, "default", "error=label_int32", "class_index_dtype"),

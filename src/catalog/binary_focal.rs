@@ -23,7 +23,7 @@ fn smp_reduction(call: &LossCall) -> Result<Reduction> {
 }
 
 /// A MONAI per-class argument.
-fn per_class(value: Option<NumberOrList>) -> Option<PerClass> {
+pub(super) fn per_class(value: Option<NumberOrList>) -> Option<PerClass> {
     value.map(|value| match value {
         NumberOrList::Number(number) => PerClass::Scalar(number),
         NumberOrList::List(list) => PerClass::List(list),

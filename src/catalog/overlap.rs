@@ -4,11 +4,12 @@
 
 use serde_json::Value;
 
+use super::binary_focal::per_class;
 use super::{LossCall, LossDef, NumberOrList};
 use crate::error::{Error, Result};
 use crate::spec::overlap::{
-    self, DiceCeOptions, KorniaDiceOptions, MonaiOptions, MonaiScore, MonaiWeight, SmpOptions,
-    SmpScore, Textbook, TextbookOptions, WeightType,
+    self, DiceCeOptions, DiceFocalOptions, KorniaDiceOptions, MonaiOptions, MonaiScore,
+    MonaiWeight, SmpOptions, SmpScore, Textbook, TextbookOptions, WeightType,
 };
 use crate::spec::LossOutput;
 
@@ -39,6 +40,26 @@ const SMP_TVERSKY_PARAMS: &[&str] = &[
 const SMP_TENSORS: &[&str] = &["y_pred", "y_true"];
 const MONAI_TENSORS: &[&str] = &["input", "target"];
 const KORNIA_TENSORS: &[&str] = &["pred", "target"];
+
+/// The parameters of MONAI's `DiceLoss` constructor that `DiceCELoss` and `DiceFocalLoss` repeat,
+/// in signature order, followed by each loss's own.
+macro_rules! monai_dice_params {
+    ($($own:literal),*) => {
+        &[
+            "include_background",
+            "to_onehot_y",
+            "sigmoid",
+            "softmax",
+            "squared_pred",
+            "jaccard",
+            "reduction",
+            "smooth_nr",
+            "smooth_dr",
+            "batch",
+            $($own),*
+        ]
+    };
+}
 
 /// Every overlap loss.
 pub(super) const LOSSES: &[LossDef] = &[
@@ -92,21 +113,7 @@ pub(super) const LOSSES: &[LossDef] = &[
     LossDef {
         name: "monai.DiceLoss",
         summary: "MONAI 1.6 DiceLoss: per (image, class) Dice or Jaccard, squared_pred, soft_label, weight, ignore_index",
-        params: &[
-            "include_background",
-            "to_onehot_y",
-            "sigmoid",
-            "softmax",
-            "squared_pred",
-            "jaccard",
-            "reduction",
-            "smooth_nr",
-            "smooth_dr",
-            "batch",
-            "weight",
-            "soft_label",
-            "ignore_index",
-        ],
+        params: monai_dice_params!["weight", "soft_label", "ignore_index"],
         required_tensors: MONAI_TENSORS,
         optional_tensors: &[],
         evaluate: |call| {
@@ -195,22 +202,8 @@ pub(super) const LOSSES: &[LossDef] = &[
     },
     LossDef {
         name: "monai.DiceCELoss",
-        summary: "MONAI 1.6 DiceCELoss: λ_dice·DiceLoss + λ_ce·cross_entropy on the raw input (multi-channel inputs)",
-        params: &[
-            "include_background",
-            "to_onehot_y",
-            "sigmoid",
-            "softmax",
-            "squared_pred",
-            "jaccard",
-            "reduction",
-            "smooth_nr",
-            "smooth_dr",
-            "batch",
-            "lambda_dice",
-            "lambda_ce",
-            "label_smoothing",
-        ],
+        summary: "MONAI 1.6 DiceCELoss: λ_dice·DiceLoss + λ_ce·cross_entropy on the raw input (BCE with logits for one channel)",
+        params: monai_dice_params!["lambda_dice", "lambda_ce", "label_smoothing"],
         required_tensors: MONAI_TENSORS,
         optional_tensors: &["weight"],
         evaluate: |call| {
@@ -225,6 +218,32 @@ pub(super) const LOSSES: &[LossDef] = &[
                 call.tensor("input")?,
                 call.tensor("target")?,
                 call.tensors.get("weight"),
+                &monai_options(call)?,
+                &options,
+                call.grad_output.as_ref(),
+            )
+        },
+    },
+    LossDef {
+        name: "monai.DiceFocalLoss",
+        summary: "MONAI 1.6 DiceFocalLoss: λ_dice·DiceLoss + λ_focal·FocalLoss (sigmoid, float32), one-hot target shared",
+        params: monai_dice_params!["gamma", "weight", "lambda_dice", "lambda_focal", "alpha"],
+        required_tensors: MONAI_TENSORS,
+        optional_tensors: &[],
+        evaluate: |call| {
+            let defaults = DiceFocalOptions::default();
+            let options = DiceFocalOptions {
+                squared_pred: call.bool_param("squared_pred", defaults.squared_pred)?,
+                jaccard: call.bool_param("jaccard", defaults.jaccard)?,
+                gamma: call.float_param("gamma", defaults.gamma)?,
+                weight: per_class(call.number_or_list_param("weight")?),
+                alpha: per_class(call.number_or_list_param("alpha")?),
+                lambda_dice: call.float_param("lambda_dice", defaults.lambda_dice)?,
+                lambda_focal: call.float_param("lambda_focal", defaults.lambda_focal)?,
+            };
+            overlap::monai_dice_focal(
+                call.tensor("input")?,
+                call.tensor("target")?,
                 &monai_options(call)?,
                 &options,
                 call.grad_output.as_ref(),

@@ -23,7 +23,9 @@
 
 use ndarray::{Array2, Array3, ArrayD, Axis, IxDyn};
 
+use super::binary;
 use super::cross_entropy::{self, CrossEntropyOptions, DEFAULT_IGNORE_INDEX};
+use super::focal::{self, MonaiFocalOptions, PerClass};
 use super::smp::SmpMode;
 use super::softmax::{log_softmax, log_softmax_backward};
 use super::{compensated_sum, monai, one_hot, LossOutput, Reduction};
@@ -1444,9 +1446,11 @@ impl Default for DiceCeOptions {
 /// include_background is False; its dtype kept, not float32). The cross-entropy part is
 /// [`cross_entropy::cross_entropy`] on the raw input whatever the activation flags and
 /// include_background say: a label map `(N, 1, …)` is squeezed to class indices (`.long()`), a
-/// C-channel target is a probability target (cast to the input's dtype when not floating). Only
-/// `mean` and `sum`; no ignore_index, no soft_label. A single-channel input, where MONAI takes
-/// `BCEWithLogitsLoss(pos_weight=weight)` instead, is not specified yet.
+/// C-channel target is a probability target (cast to the input's dtype when not floating). With a
+/// single channel the second part is [`binary::binary_cross_entropy_with_logits`] instead, with
+/// `pos_weight = weight` (MONAI's `BCEWithLogitsLoss(pos_weight=weight)`), on the target cast to
+/// the input's dtype when not floating; the Dice part ignores the weight there. Only `mean` and
+/// `sum`; no ignore_index, no soft_label.
 pub fn monai_dice_ce(
     input: &Tensor,
     target: &Tensor,
@@ -1462,31 +1466,11 @@ pub fn monai_dice_ce(
             allowed: "mean, sum",
         });
     }
-    monai.check()?;
-    for (name, value) in [
+    let lambdas = [
         ("lambda_dice", options.lambda_dice),
         ("lambda_ce", options.lambda_ce),
-    ] {
-        if value < 0.0 {
-            return Err(Error::NegativeParameter {
-                name: name.into(),
-                value,
-            });
-        }
-    }
-    check_prediction(input, 2)?;
-    let shape = input.shape();
-    let target_shape = target.shape();
-    if target_shape.len() != shape.len() {
-        return Err(Error::TargetRank {
-            got: target_shape.len(),
-            expected: shape.len(),
-            input: shape.to_vec(),
-        });
-    }
-    if target_shape[1] != 1 && target_shape[1] != shape[1] {
-        return Err(shape_mismatch(shape, target_shape));
-    }
+    ];
+    let (shape, target_shape) = check_composed(monai, lambdas, input, target)?;
     let dice_weight = weight.map(|weight| {
         let values: Vec<f64> = weight.to_f64().iter().copied().collect();
         let skip = usize::from(!monai.include_background);
@@ -1499,24 +1483,26 @@ pub fn monai_dice_ce(
     let scale = |lambda: f64| {
         Some(grad_output.map_or_else(|| ArrayD::from_elem(vec![], lambda), |given| given * lambda))
     };
-    let dice = monai_loss(
-        &MonaiScore::Dice {
-            squared_pred: options.squared_pred,
-            jaccard: options.jaccard,
-            weight: dice_weight,
-        },
+    let dice_options = (options.squared_pred, options.jaccard, dice_weight);
+    let dice = dice_part(
         input,
         target,
-        &MonaiOptions {
-            ignore_index: None,
-            soft_label: false,
-            ..*monai
-        },
+        monai,
+        dice_options,
         scale(options.lambda_dice).as_ref(),
     )?;
     if shape[1] == 1 {
-        return Err(Error::NotSpecified {
-            what: "DiceCELoss of a single channel (its BCEWithLogitsLoss part)".into(),
+        let bce = binary::binary_cross_entropy_with_logits(
+            input,
+            &floating_target(input, target),
+            None,
+            weight,
+            monai.reduction,
+            scale(options.lambda_ce).as_ref(),
+        )?;
+        return Ok(LossOutput {
+            loss: dice.loss * options.lambda_dice + bce.loss * options.lambda_ce,
+            grad_input: dice.grad_input + bce.grad_input,
         });
     }
     let ce_target = if target_shape[1] == 1 {
@@ -1527,12 +1513,8 @@ pub fn monai_dice_ce(
                 .into_shape_with_order(IxDyn(&squeezed))
                 .map_err(|_| shape_mismatch(shape, target_shape))?,
         )
-    } else if target.dtype().is_floating() {
-        target.clone()
-    } else if input.dtype() == DType::Float32 {
-        Tensor::Float32(target.to_f64().mapv(|value| value as f32))
     } else {
-        Tensor::Float64(target.to_f64())
+        floating_target(input, target)
     };
     let ce = cross_entropy::cross_entropy(
         input,
@@ -1549,6 +1531,235 @@ pub fn monai_dice_ce(
         loss: dice.loss * options.lambda_dice + ce.loss * options.lambda_ce,
         grad_input: dice.grad_input + ce.grad_input,
     })
+}
+
+/// The Dice part of DiceCELoss and DiceFocalLoss: [`monai_loss`]'s Dice with (squared_pred,
+/// jaccard, weight), without ignore_index or soft_label, which neither passes on.
+fn dice_part(
+    input: &Tensor,
+    target: &Tensor,
+    monai: &MonaiOptions,
+    (squared_pred, jaccard, weight): (bool, bool, Option<MonaiWeight>),
+    upstream: Option<&ArrayD<f64>>,
+) -> Result<LossOutput> {
+    let score = MonaiScore::Dice {
+        squared_pred,
+        jaccard,
+        weight,
+    };
+    let options = MonaiOptions {
+        ignore_index: None,
+        soft_label: false,
+        ..*monai
+    };
+    monai_loss(&score, input, target, &options, upstream)
+}
+
+/// The checks DiceCELoss and DiceFocalLoss share, in their order: the activation flags, both λ ≥ 0
+/// (constructor), then the target's rank and its channels (1 or the input's).
+fn check_composed<'a>(
+    monai: &MonaiOptions,
+    lambdas: [(&str, f64); 2],
+    input: &'a Tensor,
+    target: &'a Tensor,
+) -> Result<(&'a [usize], &'a [usize])> {
+    monai.check()?;
+    if let Some((name, value)) = lambdas.into_iter().find(|&(_, value)| value < 0.0) {
+        return Err(Error::NegativeParameter {
+            name: name.into(),
+            value,
+        });
+    }
+    check_prediction(input, 2)?;
+    let (shape, target_shape) = (input.shape(), target.shape());
+    if target_shape.len() != shape.len() {
+        return Err(Error::TargetRank {
+            got: target_shape.len(),
+            expected: shape.len(),
+            input: shape.to_vec(),
+        });
+    }
+    if target_shape[1] != 1 && target_shape[1] != shape[1] {
+        return Err(shape_mismatch(shape, target_shape));
+    }
+    Ok((shape, target_shape))
+}
+
+/// DiceCELoss's `target.to(dtype=input.dtype)` of a target that is not floating (a floating
+/// target is kept as it is).
+fn floating_target(input: &Tensor, target: &Tensor) -> Tensor {
+    if target.dtype().is_floating() {
+        target.clone()
+    } else if input.dtype() == DType::Float32 {
+        Tensor::Float32(target.to_f64().mapv(|value| value as f32))
+    } else {
+        Tensor::Float64(target.to_f64())
+    }
+}
+
+/// MONAI `DiceFocalLoss`'s own arguments beyond [`MonaiOptions`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct DiceFocalOptions {
+    /// The Dice part's sums of squares.
+    pub squared_pred: bool,
+    /// The Dice part's Jaccard form.
+    pub jaccard: bool,
+    /// The focal part's γ.
+    pub gamma: f64,
+    /// Class weights, given to both parts.
+    pub weight: Option<PerClass>,
+    /// The focal part's α.
+    pub alpha: Option<PerClass>,
+    /// λ_dice ≥ 0.
+    pub lambda_dice: f64,
+    /// λ_focal ≥ 0.
+    pub lambda_focal: f64,
+}
+
+impl Default for DiceFocalOptions {
+    fn default() -> Self {
+        DiceFocalOptions {
+            squared_pred: false,
+            jaccard: false,
+            gamma: 2.0,
+            weight: None,
+            alpha: None,
+            lambda_dice: 1.0,
+            lambda_focal: 1.0,
+        }
+    }
+}
+
+/// MONAI 1.6's `DiceFocalLoss(…)(input, target)`:
+///
+/// ```text
+/// t' = one_hot(target) with to_onehot_y (C > 1, float32; done once, for both parts), else target
+/// L  = λ_dice·DiceLoss(input, t') + λ_focal·FocalLoss(input, t')
+/// ```
+///
+/// The Dice part is [`monai_loss`] with the activation flags, squared_pred, jaccard, smoothing and
+/// batch; the focal part is [`focal::monai_focal_loss`] with γ and α, always the sigmoid form on the
+/// raw input (`use_softmax` is never set, whatever `softmax` says) and computed in float32. Both take
+/// include_background, `weight` (a number or one per remaining class: the Dice part ignores it with
+/// a single channel, where the focal part scales by a number and rejects a sequence) and
+/// `reduction`; α goes to the focal part only. `none` adds the Dice part's `(N, C, 1, …)` — `(C, 1,
+/// …)` with batch — to the focal part's `(N, C, d1, …)` by broadcasting, so the Dice part's
+/// upstream gradient is grad_output summed over the broadcast axes. No ignore_index, no
+/// soft_label. Checked in MONAI's order: the constructors (reduction, activation flags, λ ≥ 0),
+/// the target's rank and channels, the one-hot encoding, then the Dice part's and the focal part's
+/// own checks.
+pub fn monai_dice_focal(
+    input: &Tensor,
+    target: &Tensor,
+    monai: &MonaiOptions,
+    options: &DiceFocalOptions,
+    grad_output: Option<&ArrayD<f64>>,
+) -> Result<LossOutput> {
+    let lambdas = [
+        ("lambda_dice", options.lambda_dice),
+        ("lambda_focal", options.lambda_focal),
+    ];
+    let (shape, target_shape) = check_composed(monai, lambdas, input, target)?;
+    let classes = shape[1];
+    let target = if monai.to_onehot_y && classes > 1 {
+        if target_shape[1] != 1 {
+            return Err(Error::TargetShapeMismatch {
+                expected: [&[shape[0], 1], &shape[2..]].concat(),
+                got: target_shape.to_vec(),
+            });
+        }
+        let one_hot = monai::one_hot_target(&target.to_f64(), classes, None)?;
+        Tensor::Float32(one_hot.mapv(|value| value as f32))
+    } else {
+        target.clone()
+    };
+    let dice_weight = options.weight.as_ref().map(|weight| {
+        let (values, broadcast) = match weight {
+            PerClass::Scalar(value) => (vec![*value], true),
+            PerClass::List(values) => (values.clone(), false),
+        };
+        MonaiWeight {
+            values,
+            broadcast,
+            float32: true,
+        }
+    });
+    let (dice_upstream, focal_upstream) = dice_focal_upstream(shape, monai, options, grad_output)?;
+    let dice_options = (options.squared_pred, options.jaccard, dice_weight);
+    let encoded = MonaiOptions {
+        to_onehot_y: false,
+        ..*monai
+    };
+    let dice = dice_part(input, &target, &encoded, dice_options, Some(&dice_upstream))?;
+    let focal = focal::monai_focal_loss(
+        input,
+        &target,
+        &MonaiFocalOptions {
+            include_background: monai.include_background,
+            to_onehot_y: false,
+            gamma: options.gamma,
+            alpha: options.alpha.clone(),
+            weight: options.weight.clone(),
+            reduction: monai.reduction,
+            use_softmax: false,
+            ignore_index: None,
+        },
+        Some(&focal_upstream),
+    )?;
+    let dice_loss = dice
+        .loss
+        .broadcast(focal.loss.raw_dim())
+        .ok_or_else(|| grad_output_shape(focal.loss.shape(), &dice.loss))?
+        .to_owned();
+    Ok(LossOutput {
+        loss: dice_loss * options.lambda_dice + focal.loss * options.lambda_focal,
+        grad_input: dice.grad_input + focal.grad_input,
+    })
+}
+
+/// The upstream gradients of DiceFocalLoss's two parts, λ·grad_output each (ones when absent); for
+/// `none`, grad_output has the focal part's `(N, C', d1, …)` shape and the Dice part's is its sum
+/// over the spatial axes (and the batch with `batch`), in the Dice part's unreduced shape.
+fn dice_focal_upstream(
+    shape: &[usize],
+    monai: &MonaiOptions,
+    options: &DiceFocalOptions,
+    grad_output: Option<&ArrayD<f64>>,
+) -> Result<(ArrayD<f64>, ArrayD<f64>)> {
+    if monai.reduction != Reduction::None {
+        let given = grad_output.map_or(1.0, |given| given.iter().copied().sum());
+        if let Some(given) = grad_output.filter(|given| given.ndim() != 0) {
+            return Err(grad_output_shape(&[], given));
+        }
+        return Ok((
+            ArrayD::from_elem(vec![], given * options.lambda_dice),
+            ArrayD::from_elem(vec![], given * options.lambda_focal),
+        ));
+    }
+    let mut unreduced = shape.to_vec();
+    if !monai.include_background && shape[1] > 1 {
+        unreduced[1] -= 1;
+    }
+    let given = match grad_output {
+        Some(given) if given.shape() == unreduced.as_slice() => given.clone(),
+        Some(given) => return Err(grad_output_shape(&unreduced, given)),
+        None => ArrayD::ones(unreduced.clone()),
+    };
+    let (batch, scores) = (unreduced[0], unreduced[1]);
+    let per_score = given
+        .to_shape((batch, scores, unreduced[2..].iter().product()))
+        .expect("grad_output has the unreduced shape")
+        .sum_axis(Axis(2));
+    let spatial_ones = vec![1; unreduced.len() - 2];
+    let dice = if monai.batch {
+        per_score
+            .sum_axis(Axis(0))
+            .into_shape_with_order(IxDyn(&[&[scores][..], &spatial_ones].concat()))
+    } else {
+        per_score.into_shape_with_order(IxDyn(&[&[batch, scores][..], &spatial_ones].concat()))
+    }
+    .expect("the Dice part has one value per (image, class) or class");
+    Ok((dice * options.lambda_dice, given * options.lambda_focal))
 }
 
 // --- kornia 0.9 ----------------------------------------------------------------------------------

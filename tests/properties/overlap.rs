@@ -17,6 +17,7 @@ pub const LOSSES: &[&str] = &[
     "monai.GeneralizedDiceLoss",
     "monai.TverskyLoss",
     "monai.DiceCELoss",
+    "monai.DiceFocalLoss",
     "kornia.dice_loss",
     "kornia.tversky_loss",
 ];
@@ -219,8 +220,22 @@ impl Problem {
                 "monai.DiceCELoss",
                 monai,
                 self.logits(),
-                plain_map,
+                plain_map.clone(),
                 &softmax[..2],
+            ),
+            // The focal part rounds its input to float32, which finite differences cannot see
+            // through: here λ_focal = 0 and the focal part is checked by
+            // `dice_focal_is_the_sum_of_its_parts` and the fixtures.
+            self.call(
+                "monai.DiceFocalLoss",
+                monai,
+                self.logits(),
+                plain_map,
+                &[
+                    softmax[0].clone(),
+                    softmax[1].clone(),
+                    ("lambda_focal", json!(0.0)),
+                ],
             ),
             self.call(
                 "kornia.dice_loss",
@@ -324,6 +339,59 @@ proptest! {
         let mut monai_tversky = with_params(&monai_dice, &half);
         monai_tversky.loss = "monai.TverskyLoss";
         nearly_equal(&monai_tversky.run().loss, &monai_dice.run().loss).map_err(TestCaseError::fail)?;
+    }
+
+    /// MONAI's DiceFocalLoss is λ_dice·DiceLoss + λ_focal·FocalLoss on the one-hot target, the
+    /// focal part sigmoid whatever `softmax` says, the Dice part's unreduced loss broadcast over
+    /// the positions: loss and gradient, with and without the background.
+    #[test]
+    fn dice_focal_is_the_sum_of_its_parts(
+        problem in problems(),
+        reduction in prop::sample::select(vec!["none", "mean", "sum"]),
+        include_background in any::<bool>(),
+        batch in any::<bool>(),
+    ) {
+        let classes = problem.shape[1] - usize::from(!include_background);
+        // One remaining class takes a number: the focal part rejects a sequence there.
+        let weight = if classes == 1 {
+            json!(0.8)
+        } else {
+            json!((0..classes).map(|class| 0.5 + 0.25 * class as f64).collect::<Vec<_>>())
+        };
+        let shared = [
+            ("include_background", json!(include_background)),
+            ("to_onehot_y", json!(true)),
+            ("weight", weight),
+            ("reduction", json!(reduction)),
+        ];
+        let (lambda_dice, lambda_focal) = (0.7, 0.4);
+        let target = Tensor::Int64(problem.labels(false).insert_axis(ndarray::Axis(1)));
+        let run = |loss: &'static str, own: &[(&str, Value)]| {
+            let mut call = problem.call(loss, ("input", "target"), problem.logits(), target.clone(), &shared);
+            call.grad_output = None;
+            with_params(&call, own).run()
+        };
+        let dice_params = [("softmax", json!(true)), ("batch", json!(batch))];
+        let composed = run(
+            "monai.DiceFocalLoss",
+            &[
+                dice_params[0].clone(),
+                dice_params[1].clone(),
+                ("gamma", json!(1.5)),
+                ("alpha", json!(0.3)),
+                ("lambda_dice", json!(lambda_dice)),
+                ("lambda_focal", json!(lambda_focal)),
+            ],
+        );
+        let dice = run("monai.DiceLoss", &dice_params);
+        let focal = run("monai.FocalLoss", &[("gamma", json!(1.5)), ("alpha", json!(0.3))]);
+        let dice_loss = dice.loss.broadcast(focal.loss.raw_dim()).unwrap().to_owned();
+        let expected = dice_loss * lambda_dice + &focal.loss * lambda_focal;
+        nearly_equal(&composed.loss, &expected).map_err(TestCaseError::fail)?;
+        if reduction != "none" {
+            let gradient = dice.grad_input * lambda_dice + focal.grad_input * lambda_focal;
+            nearly_equal(&composed.grad_input, &gradient).map_err(TestCaseError::fail)?;
+        }
     }
 
     #[test]
