@@ -150,7 +150,8 @@ pub enum Expected {
 }
 
 impl Case {
-    /// The dtype of the case's input, from the id's dtype segment.
+    /// The dtype of the case's input, from the id's dtype segment (`Fixtures::open` admits only
+    /// `f32` and `f64`).
     pub fn input_dtype(&self) -> DType {
         if self.entry.dtype == "f32" {
             DType::Float32
@@ -223,6 +224,12 @@ impl Fixtures {
         for case in &manifest.cases {
             if !seen.insert(case.id.as_str()) {
                 return Err(manifest_error(format!("case {} is listed twice", case.id)));
+            }
+            if !["f32", "f64"].contains(&case.dtype.as_str()) {
+                return Err(manifest_error(format!(
+                    "case {} has dtype {:?}; the dtype segment is f32 or f64",
+                    case.id, case.dtype
+                )));
             }
             let expected_id = [
                 &case.loss,

@@ -194,14 +194,13 @@ fn eval(
     param_args: &[String],
     out: &Path,
 ) -> Result<ExitCode> {
-    let slots = catalog::find(&loss)?.required_tensors;
-    let (prediction, target_name) = match slots {
-        [prediction, target, ..] => (*prediction, *target),
-        _ => ("input", "target"),
-    };
+    let definition = catalog::find(&loss)?;
     let mut tensors = BTreeMap::from([
-        (prediction.to_string(), Tensor::read_npy(&input)?),
-        (target_name.to_string(), Tensor::read_npy(&target)?),
+        (
+            definition.prediction().to_string(),
+            Tensor::read_npy(&input)?,
+        ),
+        (definition.target().to_string(), Tensor::read_npy(&target)?),
     ]);
     for (name, path) in named {
         if let Some(path) = path {

@@ -49,6 +49,19 @@ pub struct LossDef {
     pub evaluate: fn(&LossCall) -> Result<LossOutput>,
 }
 
+impl LossDef {
+    /// The tensor the gradient is taken with respect to: the first required tensor (`input`,
+    /// `inputs`, `y_pred`, `pred`).
+    pub fn prediction(&self) -> &'static str {
+        self.required_tensors.first().copied().unwrap_or("input")
+    }
+
+    /// The second required tensor, the target (`target`, `targets`, `y_true`).
+    pub fn target(&self) -> &'static str {
+        self.required_tensors.get(1).copied().unwrap_or("target")
+    }
+}
+
 /// The loss families, one module each.
 const FAMILIES: &[&[LossDef]] = &[
     cross_entropy::LOSSES,

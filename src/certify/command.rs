@@ -100,10 +100,7 @@ impl CommandAdapter {
             }
             None => Value::Null,
         };
-        let prediction = catalog::find(&call.loss)
-            .ok()
-            .and_then(|loss| loss.required_tensors.first().copied())
-            .unwrap_or("input");
+        let prediction = catalog::find(&call.loss).map_or("input", |loss| loss.prediction());
         let request = json!({
             "type": "case",
             "seq": sequence,
