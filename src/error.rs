@@ -1,16 +1,19 @@
-//! The one error type of the crate.
+//! The crate's errors, in two types.
 //!
-//! Loss errors mirror what PyTorch rejects: each variant names the problem and carries the offending
-//! value, and [`Error::kind`] gives the stable identifier that fixtures record for the error PyTorch
-//! raised. The remaining variants cover the harness itself (files, manifests, parameters).
+//! [`Rejection`] is what a loss rejects: each variant mirrors an error an anchor raises, names the
+//! problem and carries the offending value, and [`Rejection::kind`] gives the stable identifier
+//! that fixtures record for it. The spec and the catalog return only rejections.
+//!
+//! [`Error`] is everything else that can go wrong in the harness (files, manifests, adapters), and
+//! wraps a rejection as [`Error::Rejected`], so `?` and [`Error::kind`] work across both.
 
 use std::path::PathBuf;
 
 use crate::tensor::DType;
 
-/// Everything that can go wrong in segloss, from a rejected loss input to a corrupt fixture.
+/// An input a loss rejects, as its anchor rejects it.
 #[derive(Debug, thiserror::Error, Clone, PartialEq)]
-pub enum Error {
+pub enum Rejection {
     /// A class-index target lies outside `[0, C)` and is not the ignore_index.
     #[error("target {value} is out of bounds for {classes} classes (and is not ignore_index)")]
     TargetOutOfBounds {
@@ -312,6 +315,60 @@ pub enum Error {
         /// The argument's name.
         name: String,
     },
+}
+
+impl Rejection {
+    /// The stable snake_case identifier of this rejection's kind, as fixtures record it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Rejection::TargetOutOfBounds { .. } => "target_out_of_bounds",
+            Rejection::TargetDtype { .. } => "target_dtype",
+            Rejection::ProbabilityTargetDtype { .. } => "probability_target_dtype",
+            Rejection::BatchSizeMismatch { .. } => "batch_size_mismatch",
+            Rejection::TargetRank { .. } => "target_rank",
+            Rejection::TargetShapeMismatch { .. } => "target_shape_mismatch",
+            Rejection::WeightLength { .. } => "weight_length",
+            Rejection::WeightDtype { .. } => "weight_dtype",
+            Rejection::InputDtype { .. } => "input_dtype",
+            Rejection::InputRank { .. } => "input_rank",
+            Rejection::IgnoreIndexWithProbabilities { .. } => "ignore_index_with_probabilities",
+            Rejection::LabelSmoothingRange { .. } => "label_smoothing_range",
+            Rejection::ProbabilityOutOfRange { .. } => "probability_out_of_range",
+            Rejection::TargetDtypeMismatch { .. } => "target_dtype_mismatch",
+            Rejection::BroadcastShape { .. } => "broadcast_shape",
+            Rejection::AlphaRange { .. } => "alpha_range",
+            Rejection::PerClassLength { .. } => "per_class_length",
+            Rejection::UnsupportedOption { .. } => "unsupported_option",
+            Rejection::ClassIndexDtype { .. } => "class_index_dtype",
+            Rejection::MissingParameter { .. } => "missing_parameter",
+            Rejection::InvalidOption { .. } => "invalid_option",
+            Rejection::SelectedClassOutOfBounds { .. } => "selected_class_out_of_bounds",
+            Rejection::NegativeParameter { .. } => "negative_parameter",
+            Rejection::InputShape { .. } => "input_shape",
+            Rejection::NotSpecified { .. } => "not_specified",
+            Rejection::InvalidReduction { .. } => "invalid_reduction",
+            Rejection::Float32Only { .. } => "float32_only",
+            Rejection::BoolSubtraction { .. } => "bool_subtraction",
+            Rejection::TooFewClasses { .. } => "too_few_classes",
+            Rejection::UnexpectedShape { .. } => "unexpected_shape",
+            Rejection::EmptyReshape { .. } => "empty_reshape",
+            Rejection::PairingMismatch { .. } => "pairing_mismatch",
+            Rejection::VoidAfterScored { .. } => "void_after_scored",
+            Rejection::GradOutputShape { .. } => "grad_output_shape",
+            Rejection::UnknownLoss { .. } => "unknown_loss",
+            Rejection::UnknownParameter { .. } => "unknown_parameter",
+            Rejection::ParameterType { .. } => "parameter_type",
+            Rejection::MissingTensor { .. } => "missing_tensor",
+        }
+    }
+}
+
+/// Everything that can go wrong in segloss, from a rejected loss input to a corrupt fixture.
+#[derive(Debug, thiserror::Error, Clone, PartialEq)]
+pub enum Error {
+    /// A loss rejected its input.
+    #[error(transparent)]
+    Rejected(#[from] Rejection),
     /// A file could not be read or written.
     #[error("{path}: {message}")]
     Io {
@@ -375,47 +432,11 @@ pub enum Error {
 }
 
 impl Error {
-    /// The stable snake_case identifier of this error's kind, as fixtures record it.
+    /// The stable snake_case identifier of this error's kind: the rejection's kind for a rejected
+    /// input, else the harness error's.
     pub fn kind(&self) -> &'static str {
         match self {
-            Error::TargetOutOfBounds { .. } => "target_out_of_bounds",
-            Error::TargetDtype { .. } => "target_dtype",
-            Error::ProbabilityTargetDtype { .. } => "probability_target_dtype",
-            Error::BatchSizeMismatch { .. } => "batch_size_mismatch",
-            Error::TargetRank { .. } => "target_rank",
-            Error::TargetShapeMismatch { .. } => "target_shape_mismatch",
-            Error::WeightLength { .. } => "weight_length",
-            Error::WeightDtype { .. } => "weight_dtype",
-            Error::InputDtype { .. } => "input_dtype",
-            Error::InputRank { .. } => "input_rank",
-            Error::IgnoreIndexWithProbabilities { .. } => "ignore_index_with_probabilities",
-            Error::LabelSmoothingRange { .. } => "label_smoothing_range",
-            Error::ProbabilityOutOfRange { .. } => "probability_out_of_range",
-            Error::TargetDtypeMismatch { .. } => "target_dtype_mismatch",
-            Error::BroadcastShape { .. } => "broadcast_shape",
-            Error::AlphaRange { .. } => "alpha_range",
-            Error::PerClassLength { .. } => "per_class_length",
-            Error::UnsupportedOption { .. } => "unsupported_option",
-            Error::ClassIndexDtype { .. } => "class_index_dtype",
-            Error::MissingParameter { .. } => "missing_parameter",
-            Error::InvalidOption { .. } => "invalid_option",
-            Error::SelectedClassOutOfBounds { .. } => "selected_class_out_of_bounds",
-            Error::NegativeParameter { .. } => "negative_parameter",
-            Error::InputShape { .. } => "input_shape",
-            Error::NotSpecified { .. } => "not_specified",
-            Error::InvalidReduction { .. } => "invalid_reduction",
-            Error::Float32Only { .. } => "float32_only",
-            Error::BoolSubtraction { .. } => "bool_subtraction",
-            Error::TooFewClasses { .. } => "too_few_classes",
-            Error::UnexpectedShape { .. } => "unexpected_shape",
-            Error::EmptyReshape { .. } => "empty_reshape",
-            Error::PairingMismatch { .. } => "pairing_mismatch",
-            Error::VoidAfterScored { .. } => "void_after_scored",
-            Error::GradOutputShape { .. } => "grad_output_shape",
-            Error::UnknownLoss { .. } => "unknown_loss",
-            Error::UnknownParameter { .. } => "unknown_parameter",
-            Error::ParameterType { .. } => "parameter_type",
-            Error::MissingTensor { .. } => "missing_tensor",
+            Error::Rejected(rejection) => rejection.kind(),
             Error::Io { .. } => "io",
             Error::Npy { .. } => "npy",
             Error::Manifest { .. } => "manifest",

@@ -17,6 +17,7 @@ use segloss::certify::known::KnownFailures;
 use segloss::certify::report::{markdown_matrix, Report, Row};
 use segloss::certify::{builtin, builtin_names, certify, Implementation};
 use segloss::compare::Tier;
+use segloss::error::Rejection;
 use segloss::fixtures::{ExpectedEntry, Fixtures};
 use segloss::tensor::{read_file, Tensor};
 use segloss::{Error, Result};
@@ -242,10 +243,12 @@ fn eval(
 
 /// Splits `NAME=VALUE`.
 fn split_assignment<'a>(flag: &str, arg: &'a str) -> Result<(&'a str, &'a str)> {
-    arg.split_once('=').ok_or_else(|| Error::ParameterType {
-        name: flag.to_string(),
-        expected: "NAME=VALUE",
-        got: arg.to_string(),
+    arg.split_once('=').ok_or_else(|| {
+        Error::from(Rejection::ParameterType {
+            name: flag.to_string(),
+            expected: "NAME=VALUE",
+            got: arg.to_string(),
+        })
     })
 }
 

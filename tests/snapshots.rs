@@ -2,9 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
+use segloss::error::{Error, Rejection};
 use segloss::fixtures::{ExpectedEntry, Fixtures};
 use segloss::tensor::DType;
-use segloss::Error;
 
 #[test]
 fn case_inventory() {
@@ -24,154 +24,156 @@ fn case_inventory() {
 #[test]
 fn error_messages() {
     let path = PathBuf::from("fixtures/manifest.json");
-    let examples = [
-        Error::TargetOutOfBounds {
+    let rejections = [
+        Rejection::TargetOutOfBounds {
             value: 3,
             classes: 3,
         },
-        Error::TargetDtype {
+        Rejection::TargetDtype {
             got: DType::Float32,
         },
-        Error::ProbabilityTargetDtype { got: DType::Int64 },
-        Error::BatchSizeMismatch {
+        Rejection::ProbabilityTargetDtype { got: DType::Int64 },
+        Rejection::BatchSizeMismatch {
             input: 4,
             target: 3,
         },
-        Error::TargetRank {
+        Rejection::TargetRank {
             got: 2,
             expected: 1,
             input: vec![4, 3],
         },
-        Error::TargetShapeMismatch {
+        Rejection::TargetShapeMismatch {
             expected: vec![2, 3, 4],
             got: vec![2, 3, 5],
         },
-        Error::WeightLength {
+        Rejection::WeightLength {
             classes: 3,
             got: vec![4],
         },
-        Error::WeightDtype {
+        Rejection::WeightDtype {
             expected: DType::Float64,
             got: DType::Float32,
         },
-        Error::InputDtype { got: DType::Int64 },
-        Error::InputRank { got: 0, min: 1 },
-        Error::IgnoreIndexWithProbabilities { value: 0 },
-        Error::LabelSmoothingRange { value: 1.5 },
-        Error::ProbabilityOutOfRange {
+        Rejection::InputDtype { got: DType::Int64 },
+        Rejection::InputRank { got: 0, min: 1 },
+        Rejection::IgnoreIndexWithProbabilities { value: 0 },
+        Rejection::LabelSmoothingRange { value: 1.5 },
+        Rejection::ProbabilityOutOfRange {
             argument: "input".into(),
             value: 1.5,
         },
-        Error::TargetDtypeMismatch {
+        Rejection::TargetDtypeMismatch {
             expected: DType::Float64,
             got: DType::Int64,
         },
-        Error::BroadcastShape {
+        Rejection::BroadcastShape {
             name: "pos_weight".into(),
             shape: vec![3],
             to: vec![2, 3, 3, 4],
         },
-        Error::AlphaRange { value: -0.5 },
-        Error::PerClassLength {
+        Rejection::AlphaRange { value: -0.5 },
+        Rejection::PerClassLength {
             name: "alpha".into(),
             classes: 3,
             got: 2,
         },
-        Error::NegativeParameter {
+        Rejection::NegativeParameter {
             name: "lambda_dice".into(),
             value: -1.0,
         },
-        Error::UnsupportedOption {
+        Rejection::UnsupportedOption {
             option: "class_weights".into(),
             context: "with mode=binary".into(),
         },
-        Error::InvalidOption {
+        Rejection::InvalidOption {
             name: "mode".into(),
             value: "binry".into(),
             allowed: "binary, multiclass, multilabel",
         },
-        Error::ClassIndexDtype { got: DType::Int32 },
-        Error::MissingParameter {
+        Rejection::ClassIndexDtype { got: DType::Int32 },
+        Rejection::MissingParameter {
             name: "alpha".into(),
         },
-        Error::InvalidOption {
+        Rejection::InvalidOption {
             name: "mode".into(),
             value: "foo".into(),
             allowed: "binary, multiclass, multilabel",
         },
-        Error::UnsupportedOption {
+        Rejection::UnsupportedOption {
             option: "sigmoid=True".into(),
             context: "together with softmax=True".into(),
         },
-        Error::SelectedClassOutOfBounds {
+        Rejection::SelectedClassOutOfBounds {
             index: 3,
             classes: 3,
         },
-        Error::ClassIndexDtype {
+        Rejection::ClassIndexDtype {
             got: DType::Float64,
         },
-        Error::NegativeParameter {
+        Rejection::NegativeParameter {
             name: "weight".into(),
             value: -0.5,
         },
-        Error::InputShape {
+        Rejection::InputShape {
             expected: "(B, C, H, W)",
             got: vec![1, 3, 2, 3, 2],
         },
-        Error::NotSpecified {
+        Rejection::NotSpecified {
             what: "DiceCELoss of a single channel (its BCEWithLogitsLoss part)".into(),
         },
-        Error::InvalidReduction {
+        Rejection::InvalidReduction {
             value: "avg".into(),
         },
-        Error::Float32Only {
+        Rejection::Float32Only {
             got: DType::Float64,
         },
-        Error::BoolSubtraction { argument: "y_true" },
-        Error::TooFewClasses {
+        Rejection::BoolSubtraction { argument: "y_true" },
+        Rejection::TooFewClasses {
             shape: vec![2, 1, 3, 4],
         },
-        Error::UnexpectedShape {
+        Rejection::UnexpectedShape {
             argument: "pred",
             expected: "(B, C, H, W)",
             got: vec![2, 3, 2, 2, 3],
         },
-        Error::EmptyReshape {
+        Rejection::EmptyReshape {
             argument: "pred",
             shape: vec![0, 3, 3, 4],
         },
-        Error::PairingMismatch {
+        Rejection::PairingMismatch {
             prediction: vec![2, 1, 3, 4],
             target: vec![2, 3, 5],
         },
-        Error::VoidAfterScored {
+        Rejection::VoidAfterScored {
             image: 1,
             classes: 3,
         },
-        Error::GradOutputShape {
+        Rejection::GradOutputShape {
             expected: vec![],
             got: vec![4],
         },
-        Error::UnknownLoss {
+        Rejection::UnknownLoss {
             name: "dice".into(),
             known: "cross_entropy, nll_loss".into(),
         },
-        Error::UnknownParameter {
+        Rejection::UnknownParameter {
             loss: "nll_loss".into(),
             name: "label_smoothing".into(),
             accepted: "reduction, ignore_index".into(),
         },
-        Error::ParameterType {
+        Rejection::ParameterType {
             name: "ignore_index".into(),
             expected: "an integer",
             got: "\"one\"".into(),
         },
-        Error::MissingParameter {
+        Rejection::MissingParameter {
             name: "mode".into(),
         },
-        Error::MissingTensor {
+        Rejection::MissingTensor {
             name: "target".into(),
         },
+    ];
+    let harness = [
         Error::Io {
             path: path.clone(),
             message: "No such file or directory (os error 2)".into(),
@@ -203,8 +205,10 @@ fn error_messages() {
             actual: "cd34".into(),
         },
     ];
-    let text: Vec<String> = examples
-        .iter()
+    let text: Vec<String> = rejections
+        .into_iter()
+        .map(Error::from)
+        .chain(harness)
         .map(|error| format!("{}: {error}", error.kind()))
         .collect();
     insta::assert_snapshot!(text.join("\n"));

@@ -4,13 +4,14 @@
 //! tensor names are each anchor's own (constructor keywords and forward arguments for classes).
 
 use super::{LossCall, LossDef, NumberOrList};
-use crate::error::{Error, Result};
+use crate::error::Rejection;
 use crate::spec::binary::{self, SoftBceOptions};
 use crate::spec::focal::{
     self, KorniaOptions, MonaiFocalOptions, PerClass, SmpFocalOptions, SmpReduction,
     SoftCrossEntropyOptions,
 };
 use crate::spec::Reduction;
+use crate::spec::Result;
 
 /// smp's reading of `reduction` for its BCE and CE: `mean` and `sum` reduce, any other string
 /// leaves the loss unreduced.
@@ -114,7 +115,7 @@ pub(super) const LOSSES: &[LossDef] = &[
                 None => None,
                 Some(NumberOrList::List(weights)) => Some(weights),
                 Some(NumberOrList::Number(weight)) => {
-                    return Err(Error::ParameterType {
+                    return Err(Rejection::ParameterType {
                         name: "class_weights".into(),
                         expected: "a list of numbers or null",
                         got: weight.to_string(),
@@ -174,7 +175,7 @@ pub(super) const LOSSES: &[LossDef] = &[
         evaluate: |call| {
             let smooth_factor = call
                 .optional_float_param("smooth_factor", None)?
-                .ok_or_else(|| Error::ParameterType {
+                .ok_or_else(|| Rejection::ParameterType {
                     name: "smooth_factor".into(),
                     expected: "a number (smp's default None cannot be divided)",
                     got: "null".into(),

@@ -11,7 +11,8 @@ mod cross_entropy;
 mod lovasz_mcc;
 mod overlap;
 
-use crate::error::{Error, Result};
+use crate::error::Rejection;
+use crate::spec::Result;
 use crate::spec::{LossOutput, Reduction};
 use crate::tensor::Tensor;
 
@@ -79,7 +80,7 @@ pub fn losses() -> impl Iterator<Item = &'static LossDef> {
 pub fn find(name: &str) -> Result<&'static LossDef> {
     losses()
         .find(|loss| loss.name == name)
-        .ok_or_else(|| Error::UnknownLoss {
+        .ok_or_else(|| Rejection::UnknownLoss {
             name: name.to_string(),
             known: losses()
                 .map(|loss| loss.name)
@@ -102,7 +103,7 @@ pub fn evaluate(call: &LossCall) -> Result<LossOutput> {
         .keys()
         .find(|name| !tensor_names.clone().any(|known| known == name));
     if let Some(name) = unknown_param.or(unknown_tensor) {
-        return Err(Error::UnknownParameter {
+        return Err(Rejection::UnknownParameter {
             loss: loss.name.to_string(),
             name: name.clone(),
             accepted: loss
@@ -120,9 +121,11 @@ pub fn evaluate(call: &LossCall) -> Result<LossOutput> {
 impl LossCall {
     /// A required tensor argument.
     pub(crate) fn tensor(&self, name: &str) -> Result<&Tensor> {
-        self.tensors.get(name).ok_or_else(|| Error::MissingTensor {
-            name: name.to_string(),
-        })
+        self.tensors
+            .get(name)
+            .ok_or_else(|| Rejection::MissingTensor {
+                name: name.to_string(),
+            })
     }
 
     /// Calls a loss of the common form with the call's tensors named `prediction` and `target`, its
@@ -174,7 +177,7 @@ impl LossCall {
         let value = self
             .params
             .get(name)
-            .ok_or_else(|| Error::MissingParameter {
+            .ok_or_else(|| Rejection::MissingParameter {
                 name: name.to_string(),
             })?;
         read(value).ok_or_else(|| parameter_type(name, expected, value))
@@ -302,8 +305,8 @@ impl LossCall {
     }
 }
 
-fn parameter_type(name: &str, expected: &'static str, got: &Value) -> Error {
-    Error::ParameterType {
+fn parameter_type(name: &str, expected: &'static str, got: &Value) -> Rejection {
+    Rejection::ParameterType {
         name: name.to_string(),
         expected,
         got: got.to_string(),

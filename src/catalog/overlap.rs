@@ -6,12 +6,13 @@ use serde_json::Value;
 
 use super::binary_focal::per_class;
 use super::{LossCall, LossDef, NumberOrList};
-use crate::error::{Error, Result};
+use crate::error::Rejection;
 use crate::spec::overlap::{
     self, DiceCeOptions, DiceFocalOptions, KorniaDiceOptions, MonaiOptions, MonaiScore,
     MonaiWeight, SmpOptions, SmpScore, Textbook, TextbookOptions, WeightType,
 };
 use crate::spec::LossOutput;
+use crate::spec::Result;
 
 const TEXTBOOK_PARAMS: &[&str] = &["smooth", "reduction"];
 const SMP_PARAMS: &[&str] = &[
@@ -162,7 +163,7 @@ pub(super) const LOSSES: &[LossDef] = &[
                 "simple" => WeightType::Simple,
                 "uniform" => WeightType::Uniform,
                 other => {
-                    return Err(Error::InvalidOption {
+                    return Err(Rejection::InvalidOption {
                         name: "w_type".into(),
                         value: other.into(),
                         allowed: "square, simple, uniform",

@@ -10,7 +10,8 @@ use ndarray::{ArrayD, IxDyn, Zip};
 
 use super::cross_entropy::float_input;
 use super::{LossOutput, Reduction};
-use crate::error::{Error, Result};
+use crate::error::Rejection;
+use crate::spec::Result;
 use crate::tensor::Tensor;
 
 /// σ(x) = 1 / (1 + exp(−x)).
@@ -28,7 +29,7 @@ pub fn log_sigmoid(x: f64) -> f64 {
 /// than `shape`, or whose broadcast would be larger than `shape`, is rejected (PyTorch computes
 /// these losses in place on the input's shape).
 pub fn broadcast_to(name: &str, tensor: &Tensor, shape: &[usize]) -> Result<ArrayD<f64>> {
-    let error = || Error::BroadcastShape {
+    let error = || Rejection::BroadcastShape {
         name: name.to_string(),
         shape: tensor.shape().to_vec(),
         to: shape.to_vec(),
@@ -62,7 +63,7 @@ pub(crate) fn check_same_shape(input: &Tensor, target: &Tensor) -> Result<()> {
     if input.shape() == target.shape() {
         Ok(())
     } else {
-        Err(Error::TargetShapeMismatch {
+        Err(Rejection::TargetShapeMismatch {
             expected: input.shape().to_vec(),
             got: target.shape().to_vec(),
         })
@@ -107,7 +108,7 @@ pub fn binary_cross_entropy(
 ) -> Result<LossOutput> {
     check_same_shape(input, target)?;
     if target.dtype() != input.dtype() {
-        return Err(Error::TargetDtypeMismatch {
+        return Err(Rejection::TargetDtypeMismatch {
             expected: input.dtype(),
             got: target.dtype(),
         });
@@ -120,7 +121,7 @@ pub fn binary_cross_entropy(
     };
     for (argument, values) in [("input", &p), ("target", &t)] {
         if let Some(&value) = values.iter().find(|value| !(0.0..=1.0).contains(*value)) {
-            return Err(Error::ProbabilityOutOfRange {
+            return Err(Rejection::ProbabilityOutOfRange {
                 argument: argument.to_string(),
                 value,
             });
@@ -185,7 +186,7 @@ fn check_logits_call(
 ) -> Result<LogitsCall> {
     check_same_shape(input, target)?;
     if !target.dtype().is_floating() {
-        return Err(Error::TargetDtypeMismatch {
+        return Err(Rejection::TargetDtypeMismatch {
             expected: input.dtype(),
             got: target.dtype(),
         });

@@ -8,7 +8,8 @@ use ndarray::{Array1, ArrayD, Dimension, IxDyn};
 
 use super::softmax::{log_softmax, log_softmax_backward};
 use super::{compensated_sum, LossOutput, Reduction};
-use crate::error::{Error, Result};
+use crate::error::Rejection;
+use crate::spec::Result;
 use crate::tensor::{DType, Tensor};
 
 /// PyTorch's default `ignore_index`.
@@ -93,12 +94,12 @@ pub fn cross_entropy(
     let epsilon = options.label_smoothing;
     if input.shape() == target.shape() {
         if !target.dtype().is_floating() {
-            return Err(Error::ProbabilityTargetDtype {
+            return Err(Rejection::ProbabilityTargetDtype {
                 got: target.dtype(),
             });
         }
         if options.ignore_index >= 0 {
-            return Err(Error::IgnoreIndexWithProbabilities {
+            return Err(Rejection::IgnoreIndexWithProbabilities {
                 value: options.ignore_index,
             });
         }
@@ -199,7 +200,7 @@ pub(crate) fn class_index_loss(
         && call.target_dtype == DType::UInt8
         && call.targets.iter().any(|&target| counted(target))
     {
-        return Err(Error::TargetDtype { got: DType::UInt8 });
+        return Err(Rejection::TargetDtype { got: DType::UInt8 });
     }
     let denominator = match mean_over {
         MeanOver::TargetWeights => compensated_sum(
@@ -322,14 +323,14 @@ pub(crate) fn float_input(input: &Tensor) -> Result<ArrayD<f64>> {
     if input.dtype().is_floating() {
         Ok(input.to_f64())
     } else {
-        Err(Error::InputDtype { got: input.dtype() })
+        Err(Rejection::InputDtype { got: input.dtype() })
     }
 }
 
 /// ε > 1 is rejected; ε ≤ 0 is accepted and means no smoothing.
 fn check_label_smoothing(label_smoothing: f64) -> Result<()> {
     if label_smoothing > 1.0 {
-        Err(Error::LabelSmoothingRange {
+        Err(Rejection::LabelSmoothingRange {
             value: label_smoothing,
         })
     } else {
@@ -349,7 +350,7 @@ fn class_weights(
     };
     let count: usize = weight.shape().iter().product();
     if count != classes || (must_be_vector && weight.shape().len() != 1) {
-        return Err(Error::WeightLength {
+        return Err(Rejection::WeightLength {
             classes,
             got: weight.shape().to_vec(),
         });
@@ -369,18 +370,18 @@ fn check_class_index_call(
     let target_shape = target.shape();
     let rank = input_shape.len();
     if rank == 0 {
-        return Err(Error::InputRank { got: 0, min: 1 });
+        return Err(Rejection::InputRank { got: 0, min: 1 });
     }
     let class_axis = class_axis(rank);
     let classes = input_shape[class_axis];
     let mut expected_target_shape = input_shape.to_vec();
     expected_target_shape.remove(class_axis);
-    let rank_error = || Error::TargetRank {
+    let rank_error = || Rejection::TargetRank {
         got: target_shape.len(),
         expected: rank - 1,
         input: input_shape.to_vec(),
     };
-    let shape_error = || Error::TargetShapeMismatch {
+    let shape_error = || Rejection::TargetShapeMismatch {
         expected: expected_target_shape.clone(),
         got: target_shape.to_vec(),
     };
@@ -389,7 +390,7 @@ fn check_class_index_call(
         match target_shape.first() {
             None => return Err(rank_error()),
             Some(&target_batch) if target_batch != input_shape[0] => {
-                return Err(Error::BatchSizeMismatch {
+                return Err(Rejection::BatchSizeMismatch {
                     input: input_shape[0],
                     target: target_batch,
                 })
@@ -403,7 +404,7 @@ fn check_class_index_call(
                 return Err(rank_error());
             }
             if rank == 1 && target_shape.len() == 1 && target_shape[0] != 1 {
-                return Err(Error::TargetShapeMismatch {
+                return Err(Rejection::TargetShapeMismatch {
                     expected: vec![1],
                     got: target_shape.to_vec(),
                 });
@@ -429,13 +430,13 @@ fn check_class_index_call(
     let targets = target
         .class_indices()
         .filter(|_| rank <= 2 || target.dtype() == DType::Int64)
-        .ok_or(Error::TargetDtype {
+        .ok_or(Rejection::TargetDtype {
             got: target.dtype(),
         })?;
     float_input(input)?;
     if let Some(weight) = weight {
         if weight.dtype() != input.dtype() {
-            return Err(Error::WeightDtype {
+            return Err(Rejection::WeightDtype {
                 expected: input.dtype(),
                 got: weight.dtype(),
             });
@@ -464,7 +465,7 @@ fn check_bounds(targets: &ArrayD<i64>, classes: usize, ignore_index: Option<i64>
         .iter()
         .find(|&&target| Some(target) != ignore_index && (target < 0 || target as usize >= classes))
     {
-        Some(&value) => Err(Error::TargetOutOfBounds { value, classes }),
+        Some(&value) => Err(Rejection::TargetOutOfBounds { value, classes }),
         None => Ok(()),
     }
 }

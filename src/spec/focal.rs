@@ -30,7 +30,8 @@ use super::cross_entropy::{class_index_loss, float_input, ClassIndexCall, MeanOv
 use super::smp::SmpMode;
 use super::softmax::{log_softmax, log_softmax_backward};
 use super::{compensated_sum, monai, LossOutput, Reduction};
-use crate::error::{Error, Result};
+use crate::error::Rejection;
+use crate::spec::Result;
 use crate::tensor::{DType, Tensor};
 
 /// How a sigmoid focal loss forms p_t and the modulating factor m for a target t ∈ [0, 1], with
@@ -391,11 +392,11 @@ pub fn sigmoid_focal_loss(
     grad_output: Option<&ArrayD<f64>>,
 ) -> Result<LossOutput> {
     if !(0.0..=1.0).contains(&alpha) && alpha != -1.0 {
-        return Err(Error::AlphaRange { value: alpha });
+        return Err(Rejection::AlphaRange { value: alpha });
     }
     check_same_shape(inputs, targets)?;
     if !targets.dtype().is_floating() {
-        return Err(Error::TargetDtypeMismatch {
+        return Err(Rejection::TargetDtypeMismatch {
             expected: inputs.dtype(),
             got: targets.dtype(),
         });
@@ -558,7 +559,7 @@ pub fn kornia_binary_focal_loss_with_logits(
 /// kornia's `KORNIA_CHECK_SHAPE(pred, ["B", "C", "*"])`: at least two axes.
 fn check_batched(pred: &Tensor) -> Result<()> {
     if pred.shape().len() < 2 {
-        return Err(Error::InputRank {
+        return Err(Rejection::InputRank {
             got: pred.shape().len(),
             min: 2,
         });
@@ -577,7 +578,7 @@ fn kornia_per_class(
     };
     let count: usize = tensor.shape().iter().product();
     if tensor.shape().first() != Some(&classes) || count != classes {
-        return Err(Error::PerClassLength {
+        return Err(Rejection::PerClassLength {
             name: name.to_string(),
             classes,
             got: count,
@@ -608,14 +609,14 @@ pub fn kornia_focal_loss(
     let mut expected = pred.shape().to_vec();
     expected.remove(1);
     if target.shape() != expected.as_slice() {
-        return Err(Error::TargetShapeMismatch {
+        return Err(Rejection::TargetShapeMismatch {
             expected,
             got: target.shape().to_vec(),
         });
     }
     let labels = match target {
         Tensor::Int64(labels) => labels,
-        other => return Err(Error::ClassIndexDtype { got: other.dtype() }),
+        other => return Err(Rejection::ClassIndexDtype { got: other.dtype() }),
     };
     let classes = pred.shape()[1];
     let ignored = |label: i64| Some(label) == options.ignore_index;
@@ -623,7 +624,7 @@ pub fn kornia_focal_loss(
         .iter()
         .find(|&&label| !ignored(label) && (label < 0 || label as usize >= classes))
     {
-        return Err(Error::TargetOutOfBounds { value, classes });
+        return Err(Rejection::TargetOutOfBounds { value, classes });
     }
     let weight = kornia_per_class("weight", weight, classes)?;
     let mut x = float_input(pred)?;
@@ -799,7 +800,7 @@ pub fn monai_focal_loss(
             if let Some(channels) = expected.get_mut(1) {
                 *channels = 1;
             }
-            return Err(Error::TargetShapeMismatch {
+            return Err(Rejection::TargetShapeMismatch {
                 expected,
                 got: t.shape().to_vec(),
             });
@@ -814,7 +815,7 @@ pub fn monai_focal_loss(
         .ignore_index
         .map(|ignored| monai::ignore_mask(&original, ignored).mapv(to_f32));
     if t.shape() != x.shape() {
-        return Err(Error::TargetShapeMismatch {
+        return Err(Rejection::TargetShapeMismatch {
             expected: x.shape().to_vec(),
             got: t.shape().to_vec(),
         });
@@ -823,7 +824,7 @@ pub fn monai_focal_loss(
         Some(mask) => mask
             .broadcast(x.raw_dim())
             .map(|view| view.to_owned())
-            .ok_or_else(|| Error::TargetShapeMismatch {
+            .ok_or_else(|| Rejection::TargetShapeMismatch {
                 expected: x.shape().to_vec(),
                 got: original.shape().to_vec(),
             })?,
@@ -893,7 +894,7 @@ fn monai_alpha(options: &MonaiFocalOptions, classes: usize) -> Result<Alpha> {
         Some(PerClass::Scalar(alpha)) => Alpha::Balanced(to_f32(*alpha)),
         Some(PerClass::List(alphas)) => {
             if alphas.len() != classes {
-                return Err(Error::PerClassLength {
+                return Err(Rejection::PerClassLength {
                     name: "alpha".into(),
                     classes,
                     got: alphas.len(),
@@ -916,13 +917,13 @@ fn monai_class_weight(weight: Option<&PerClass>, classes: usize) -> Result<Vec<f
         Some(PerClass::Scalar(weight)) => vec![*weight; classes],
         Some(PerClass::List(weights)) => {
             if classes == 1 {
-                return Err(Error::UnsupportedOption {
+                return Err(Rejection::UnsupportedOption {
                     option: "a per-class weight".into(),
                     context: "for single-channel outputs".into(),
                 });
             }
             if weights.len() != classes {
-                return Err(Error::PerClassLength {
+                return Err(Rejection::PerClassLength {
                     name: "weight".into(),
                     classes,
                     got: weights.len(),
@@ -932,7 +933,7 @@ fn monai_class_weight(weight: Option<&PerClass>, classes: usize) -> Result<Vec<f
         }
     };
     match weights.iter().find(|&&weight| weight < 0.0) {
-        Some(&value) => Err(Error::NegativeParameter {
+        Some(&value) => Err(Rejection::NegativeParameter {
             name: "weight".into(),
             value,
         }),
@@ -1057,7 +1058,7 @@ pub fn smp_focal(
     grad_output: Option<&ArrayD<f64>>,
 ) -> Result<LossOutput> {
     if options.mode == SmpMode::Binary && options.class_weights.is_some() {
-        return Err(Error::UnsupportedOption {
+        return Err(Rejection::UnsupportedOption {
             option: "class_weights".into(),
             context: "with mode=binary".into(),
         });
@@ -1157,8 +1158,8 @@ pub fn smp_focal(
 }
 
 /// The shape error of an smp call whose target does not fit the prediction.
-fn shape_error(y_pred: &Tensor, y_true: &Tensor) -> Error {
-    Error::TargetShapeMismatch {
+fn shape_error(y_pred: &Tensor, y_true: &Tensor) -> Rejection {
+    Rejection::TargetShapeMismatch {
         expected: y_pred.shape().to_vec(),
         got: y_true.shape().to_vec(),
     }
@@ -1213,14 +1214,14 @@ fn smp_groups(y_pred: &Tensor, y_true: &Tensor, options: &SmpFocalOptions) -> Re
         }
         SmpMode::Multiclass | SmpMode::Multilabel => {
             if pred_shape.len() < 2 {
-                return Err(Error::InputRank {
+                return Err(Rejection::InputRank {
                     got: pred_shape.len(),
                     min: 2,
                 });
             }
             let multilabel = options.mode == SmpMode::Multilabel;
             if multilabel && options.ignore_index.is_some() {
-                return Err(Error::UnsupportedOption {
+                return Err(Rejection::UnsupportedOption {
                     option: "ignore_index".into(),
                     context: "with mode=multilabel (smp indexes each class's 3-D target with the 4-D mask)".into(),
                 });
@@ -1320,10 +1321,10 @@ pub fn smp_soft_cross_entropy(
     unsqueezed.insert(1, 1);
     let labels = match y_true {
         Tensor::Int64(labels) => labels,
-        other => return Err(Error::ClassIndexDtype { got: other.dtype() }),
+        other => return Err(Rejection::ClassIndexDtype { got: other.dtype() }),
     };
     if labels.shape() != positions.as_slice() && labels.shape() != unsqueezed.as_slice() {
-        return Err(Error::TargetShapeMismatch {
+        return Err(Rejection::TargetShapeMismatch {
             expected: positions,
             got: labels.shape().to_vec(),
         });
@@ -1346,7 +1347,7 @@ pub fn smp_soft_cross_entropy(
     let grad_output = match (grad_output, options.reduction) {
         (Some(given), Reduction::None) => {
             if given.shape() != output_shape.as_slice() {
-                return Err(Error::GradOutputShape {
+                return Err(Rejection::GradOutputShape {
                     expected: output_shape,
                     got: given.shape().to_vec(),
                 });

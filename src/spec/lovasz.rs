@@ -32,7 +32,8 @@ use ndarray::{ArrayD, IxDyn, Zip};
 use super::smp::SmpMode;
 use super::softmax::{log_softmax, log_softmax_backward};
 use super::{compensated_sum, grad_output_or_ones, scalar, LossOutput};
-use crate::error::{Error, Result};
+use crate::error::Rejection;
+use crate::spec::Result;
 use crate::tensor::{DType, Tensor};
 
 /// `lovasz_grad`: the Lovász weights Δ of ground truth sorted by decreasing error.
@@ -148,7 +149,7 @@ impl Term {
 /// acc = v_1;   acc += v_k for k = 2..n (in place);   result = acc (n = 1), acc / n (n > 1), 0 (n = 0)
 /// ```
 ///
-/// In place, a scalar `acc` cannot take an empty `(0, C)` value ([`Error::VoidAfterScored`]); an
+/// In place, a scalar `acc` cannot take an empty `(0, C)` value ([`Rejection::VoidAfterScored`]); an
 /// empty `acc` absorbs every later value and stays empty; the number 0 plus a value is the value.
 /// When every value is a scalar this is the plain mean, which is what kornia computes.
 fn running_mean(terms: impl IntoIterator<Item = Result<Term>>, classes: usize) -> Result<Term> {
@@ -161,7 +162,7 @@ fn running_mean(terms: impl IntoIterator<Item = Result<Term>>, classes: usize) -
             (None | Some(Term::Zero), term) => term,
             (Some(Term::Void), _) => Term::Void,
             (Some(Term::Scored { .. }), Term::Void) => {
-                return Err(Error::VoidAfterScored {
+                return Err(Rejection::VoidAfterScored {
                     image: index,
                     classes,
                 })
@@ -346,7 +347,7 @@ pub struct SmpLovaszOptions {
 ///   present in its labels ([`softmax_term`]). A group without unignored positions yields smp's
 ///   empty `(0, C)` tensor (so does a pooled batch of zero images), and a group whose labels name
 ///   no class yields 0. smp reads a 3-D `(N, C, L)` prediction as one sigmoid channel and then
-///   fails when a label is 0, like a `(N, 1, …)` one ([`Error::TooFewClasses`]).
+///   fails when a label is 0, like a `(N, 1, …)` one ([`Rejection::TooFewClasses`]).
 ///
 /// Input checks, in smp's order per group: with `ignore_index`, label and prediction counts must
 /// match (the mask); a label of bool dtype fails at `1 − gt` (hinge) and a prediction other than
@@ -370,13 +371,13 @@ pub fn smp_lovasz(
             .ignore_index
             .is_none_or(|ignored| label != ignored as f64)
     };
-    let mismatch = || Error::PairingMismatch {
+    let mismatch = || Rejection::PairingMismatch {
         prediction: y_pred.shape().to_vec(),
         target: y_true.shape().to_vec(),
     };
     let float32_only = || match y_pred.dtype() {
         DType::Float32 => Ok(()),
-        got => Err(Error::Float32Only { got }),
+        got => Err(Rejection::Float32Only { got }),
     };
     let masked = options.ignore_index.is_some();
     let shape = y_pred.shape();
@@ -395,7 +396,7 @@ pub fn smp_lovasz(
                 .collect();
             if !pairs.is_empty() {
                 if y_true.dtype() == DType::Bool {
-                    return Err(Error::BoolSubtraction { argument: "y_true" });
+                    return Err(Rejection::BoolSubtraction { argument: "y_true" });
                 }
                 float32_only()?;
             }
@@ -406,7 +407,7 @@ pub fn smp_lovasz(
     }
 
     if shape.len() < 2 {
-        return Err(Error::UnexpectedShape {
+        return Err(Rejection::UnexpectedShape {
             argument: "y_pred",
             expected: "(N, C, …)",
             got: shape.to_vec(),
@@ -418,7 +419,7 @@ pub fn smp_lovasz(
         _ => (shape[1], shape[2..].iter().product::<usize>()),
     };
     if classes == 0 {
-        return Err(Error::EmptyReshape {
+        return Err(Rejection::EmptyReshape {
             argument: "y_pred",
             shape: shape.to_vec(),
         });
@@ -434,7 +435,7 @@ pub fn smp_lovasz(
         let kept_labels = group_labels.iter().copied().filter(|&label| kept(label));
         if classes == 1 {
             if kept_labels.clone().any(|label| label == 0.0) {
-                return Err(Error::TooFewClasses {
+                return Err(Rejection::TooFewClasses {
                     shape: shape.to_vec(),
                 });
             }
@@ -480,7 +481,7 @@ fn smp_groups(
         return Ok(vec![(0..pred_len, 0..true_len)]);
     }
     let batch_of = |argument: &'static str, shape: &[usize]| {
-        shape.first().copied().ok_or(Error::UnexpectedShape {
+        shape.first().copied().ok_or(Rejection::UnexpectedShape {
             argument,
             expected: "(N, …) to iterate over images",
             got: shape.to_vec(),
@@ -524,27 +525,27 @@ pub fn kornia_lovasz_softmax(
     grad_output: Option<&ArrayD<f64>>,
 ) -> Result<LossOutput> {
     let &[batch, classes, height, width] = pred.shape() else {
-        return Err(Error::UnexpectedShape {
+        return Err(Rejection::UnexpectedShape {
             argument: "pred",
             expected: "(B, C, H, W)",
             got: pred.shape().to_vec(),
         });
     };
     let &[target_batch, target_height, target_width] = target.shape() else {
-        return Err(Error::UnexpectedShape {
+        return Err(Rejection::UnexpectedShape {
             argument: "target",
             expected: "(B, H, W)",
             got: target.shape().to_vec(),
         });
     };
     if classes < 2 {
-        return Err(Error::TooFewClasses {
+        return Err(Rejection::TooFewClasses {
             shape: pred.shape().to_vec(),
         });
     }
     if !((batch == target_batch || batch == 1) && (height, width) == (target_height, target_width))
     {
-        return Err(Error::TargetShapeMismatch {
+        return Err(Rejection::TargetShapeMismatch {
             expected: vec![batch, height, width],
             got: target.shape().to_vec(),
         });
@@ -558,7 +559,7 @@ pub fn kornia_lovasz_softmax(
         .find(|&&label| label < 0)
         .or_else(|| labels.iter().find(|&&label| label >= classes as i64))
     {
-        return Err(Error::TargetOutOfBounds { value, classes });
+        return Err(Rejection::TargetOutOfBounds { value, classes });
     }
 
     let (probs, backward) = softmax_with_backward(&pred.to_f64());
@@ -590,7 +591,7 @@ fn kornia_class_weights(weight: Option<&Tensor>, classes: usize) -> Result<Vec<f
     };
     let shape = weight.shape();
     let Some(&first) = shape.first() else {
-        return Err(Error::UnexpectedShape {
+        return Err(Rejection::UnexpectedShape {
             argument: "weight",
             expected: "(C,)",
             got: vec![],
@@ -598,7 +599,7 @@ fn kornia_class_weights(weight: Option<&Tensor>, classes: usize) -> Result<Vec<f
     };
     let values: Vec<f64> = weight.to_f64().iter().copied().collect();
     if first != classes || values.len() != classes {
-        return Err(Error::WeightLength {
+        return Err(Rejection::WeightLength {
             classes,
             got: shape.to_vec(),
         });
@@ -623,21 +624,21 @@ pub fn kornia_lovasz_hinge(
     grad_output: Option<&ArrayD<f64>>,
 ) -> Result<LossOutput> {
     let &[batch, 1, height, width] = pred.shape() else {
-        return Err(Error::UnexpectedShape {
+        return Err(Rejection::UnexpectedShape {
             argument: "pred",
             expected: "(B, 1, H, W)",
             got: pred.shape().to_vec(),
         });
     };
     if target.shape().len() != 3 {
-        return Err(Error::UnexpectedShape {
+        return Err(Rejection::UnexpectedShape {
             argument: "target",
             expected: "(B, H, W)",
             got: target.shape().to_vec(),
         });
     }
     if target.shape() != [batch, height, width] {
-        return Err(Error::TargetShapeMismatch {
+        return Err(Rejection::TargetShapeMismatch {
             expected: vec![batch, height, width],
             got: target.shape().to_vec(),
         });
@@ -659,7 +660,7 @@ pub fn kornia_lovasz_hinge(
 /// without elements.
 fn check_not_empty(argument: &'static str, tensor: &Tensor) -> Result<()> {
     match tensor.shape().iter().product::<usize>() {
-        0 => Err(Error::EmptyReshape {
+        0 => Err(Rejection::EmptyReshape {
             argument,
             shape: tensor.shape().to_vec(),
         }),

@@ -5,7 +5,8 @@
 use ndarray::ArrayD;
 
 use super::{compensated_sum, grad_output_or_ones, scalar, LossOutput};
-use crate::error::{Error, Result};
+use crate::error::Rejection;
+use crate::spec::Result;
 use crate::tensor::{DType, Tensor};
 
 /// smp's default `eps`.
@@ -47,13 +48,13 @@ pub fn smp_mcc(
     grad_output: Option<&ArrayD<f64>>,
 ) -> Result<LossOutput> {
     let Some(&batch) = y_true.shape().first() else {
-        return Err(Error::UnexpectedShape {
+        return Err(Rejection::UnexpectedShape {
             argument: "y_true",
             expected: "(N, …)",
             got: vec![],
         });
     };
-    let empty = |argument, tensor: &Tensor| Error::EmptyReshape {
+    let empty = |argument, tensor: &Tensor| Rejection::EmptyReshape {
         argument,
         shape: tensor.shape().to_vec(),
     };
@@ -65,7 +66,7 @@ pub fn smp_mcc(
     if predictions.is_empty() {
         return Err(empty("y_pred", y_pred));
     }
-    let mismatch = Error::PairingMismatch {
+    let mismatch = Rejection::PairingMismatch {
         prediction: y_pred.shape().to_vec(),
         target: y_true.shape().to_vec(),
     };
@@ -78,7 +79,7 @@ pub fn smp_mcc(
     }
     for (argument, tensor) in [("y_pred", y_pred), ("y_true", y_true)] {
         if tensor.dtype() == DType::Bool {
-            return Err(Error::BoolSubtraction { argument });
+            return Err(Rejection::BoolSubtraction { argument });
         }
     }
 

@@ -19,7 +19,10 @@ use std::str::FromStr;
 
 use ndarray::{Array3, ArrayD, IxDyn};
 
-use crate::error::{Error, Result};
+use crate::error::Rejection;
+
+/// The result of a spec or catalog function: its value, or the anchor's rejection.
+pub type Result<T, E = Rejection> = std::result::Result<T, E>;
 
 /// What a loss computes: the (reduced) loss and the gradient with respect to the input.
 #[derive(Debug, Clone, PartialEq)]
@@ -94,14 +97,14 @@ impl Reduction {
 }
 
 impl FromStr for Reduction {
-    type Err = Error;
+    type Err = Rejection;
 
     fn from_str(name: &str) -> Result<Reduction> {
         match name {
             "none" => Ok(Reduction::None),
             "mean" => Ok(Reduction::Mean),
             "sum" => Ok(Reduction::Sum),
-            _ => Err(Error::InvalidReduction {
+            _ => Err(Rejection::InvalidReduction {
                 value: name.to_string(),
             }),
         }
@@ -120,7 +123,7 @@ pub fn grad_output_or_ones(
     loss_shape: &[usize],
 ) -> Result<ArrayD<f64>> {
     match grad_output {
-        Some(given) if given.shape() != loss_shape => Err(Error::GradOutputShape {
+        Some(given) if given.shape() != loss_shape => Err(Rejection::GradOutputShape {
             expected: loss_shape.to_vec(),
             got: given.shape().to_vec(),
         }),
@@ -135,7 +138,7 @@ pub fn one_hot(labels: &ArrayD<i64>, batch: usize, classes: usize) -> Result<Arr
         .iter()
         .find(|&&label| label < 0 || label as usize >= classes)
     {
-        return Err(Error::TargetOutOfBounds { value, classes });
+        return Err(Rejection::TargetOutOfBounds { value, classes });
     }
     let positions = labels.len() / batch.max(1);
     let flat: Vec<i64> = labels.iter().copied().collect();

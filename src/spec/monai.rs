@@ -3,8 +3,7 @@
 
 use ndarray::{ArrayD, Axis, IxDyn};
 
-use super::one_hot;
-use crate::error::Result;
+use super::{one_hot, Result};
 
 /// MONAI's `to_onehot_y`: a label target `(B, 1, *)` becomes the one-hot `(B, C, *)`.
 ///

@@ -29,7 +29,8 @@ use super::focal::{self, MonaiFocalOptions, PerClass};
 use super::smp::SmpMode;
 use super::softmax::{log_softmax, log_softmax_backward};
 use super::{compensated_sum, monai, one_hot, LossOutput, Reduction};
-use crate::error::{Error, Result};
+use crate::error::Rejection;
+use crate::spec::Result;
 use crate::tensor::{DType, Tensor};
 
 // --- the one formula ---------------------------------------------------------------------------
@@ -504,12 +505,11 @@ fn aggregate(
             });
             let loss = reduction.reduce(weighted.into_dyn(), count);
             let loss = match reduction {
-                Reduction::None => {
-                    loss.into_shape_with_order(IxDyn(shape))
-                        .map_err(|_| Error::NotSpecified {
-                            what: format!("an unreduced loss of shape {shape:?}"),
-                        })?
-                }
+                Reduction::None => loss.into_shape_with_order(IxDyn(shape)).map_err(|_| {
+                    Rejection::NotSpecified {
+                        what: format!("an unreduced loss of shape {shape:?}"),
+                    }
+                })?,
                 Reduction::Mean | Reduction::Sum => loss,
             };
             Ok((loss, upstream))
@@ -570,8 +570,8 @@ fn aggregate(
     }
 }
 
-fn grad_output_shape(expected: &[usize], given: &ArrayD<f64>) -> Error {
-    Error::GradOutputShape {
+fn grad_output_shape(expected: &[usize], given: &ArrayD<f64>) -> Rejection {
+    Rejection::GradOutputShape {
         expected: expected.to_vec(),
         got: given.shape().to_vec(),
     }
@@ -714,12 +714,12 @@ fn truncated_labels(target: &Tensor) -> ArrayD<i64> {
 /// A floating-point prediction of at least `min_rank` dimensions `(N, C, …)`.
 fn check_prediction(prediction: &Tensor, min_rank: usize) -> Result<()> {
     if !prediction.dtype().is_floating() {
-        return Err(Error::InputDtype {
+        return Err(Rejection::InputDtype {
             got: prediction.dtype(),
         });
     }
     if prediction.shape().len() < min_rank {
-        return Err(Error::InputRank {
+        return Err(Rejection::InputRank {
             got: prediction.shape().len(),
             min: min_rank,
         });
@@ -727,8 +727,8 @@ fn check_prediction(prediction: &Tensor, min_rank: usize) -> Result<()> {
     Ok(())
 }
 
-fn shape_mismatch(expected: &[usize], got: &[usize]) -> Error {
-    Error::TargetShapeMismatch {
+fn shape_mismatch(expected: &[usize], got: &[usize]) -> Rejection {
+    Rejection::TargetShapeMismatch {
         expected: expected.to_vec(),
         got: got.to_vec(),
     }
@@ -916,7 +916,7 @@ pub fn smp_loss(
             None
         };
         if let Some(option) = conflicting {
-            return Err(Error::UnsupportedOption {
+            return Err(Rejection::UnsupportedOption {
                 option: option.into(),
                 context: "with mode=binary".into(),
             });
@@ -928,7 +928,7 @@ pub fn smp_loss(
     match y_true.shape().first() {
         Some(&target_batch) if target_batch == batch => {}
         target_batch => {
-            return Err(Error::BatchSizeMismatch {
+            return Err(Rejection::BatchSizeMismatch {
                 input: batch,
                 target: target_batch.copied().unwrap_or(0),
             })
@@ -968,7 +968,7 @@ pub fn smp_loss(
             let classes = pred_shape[1];
             let labels = match options.ignore_index {
                 None if y_true.dtype() != DType::Int64 => {
-                    return Err(Error::ClassIndexDtype {
+                    return Err(Rejection::ClassIndexDtype {
                         got: y_true.dtype(),
                     })
                 }
@@ -1017,7 +1017,7 @@ pub fn smp_loss(
     let weights = match (&options.class_weights, &options.classes) {
         (None, _) => None,
         (Some(weights), None) if weights.len() != classes => {
-            return Err(Error::WeightLength {
+            return Err(Rejection::WeightLength {
                 classes,
                 got: vec![weights.len()],
             })
@@ -1078,7 +1078,7 @@ pub fn smp_loss(
 fn python_index(index: i64, len: usize) -> Result<usize> {
     let resolved = if index < 0 { index + len as i64 } else { index };
     if resolved < 0 || resolved >= len as i64 {
-        Err(Error::SelectedClassOutOfBounds {
+        Err(Rejection::SelectedClassOutOfBounds {
             index,
             classes: len,
         })
@@ -1171,7 +1171,7 @@ impl MonaiOptions {
     /// does not take).
     pub fn check(&self) -> Result<()> {
         if self.sigmoid && self.softmax {
-            Err(Error::UnsupportedOption {
+            Err(Rejection::UnsupportedOption {
                 option: "sigmoid=True".into(),
                 context: "together with softmax=True".into(),
             })
@@ -1218,7 +1218,7 @@ pub fn monai_loss(
     check_prediction(input, 2)?;
     let shape = input.shape();
     if shape.len() < 3 {
-        return Err(Error::NotSpecified {
+        return Err(Rejection::NotSpecified {
             what: "a MONAI overlap loss of an input without spatial axes".into(),
         });
     }
@@ -1239,7 +1239,7 @@ pub fn monai_loss(
     let target_full = if options.to_onehot_y && several {
         let target_shape = target.shape();
         if target_shape.get(1) != Some(&1) {
-            return Err(Error::TargetShapeMismatch {
+            return Err(Rejection::TargetShapeMismatch {
                 expected: [&[batch, 1], &shape[2..]].concat(),
                 got: target_shape.to_vec(),
             });
@@ -1393,7 +1393,7 @@ fn monai_weights(weight: &MonaiWeight, scores: usize) -> Result<Vec<f64>> {
     let values = if weight.broadcast {
         vec![values.first().copied().unwrap_or(0.0); scores]
     } else if values.len() != scores {
-        return Err(Error::WeightLength {
+        return Err(Rejection::WeightLength {
             classes: scores,
             got: vec![values.len()],
         });
@@ -1401,7 +1401,7 @@ fn monai_weights(weight: &MonaiWeight, scores: usize) -> Result<Vec<f64>> {
         values
     };
     match values.iter().copied().find(|&value| value < 0.0) {
-        Some(value) => Err(Error::NegativeParameter {
+        Some(value) => Err(Rejection::NegativeParameter {
             name: "weight".into(),
             value,
         }),
@@ -1460,7 +1460,7 @@ pub fn monai_dice_ce(
     grad_output: Option<&ArrayD<f64>>,
 ) -> Result<LossOutput> {
     if monai.reduction == Reduction::None {
-        return Err(Error::InvalidOption {
+        return Err(Rejection::InvalidOption {
             name: "reduction".into(),
             value: "none".into(),
             allowed: "mean, sum",
@@ -1565,7 +1565,7 @@ fn check_composed<'a>(
 ) -> Result<(&'a [usize], &'a [usize])> {
     monai.check()?;
     if let Some((name, value)) = lambdas.into_iter().find(|&(_, value)| value < 0.0) {
-        return Err(Error::NegativeParameter {
+        return Err(Rejection::NegativeParameter {
             name: name.into(),
             value,
         });
@@ -1573,7 +1573,7 @@ fn check_composed<'a>(
     check_prediction(input, 2)?;
     let (shape, target_shape) = (input.shape(), target.shape());
     if target_shape.len() != shape.len() {
-        return Err(Error::TargetRank {
+        return Err(Rejection::TargetRank {
             got: target_shape.len(),
             expected: shape.len(),
             input: shape.to_vec(),
@@ -1663,7 +1663,7 @@ pub fn monai_dice_focal(
     let classes = shape[1];
     let target = if monai.to_onehot_y && classes > 1 {
         if target_shape[1] != 1 {
-            return Err(Error::TargetShapeMismatch {
+            return Err(Rejection::TargetShapeMismatch {
                 expected: [&[shape[0], 1], &shape[2..]].concat(),
                 got: target_shape.to_vec(),
             });
@@ -1809,7 +1809,7 @@ pub fn kornia_dice(
     let (prediction, labels, mask) = kornia_operands(pred, target, options.ignore_index, || {
         match options.average.as_str() {
             "micro" | "macro" => Ok(()),
-            other => Err(Error::InvalidOption {
+            other => Err(Rejection::InvalidOption {
                 name: "average".into(),
                 value: other.into(),
                 allowed: "micro, macro",
@@ -1823,7 +1823,7 @@ pub fn kornia_dice(
             if weight.shape().first() != Some(&classes)
                 || weight.shape().iter().product::<usize>() != classes =>
         {
-            return Err(Error::WeightLength {
+            return Err(Rejection::WeightLength {
                 classes,
                 got: weight.shape().to_vec(),
             })
@@ -1919,7 +1919,7 @@ fn kornia_operands(
     check_prediction(pred, 0)?;
     let shape = pred.shape();
     if shape.len() != 4 {
-        return Err(Error::InputShape {
+        return Err(Rejection::InputShape {
             expected: "(B, C, H, W)",
             got: shape.to_vec(),
         });
@@ -1934,7 +1934,7 @@ fn kornia_operands(
     let ignored = |label: i64| ignore_index == Some(label);
     let labels = match target {
         Tensor::Int64(labels) => labels.mapv(|label| if ignored(label) { 0 } else { label }),
-        other => return Err(Error::ClassIndexDtype { got: other.dtype() }),
+        other => return Err(Rejection::ClassIndexDtype { got: other.dtype() }),
     };
     let (batch, classes) = (shape[0], shape[1]);
     let one_hot_target = one_hot(&labels, batch, classes)?;

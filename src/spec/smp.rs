@@ -3,7 +3,8 @@
 
 use std::str::FromStr;
 
-use crate::error::{Error, Result};
+use crate::error::Rejection;
+use crate::spec::Result;
 
 /// smp's `mode`: how the prediction's channels and the target are read.
 ///
@@ -23,7 +24,7 @@ pub enum SmpMode {
 }
 
 impl FromStr for SmpMode {
-    type Err = Error;
+    type Err = Rejection;
 
     /// `binary`, `multiclass` or `multilabel` (smp asserts it, with a bare AssertionError).
     fn from_str(mode: &str) -> Result<SmpMode> {
@@ -31,7 +32,7 @@ impl FromStr for SmpMode {
             "binary" => Ok(SmpMode::Binary),
             "multiclass" => Ok(SmpMode::Multiclass),
             "multilabel" => Ok(SmpMode::Multilabel),
-            _ => Err(Error::InvalidOption {
+            _ => Err(Rejection::InvalidOption {
                 name: "mode".into(),
                 value: mode.into(),
                 allowed: "binary, multiclass, multilabel",
