@@ -3,7 +3,13 @@
 //! MONAI's `FocalLoss`, kornia's `focal_loss` and `binary_focal_loss_with_logits`. Parameter and
 //! tensor names are each anchor's own (constructor keywords and forward arguments for classes).
 
-use super::{LossCall, LossDef, NumberOrList};
+use super::domain::{
+    Domain, BOOL, CLASS_INDEX, EPS, GAMMA, PER_CLASS, REDUCTIONS, SMP_MODES, UNIT, WEIGHTS,
+};
+use super::{LossCall, LossDef, NumberOrList, Param};
+
+/// smp's focal reductions.
+const SMP_FOCAL_REDUCTIONS: Domain = Domain::Choice(&["mean", "sum", "batchwise_mean", "none"]);
 use crate::error::Rejection;
 use crate::spec::binary::{self, SoftBceOptions};
 use crate::spec::focal::{
@@ -46,7 +52,7 @@ pub(super) const LOSSES: &[LossDef] = &[
     LossDef {
         name: "binary_cross_entropy",
         summary: "torch.nn.functional.binary_cross_entropy: probabilities in, log clamped at -100, broadcast weight",
-        params: &["reduction"],
+        params: &[Param::new("reduction", REDUCTIONS)],
         required_tensors: &["input", "target"],
         optional_tensors: &["weight"],
         evaluate: |call| {
@@ -62,7 +68,7 @@ pub(super) const LOSSES: &[LossDef] = &[
     LossDef {
         name: "binary_cross_entropy_with_logits",
         summary: "torch.nn.functional.binary_cross_entropy_with_logits: logits in, right-aligned weight and pos_weight",
-        params: &["reduction"],
+        params: &[Param::new("reduction", REDUCTIONS)],
         required_tensors: &["input", "target"],
         optional_tensors: &["weight", "pos_weight"],
         evaluate: |call| {
@@ -79,7 +85,11 @@ pub(super) const LOSSES: &[LossDef] = &[
     LossDef {
         name: "sigmoid_focal_loss",
         summary: "torchvision.ops.sigmoid_focal_loss: linear p_t, alpha in [0, 1] or -1, default reduction none",
-        params: &["alpha", "gamma", "reduction"],
+        params: &[
+            Param::new("alpha", UNIT),
+            Param::new("gamma", GAMMA),
+            Param::new("reduction", REDUCTIONS),
+        ],
         required_tensors: &["inputs", "targets"],
         optional_tensors: &[],
         evaluate: |call| {
@@ -97,16 +107,16 @@ pub(super) const LOSSES: &[LossDef] = &[
         name: "smp.FocalLoss",
         summary: "segmentation_models_pytorch FocalLoss: binary / multiclass (one-vs-rest sigmoid) / multilabel",
         params: &[
-            "mode",
-            "alpha",
-            "gamma",
-            "ignore_index",
-            "from_logits",
-            "eps",
-            "reduction",
-            "normalized",
-            "reduced_threshold",
-            "class_weights",
+            Param::new("mode", SMP_MODES).required(),
+            Param::new("alpha", UNIT).nullable(),
+            Param::new("gamma", GAMMA),
+            Param::new("ignore_index", CLASS_INDEX).nullable(),
+            Param::new("from_logits", BOOL),
+            Param::new("eps", EPS),
+            Param::new("reduction", SMP_FOCAL_REDUCTIONS),
+            Param::new("normalized", BOOL),
+            Param::new("reduced_threshold", UNIT).nullable(),
+            Param::new("class_weights", WEIGHTS).nullable(),
         ],
         required_tensors: &["y_pred", "y_true"],
         optional_tensors: &[],
@@ -147,7 +157,11 @@ pub(super) const LOSSES: &[LossDef] = &[
     LossDef {
         name: "smp.SoftBCEWithLogitsLoss",
         summary: "segmentation_models_pytorch SoftBCEWithLogitsLoss: two-sided smoothing, ignored elements in the mean",
-        params: &["ignore_index", "reduction", "smooth_factor"],
+        params: &[
+            Param::new("ignore_index", CLASS_INDEX).nullable(),
+            Param::new("reduction", REDUCTIONS),
+            Param::new("smooth_factor", UNIT).nullable(),
+        ],
         required_tensors: &["y_pred", "y_true"],
         optional_tensors: &["weight", "pos_weight"],
         evaluate: |call| {
@@ -169,7 +183,11 @@ pub(super) const LOSSES: &[LossDef] = &[
     LossDef {
         name: "smp.SoftCrossEntropyLoss",
         summary: "segmentation_models_pytorch SoftCrossEntropyLoss: fairseq label smoothing, ignored positions in the mean",
-        params: &["reduction", "smooth_factor", "ignore_index"],
+        params: &[
+            Param::new("reduction", REDUCTIONS),
+            Param::new("smooth_factor", UNIT),
+            Param::new("ignore_index", CLASS_INDEX).nullable(),
+        ],
         required_tensors: &["y_pred", "y_true"],
         optional_tensors: &[],
         evaluate: |call| {
@@ -197,14 +215,14 @@ pub(super) const LOSSES: &[LossDef] = &[
         name: "monai.FocalLoss",
         summary: "MONAI FocalLoss: sigmoid or softmax, float32, spatial-mean sum, ignore_index mean over positions",
         params: &[
-            "include_background",
-            "to_onehot_y",
-            "gamma",
-            "alpha",
-            "weight",
-            "reduction",
-            "use_softmax",
-            "ignore_index",
+            Param::new("include_background", BOOL),
+            Param::new("to_onehot_y", BOOL),
+            Param::new("gamma", GAMMA),
+            Param::new("alpha", PER_CLASS).nullable(),
+            Param::new("weight", PER_CLASS).nullable(),
+            Param::new("reduction", REDUCTIONS),
+            Param::new("use_softmax", BOOL),
+            Param::new("ignore_index", CLASS_INDEX).nullable(),
         ],
         required_tensors: &["input", "target"],
         optional_tensors: &[],
@@ -230,7 +248,12 @@ pub(super) const LOSSES: &[LossDef] = &[
     LossDef {
         name: "kornia.focal_loss",
         summary: "kornia.losses.focal_loss: softmax focal, 1-alpha for class 0, mean over C x pixels",
-        params: &["alpha", "gamma", "reduction", "ignore_index"],
+        params: &[
+            Param::new("alpha", UNIT).nullable().required(),
+            Param::new("gamma", GAMMA),
+            Param::new("reduction", REDUCTIONS),
+            Param::new("ignore_index", CLASS_INDEX).nullable(),
+        ],
         required_tensors: &["pred", "target"],
         optional_tensors: &["weight"],
         evaluate: |call| {
@@ -252,7 +275,12 @@ pub(super) const LOSSES: &[LossDef] = &[
     LossDef {
         name: "kornia.binary_focal_loss_with_logits",
         summary: "kornia.losses.binary_focal_loss_with_logits: interpolated soft targets, per-class weight and pos_weight on axis 1",
-        params: &["alpha", "gamma", "reduction", "ignore_index"],
+        params: &[
+            Param::new("alpha", UNIT).nullable(),
+            Param::new("gamma", GAMMA),
+            Param::new("reduction", REDUCTIONS),
+            Param::new("ignore_index", CLASS_INDEX).nullable(),
+        ],
         required_tensors: &["pred", "target"],
         optional_tensors: &["pos_weight", "weight"],
         evaluate: |call| {

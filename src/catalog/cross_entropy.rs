@@ -1,6 +1,7 @@
 //! The cross-entropy family in the catalog: `cross_entropy` and `nll_loss`.
 
-use super::LossDef;
+use super::domain::{CLASS_INDEX, REDUCTIONS, UNIT};
+use super::{LossDef, Param};
 use crate::spec::cross_entropy::{self, CrossEntropyOptions, NllOptions, DEFAULT_IGNORE_INDEX};
 
 /// `cross_entropy` and `nll_loss`, with PyTorch's keyword names and defaults.
@@ -8,7 +9,11 @@ pub(super) const LOSSES: &[LossDef] = &[
     LossDef {
         name: "cross_entropy",
         summary: "torch.nn.functional.cross_entropy: class-index or probability targets, weights, ignore_index, label smoothing",
-        params: &["reduction", "ignore_index", "label_smoothing"],
+        params: &[
+            Param::new("reduction", REDUCTIONS),
+            Param::new("ignore_index", CLASS_INDEX),
+            Param::new("label_smoothing", UNIT),
+        ],
         required_tensors: &["input", "target"],
         optional_tensors: &["weight"],
         evaluate: |call| {
@@ -23,7 +28,10 @@ pub(super) const LOSSES: &[LossDef] = &[
     LossDef {
         name: "nll_loss",
         summary: "torch.nn.functional.nll_loss: negative log-likelihood of log-probabilities, weights, ignore_index",
-        params: &["reduction", "ignore_index"],
+        params: &[
+            Param::new("reduction", REDUCTIONS),
+            Param::new("ignore_index", CLASS_INDEX),
+        ],
         required_tensors: &["input", "target"],
         optional_tensors: &["weight"],
         evaluate: |call| {

@@ -3,7 +3,8 @@
 
 use serde_json::Value;
 
-use super::LossDef;
+use super::domain::{BOOL, CLASS_INDEX, EPS, SMP_MODES};
+use super::{LossDef, Param};
 use crate::spec::lovasz::{self, SmpLovaszOptions};
 use crate::spec::mcc::{self, DEFAULT_EPS};
 
@@ -13,7 +14,12 @@ pub(super) const LOSSES: &[LossDef] = &[
     LossDef {
         name: "smp.LovaszLoss",
         summary: "segmentation_models_pytorch LovaszLoss: Lovász hinge (binary, multilabel) or Lovász-softmax over present classes (multiclass), pooled or per image, ignore_index",
-        params: &["mode", "per_image", "ignore_index", "from_logits"],
+        params: &[
+            Param::new("mode", SMP_MODES).required(),
+            Param::new("per_image", BOOL),
+            Param::new("ignore_index", CLASS_INDEX).nullable(),
+            Param::new("from_logits", BOOL),
+        ],
         required_tensors: &["y_pred", "y_true"],
         optional_tensors: &[],
         evaluate: |call| {
@@ -35,7 +41,7 @@ pub(super) const LOSSES: &[LossDef] = &[
     LossDef {
         name: "smp.MCCLoss",
         summary: "segmentation_models_pytorch MCCLoss: 1 − Matthews correlation of soft counts pooled over the batch",
-        params: &["eps"],
+        params: &[Param::new("eps", EPS)],
         required_tensors: &["y_pred", "y_true"],
         optional_tensors: &[],
         evaluate: |call| {

@@ -8,8 +8,11 @@ use serde_json::Value;
 
 mod binary_focal;
 mod cross_entropy;
+pub mod domain;
 mod lovasz_mcc;
 mod overlap;
+
+pub use domain::{Domain, Param};
 
 use crate::error::Rejection;
 use crate::spec::Result;
@@ -40,8 +43,8 @@ pub struct LossDef {
     pub name: &'static str,
     /// One line on what it computes.
     pub summary: &'static str,
-    /// The non-tensor parameters it accepts.
-    pub params: &'static [&'static str],
+    /// The non-tensor parameters it accepts, with their domains.
+    pub params: &'static [Param],
     /// The tensor arguments it requires.
     pub required_tensors: &'static [&'static str],
     /// The tensor arguments it accepts in addition.
@@ -60,6 +63,11 @@ impl LossDef {
     /// The second required tensor, the target (`target`, `targets`, `y_true`).
     pub fn target(&self) -> &'static str {
         self.required_tensors.get(1).copied().unwrap_or("target")
+    }
+
+    /// The names of its parameters.
+    pub fn param_names(&self) -> impl Iterator<Item = &'static str> + Clone {
+        self.params.iter().map(|param| param.name)
     }
 }
 
@@ -97,7 +105,7 @@ pub fn evaluate(call: &LossCall) -> Result<LossOutput> {
     let unknown_param = call
         .params
         .keys()
-        .find(|name| !loss.params.contains(&name.as_str()));
+        .find(|name| !loss.param_names().any(|known| known == name.as_str()));
     let unknown_tensor = call
         .tensors
         .keys()
@@ -107,10 +115,8 @@ pub fn evaluate(call: &LossCall) -> Result<LossOutput> {
             loss: loss.name.to_string(),
             name: name.clone(),
             accepted: loss
-                .params
-                .iter()
-                .chain(tensor_names)
-                .copied()
+                .param_names()
+                .chain(tensor_names.copied())
                 .collect::<Vec<_>>()
                 .join(", "),
         });

@@ -5,7 +5,10 @@
 use serde_json::Value;
 
 use super::binary_focal::per_class;
-use super::{LossCall, LossDef, NumberOrList};
+use super::domain::{
+    Domain, BOOL, CLASS_INDEX, EPS, GAMMA, LAMBDA, PER_CLASS, REDUCTIONS, SMP_MODES, UNIT, WEIGHTS,
+};
+use super::{LossCall, LossDef, NumberOrList, Param};
 use crate::error::Rejection;
 use crate::spec::overlap::{
     self, DiceCeOptions, DiceFocalOptions, KorniaDiceOptions, MonaiOptions, MonaiScore,
@@ -14,29 +17,31 @@ use crate::spec::overlap::{
 use crate::spec::LossOutput;
 use crate::spec::Result;
 
-const TEXTBOOK_PARAMS: &[&str] = &["smooth", "reduction"];
-const SMP_PARAMS: &[&str] = &[
-    "mode",
-    "classes",
-    "log_loss",
-    "from_logits",
-    "smooth",
-    "ignore_index",
-    "eps",
-    "class_weights",
+const TEXTBOOK_PARAMS: &[Param] = &[
+    Param::new("smooth", UNIT),
+    Param::new("reduction", REDUCTIONS),
 ];
-const SMP_TVERSKY_PARAMS: &[&str] = &[
-    "mode",
-    "classes",
-    "log_loss",
-    "from_logits",
-    "smooth",
-    "ignore_index",
-    "eps",
-    "alpha",
-    "beta",
-    "gamma",
-    "class_weights",
+/// smp's overlap parameters; Tversky adds its own after `eps`.
+macro_rules! smp_params {
+    ($($own:expr),*) => {
+        &[
+            Param::new("mode", SMP_MODES).required(),
+            Param::new("classes", Domain::IntList { min: -2, max: 3 }).nullable(),
+            Param::new("log_loss", BOOL),
+            Param::new("from_logits", BOOL),
+            Param::new("smooth", UNIT),
+            Param::new("ignore_index", CLASS_INDEX).nullable(),
+            Param::new("eps", EPS),
+            $($own,)*
+            Param::new("class_weights", WEIGHTS).nullable(),
+        ]
+    };
+}
+const SMP_PARAMS: &[Param] = smp_params![];
+const SMP_TVERSKY_PARAMS: &[Param] = smp_params![
+    Param::new("alpha", UNIT),
+    Param::new("beta", UNIT),
+    Param::new("gamma", Domain::Number { min: 0.5, max: 3.0 })
 ];
 const SMP_TENSORS: &[&str] = &["y_pred", "y_true"];
 const MONAI_TENSORS: &[&str] = &["input", "target"];
@@ -45,18 +50,18 @@ const KORNIA_TENSORS: &[&str] = &["pred", "target"];
 /// The parameters of MONAI's `DiceLoss` constructor that `DiceCELoss` and `DiceFocalLoss` repeat,
 /// in signature order, followed by each loss's own.
 macro_rules! monai_dice_params {
-    ($($own:literal),*) => {
+    ($reductions:expr; $($own:expr),*) => {
         &[
-            "include_background",
-            "to_onehot_y",
-            "sigmoid",
-            "softmax",
-            "squared_pred",
-            "jaccard",
-            "reduction",
-            "smooth_nr",
-            "smooth_dr",
-            "batch",
+            Param::new("include_background", BOOL),
+            Param::new("to_onehot_y", BOOL),
+            Param::new("sigmoid", BOOL),
+            Param::new("softmax", BOOL),
+            Param::new("squared_pred", BOOL),
+            Param::new("jaccard", BOOL),
+            Param::new("reduction", $reductions),
+            Param::new("smooth_nr", UNIT),
+            Param::new("smooth_dr", UNIT),
+            Param::new("batch", BOOL),
             $($own),*
         ]
     };
@@ -114,7 +119,12 @@ pub(super) const LOSSES: &[LossDef] = &[
     LossDef {
         name: "monai.DiceLoss",
         summary: "MONAI 1.6 DiceLoss: per (image, class) Dice or Jaccard, squared_pred, soft_label, weight, ignore_index",
-        params: monai_dice_params!["weight", "soft_label", "ignore_index"],
+        params: monai_dice_params![
+            REDUCTIONS;
+            Param::new("weight", PER_CLASS).nullable(),
+            Param::new("soft_label", BOOL),
+            Param::new("ignore_index", CLASS_INDEX).nullable()
+        ],
         required_tensors: MONAI_TENSORS,
         optional_tensors: &[],
         evaluate: |call| {
@@ -142,16 +152,16 @@ pub(super) const LOSSES: &[LossDef] = &[
         name: "monai.GeneralizedDiceLoss",
         summary: "MONAI 1.6 GeneralizedDiceLoss: class weights 1/T², 1/T or 1 (float32) inside one ratio per image",
         params: &[
-            "include_background",
-            "to_onehot_y",
-            "sigmoid",
-            "softmax",
-            "w_type",
-            "reduction",
-            "smooth_nr",
-            "smooth_dr",
-            "batch",
-            "soft_label",
+            Param::new("include_background", BOOL),
+            Param::new("to_onehot_y", BOOL),
+            Param::new("sigmoid", BOOL),
+            Param::new("softmax", BOOL),
+            Param::new("w_type", Domain::Choice(&["square", "simple", "uniform"])),
+            Param::new("reduction", REDUCTIONS),
+            Param::new("smooth_nr", UNIT),
+            Param::new("smooth_dr", UNIT),
+            Param::new("batch", BOOL),
+            Param::new("soft_label", BOOL),
         ],
         required_tensors: MONAI_TENSORS,
         optional_tensors: &[],
@@ -177,18 +187,18 @@ pub(super) const LOSSES: &[LossDef] = &[
         name: "monai.TverskyLoss",
         summary: "MONAI 1.6 TverskyLoss: per (image, class) Tversky, soft_label, ignore_index",
         params: &[
-            "include_background",
-            "to_onehot_y",
-            "sigmoid",
-            "softmax",
-            "alpha",
-            "beta",
-            "reduction",
-            "smooth_nr",
-            "smooth_dr",
-            "batch",
-            "soft_label",
-            "ignore_index",
+            Param::new("include_background", BOOL),
+            Param::new("to_onehot_y", BOOL),
+            Param::new("sigmoid", BOOL),
+            Param::new("softmax", BOOL),
+            Param::new("alpha", UNIT),
+            Param::new("beta", UNIT),
+            Param::new("reduction", REDUCTIONS),
+            Param::new("smooth_nr", UNIT),
+            Param::new("smooth_dr", UNIT),
+            Param::new("batch", BOOL),
+            Param::new("soft_label", BOOL),
+            Param::new("ignore_index", CLASS_INDEX).nullable(),
         ],
         required_tensors: MONAI_TENSORS,
         optional_tensors: &[],
@@ -204,7 +214,12 @@ pub(super) const LOSSES: &[LossDef] = &[
     LossDef {
         name: "monai.DiceCELoss",
         summary: "MONAI 1.6 DiceCELoss: λ_dice·DiceLoss + λ_ce·cross_entropy on the raw input (BCE with logits for one channel)",
-        params: monai_dice_params!["lambda_dice", "lambda_ce", "label_smoothing"],
+        params: monai_dice_params![
+            Domain::Choice(&["mean", "sum"]);
+            Param::new("lambda_dice", LAMBDA),
+            Param::new("lambda_ce", LAMBDA),
+            Param::new("label_smoothing", UNIT)
+        ],
         required_tensors: MONAI_TENSORS,
         optional_tensors: &["weight"],
         evaluate: |call| {
@@ -228,7 +243,14 @@ pub(super) const LOSSES: &[LossDef] = &[
     LossDef {
         name: "monai.DiceFocalLoss",
         summary: "MONAI 1.6 DiceFocalLoss: λ_dice·DiceLoss + λ_focal·FocalLoss (sigmoid, float32), one-hot target shared",
-        params: monai_dice_params!["gamma", "weight", "lambda_dice", "lambda_focal", "alpha"],
+        params: monai_dice_params![
+            REDUCTIONS;
+            Param::new("gamma", GAMMA),
+            Param::new("weight", PER_CLASS).nullable(),
+            Param::new("lambda_dice", LAMBDA),
+            Param::new("lambda_focal", LAMBDA),
+            Param::new("alpha", PER_CLASS).nullable()
+        ],
         required_tensors: MONAI_TENSORS,
         optional_tensors: &[],
         evaluate: |call| {
@@ -254,7 +276,11 @@ pub(super) const LOSSES: &[LossDef] = &[
     LossDef {
         name: "kornia.dice_loss",
         summary: "kornia 0.9 dice_loss: softmax Dice per image, micro (classes pooled) or macro (present classes)",
-        params: &["average", "eps", "ignore_index"],
+        params: &[
+            Param::new("average", Domain::Choice(&["micro", "macro"])),
+            Param::new("eps", EPS),
+            Param::new("ignore_index", CLASS_INDEX).nullable(),
+        ],
         required_tensors: KORNIA_TENSORS,
         optional_tensors: &["weight"],
         evaluate: |call| {
@@ -270,7 +296,12 @@ pub(super) const LOSSES: &[LossDef] = &[
     LossDef {
         name: "kornia.tversky_loss",
         summary: "kornia 0.9 tversky_loss: softmax Tversky per image over the present classes",
-        params: &["alpha", "beta", "eps", "ignore_index"],
+        params: &[
+            Param::new("alpha", UNIT).required(),
+            Param::new("beta", UNIT).required(),
+            Param::new("eps", EPS),
+            Param::new("ignore_index", CLASS_INDEX).nullable(),
+        ],
         required_tensors: KORNIA_TENSORS,
         optional_tensors: &[],
         evaluate: |call| {
