@@ -1,7 +1,9 @@
 //! The loss catalog: every loss segloss specifies, the parameters and tensors it takes (PyTorch's
 //! keyword names), and a uniform way to call it from a case, the CLI or a certification run.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::ops::Deref;
 
 use ndarray::ArrayD;
 use serde_json::Value;
@@ -50,7 +52,7 @@ pub struct LossDef {
     /// The tensor arguments it accepts in addition.
     pub optional_tensors: &'static [&'static str],
     /// Computes the loss with the reference spec.
-    pub evaluate: fn(&LossCall) -> Result<LossOutput>,
+    pub evaluate: fn(&CheckedCall) -> Result<LossOutput>,
 }
 
 impl LossDef {
@@ -121,7 +123,85 @@ pub fn evaluate(call: &LossCall) -> Result<LossOutput> {
                 .join(", "),
         });
     }
-    (loss.evaluate)(call)
+    (loss.evaluate)(&CheckedCall::new(call))
+}
+
+/// A call that [`evaluate`] has checked: its loss, parameter and tensor names are the loss's,
+/// and every array is in standard (row-major, contiguous) layout, whatever layout the caller's
+/// arrays had (NumPy's Fortran order, strided views), so that the spec may reshape them freely.
+pub struct CheckedCall<'a> {
+    call: Cow<'a, LossCall>,
+}
+
+impl<'a> CheckedCall<'a> {
+    /// The call with its arrays in standard layout (copied only when one is not).
+    fn new(call: &'a LossCall) -> CheckedCall<'a> {
+        let standard = call.tensors.values().all(is_standard_layout)
+            && call
+                .grad_output
+                .as_ref()
+                .is_none_or(ArrayD::is_standard_layout);
+        if standard {
+            return CheckedCall {
+                call: Cow::Borrowed(call),
+            };
+        }
+        let tensors = call
+            .tensors
+            .iter()
+            .map(|(name, tensor)| (name.clone(), to_standard_layout(tensor)))
+            .collect();
+        CheckedCall {
+            call: Cow::Owned(LossCall {
+                loss: call.loss.clone(),
+                params: call.params.clone(),
+                tensors,
+                grad_output: call
+                    .grad_output
+                    .as_ref()
+                    .map(|grad| grad.as_standard_layout().into_owned()),
+            }),
+        }
+    }
+}
+
+/// Applies the same expression to the array inside whichever variant a tensor holds.
+macro_rules! each_array {
+    ($tensor:expr, $array:ident => $body:expr) => {
+        match $tensor {
+            Tensor::Float64($array) => $body,
+            Tensor::Float32($array) => $body,
+            Tensor::Int64($array) => $body,
+            Tensor::Int32($array) => $body,
+            Tensor::Int16($array) => $body,
+            Tensor::UInt8($array) => $body,
+            Tensor::Bool($array) => $body,
+        }
+    };
+}
+
+fn is_standard_layout(tensor: &Tensor) -> bool {
+    each_array!(tensor, array => array.is_standard_layout())
+}
+
+fn to_standard_layout(tensor: &Tensor) -> Tensor {
+    match tensor {
+        Tensor::Float64(array) => Tensor::Float64(array.as_standard_layout().into_owned()),
+        Tensor::Float32(array) => Tensor::Float32(array.as_standard_layout().into_owned()),
+        Tensor::Int64(array) => Tensor::Int64(array.as_standard_layout().into_owned()),
+        Tensor::Int32(array) => Tensor::Int32(array.as_standard_layout().into_owned()),
+        Tensor::Int16(array) => Tensor::Int16(array.as_standard_layout().into_owned()),
+        Tensor::UInt8(array) => Tensor::UInt8(array.as_standard_layout().into_owned()),
+        Tensor::Bool(array) => Tensor::Bool(array.as_standard_layout().into_owned()),
+    }
+}
+
+impl Deref for CheckedCall<'_> {
+    type Target = LossCall;
+
+    fn deref(&self) -> &LossCall {
+        &self.call
+    }
 }
 
 impl LossCall {

@@ -9,7 +9,7 @@
 use ndarray::{ArrayD, IxDyn, Zip};
 
 use super::cross_entropy::float_input;
-use super::{LossOutput, Reduction};
+use super::{reshaped, LossOutput, Reduction};
 use crate::error::Rejection;
 use crate::spec::Result;
 use crate::tensor::Tensor;
@@ -48,10 +48,7 @@ pub fn broadcast_to(name: &str, tensor: &Tensor, shape: &[usize]) -> Result<Arra
     }
     let mut aligned = vec![1; offset];
     aligned.extend_from_slice(own);
-    let values = tensor
-        .to_f64()
-        .into_shape_with_order(IxDyn(&aligned))
-        .map_err(|_| error())?;
+    let values = reshaped(tensor.to_f64(), IxDyn(&aligned)).ok_or_else(error)?;
     values
         .broadcast(IxDyn(shape))
         .map(|view| view.to_owned())

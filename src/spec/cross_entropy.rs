@@ -7,7 +7,7 @@
 use ndarray::{Array1, ArrayD, Dimension, IxDyn};
 
 use super::softmax::{log_softmax, log_softmax_backward};
-use super::{compensated_sum, LossOutput, Reduction};
+use super::{compensated_sum, reshaped, LossOutput, Reduction};
 use crate::error::Rejection;
 use crate::spec::Result;
 use crate::tensor::{DType, Tensor};
@@ -102,6 +102,10 @@ pub fn cross_entropy(
             return Err(Rejection::IgnoreIndexWithProbabilities {
                 value: options.ignore_index,
             });
+        }
+        // PyTorch's log_softmax over dim 1 fails for a 0-d input (an IndexError, not a loss check).
+        if input.shape().is_empty() {
+            return Err(Rejection::InputRank { got: 0, min: 1 });
         }
         let axis = class_axis(input.shape().len());
         let classes = input.shape().get(axis).copied().unwrap_or(1);
@@ -444,9 +448,7 @@ fn check_class_index_call(
     }
     // A 1-element target beside an unbatched input is read as the 0-d target it stands for.
     let targets = if rank == 1 {
-        targets
-            .into_shape_with_order(IxDyn(&[]))
-            .map_err(|_| shape_error())?
+        reshaped(targets, IxDyn(&[])).ok_or_else(shape_error)?
     } else {
         targets
     };

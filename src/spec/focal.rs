@@ -23,13 +23,13 @@
 //! float32 whatever the input; the gradient of (1 − p_t)^γ at saturation is NaN for γ < 1 in
 //! torchvision, smp and MONAI-softmax but 0 in kornia.
 
-use ndarray::{ArrayD, Axis, Dimension, IxDyn};
+use ndarray::{ArrayD, Axis, Dimension, IxDyn, Zip};
 
 use super::binary::{broadcast_to, check_same_shape, log_sigmoid, sigmoid};
 use super::cross_entropy::{class_index_loss, float_input, ClassIndexCall, MeanOver};
 use super::smp::SmpMode;
 use super::softmax::{log_softmax, log_softmax_backward};
-use super::{compensated_sum, monai, LossOutput, Reduction};
+use super::{compensated_sum, monai, reshaped, LossOutput, Reduction};
 use crate::error::Rejection;
 use crate::spec::Result;
 use crate::tensor::{DType, Tensor};
@@ -426,15 +426,23 @@ pub fn sigmoid_focal_loss(
     )
 }
 
+/// The elements a sigmoid focal map leaves out.
+struct Kept<'a> {
+    /// 1 for a counted element, 0 for an ignored one; the map's shape.
+    elements: &'a ArrayD<f64>,
+    /// The (B, 1, spatial…) mask MONAI's means divide by; `None` for the plain reductions.
+    positions: Option<&'a ArrayD<f64>>,
+}
+
 /// The sigmoid focal loss over a map (B, C, spatial…) — or any shape when neither per-class
 /// tensors nor `kept` are given — elementwise: l_e = w_c·FL(x_e, t_e), with α by class c = index 1,
 /// pos_weight pw_c and weight w_c per class, and l_e = 0 (no gradient) where `kept` is 0. Then
-/// reduced by `aggregation` (the mask for MONAI's means is `kept`).
+/// reduced by `aggregation` (MONAI's means divide by the kept positions).
 #[allow(clippy::too_many_arguments)]
 fn sigmoid_map(
     x: &ArrayD<f64>,
     t: &ArrayD<f64>,
-    kept: Option<&ArrayD<f64>>,
+    kept: Option<Kept>,
     focal: &SigmoidFocal,
     alpha: &Alpha,
     pos_weight: Option<&[f64]>,
@@ -445,7 +453,7 @@ fn sigmoid_map(
     let class_of = |index: &IxDyn| if index.ndim() > 1 { index[1] } else { 0 };
     let per_class =
         |values: Option<&[f64]>, index: &IxDyn| values.map_or(1.0, |v| v[class_of(index)]);
-    let kept_at = |index: &IxDyn| kept.map_or(1.0, |kept| kept[index]);
+    let kept_at = |index: &IxDyn| kept.as_ref().map_or(1.0, |kept| kept.elements[index]);
     let mut loss = ArrayD::zeros(x.raw_dim());
     for (index, value) in loss.indexed_iter_mut() {
         let (xe, te) = (x[&index], t[&index]);
@@ -457,8 +465,8 @@ fn sigmoid_map(
         );
         *value = element.loss * kept_at(&index) * per_class(weight, &index);
     }
-    let mask = kept.map(mask_per_position);
-    let (reduced, upstream) = aggregate(&loss, mask.as_ref(), aggregation, grad_output)?;
+    let mask = kept.as_ref().and_then(|kept| kept.positions);
+    let (reduced, upstream) = aggregate(&loss, mask, aggregation, grad_output)?;
     let mut grad_input = ArrayD::zeros(x.raw_dim());
     for (index, value) in grad_input.indexed_iter_mut() {
         let (xe, te) = (x[&index], t[&index]);
@@ -476,11 +484,6 @@ fn sigmoid_map(
         loss: reduced,
         grad_input,
     })
-}
-
-/// The (B, 1, spatial…) mask of a (B, C, spatial…) keep map that is constant across classes.
-fn mask_per_position(kept: &ArrayD<f64>) -> ArrayD<f64> {
-    kept.index_axis(Axis(1), 0).insert_axis(Axis(1)).to_owned()
 }
 
 /// The non-tensor arguments of kornia's `focal_loss` and `binary_focal_loss_with_logits`.
@@ -543,10 +546,14 @@ pub fn kornia_binary_focal_loss_with_logits(
     };
     let alpha = options.alpha.map_or(Alpha::None, Alpha::Balanced);
     let aggregation = Aggregation::plain(options.reduction);
+    let kept = Kept {
+        elements: &kept,
+        positions: None,
+    };
     sigmoid_map(
         &x,
         &t,
-        Some(&kept),
+        Some(kept),
         &focal,
         &alpha,
         pos_weight.as_deref(),
@@ -767,8 +774,11 @@ fn to_f32(value: f64) -> f64 {
 /// `monai.losses.FocalLoss(...)(input, target)` on (B, C, *) logits.
 ///
 /// 1. `to_onehot_y` (C > 1): a (B, 1, *) label target becomes one-hot, a label equal to an
-///    ignore_index outside [0, C) first becoming 0. `include_background=False` (C > 1) then drops
-///    channel 0 of input and target, *before* any softmax.
+///    ignore_index outside [0, C) first becoming 0 (a target of fewer than two axes gains trailing
+///    axes of size 1 first, so a (B,) label vector is read as (B, 1)). `include_background=False`
+///    (C > 1) then drops channel 0 of input and target, *before* any softmax; a target without a
+///    channel axis is rejected there (MONAI's `target[:, 1:]` fails), and with ignore_index at
+///    the mask (MONAI reads `target.shape[1]`).
 /// 2. With ignore_index, a mask m of shape (B, 1, *) from the original target: label ≠ ii for a
 ///    one-channel target; 1 − t_ii for a one-hot target when 0 ≤ ii < C; else [Σ_c t_c > 0].
 ///    Input and target are multiplied by m.
@@ -795,11 +805,13 @@ pub fn monai_focal_loss(
     let original = target.to_f64();
     let mut t = original.clone();
     if options.to_onehot_y && channels > 1 {
-        if t.ndim() < 2 || t.shape()[1] != 1 {
+        // MONAI's one_hot first gives a target of fewer than two axes trailing axes of size 1.
+        while t.ndim() < 2 {
+            t.insert_axis_inplace(Axis(t.ndim()));
+        }
+        if t.shape()[1] != 1 {
             let mut expected = t.shape().to_vec();
-            if let Some(channels) = expected.get_mut(1) {
-                *channels = 1;
-            }
+            expected[1] = 1;
             return Err(Rejection::TargetShapeMismatch {
                 expected,
                 got: t.shape().to_vec(),
@@ -809,11 +821,26 @@ pub fn monai_focal_loss(
     }
     let first = usize::from(!options.include_background && channels > 1);
     let x = full_logits.slice_axis(Axis(1), (first..).into()).to_owned();
-    let t_first = first.min(t.shape().get(1).copied().unwrap_or(0));
-    let t = t.slice_axis(Axis(1), (t_first..).into()).to_owned();
-    let mask = options
-        .ignore_index
-        .map(|ignored| monai::ignore_mask(&original, ignored).mapv(to_f32));
+    let t = if first == 1 {
+        let Some(&target_channels) = t.shape().get(1) else {
+            return Err(Rejection::UnsupportedOption {
+                option: "include_background=False".into(),
+                context: format!(
+                    "for a target of shape {:?}: MONAI slices target[:, 1:], which needs a channel axis",
+                    t.shape()
+                ),
+            });
+        };
+        // Python's slice 1: of an empty axis is empty.
+        t.slice_axis(Axis(1), (first.min(target_channels)..).into())
+            .to_owned()
+    } else {
+        t
+    };
+    let mask = match options.ignore_index {
+        Some(ignored) => Some(monai::ignore_mask(&original, ignored)?.mapv(to_f32)),
+        None => None,
+    };
     if t.shape() != x.shape() {
         return Err(Rejection::TargetShapeMismatch {
             expected: x.shape().to_vec(),
@@ -860,7 +887,10 @@ pub fn monai_focal_loss(
             gamma: options.gamma,
             soft_target: SoftTarget::LogSigmoid,
         };
-        let kept = mask.as_ref().map(|_| &kept);
+        let kept = mask.as_ref().map(|mask| Kept {
+            elements: &kept,
+            positions: Some(mask),
+        });
         sigmoid_map(
             &x,
             &t,
@@ -1149,9 +1179,11 @@ pub fn smp_focal(
             .zip(&group.targets)
             .zip(&element_upstream)
         {
-            grad_input[index] +=
-                focal.backward(logits[index], t, alpha, 1.0, u / norm, upstream_modulation)
-                    * slope[index];
+            if let Some(slope) = slope[index] {
+                grad_input[index] +=
+                    focal.backward(logits[index], t, alpha, 1.0, u / norm, upstream_modulation)
+                        * slope;
+            }
         }
     }
     Ok(LossOutput { loss, grad_input })
@@ -1167,21 +1199,40 @@ fn shape_error(y_pred: &Tensor, y_true: &Tensor) -> Rejection {
 
 /// The logits smp's focal sees and their derivative with respect to y_pred: y_pred itself, or for
 /// probabilities p = clamp(y_pred, eps, 1 − eps) → log(p/(1 − p)) (slope 1/(p(1 − p))) or, in
-/// multiclass mode, log p (slope 1/p); the slope is 0 where the clamp is active.
-fn smp_logits(raw: &ArrayD<f64>, options: &SmpFocalOptions) -> (ArrayD<f64>, ArrayD<f64>) {
+/// multiclass mode, log p (slope 1/p). Where the clamp is active — everywhere for eps > ½, when
+/// torch's clamp gives 1 − eps — the slope is `None`: torch's clamp backward selects 0 there, so
+/// not even a NaN from the focal term passes.
+fn smp_logits(raw: &ArrayD<f64>, options: &SmpFocalOptions) -> (ArrayD<f64>, ArrayD<Option<f64>>) {
     if options.from_logits {
-        return (raw.clone(), ArrayD::ones(raw.raw_dim()));
+        return (raw.clone(), ArrayD::from_elem(raw.raw_dim(), Some(1.0)));
     }
     let (low, high) = (options.eps, 1.0 - options.eps);
-    let p = raw.mapv(|value| value.clamp(low, high));
-    let inside = raw.mapv(|value| f64::from(u8::from(value >= low && value <= high)));
-    if options.mode == SmpMode::Multiclass {
-        (p.mapv(f64::ln), &inside / &p)
+    let p = raw.mapv(|value| torch_clamp(value, low, high));
+    let multiclass = options.mode == SmpMode::Multiclass;
+    let slope = Zip::from(raw).and(&p).map_collect(|&value, &p| {
+        let inside = value >= low && value <= high;
+        inside.then(|| {
+            if multiclass {
+                1.0 / p
+            } else {
+                1.0 / (p * (1.0 - p))
+            }
+        })
+    });
+    if multiclass {
+        (p.mapv(f64::ln), slope)
     } else {
-        (
-            p.mapv(|p| (p / (1.0 - p)).ln()),
-            &inside / &p.mapv(|p| p * (1.0 - p)),
-        )
+        (p.mapv(|p| (p / (1.0 - p)).ln()), slope)
+    }
+}
+
+/// `torch.clamp(x, low, high)` = min(max(x, low), high): NaN (in x or a bound) stays NaN, and
+/// low > high gives high everywhere.
+fn torch_clamp(x: f64, low: f64, high: f64) -> f64 {
+    if x.is_nan() || low.is_nan() || high.is_nan() {
+        f64::NAN
+    } else {
+        x.max(low).min(high)
     }
 }
 
@@ -1330,10 +1381,8 @@ pub fn smp_soft_cross_entropy(
         });
     }
     let call = ClassIndexCall {
-        targets: labels
-            .clone()
-            .into_shape_with_order(IxDyn(&positions))
-            .map_err(|_| shape_error(y_pred, y_true))?,
+        targets: reshaped(labels.clone(), IxDyn(&positions))
+            .ok_or_else(|| shape_error(y_pred, y_true))?,
         weights: ndarray::Array1::ones(classes),
         weighted: false,
         target_dtype: DType::Int64,
@@ -1353,10 +1402,8 @@ pub fn smp_soft_cross_entropy(
                 });
             }
             Some(
-                given
-                    .clone()
-                    .into_shape_with_order(IxDyn(&positions))
-                    .map_err(|_| shape_error(y_pred, y_true))?,
+                reshaped(given.clone(), IxDyn(&positions))
+                    .ok_or_else(|| shape_error(y_pred, y_true))?,
             )
         }
         (given, _) => given.cloned(),
@@ -1372,8 +1419,7 @@ pub fn smp_soft_cross_entropy(
         grad_output.as_ref(),
     )?;
     let loss = if options.reduction == Reduction::None {
-        loss.into_shape_with_order(IxDyn(&output_shape))
-            .map_err(|_| shape_error(y_pred, y_true))?
+        reshaped(loss, IxDyn(&output_shape)).ok_or_else(|| shape_error(y_pred, y_true))?
     } else {
         loss
     };

@@ -27,7 +27,7 @@
 
 use std::ops::Range;
 
-use ndarray::{ArrayD, IxDyn, Zip};
+use ndarray::{ArrayD, Zip};
 
 use super::smp::SmpMode;
 use super::softmax::{log_softmax, log_softmax_backward};
@@ -277,14 +277,14 @@ fn finish(
     match term {
         Term::Scored { loss, grad } => {
             let upstream = scalar(&grad_output_or_ones(grad_output, &[])?);
-            let grad = ArrayD::from_shape_vec(
-                IxDyn(prediction_shape),
-                grad.into_iter().map(|value| value * upstream).collect(),
-            )
-            .expect("a group's gradient has one entry per prediction element");
+            // One entry per prediction element, in row-major order.
+            let mut scaled = zeros();
+            for (slot, value) in scaled.iter_mut().zip(grad) {
+                *slot = value * upstream;
+            }
             Ok(LossOutput {
                 loss: ArrayD::from_elem(vec![], loss),
-                grad_input: backward(grad),
+                grad_input: backward(scaled),
             })
         }
         Term::Void => {

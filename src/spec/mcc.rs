@@ -117,13 +117,16 @@ pub fn smp_mcc(
     let mcc_fn = -fp / den + mcc_den * (den_b + den_d);
 
     let upstream = scalar(&grad_output_or_ones(grad_output, &[])?);
-    let mut grad = ArrayD::<f64>::zeros(y_pred.shape());
-    let flat = grad
-        .as_slice_mut()
-        .expect("a freshly allocated array is contiguous");
+    let mut flat = vec![0.0; predictions.len()];
     for &(index, _, t) in &pairs {
         let grad_mcc = mcc_tp * t - mcc_tn * (1.0 - t) + mcc_fp * (1.0 - t) - mcc_fn * t;
-        flat[index] -= upstream * grad_mcc;
+        if let Some(slot) = flat.get_mut(index) {
+            *slot -= upstream * grad_mcc;
+        }
+    }
+    let mut grad = ArrayD::<f64>::zeros(y_pred.shape());
+    for (slot, value) in grad.iter_mut().zip(flat) {
+        *slot = value;
     }
     Ok(LossOutput {
         loss: ArrayD::from_elem(vec![], 1.0 - mcc),

@@ -17,7 +17,7 @@ pub mod softmax;
 use std::fmt;
 use std::str::FromStr;
 
-use ndarray::{Array3, ArrayD, IxDyn};
+use ndarray::{Array, Array3, ArrayD, IntoDimension, IxDyn};
 
 use crate::error::Rejection;
 
@@ -146,6 +146,20 @@ pub fn one_hot(labels: &ArrayD<i64>, batch: usize, classes: usize) -> Result<Arr
         (batch, classes, positions),
         |(n, c, s)| f64::from(u8::from(flat[n * positions + s] as usize == c)),
     ))
+}
+
+/// `values` reshaped to `shape` in row-major order whatever its memory layout (NumPy's Fortran
+/// order and strided views included); `None` when the element counts differ.
+pub fn reshaped<A: Clone, E: IntoDimension>(
+    values: ArrayD<A>,
+    shape: E,
+) -> Option<Array<A, E::Dim>> {
+    let values = if values.is_standard_layout() {
+        values
+    } else {
+        values.as_standard_layout().into_owned()
+    };
+    values.into_shape_with_order(shape.into_dimension()).ok()
 }
 
 /// The value of a 0-d array.

@@ -3,13 +3,14 @@
 
 use ndarray::{ArrayD, Axis, IxDyn};
 
-use super::{one_hot, Result};
+use super::{one_hot, reshaped, Result};
+use crate::error::Rejection;
 
 /// MONAI's `to_onehot_y`: a label target `(B, 1, *)` becomes the one-hot `(B, C, *)`.
 ///
 /// Labels are truncated to integers (`.long()`); a label equal to an `ignore_index` outside
 /// [0, C) becomes 0 first (MONAI masks those positions afterwards); any other label outside
-/// [0, C) is rejected. The caller checks that the target has one channel.
+/// [0, C) is rejected, and so is a target that is not `(B, 1, …)`.
 pub fn one_hot_target(
     target: &ArrayD<f64>,
     classes: usize,
@@ -24,11 +25,20 @@ pub fn one_hot_target(
             label
         }
     });
+    let mut expected = target.shape().to_vec();
+    if let Some(channels) = expected.get_mut(1) {
+        *channels = 1;
+    }
+    let mismatch = || Rejection::TargetShapeMismatch {
+        expected: expected.clone(),
+        got: target.shape().to_vec(),
+    };
+    let [batch, 1, ..] = *target.shape() else {
+        return Err(mismatch());
+    };
     let mut shape = target.shape().to_vec();
     shape[1] = classes;
-    Ok(one_hot(&labels, shape[0], classes)?
-        .into_shape_with_order(IxDyn(&shape))
-        .expect("the one-hot target has B·C·S elements"))
+    reshaped(one_hot(&labels, batch, classes)?.into_dyn(), IxDyn(&shape)).ok_or_else(mismatch)
 }
 
 /// MONAI's `create_ignore_mask(target, ignore_index)` of the original target `(B, C_t, *)`, shape
@@ -42,17 +52,23 @@ pub fn one_hot_target(
 /// ```
 ///
 /// In f64: `FocalLoss`, which computes in float32, rounds it to float32; the overlap losses use it
-/// as it is.
-pub fn ignore_mask(target: &ArrayD<f64>, ignore_index: i64) -> ArrayD<f64> {
-    let channels = target.shape()[1];
+/// as it is. A target without a channel axis is rejected (MONAI reads `target.shape[1]`).
+pub fn ignore_mask(target: &ArrayD<f64>, ignore_index: i64) -> Result<ArrayD<f64>> {
+    let Some(&channels) = target.shape().get(1) else {
+        return Err(Rejection::UnexpectedShape {
+            argument: "target",
+            expected: "(B, C, …) to mask ignore_index",
+            got: target.shape().to_vec(),
+        });
+    };
     if channels == 1 {
-        return target.mapv(|label| f64::from(u8::from(label != ignore_index as f64)));
+        return Ok(target.mapv(|label| f64::from(u8::from(label != ignore_index as f64))));
     }
     if (0..channels as i64).contains(&ignore_index) {
-        return target
+        return Ok(target
             .index_axis(Axis(1), ignore_index as usize)
             .mapv(|value| 1.0 - value)
-            .insert_axis(Axis(1));
+            .insert_axis(Axis(1)));
     }
     let mut positions = target.shape().to_vec();
     positions.remove(1);
@@ -60,7 +76,7 @@ pub fn ignore_mask(target: &ArrayD<f64>, ignore_index: i64) -> ArrayD<f64> {
     for channel in target.axis_iter(Axis(1)) {
         total += &channel;
     }
-    total
+    Ok(total
         .mapv(|total| f64::from(u8::from(total > 0.0)))
-        .insert_axis(Axis(1))
+        .insert_axis(Axis(1)))
 }

@@ -28,7 +28,7 @@ use super::cross_entropy::{self, CrossEntropyOptions, DEFAULT_IGNORE_INDEX};
 use super::focal::{self, MonaiFocalOptions, PerClass};
 use super::smp::SmpMode;
 use super::softmax::{log_softmax, log_softmax_backward};
-use super::{compensated_sum, monai, one_hot, LossOutput, Reduction};
+use super::{compensated_sum, monai, one_hot, reshaped, LossOutput, Reduction};
 use crate::error::Rejection;
 use crate::spec::Result;
 use crate::tensor::{DType, Tensor};
@@ -491,10 +491,8 @@ fn aggregate(
             let count = weighted.len() as f64;
             let grad_output = match (reduction, grad_output) {
                 (Reduction::None, Some(given)) if given.shape() == shape.as_slice() => Some(
-                    given
-                        .clone()
-                        .into_shape_with_order(IxDyn(weighted.shape()))
-                        .map_err(|_| grad_output_shape(shape, given))?,
+                    reshaped(given.clone(), IxDyn(weighted.shape()))
+                        .ok_or_else(|| grad_output_shape(shape, given))?,
                 ),
                 (Reduction::None, Some(given)) => return Err(grad_output_shape(shape, given)),
                 (_, given) => given.cloned(),
@@ -505,11 +503,11 @@ fn aggregate(
             });
             let loss = reduction.reduce(weighted.into_dyn(), count);
             let loss = match reduction {
-                Reduction::None => loss.into_shape_with_order(IxDyn(shape)).map_err(|_| {
-                    Rejection::NotSpecified {
+                Reduction::None => {
+                    reshaped(loss, IxDyn(shape)).ok_or_else(|| Rejection::NotSpecified {
                         what: format!("an unreduced loss of shape {shape:?}"),
-                    }
-                })?,
+                    })?
+                }
                 Reduction::Mean | Reduction::Sum => loss,
             };
             Ok((loss, upstream))
@@ -627,37 +625,35 @@ impl Activated {
             Activation::Sigmoid => grad * &p.mapv(|p| p * (1.0 - p)),
             Activation::Softmax => {
                 // The log-softmax backward of g ⊙ p is p ⊙ (g − Σ p·g), the softmax backward.
-                let log_p = p.mapv(f64::ln).into_dyn();
-                let grad_log_p = (grad * p).into_dyn();
-                into_3d(log_softmax_backward(&log_p, &grad_log_p, 1))
+                let log_p = p.mapv(f64::ln);
+                let grad_log_p = grad * p;
+                log_softmax_backward(&log_p, &grad_log_p, 1)
             }
         }
     }
 }
 
 fn softmax_classes(logits: &Array3<f64>) -> Array3<f64> {
-    into_3d(log_softmax(&logits.clone().into_dyn(), 1).mapv(f64::exp))
+    log_softmax(logits, 1).mapv(f64::exp)
 }
 
-fn into_3d(array: ArrayD<f64>) -> Array3<f64> {
-    array
-        .into_dimensionality()
-        .expect("a (N, C, S) array stays three-dimensional")
+/// A tensor argument `(N, C, d1, …)` as `(N, C, S)` in f64; one of fewer than two axes is
+/// rejected.
+fn flatten(argument: &'static str, tensor: &Tensor) -> Result<Array3<f64>> {
+    spatial_flattened(tensor.to_f64()).ok_or_else(|| Rejection::UnexpectedShape {
+        argument,
+        expected: "(N, C, …)",
+        got: tensor.shape().to_vec(),
+    })
 }
 
-/// A tensor `(N, C, d1, …)` as `(N, C, S)` in f64.
-fn flatten(tensor: &Tensor) -> Array3<f64> {
-    spatial_flattened(tensor.to_f64())
-}
-
-/// An array `(N, C, d1, …)` as `(N, C, S)`.
-fn spatial_flattened(values: ArrayD<f64>) -> Array3<f64> {
-    let shape = values.shape();
-    let (batch, classes) = (shape[0], shape[1]);
-    let positions = shape[2..].iter().product();
-    values
-        .into_shape_with_order((batch, classes, positions))
-        .expect("a (N, C, …) array has N·C·S elements")
+/// An array `(N, C, d1, …)` as `(N, C, S)`, in any memory layout; `None` with fewer than two axes.
+fn spatial_flattened(values: ArrayD<f64>) -> Option<Array3<f64>> {
+    let &[batch, classes, ref spatial @ ..] = values.shape() else {
+        return None;
+    };
+    let positions = spatial.iter().product();
+    reshaped(values, (batch, classes, positions))
 }
 
 /// The operands the core sees and how to route its gradient back to the prediction.
@@ -700,10 +696,13 @@ impl Operands {
     }
 }
 
-/// The gradient `(N, C, S)` in the prediction's own shape.
+/// The gradient `(N, C, S)` in the prediction's own shape (the same elements in row-major order).
 fn unflatten(grad: Array3<f64>, prediction: &Tensor) -> ArrayD<f64> {
-    grad.into_shape_with_order(IxDyn(prediction.shape()))
-        .expect("the gradient has the prediction's elements")
+    let mut unflattened = ArrayD::zeros(prediction.shape());
+    for (slot, value) in unflattened.iter_mut().zip(grad) {
+        *slot = value;
+    }
+    unflattened
 }
 
 /// Class indices read as PyTorch's `.long()` reads them: floats truncated toward zero.
@@ -808,8 +807,8 @@ pub fn textbook(
         },
     };
     let operands = Operands {
-        activated: Activated::new(Activation::Identity, flatten(input)),
-        target: flatten(target),
+        activated: Activated::new(Activation::Identity, flatten("input", input)?),
+        target: flatten("target", target)?,
         mask: None,
         channels: (0..input.shape()[1]).collect(),
     };
@@ -899,7 +898,10 @@ impl Default for SmpOptions {
 /// become class 0 before the mask removes them). Absent classes (T_c = 0 after masking) score 0 but
 /// count in the mean. The class weights are float32 (`torch.float`), so their f32 rounding is part
 /// of the loss; a weight list of another length than C is rejected (smp would broadcast a single
-/// weight, dividing by it once: Σ_c l_c, not the mean — not specified here).
+/// weight, dividing by it once: Σ_c l_c, not the mean — not specified here). smp reshapes y_true
+/// to (N, −1) and both tensors to (N, C, −1) (C = 1 in binary mode), which PyTorch refuses for a
+/// tensor without elements when N·C = 0: an empty batch, or zero classes outside binary mode, is
+/// rejected ([`Rejection::EmptyReshape`]).
 pub fn smp_loss(
     score: SmpScore,
     y_pred: &Tensor,
@@ -939,21 +941,26 @@ pub fn smp_loss(
     let ignored = |value: f64| options.ignore_index.is_some_and(|ii| value == ii as f64);
     let (prediction, activation, target, mask) = match options.mode {
         SmpMode::Binary | SmpMode::Multilabel => {
-            if y_true.shape().iter().product::<usize>() != batch * per_image {
-                return Err(shape_mismatch(pred_shape, y_true.shape()));
-            }
             let channels = if options.mode == SmpMode::Binary {
                 1
             } else {
                 pred_shape[1]
             };
+            if batch * channels == 0 {
+                return Err(if target_values.is_empty() {
+                    empty_reshape("y_true", y_true)
+                } else {
+                    shape_mismatch(pred_shape, y_true.shape())
+                });
+            }
+            if target_values.len() != batch * per_image {
+                return Err(shape_mismatch(pred_shape, y_true.shape()));
+            }
             let shape = (batch, channels, per_image / channels);
             let as_3d = |values: ArrayD<f64>| {
-                values
-                    .into_shape_with_order(shape)
-                    .expect("same element count")
+                reshaped(values, shape).ok_or_else(|| shape_mismatch(pred_shape, y_true.shape()))
             };
-            let target = as_3d(target_values);
+            let target = as_3d(target_values)?;
             let mask = options
                 .ignore_index
                 .map(|_| target.mapv(|value| f64::from(u8::from(!ignored(value)))));
@@ -962,10 +969,16 @@ pub fn smp_loss(
             } else {
                 Activation::Identity
             };
-            (as_3d(y_pred.to_f64()), activation, target, mask)
+            (as_3d(y_pred.to_f64())?, activation, target, mask)
         }
         SmpMode::Multiclass => {
             let classes = pred_shape[1];
+            if batch == 0 {
+                return Err(empty_reshape("y_true", y_true));
+            }
+            if classes == 0 {
+                return Err(empty_reshape("y_pred", y_pred));
+            }
             let labels = match options.ignore_index {
                 None if y_true.dtype() != DType::Int64 => {
                     return Err(Rejection::ClassIndexDtype {
@@ -982,7 +995,7 @@ pub fn smp_loss(
                 }),
             };
             let positions = per_image / classes;
-            if labels.len() % batch.max(1) != 0 {
+            if labels.len() % batch != 0 {
                 return Err(shape_mismatch(&[batch, positions], y_true.shape()));
             }
             let target = one_hot(&labels, batch, classes)?;
@@ -1003,7 +1016,7 @@ pub fn smp_loss(
             } else {
                 Activation::Identity
             };
-            (flatten(y_pred), activation, target, mask)
+            (flatten("y_pred", y_pred)?, activation, target, mask)
         }
     };
     let classes = prediction.dim().1;
@@ -1072,6 +1085,15 @@ pub fn smp_loss(
         loss,
         grad_input: unflatten(grad, y_pred),
     })
+}
+
+/// PyTorch's refusal to reshape a tensor without elements with an inferred (−1) axis when the
+/// given axes multiply to 0 (smp's `reshape(bs, C, -1)` of an empty batch or of zero classes).
+fn empty_reshape(argument: &'static str, tensor: &Tensor) -> Rejection {
+    Rejection::EmptyReshape {
+        argument,
+        shape: tensor.shape().to_vec(),
+    }
 }
 
 /// A Python index into `len` items: negative ones count from the end.
@@ -1248,18 +1270,11 @@ pub fn monai_loss(
         let one_hot_shape = one_hot.shape().to_vec();
         (spatial_flattened(one_hot), one_hot_shape)
     } else {
-        let target_shape = target.shape();
-        let values = if target_shape.len() >= 2 {
-            Some(flatten(target))
-        } else {
-            None
-        };
-        match values {
-            Some(values) => (values, target_shape.to_vec()),
-            None => return Err(shape_mismatch(shape, target_shape)),
-        }
+        (spatial_flattened(target.to_f64()), target.shape().to_vec())
     };
-    let (target_values, target_shape) = target_full;
+    let (Some(target_values), target_shape) = target_full else {
+        return Err(shape_mismatch(shape, target.shape()));
+    };
     let drop_background = !options.include_background && several;
     if target_shape != shape {
         let sliced = |shape: &[usize]| {
@@ -1271,7 +1286,9 @@ pub fn monai_loss(
         };
         return Err(shape_mismatch(&sliced(shape), &sliced(&target_shape)));
     }
-    let mask = ignore_index.map(|ii| monai_ignore_mask(target, ii, classes));
+    let mask = ignore_index
+        .map(|ii| monai_ignore_mask(target, ii, classes))
+        .transpose()?;
     let channels: Vec<usize> = (usize::from(drop_background)..classes).collect();
     let scores = channels.len();
     let spatial_ones = vec![1; shape.len() - 2];
@@ -1355,7 +1372,7 @@ pub fn monai_loss(
         },
     };
     let operands = Operands {
-        activated: Activated::new(activation, flatten(input)),
+        activated: Activated::new(activation, flatten("input", input)?),
         target: target_values,
         mask,
         channels,
@@ -1378,9 +1395,15 @@ fn monai_ord1(options: &MonaiOptions) -> Intersection {
 
 /// MONAI's `create_ignore_mask(original target, ii)` ([`monai::ignore_mask`]) as `(N, C, S)` (the
 /// same for every class).
-fn monai_ignore_mask(target: &Tensor, ignore_index: i64, classes: usize) -> Array3<f64> {
-    let mask = spatial_flattened(monai::ignore_mask(&target.to_f64(), ignore_index));
-    position_mask(&mask.index_axis_move(Axis(1), 0), classes)
+fn monai_ignore_mask(target: &Tensor, ignore_index: i64, classes: usize) -> Result<Array3<f64>> {
+    let mask = monai::ignore_mask(&target.to_f64(), ignore_index)?;
+    let &[batch, 1, ref spatial @ ..] = mask.shape() else {
+        return Err(shape_mismatch(&[], mask.shape()));
+    };
+    let positions = spatial.iter().product();
+    let mask =
+        reshaped(mask, (batch, positions)).ok_or_else(|| shape_mismatch(&[], target.shape()))?;
+    Ok(position_mask(&mask, classes))
 }
 
 /// DiceLoss's class weights for `scores` classes: a number for all, or one each; none negative.
@@ -1509,9 +1532,8 @@ pub fn monai_dice_ce(
         let labels = truncated_labels(target);
         let squeezed = [&target_shape[..1], &target_shape[2..]].concat();
         Tensor::Int64(
-            labels
-                .into_shape_with_order(IxDyn(&squeezed))
-                .map_err(|_| shape_mismatch(shape, target_shape))?,
+            reshaped(labels, IxDyn(&squeezed))
+                .ok_or_else(|| shape_mismatch(shape, target_shape))?,
         )
     } else {
         floating_target(input, target)
@@ -1746,19 +1768,24 @@ fn dice_focal_upstream(
         None => ArrayD::ones(unreduced.clone()),
     };
     let (batch, scores) = (unreduced[0], unreduced[1]);
-    let per_score = given
-        .to_shape((batch, scores, unreduced[2..].iter().product()))
-        .expect("grad_output has the unreduced shape")
-        .sum_axis(Axis(2));
+    let mismatch = || grad_output_shape(&unreduced, &given);
+    let per_score = reshaped(
+        given.clone(),
+        (batch, scores, unreduced[2..].iter().product()),
+    )
+    .ok_or_else(mismatch)?
+    .sum_axis(Axis(2));
     let spatial_ones = vec![1; unreduced.len() - 2];
     let dice = if monai.batch {
-        per_score
-            .sum_axis(Axis(0))
-            .into_shape_with_order(IxDyn(&[&[scores][..], &spatial_ones].concat()))
+        let per_class = per_score.sum_axis(Axis(0)).into_dyn();
+        reshaped(per_class, IxDyn(&[&[scores][..], &spatial_ones].concat()))
     } else {
-        per_score.into_shape_with_order(IxDyn(&[&[batch, scores][..], &spatial_ones].concat()))
+        reshaped(
+            per_score.into_dyn(),
+            IxDyn(&[&[batch, scores][..], &spatial_ones].concat()),
+        )
     }
-    .expect("the Dice part has one value per (image, class) or class");
+    .ok_or_else(mismatch)?;
     Ok((dice * options.lambda_dice, given * options.lambda_focal))
 }
 
@@ -1948,7 +1975,7 @@ fn kornia_operands(
             classes,
         )
     });
-    Ok((flatten(pred), one_hot_target, mask))
+    Ok((flatten("pred", pred)?, one_hot_target, mask))
 }
 
 fn kornia_run(

@@ -1,6 +1,6 @@
 //! Softmax and log-softmax over one axis (the class axis), with the log-softmax backward.
 
-use ndarray::{ArrayD, Axis, Zip};
+use ndarray::{Array, ArrayD, Axis, Dimension, Zip};
 
 use super::compensated_sum;
 
@@ -9,7 +9,7 @@ use super::compensated_sum;
 /// Subtracting the maximum keeps exp from overflowing, so logits of ±1e4 are exact. As in PyTorch:
 /// a lane holding +inf or NaN becomes all NaN (m = +inf gives inf − inf), an all −inf lane is NaN,
 /// and a single −inf entry stays −inf while the others remain finite.
-pub fn log_softmax(logits: &ArrayD<f64>, axis: usize) -> ArrayD<f64> {
+pub fn log_softmax<D: Dimension>(logits: &Array<f64, D>, axis: usize) -> Array<f64, D> {
     let mut log_probs = logits.clone();
     for mut lane in log_probs.lanes_mut(Axis(axis)) {
         let max = lane.iter().copied().fold(f64::NEG_INFINITY, f64::max);
@@ -34,11 +34,11 @@ pub fn softmax(logits: &ArrayD<f64>, axis: usize) -> ArrayD<f64> {
 ///
 /// Evaluated literally, so a lane whose log p is NaN yields NaN even where g is zero (PyTorch's
 /// backward does the same).
-pub fn log_softmax_backward(
-    log_probs: &ArrayD<f64>,
-    grad_log_probs: &ArrayD<f64>,
+pub fn log_softmax_backward<D: Dimension>(
+    log_probs: &Array<f64, D>,
+    grad_log_probs: &Array<f64, D>,
     axis: usize,
-) -> ArrayD<f64> {
+) -> Array<f64, D> {
     let mut grad_logits = grad_log_probs.clone();
     Zip::from(grad_logits.lanes_mut(Axis(axis)))
         .and(log_probs.lanes(Axis(axis)))
