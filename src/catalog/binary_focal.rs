@@ -185,7 +185,8 @@ pub(super) const LOSSES: &[LossDef] = &[
         summary: "segmentation_models_pytorch SoftCrossEntropyLoss: fairseq label smoothing, ignored positions in the mean",
         params: &[
             Param::new("reduction", REDUCTIONS),
-            Param::new("smooth_factor", UNIT),
+            // smp's default None fails at the division, so a value is required.
+            Param::new("smooth_factor", UNIT).required(),
             Param::new("ignore_index", CLASS_INDEX).nullable(),
         ],
         required_tensors: &["y_pred", "y_true"],

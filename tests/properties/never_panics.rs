@@ -390,6 +390,15 @@ fn config() -> Config {
     config
 }
 
+/// The rejections of a parameter's name, type or value set.
+const PARAMETER_KINDS: &[&str] = &[
+    "unknown_parameter",
+    "parameter_type",
+    "missing_parameter",
+    "invalid_option",
+    "invalid_reduction",
+];
+
 /// What the call held, for the failure report.
 fn describe(call: &LossCall) -> String {
     let tensors: Vec<String> = call
@@ -409,10 +418,30 @@ fn describe(call: &LossCall) -> String {
 proptest! {
     #![proptest_config(config())]
 
+    /// A call that computes is called again with a grad_output of the loss's shape holding the
+    /// recipe's values (NaN, ±inf and huge ones included), so the backward passes meet them too.
+    /// A tame call, whose parameters all come from their catalog domains, is never rejected for
+    /// a parameter: the domains say what the catalog reads.
     #[test]
-    fn every_loss_answers_or_rejects_without_panicking(recipe in recipes()) {
-        let call = recipe.call();
+    fn every_loss_answers_or_rejects_without_panicking(recipe in recipes(), upstream in values()) {
+        let mut call = recipe.call();
         let outcome = catch_unwind(AssertUnwindSafe(|| evaluate(&call)));
         prop_assert!(outcome.is_ok(), "panicked on {}", describe(&call));
+        if let (true, Ok(Err(rejection))) = (recipe.tame, &outcome) {
+            prop_assert!(
+                !PARAMETER_KINDS.contains(&rejection.kind()),
+                "{rejection} on in-domain parameters: {}",
+                describe(&call)
+            );
+        }
+        if let Ok(Ok(output)) = outcome {
+            let mut grad_output = output.loss;
+            for (slot, value) in grad_output.iter_mut().zip(upstream.iter().cycle()) {
+                *slot = *value;
+            }
+            call.grad_output = Some(grad_output);
+            let outcome = catch_unwind(AssertUnwindSafe(|| evaluate(&call)));
+            prop_assert!(outcome.is_ok(), "panicked on {}", describe(&call));
+        }
     }
 }
