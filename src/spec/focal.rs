@@ -804,42 +804,48 @@ pub fn monai_focal_loss(
     let channels = input.shape()[1];
     let original = target.to_f64();
     let mut t = original.clone();
+    let mut one_hot = None;
     if options.to_onehot_y && channels > 1 {
         // MONAI's one_hot first gives a target of fewer than two axes trailing axes of size 1.
         while t.ndim() < 2 {
             t.insert_axis_inplace(Axis(t.ndim()));
         }
-        if t.shape()[1] != 1 {
-            let mut expected = t.shape().to_vec();
-            expected[1] = 1;
-            return Err(Rejection::TargetShapeMismatch {
-                expected,
-                got: t.shape().to_vec(),
-            });
-        }
-        t = monai::one_hot_target(&t, channels, options.ignore_index)?;
+        one_hot = Some(monai::OneHot::new(&t, channels, options.ignore_index)?);
     }
     let first = usize::from(!options.include_background && channels > 1);
+    if first == 1 && t.ndim() < 2 {
+        return Err(Rejection::UnsupportedOption {
+            option: "include_background=False".into(),
+            context: format!(
+                "for a target of shape {:?}: MONAI slices target[:, 1:], which needs a channel axis",
+                t.shape()
+            ),
+        });
+    }
     let x = full_logits.slice_axis(Axis(1), (first..).into()).to_owned();
-    let t = if first == 1 {
-        let Some(&target_channels) = t.shape().get(1) else {
-            return Err(Rejection::UnsupportedOption {
-                option: "include_background=False".into(),
-                context: format!(
-                    "for a target of shape {:?}: MONAI slices target[:, 1:], which needs a channel axis",
-                    t.shape()
-                ),
-            });
-        };
-        // Python's slice 1: of an empty axis is empty.
-        t.slice_axis(Axis(1), (first.min(target_channels)..).into())
-            .to_owned()
-    } else {
-        t
-    };
     let mask = match options.ignore_index {
         Some(ignored) => Some(monai::ignore_mask(&original, ignored)?.mapv(to_f32)),
         None => None,
+    };
+    // The one-hot target is built only once its shape is known to be the input's.
+    let t = match one_hot {
+        Some(encoded) if encoded.shape() != input.shape() => {
+            let mut got = encoded.shape().to_vec();
+            got[1] -= first;
+            return Err(Rejection::TargetShapeMismatch {
+                expected: x.shape().to_vec(),
+                got,
+            });
+        }
+        Some(encoded) => encoded.build(),
+        None => t,
+    };
+    let t = if first == 1 {
+        // Python's slice 1: of an empty axis is empty.
+        let start = first.min(t.shape()[1]);
+        t.slice_axis(Axis(1), (start..).into()).to_owned()
+    } else {
+        t
     };
     if t.shape() != x.shape() {
         return Err(Rejection::TargetShapeMismatch {

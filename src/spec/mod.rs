@@ -132,14 +132,21 @@ pub fn grad_output_or_ones(
     }
 }
 
-/// One-hot `(N, C, S)` of class-index labels with N·S elements (`(N, *)` or `(N, 1, *)`, row-major); a label outside [0, C) is rejected.
-pub fn one_hot(labels: &ArrayD<i64>, batch: usize, classes: usize) -> Result<Array3<f64>> {
-    if let Some(&value) = labels
+/// Rejects the first class-index label (in row-major order) outside [0, C).
+pub fn check_labels(labels: &ArrayD<i64>, classes: usize) -> Result<()> {
+    match labels
         .iter()
         .find(|&&label| label < 0 || label as usize >= classes)
     {
-        return Err(Rejection::TargetOutOfBounds { value, classes });
+        Some(&value) => Err(Rejection::TargetOutOfBounds { value, classes }),
+        None => Ok(()),
     }
+}
+
+/// One-hot `(N, C, S)` of class-index labels with N·S elements (`(N, *)` or `(N, 1, *)`,
+/// row-major): t_ncs = [y_ns = c]; a label outside [0, C) is rejected.
+pub fn one_hot(labels: &ArrayD<i64>, batch: usize, classes: usize) -> Result<Array3<f64>> {
+    check_labels(labels, classes)?;
     let positions = labels.len() / batch.max(1);
     let flat: Vec<i64> = labels.iter().copied().collect();
     Ok(Array3::from_shape_fn(

@@ -1,44 +1,66 @@
 //! Conventions shared by MONAI's losses (`FocalLoss`, `DiceLoss`, `GeneralizedDiceLoss`,
 //! `TverskyLoss`, `DiceCELoss`): the `to_onehot_y` target and the `ignore_index` mask.
 
-use ndarray::{ArrayD, Axis, IxDyn};
+use ndarray::{ArrayD, Axis, Dimension, IxDyn};
 
-use super::{one_hot, reshaped, Result};
+use super::{check_labels, Result};
 use crate::error::Rejection;
 
-/// MONAI's `to_onehot_y`: a label target `(B, 1, *)` becomes the one-hot `(B, C, *)`.
+/// MONAI's `to_onehot_y`: a label target `(B, 1, *)` that becomes the one-hot `(B, C, *)`,
+/// checked but not yet built, so that a caller can reject a one-hot shape that is not the input's
+/// without building a tensor C times the target's size.
 ///
 /// Labels are truncated to integers (`.long()`); a label equal to an `ignore_index` outside
 /// [0, C) becomes 0 first (MONAI masks those positions afterwards); any other label outside
 /// [0, C) is rejected, and so is a target that is not `(B, 1, …)`.
-pub fn one_hot_target(
-    target: &ArrayD<f64>,
-    classes: usize,
-    ignore_index: Option<i64>,
-) -> Result<ArrayD<f64>> {
-    let sentinel = ignore_index.filter(|&ignored| ignored < 0 || ignored >= classes as i64);
-    let labels = target.mapv(|value| {
-        let label = value.trunc() as i64;
-        if Some(label) == sentinel {
-            0
-        } else {
-            label
+pub struct OneHot {
+    /// The labels, `(B, 1, *)`.
+    labels: ArrayD<i64>,
+    /// `(B, C, *)`.
+    shape: Vec<usize>,
+}
+
+impl OneHot {
+    /// The checked labels of `target` for `classes` classes.
+    pub fn new(target: &ArrayD<f64>, classes: usize, ignore_index: Option<i64>) -> Result<OneHot> {
+        let sentinel = ignore_index.filter(|&ignored| ignored < 0 || ignored >= classes as i64);
+        let labels = target.mapv(|value| {
+            let label = value.trunc() as i64;
+            if Some(label) == sentinel {
+                0
+            } else {
+                label
+            }
+        });
+        if target.shape().get(1) != Some(&1) {
+            let mut expected = target.shape().to_vec();
+            if let Some(channels) = expected.get_mut(1) {
+                *channels = 1;
+            }
+            return Err(Rejection::TargetShapeMismatch {
+                expected,
+                got: target.shape().to_vec(),
+            });
         }
-    });
-    let mut expected = target.shape().to_vec();
-    if let Some(channels) = expected.get_mut(1) {
-        *channels = 1;
+        check_labels(&labels, classes)?;
+        let mut shape = target.shape().to_vec();
+        shape[1] = classes;
+        Ok(OneHot { labels, shape })
     }
-    let mismatch = || Rejection::TargetShapeMismatch {
-        expected: expected.clone(),
-        got: target.shape().to_vec(),
-    };
-    let [batch, 1, ..] = *target.shape() else {
-        return Err(mismatch());
-    };
-    let mut shape = target.shape().to_vec();
-    shape[1] = classes;
-    reshaped(one_hot(&labels, batch, classes)?.into_dyn(), IxDyn(&shape)).ok_or_else(mismatch)
+
+    /// The one-hot target's shape `(B, C, *)`.
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// t_{b,c,…} = [y_{b,0,…} = c].
+    pub fn build(self) -> ArrayD<f64> {
+        ArrayD::from_shape_fn(IxDyn(&self.shape), |index| {
+            let mut position = index.slice().to_vec();
+            let class = std::mem::replace(&mut position[1], 0);
+            f64::from(u8::from(self.labels[IxDyn(&position)] == class as i64))
+        })
+    }
 }
 
 /// MONAI's `create_ignore_mask(target, ignore_index)` of the original target `(B, C_t, *)`, shape

@@ -28,7 +28,7 @@ use super::cross_entropy::{self, CrossEntropyOptions, DEFAULT_IGNORE_INDEX};
 use super::focal::{self, MonaiFocalOptions, PerClass};
 use super::smp::SmpMode;
 use super::softmax::{log_softmax, log_softmax_backward};
-use super::{compensated_sum, monai, one_hot, reshaped, LossOutput, Reduction};
+use super::{check_labels, compensated_sum, monai, one_hot, reshaped, LossOutput, Reduction};
 use crate::error::Rejection;
 use crate::spec::Result;
 use crate::tensor::{DType, Tensor};
@@ -998,10 +998,11 @@ pub fn smp_loss(
             if labels.len() % batch != 0 {
                 return Err(shape_mismatch(&[batch, positions], y_true.shape()));
             }
-            let target = one_hot(&labels, batch, classes)?;
+            check_labels(&labels, classes)?;
             if labels.len() != batch * positions {
                 return Err(shape_mismatch(&[batch, positions], y_true.shape()));
             }
+            let target = one_hot(&labels, batch, classes)?;
             let mask = options.ignore_index.map(|_| {
                 let flat: Vec<f64> = target_values.iter().copied().collect();
                 position_mask(
@@ -1258,6 +1259,15 @@ pub fn monai_loss(
         _ => options.ignore_index,
     };
 
+    let drop_background = !options.include_background && several;
+    // The shapes MONAI compares, without channel 0 when include_background is False.
+    let sliced = |shape: &[usize]| {
+        let mut shape = shape.to_vec();
+        if drop_background && shape.len() > 1 {
+            shape[1] = shape[1].saturating_sub(1);
+        }
+        shape
+    };
     let target_full = if options.to_onehot_y && several {
         let target_shape = target.shape();
         if target_shape.get(1) != Some(&1) {
@@ -1266,24 +1276,18 @@ pub fn monai_loss(
                 got: target_shape.to_vec(),
             });
         }
-        let one_hot = monai::one_hot_target(&target.to_f64(), classes, ignore_index)?;
-        let one_hot_shape = one_hot.shape().to_vec();
-        (spatial_flattened(one_hot), one_hot_shape)
+        let one_hot = monai::OneHot::new(&target.to_f64(), classes, ignore_index)?;
+        if one_hot.shape() != shape {
+            return Err(shape_mismatch(&sliced(shape), &sliced(one_hot.shape())));
+        }
+        (spatial_flattened(one_hot.build()), shape.to_vec())
     } else {
         (spatial_flattened(target.to_f64()), target.shape().to_vec())
     };
     let (Some(target_values), target_shape) = target_full else {
         return Err(shape_mismatch(shape, target.shape()));
     };
-    let drop_background = !options.include_background && several;
     if target_shape != shape {
-        let sliced = |shape: &[usize]| {
-            let mut shape = shape.to_vec();
-            if drop_background && shape.len() > 1 {
-                shape[1] = shape[1].saturating_sub(1);
-            }
-            shape
-        };
         return Err(shape_mismatch(&sliced(shape), &sliced(&target_shape)));
     }
     let mask = ignore_index
@@ -1690,8 +1694,11 @@ pub fn monai_dice_focal(
                 got: target_shape.to_vec(),
             });
         }
-        let one_hot = monai::one_hot_target(&target.to_f64(), classes, None)?;
-        Tensor::Float32(one_hot.mapv(|value| value as f32))
+        let one_hot = monai::OneHot::new(&target.to_f64(), classes, None)?;
+        if one_hot.shape() != shape {
+            return Err(shape_mismatch(shape, one_hot.shape()));
+        }
+        Tensor::Float32(one_hot.build().mapv(|value| value as f32))
     } else {
         target.clone()
     };

@@ -445,3 +445,28 @@ fn a_zero_dimensional_probability_input_is_rejected() {
     );
     assert_eq!(kind(result), "input_rank");
 }
+
+#[test]
+fn one_hot_targets_are_not_built_beyond_the_input() {
+    // A label target whose one-hot encoding would hold 10^10 values, beside inputs of 10^5: the
+    // anchors' shape checks reject it, and the reference does so without building it.
+    let wide = zeros(&[1, 100_000, 1]);
+    let tall = zeros(&[100_000, 1, 1]);
+    for loss in ["monai.FocalLoss", "monai.DiceLoss", "monai.DiceFocalLoss"] {
+        let result = run(
+            loss,
+            &[("input", wide.clone()), ("target", tall.clone())],
+            json!({"to_onehot_y": true}),
+        );
+        assert_eq!(kind(result), "target_shape_mismatch", "{loss}");
+    }
+    let result = run(
+        "smp.DiceLoss",
+        &[
+            ("y_pred", zeros(&[2, 100_000, 1])),
+            ("y_true", labels(&[2, 100_000], 1)),
+        ],
+        json!({"mode": "multiclass"}),
+    );
+    assert_eq!(kind(result), "target_shape_mismatch");
+}
