@@ -892,6 +892,8 @@ impl Default for SmpOptions {
 /// L = (Σ_{c ∈ classes} w_c·l_c / Σ_{c ∈ classes} w_c)^γ      (w ≡ 1 without class_weights)
 /// ```
 ///
+/// The sum over `classes` runs over the selection as given (a class selected twice counts twice),
+/// which is computed as every class weighted by the sum of its selections' weights.
 /// Dice has α = β = ½ (so 2·smooth in the Dice ratio), Jaccard α = β = 1, Dice and Jaccard γ = 1.
 /// Binary mode reads every value of an image as one channel; multiclass targets are class indices
 /// (int64 unless ignore_index is set, when smp casts any dtype with `.long()` and ignored positions
@@ -1021,29 +1023,35 @@ pub fn smp_loss(
         }
     };
     let classes = prediction.dim().1;
-    let channels = match &options.classes {
-        None => (0..classes).collect(),
-        Some(selected) => selected
-            .iter()
-            .map(|&index| python_index(index, classes))
-            .collect::<Result<Vec<usize>>>()?,
-    };
     let weights = match (&options.class_weights, &options.classes) {
-        (None, _) => None,
         (Some(weights), None) if weights.len() != classes => {
             return Err(Rejection::WeightLength {
                 classes,
                 got: vec![weights.len()],
             })
         }
-        (Some(weights), None) => Some(float32_values(weights)),
-        (Some(weights), Some(selected)) => {
-            let weights = float32_values(weights);
-            let picked = selected
+        (weights, None) => weights.as_deref().map(float32_values),
+        // smp averages the selected classes' losses, a class once per selection (with its
+        // weight, picked by the same index): the mean over every class weighted by the sum of
+        // its selections' weights, 0 for a class not selected. No class is computed twice,
+        // however long the selection.
+        (weights, Some(selected)) => {
+            let channels = selected
                 .iter()
-                .map(|&index| python_index(index, weights.len()).map(|i| weights[i]))
-                .collect::<Result<Vec<f64>>>()?;
-            Some(picked)
+                .map(|&index| python_index(index, classes))
+                .collect::<Result<Vec<usize>>>()?;
+            let picked = match weights.as_deref().map(float32_values) {
+                Some(weights) => selected
+                    .iter()
+                    .map(|&index| python_index(index, weights.len()).map(|i| weights[i]))
+                    .collect::<Result<Vec<f64>>>()?,
+                None => vec![1.0; selected.len()],
+            };
+            let mut folded = vec![0.0; classes];
+            for (class, weight) in channels.into_iter().zip(picked) {
+                folded[class] += weight;
+            }
+            Some(folded)
         }
     };
     let (alpha, beta, gamma) = match score {
@@ -1079,7 +1087,7 @@ pub fn smp_loss(
         activated: Activated::new(activation, prediction),
         target,
         mask,
-        channels,
+        channels: (0..classes).collect(),
     };
     let (loss, grad) = operands.run(&convention, grad_output)?;
     Ok(LossOutput {

@@ -470,3 +470,27 @@ fn one_hot_targets_are_not_built_beyond_the_input() {
     );
     assert_eq!(kind(result), "target_shape_mismatch");
 }
+
+#[test]
+fn a_class_selection_counts_each_selected_class_once_per_selection() {
+    // smp averages loss[classes]: selecting [2, 2, −1, 0] of three classes weights class 2 three
+    // times and class 0 once, which class_weights [1, 0, 3] say as well; a selection of 10^5
+    // indices costs no more memory than the classes it names.
+    let (y_pred, y_true) = (f64s(&[2, 3, 4, 4]), probabilities(&[2, 3, 4, 4]));
+    let dice = |params: Value| {
+        run(
+            "smp.DiceLoss",
+            &[("y_pred", y_pred.clone()), ("y_true", y_true.clone())],
+            params,
+        )
+        .unwrap()
+    };
+    let selected = dice(json!({"mode": "multilabel", "classes": [2, 2, -1, 0]}));
+    let weighted = dice(json!({"mode": "multilabel", "class_weights": [1.0, 0.0, 3.0]}));
+    nearly_equal(&selected.loss, &weighted.loss).unwrap();
+    nearly_equal(&selected.grad_input, &weighted.grad_input).unwrap();
+    let once = dice(json!({"mode": "multilabel", "classes": [1]}));
+    let many = dice(json!({"mode": "multilabel", "classes": vec![1; 100_000]}));
+    nearly_equal(&many.loss, &once.loss).unwrap();
+    nearly_equal(&many.grad_input, &once.grad_input).unwrap();
+}
