@@ -385,7 +385,7 @@ impl Recipe {
 fn config() -> Config {
     let mut config = Config::default();
     if std::env::var_os("PROPTEST_CASES").is_none() {
-        config.cases = 3000;
+        config.cases = 10_000;
     }
     config
 }
