@@ -399,12 +399,31 @@ const PARAMETER_KINDS: &[&str] = &[
     "invalid_reduction",
 ];
 
+fn is_standard_layout(tensor: &Tensor) -> bool {
+    match tensor {
+        Tensor::Float64(array) => array.is_standard_layout(),
+        Tensor::Float32(array) => array.is_standard_layout(),
+        Tensor::Int64(array) => array.is_standard_layout(),
+        Tensor::Int32(array) => array.is_standard_layout(),
+        Tensor::Int16(array) => array.is_standard_layout(),
+        Tensor::UInt8(array) => array.is_standard_layout(),
+        Tensor::Bool(array) => array.is_standard_layout(),
+    }
+}
+
 /// What the call held, for the failure report.
 fn describe(call: &LossCall) -> String {
     let tensors: Vec<String> = call
         .tensors
         .iter()
-        .map(|(name, tensor)| format!("{name}: {} {:?}", tensor.dtype(), tensor.shape()))
+        .map(|(name, tensor)| {
+            let layout = if is_standard_layout(tensor) {
+                ""
+            } else {
+                " (not row-major)"
+            };
+            format!("{name}: {} {:?}{layout}", tensor.dtype(), tensor.shape())
+        })
         .collect();
     format!(
         "{} with tensors [{}], params {}, grad_output {:?}",
