@@ -121,8 +121,10 @@ pub enum ClassSelection {
 #[derive(Debug, Clone, PartialEq)]
 enum Term {
     /// A scalar loss and its gradient with respect to the flattened prediction (the logits for
-    /// the hinge, the probabilities for softmax errors).
-    Scored { loss: f64, grad: Vec<f64> },
+    /// the hinge, the probabilities for softmax errors), as (index, value) entries to be summed:
+    /// a group holds entries for its own elements only, so folding many groups costs no more
+    /// than the elements they hold.
+    Scored { loss: f64, grad: Vec<(usize, f64)> },
     /// The empty `(0, C)` tensor smp returns for a softmax group without unignored positions
     /// (`probas * 0.`).
     Void,
@@ -136,7 +138,10 @@ impl Term {
         match self {
             Term::Scored { loss, grad } => Term::Scored {
                 loss: f(loss),
-                grad: grad.into_iter().map(f).collect(),
+                grad: grad
+                    .into_iter()
+                    .map(|(index, value)| (index, f(value)))
+                    .collect(),
             },
             other => other,
         }
@@ -169,15 +174,18 @@ fn running_mean(terms: impl IntoIterator<Item = Result<Term>>, classes: usize) -
             }
             (Some(scored), Term::Zero) => scored,
             (
-                Some(Term::Scored { loss, grad }),
+                Some(Term::Scored { loss, mut grad }),
                 Term::Scored {
                     loss: more,
                     grad: more_grad,
                 },
-            ) => Term::Scored {
-                loss: loss + more,
-                grad: grad.iter().zip(&more_grad).map(|(a, b)| a + b).collect(),
-            },
+            ) => {
+                grad.extend(more_grad);
+                Term::Scored {
+                    loss: loss + more,
+                    grad,
+                }
+            }
         });
     }
     Ok(match acc {
@@ -204,10 +212,12 @@ fn hinge_term(logits: &[f64], pairs: &[(usize, f64)]) -> Term {
         .collect();
     let truth: Vec<f64> = pairs.iter().map(|&(_, truth)| truth).collect();
     let (loss, grad_errors) = lovasz_extension(&errors, &truth, Surrogate::Relu);
-    let mut grad = vec![0.0; logits.len()];
-    for ((&(index, _), &sign), &grad_error) in pairs.iter().zip(&signs).zip(&grad_errors) {
-        grad[index] -= sign * grad_error;
-    }
+    let grad = pairs
+        .iter()
+        .zip(&signs)
+        .zip(&grad_errors)
+        .map(|((&(index, _), &sign), &grad_error)| (index, -(sign * grad_error)))
+        .collect();
     Term::Scored { loss, grad }
 }
 
@@ -245,15 +255,19 @@ fn softmax_term(
             .map(|(&index, &fg)| (fg - probs[index]).abs())
             .collect();
         let (loss, grad_errors) = lovasz_extension(&errors, &truth, Surrogate::Identity);
-        let mut grad = vec![0.0; probs.len()];
-        for ((&index, &fg), &grad_error) in indices.iter().zip(&truth).zip(&grad_errors) {
-            let slope = match probs[index] {
-                p if p > fg => 1.0,
-                p if p < fg => -1.0,
-                _ => 0.0,
-            };
-            grad[index] += slope * grad_error;
-        }
+        let grad = indices
+            .iter()
+            .zip(&truth)
+            .zip(&grad_errors)
+            .map(|((&index, &fg), &grad_error)| {
+                let slope = match probs[index] {
+                    p if p > fg => 1.0,
+                    p if p < fg => -1.0,
+                    _ => 0.0,
+                };
+                (index, slope * grad_error)
+            })
+            .collect();
         Some(Ok(Term::Scored { loss, grad }.map(|value| value * weight)))
     });
     running_mean(class_terms, weights.len())
@@ -277,9 +291,14 @@ fn finish(
     match term {
         Term::Scored { loss, grad } => {
             let upstream = scalar(&grad_output_or_ones(grad_output, &[])?);
-            // One entry per prediction element, in row-major order.
+            let mut flat = vec![0.0; prediction_shape.iter().product()];
+            for (index, value) in grad {
+                if let Some(slot) = flat.get_mut(index) {
+                    *slot += value;
+                }
+            }
             let mut scaled = zeros();
-            for (slot, value) in scaled.iter_mut().zip(grad) {
+            for (slot, value) in scaled.iter_mut().zip(flat) {
                 *slot = value * upstream;
             }
             Ok(LossOutput {
@@ -700,7 +719,7 @@ mod tests {
         let scored = || {
             Ok(Term::Scored {
                 loss: 1.0,
-                grad: vec![0.0],
+                grad: vec![(0, 0.0)],
             })
         };
         let error = running_mean([scored(), Ok(Term::Void)], 3).unwrap_err();
@@ -710,7 +729,7 @@ mod tests {
             running_mean([Ok(Term::Zero), scored()], 3),
             Ok(Term::Scored {
                 loss: 0.5,
-                grad: vec![0.0]
+                grad: vec![(0, 0.0)]
             })
         );
     }

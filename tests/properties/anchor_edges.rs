@@ -494,3 +494,40 @@ fn a_class_selection_counts_each_selected_class_once_per_selection() {
     nearly_equal(&many.loss, &once.loss).unwrap();
     nearly_equal(&many.grad_input, &once.grad_input).unwrap();
 }
+
+#[test]
+fn a_lovasz_hinge_over_many_images_is_the_mean_of_their_hinges() {
+    // One pixel per image: Δ = 1, so l_b = relu(1 − x_b·s_b) with s_b = 2t_b − 1, and the loss is
+    // their mean. 10^5 images take milliseconds: each image's gradient holds its own pixel only
+    // (a dense gradient per image made this 10^10 operations).
+    let images = 100_000;
+    let logits = values(&[images, 1, 1, 1]);
+    let truth = values(&[images, 1, 1]).mapv(|value| f64::from(u8::from(value > 0.2)));
+    let output = run(
+        "kornia.lovasz_hinge_loss",
+        &[
+            ("pred", Tensor::Float64(logits.clone())),
+            ("target", Tensor::Float64(truth.clone())),
+        ],
+        json!({}),
+    )
+    .unwrap();
+    let signs: Vec<f64> = truth.iter().map(|&t| 2.0 * t - 1.0).collect();
+    let errors: Vec<f64> = logits
+        .iter()
+        .zip(&signs)
+        .map(|(x, s)| 1.0 - x * s)
+        .collect();
+    let mean = errors.iter().map(|&e| e.max(0.0)).sum::<f64>() / images as f64;
+    let expected_grad = ArrayD::from_shape_vec(
+        IxDyn(&[images, 1, 1, 1]),
+        errors
+            .iter()
+            .zip(&signs)
+            .map(|(&e, &s)| if e > 0.0 { -s / images as f64 } else { 0.0 })
+            .collect(),
+    )
+    .unwrap();
+    assert!((output.loss.sum() - mean).abs() < 1e-12 * mean.abs().max(1.0));
+    nearly_equal(&output.grad_input, &expected_grad).unwrap();
+}
