@@ -14,12 +14,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use ndarray::{ArrayD, Axis};
-use segloss::catalog::LossCall;
 use segloss::certify::known::{KnownFailures, KnownGroup};
-use segloss::certify::{trials, FailureKind, Implementation, Outcome};
+use segloss::certify::{trials, FailureKind, Implementation, LossCall, LossOutput, Outcome};
 use segloss::compare::Tier;
 use segloss::fixtures::Fixtures;
-use segloss::spec::LossOutput;
 use segloss::tensor::Tensor;
 
 /// A textbook cross entropy: l_n = −w_y·log softmax(x_n)_y, mean = Σ l / Σ w_y.

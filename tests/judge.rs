@@ -9,16 +9,14 @@ use std::sync::{Arc, OnceLock};
 
 use libtest_mimic::{Arguments, FormatSetting};
 use ndarray::ArrayD;
-use segloss::catalog::LossCall;
 use segloss::certify::known::{KnownFailures, KnownGroup};
 use segloss::certify::report::Report;
 use segloss::certify::{
-    builtin, builtin_names, certify, trials, CaseCheck, FailureKind, Implementation, Outcome,
-    Reference, Verdict,
+    builtin, builtin_names, certify, trials, CaseCheck, FailureKind, Implementation, LossCall,
+    LossOutput, Outcome, Reference, Verdict,
 };
 use segloss::compare::{Check, Tier};
 use segloss::fixtures::{Expected, Fixtures};
-use segloss::spec::LossOutput;
 
 /// The slice of the corpus these tests run on: value and error cases of one loss and shape.
 const SLICE: &str = "nll_loss/f64/N4C3/";

@@ -25,10 +25,14 @@ use std::sync::{Arc, OnceLock};
 use libtest_mimic::{Completion, Failed, Trial};
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::{self, LossCall};
+use crate::catalog;
+/// The call an implementation computes, as the catalog describes it.
+pub use crate::catalog::LossCall;
 use crate::compare::{assert_close, tolerance_for, Agreement, Check, Tier};
 use crate::fixtures::{Case, CaseEntry, Expected, ExpectedEntry, Fixtures};
-use crate::spec::LossOutput;
+/// What an implementation returns for a call: the loss and the gradient with respect to the
+/// prediction.
+pub use crate::spec::LossOutput;
 
 /// What an implementation did with a loss call.
 #[derive(Debug, Clone, PartialEq)]
