@@ -103,7 +103,7 @@ struct CertifyArgs {
     implementation: String,
     /// Seconds an adapter may take to answer one case before it is stopped and restarted
     /// (more than 0, at most a day).
-    #[arg(long, default_value = "30", value_parser = parse_timeout)]
+    #[arg(long, default_value = "30", value_parser = parse_timeout, allow_hyphen_values = true)]
     timeout: Duration,
     /// The implementation's known-failure list (JSON).
     #[arg(long)]

@@ -9,6 +9,7 @@ use std::sync::{Arc, OnceLock};
 
 use libtest_mimic::{Arguments, FormatSetting};
 use ndarray::ArrayD;
+use segloss::certify::explain::explain;
 use segloss::certify::known::{KnownFailures, KnownGroup};
 use segloss::certify::report::Report;
 use segloss::certify::{
@@ -55,6 +56,8 @@ enum Bug {
     PanicOnWeight,
     /// Supports nothing.
     SupportNothing,
+    /// Returns a 1-d loss where the reference's is 0-d.
+    LossWithAnAxis,
 }
 
 struct Buggy(Bug);
@@ -95,6 +98,12 @@ impl Implementation for Buggy {
                 panic!("deliberate panic on a weighted call")
             }
             (Bug::SupportNothing, _) => Outcome::Unsupported("nothing is implemented".into()),
+            (Bug::LossWithAnAxis, Outcome::Computed(output)) if output.loss.ndim() == 0 => {
+                Outcome::Computed(LossOutput {
+                    loss: output.loss.insert_axis(ndarray::Axis(0)),
+                    ..output
+                })
+            }
             (_, reference) => reference,
         }
     }
@@ -391,4 +400,36 @@ fn builtin_implementations_are_found_by_name() {
     for name in builtin_names() {
         assert!(builtin(name).is_some(), "{name}");
     }
+}
+
+#[test]
+fn explain_reports_a_failing_case_and_survives_a_loss_of_the_wrong_shape() {
+    let dir = tempfile::tempdir().unwrap();
+    let case = "nll_loss/f64/N4C3/mean/weight";
+    let explanation = explain(
+        &fixtures(),
+        &Buggy(Bug::LossWithAnAxis),
+        case,
+        Tier::Strict,
+        dir.path(),
+    )
+    .unwrap();
+    assert!(!explanation.passed);
+    assert!(
+        explanation.text.contains("forward: FAILED (mismatch)"),
+        "{}",
+        explanation.text
+    );
+    assert!(
+        explanation.text.contains("gradient: passed"),
+        "{}",
+        explanation.text
+    );
+    assert_eq!(
+        explanation.heatmaps.len(),
+        1,
+        "only the gradient has comparable shapes"
+    );
+    let passing = explain(&fixtures(), &Reference, case, Tier::Strict, dir.path()).unwrap();
+    assert!(passing.passed, "{}", passing.text);
 }

@@ -206,3 +206,36 @@ pub fn write_heatmap(difference: &ArrayD<f64>, path: &Path) -> Result<()> {
         .write_image_data(&pixels)
         .map_err(|error| io_error(error.to_string()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The width and height a PNG file's header gives.
+    fn png_size(path: &Path) -> (u32, u32) {
+        let bytes = std::fs::read(path).unwrap();
+        let word = |at: usize| u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap());
+        (word(16), word(20))
+    }
+
+    #[test]
+    fn small_differences_are_drawn_in_cells_of_several_pixels() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("small.png");
+        write_heatmap(&ArrayD::from_elem(vec![2, 3, 4], 1.0), &path).unwrap();
+        let (width, height) = (3 * (4 * CELL + GAP), 2 * (CELL + GAP));
+        assert_eq!(png_size(&path), (width as u32, height as u32));
+    }
+
+    #[test]
+    fn large_differences_are_drawn_in_blocks_within_the_size_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("large.png");
+        let mut difference = ArrayD::zeros(vec![1, 2, 3, 5000]);
+        difference[[0, 1, 2, 4999]] = f64::NAN;
+        write_heatmap(&difference, &path).unwrap();
+        let (width, height) = png_size(&path);
+        // 2 tiles of 5000 elements across: blocks of 5 elements, 1000 pixels a tile.
+        assert_eq!((width, height), (2 * (1000 + GAP as u32), 1 + GAP as u32));
+    }
+}
