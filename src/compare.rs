@@ -162,7 +162,8 @@ impl Tier {
 }
 
 /// The tolerance for one check of one case at a tier: at `strict`, the first matching override,
-/// else the dtype default; at the other tiers, the tier's tolerance.
+/// else the dtype default; at `float32`, the float32 default for every case (overrides are for
+/// the strict policy); at `approximate`, the tier's tolerance.
 pub fn tolerance_for(
     case_id: &str,
     dtype: DType,
@@ -170,31 +171,44 @@ pub fn tolerance_for(
     tier: Tier,
 ) -> (Tolerance, &'static str) {
     match tier {
-        Tier::Float32 => return tolerance_for(case_id, DType::Float32, check, Tier::Strict),
-        Tier::Approximate => {
-            return (
-                Tolerance {
-                    rtol: 1e-3,
-                    atol: 1e-4,
-                },
-                "approximate tier: semantics only, for reduced-precision implementations",
+        Tier::Strict => find_override(TOLERANCE_OVERRIDES, case_id, check)
+            .map(|rule| (rule.tolerance, rule.reason))
+            .unwrap_or_else(|| dtype_default(dtype)),
+        Tier::Float32 => {
+            let (tolerance, _) = dtype_default(DType::Float32);
+            (
+                tolerance,
+                "float32 tier: float32 tolerances for every case, for implementations that compute \
+                 in float32 whatever their input",
             )
         }
-        Tier::Strict => {}
+        Tier::Approximate => (
+            Tolerance {
+                rtol: 1e-3,
+                atol: 1e-4,
+            },
+            "approximate tier: semantics only, for reduced-precision implementations",
+        ),
     }
-    TOLERANCE_OVERRIDES
+}
+
+/// The first override among `rules` for this case and check.
+pub fn find_override<'a>(
+    rules: &'a [ToleranceOverride],
+    case_id: &str,
+    check: Check,
+) -> Option<&'a ToleranceOverride> {
+    rules.iter().find(|rule| {
+        matches_pattern(case_id, rule.case_pattern) && rule.check.is_none_or(|only| only == check)
+    })
+}
+
+/// The per-dtype default of [`DTYPE_TOLERANCES`]; exact for a dtype without one.
+fn dtype_default(dtype: DType) -> (Tolerance, &'static str) {
+    DTYPE_TOLERANCES
         .iter()
-        .find(|rule| {
-            matches_pattern(case_id, rule.case_pattern)
-                && rule.check.is_none_or(|only| only == check)
-        })
+        .find(|rule| rule.dtype == dtype)
         .map(|rule| (rule.tolerance, rule.reason))
-        .or_else(|| {
-            DTYPE_TOLERANCES
-                .iter()
-                .find(|rule| rule.dtype == dtype)
-                .map(|rule| (rule.tolerance, rule.reason))
-        })
         .unwrap_or((
             Tolerance {
                 rtol: 0.0,
@@ -409,6 +423,130 @@ mod tests {
         assert!(report.contains("at index [1]"), "{report}");
         let within = array(&[1.0, -3.0 - 0.5 * allowed, 0.0]);
         assert!(assert_close(&within, &expected, TIGHT).is_ok());
+    }
+
+    #[test]
+    fn an_override_applies_to_its_pattern_and_check_only() {
+        let rules = [
+            ToleranceOverride {
+                case_pattern: "a/f64/*",
+                check: Some(Check::Gradient),
+                tolerance: TIGHT,
+                reason: "gradient of a",
+            },
+            ToleranceOverride {
+                case_pattern: "a/*",
+                check: None,
+                tolerance: TIGHT,
+                reason: "all of a",
+            },
+        ];
+        let reason = |id, check| find_override(&rules, id, check).map(|rule| rule.reason);
+        assert_eq!(reason("a/f64/x", Check::Gradient), Some("gradient of a"));
+        assert_eq!(reason("a/f64/x", Check::Forward), Some("all of a"));
+        assert_eq!(reason("a/f32/x", Check::Gradient), Some("all of a"));
+        assert_eq!(reason("b/f64/x", Check::Gradient), None);
+    }
+
+    #[test]
+    fn tiers_choose_their_tolerances() {
+        let weighted = "smp.DiceLoss/f64/N2C3H3W4/default/mode=multiclass,class_weights";
+        let plain = "smp.DiceLoss/f64/N2C3H3W4/default/mode=multiclass";
+        let f64_default = Tolerance {
+            rtol: 1e-10,
+            atol: 1e-13,
+        };
+        let f32_default = Tolerance {
+            rtol: 1.3e-6,
+            atol: 1e-5,
+        };
+        let strict = |id| tolerance_for(id, DType::Float64, Check::Forward, Tier::Strict).0;
+        assert_eq!(strict(plain), f64_default);
+        assert_eq!(
+            strict(weighted),
+            Tolerance {
+                rtol: 3e-7,
+                atol: 1e-13
+            }
+        );
+        for id in [plain, weighted] {
+            let (tolerance, reason) =
+                tolerance_for(id, DType::Float64, Check::Gradient, Tier::Float32);
+            assert_eq!(tolerance, f32_default);
+            assert!(reason.starts_with("float32 tier"), "{reason}");
+            assert_eq!(
+                tolerance_for(id, DType::Float64, Check::Forward, Tier::Approximate).0,
+                Tolerance {
+                    rtol: 1e-3,
+                    atol: 1e-4
+                }
+            );
+        }
+        assert_eq!(
+            tolerance_for(plain, DType::Float32, Check::Forward, Tier::Strict).0,
+            f32_default
+        );
+        assert_eq!(
+            tolerance_for(plain, DType::Int64, Check::Forward, Tier::Strict).0,
+            Tolerance {
+                rtol: 0.0,
+                atol: 0.0
+            }
+        );
+    }
+
+    #[test]
+    fn a_mismatch_reports_counts_worst_differences_and_where() {
+        let expected = array(&[1.0, 2.0, -4.0, 0.5]);
+        let actual = array(&[1.0, 2.5, -4.0 + 1e-3, 0.25]);
+        let error = assert_close(&actual, &expected, TIGHT).unwrap_err();
+        let Mismatch::Values {
+            mismatched,
+            total,
+            worst_abs,
+            worst_rel,
+            first,
+            tolerance,
+        } = *error.clone()
+        else {
+            panic!("{error}")
+        };
+        assert_eq!((mismatched, total), (3, 4));
+        assert_eq!(worst_abs, (0.5, vec![1]));
+        assert_eq!(worst_rel, (0.5, vec![3]));
+        assert_eq!(first, (vec![1], 2.5, 2.0));
+        assert_eq!(tolerance, TIGHT);
+        let report = error.to_string();
+        assert!(
+            report.contains("Mismatched elements: 3 / 4 (75.0%)"),
+            "{report}"
+        );
+        assert!(
+            report
+                .contains("Greatest absolute difference: 5e-1 at index [1] (up to 1e-13 allowed)"),
+            "{report}"
+        );
+        assert!(
+            report
+                .contains("Greatest relative difference: 5e-1 at index [3] (up to 1e-10 allowed)"),
+            "{report}"
+        );
+        assert!(
+            report.contains("First mismatch at index [1]: actual 2.5e0, expected 2e0"),
+            "{report}"
+        );
+    }
+
+    #[test]
+    fn an_agreement_reports_the_worst_differences_within_tolerance() {
+        let loose = Tolerance {
+            rtol: 0.1,
+            atol: 0.0,
+        };
+        let agreement =
+            assert_close(&array(&[1.05, -2.0, 0.0]), &array(&[1.0, -2.1, 0.0]), loose).unwrap();
+        assert!((agreement.max_abs - 0.1).abs() < 1e-12, "{agreement:?}");
+        assert!((agreement.max_rel - 0.05).abs() < 1e-12, "{agreement:?}");
     }
 
     #[test]

@@ -162,7 +162,8 @@ impl Case {
 }
 
 /// The sha256 the generator records as `generator.script_sha256`: over the bytes of
-/// `generate_fixtures.py` and `segloss_gen/*.py` in `scripts_dir`, concatenated in sorted
+/// `generate_fixtures.py`, `segloss_gen/*.py` and `segloss_gen/*.json` (data tables such as the
+/// error kinds) in `scripts_dir`, concatenated in sorted
 /// relative-path order. When it differs from the manifest's, the fixtures predate the generator.
 pub fn generator_sources_sha256(scripts_dir: &Path) -> Result<String> {
     let package = scripts_dir.join("segloss_gen");
@@ -173,7 +174,7 @@ pub fn generator_sources_sha256(scripts_dir: &Path) -> Result<String> {
     let mut sources = vec!["generate_fixtures.py".to_string()];
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name.ends_with(".py") {
+        if name.ends_with(".py") || name.ends_with(".json") {
             sources.push(format!("segloss_gen/{name}"));
         }
     }

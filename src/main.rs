@@ -2,7 +2,7 @@
 //! certify the reference against them.
 
 use std::collections::BTreeMap;
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -14,11 +14,13 @@ use segloss::catalog::{self, LossCall};
 use segloss::certify::command::CommandAdapter;
 use segloss::certify::explain::explain;
 use segloss::certify::known::KnownFailures;
-use segloss::certify::report::{markdown_matrix, Report, Row};
-use segloss::certify::{builtin, builtin_names, certify, Implementation};
+use segloss::certify::report::{
+    markdown_matrix, printable, read_json_report, splice_matrix, Report, MATRIX_MARKERS,
+};
+use segloss::certify::{builtin, builtin_names, certify, corpus_checks, Implementation};
 use segloss::compare::Tier;
 use segloss::error::Rejection;
-use segloss::fixtures::{ExpectedEntry, Fixtures};
+use segloss::fixtures::{generator_sources_sha256, ExpectedEntry, Fixtures, MANIFEST_FILE};
 use segloss::tensor::{read_file, Tensor};
 use segloss::{Error, Result};
 
@@ -100,9 +102,10 @@ struct CertifyArgs {
     /// with the impl-candle and impl-burn features).
     #[arg(long, default_value = "reference", conflicts_with = "cmd")]
     implementation: String,
-    /// Seconds an adapter may take to answer one case before it is stopped and restarted.
-    #[arg(long, default_value_t = 30.0)]
-    timeout: f64,
+    /// Seconds an adapter may take to answer one case before it is stopped and restarted
+    /// (more than 0, at most a day).
+    #[arg(long, default_value = "30", value_parser = parse_timeout, allow_hyphen_values = true)]
+    timeout: Duration,
     /// The implementation's known-failure list (JSON).
     #[arg(long)]
     known_failures: Option<PathBuf>,
@@ -130,6 +133,28 @@ struct CertifyArgs {
     /// Where --explain writes its PNG files.
     #[arg(long, default_value = ".")]
     explain_dir: PathBuf,
+    /// Certify against fixtures whose generator sources are not beside them (`../scripts`) or
+    /// have changed since the fixtures were made: skip the provenance check.
+    #[arg(long)]
+    no_provenance_check: bool,
+}
+
+/// The longest per-case timeout `--timeout` takes.
+const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Parses `--timeout`: seconds, finite, more than zero and at most [`MAX_TIMEOUT`].
+fn parse_timeout(text: &str) -> std::result::Result<Duration, String> {
+    let seconds: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    if seconds.is_finite() && seconds > 0.0 && seconds <= MAX_TIMEOUT.as_secs_f64() {
+        Ok(Duration::from_secs_f64(seconds))
+    } else {
+        Err(format!(
+            "{text} s is not a usable timeout: give more than 0 and at most {} seconds",
+            MAX_TIMEOUT.as_secs()
+        ))
+    }
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -178,9 +203,34 @@ fn main() -> ExitCode {
     match outcome {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("segloss: {error}");
-            ExitCode::FAILURE
+            eprintln!(
+                "segloss: {} (error kind: {})",
+                printable(&error.to_string()),
+                error.kind()
+            );
+            ExitCode::from(EXIT_UNUSABLE)
         }
+    }
+}
+
+/// Exit status of a run that found failures (unexpected failures or passes, stale entries).
+const EXIT_FAILURES: u8 = 1;
+/// Exit status when the job could not be done: unusable input (files, fixtures, arguments), an
+/// adapter that cannot be run, or a run that certified nothing.
+const EXIT_UNUSABLE: u8 = 2;
+
+/// Writes to stdout; a reader that went away (`segloss list | head`) ends the output quietly.
+fn emit(text: &str) -> Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => Err(Error::Io {
+            path: PathBuf::from("<stdout>"),
+            message: error.to_string(),
+        }),
+        _ => Ok(()),
     }
 }
 
@@ -254,39 +304,45 @@ fn split_assignment<'a>(flag: &str, arg: &'a str) -> Result<(&'a str, &'a str)> 
 
 fn list(root: &Path) -> Result<ExitCode> {
     let fixtures = Fixtures::open(root)?;
+    let mut text = String::new();
     for case in &fixtures.manifest.cases {
         let outcome = match &case.expected {
             ExpectedEntry::Values { .. } => "values".to_string(),
             ExpectedEntry::Error { kind, .. } => format!("error {kind}"),
         };
-        println!("{}\t{outcome}", case.id);
+        text.push_str(&format!("{}\t{outcome}\n", case.id));
     }
+    emit(&text)?;
     Ok(ExitCode::SUCCESS)
 }
 
 fn run_certify(args: &CertifyArgs) -> Result<ExitCode> {
     let fixtures = Fixtures::open(&args.fixtures)?;
+    if !args.no_provenance_check {
+        check_provenance(&fixtures)?;
+    }
     let tier = Tier::from(args.tier);
     let implementation: Box<dyn Implementation> = match &args.cmd {
-        Some(command) => Box::new(CommandAdapter::start(
-            command,
-            Duration::from_secs_f64(args.timeout),
-        )?),
+        Some(command) => Box::new(CommandAdapter::start(command, args.timeout)?),
         None => builtin(&args.implementation).ok_or_else(|| Error::UnknownImplementation {
             name: args.implementation.clone(),
             known: builtin_names().join(", "),
         })?,
     };
     if let Some(case_id) = &args.explain {
-        let (text, _) = explain(
+        let explanation = explain(
             &fixtures,
             implementation.as_ref(),
             case_id,
             tier,
             &args.explain_dir,
         )?;
-        print!("{text}");
-        return Ok(ExitCode::SUCCESS);
+        emit(&printable(&explanation.text))?;
+        return Ok(ExitCode::from(if explanation.passed {
+            0
+        } else {
+            EXIT_FAILURES
+        }));
     }
     let mut known = match &args.known_failures {
         Some(path) => KnownFailures::load(path)?,
@@ -318,20 +374,26 @@ fn run_certify(args: &CertifyArgs) -> Result<ExitCode> {
             }
         },
     );
-    if args.promote {
-        let removed = known.promote(&results);
-        known.save(
-            args.known_failures
-                .as_ref()
-                .expect("clap requires it with --promote"),
-        )?;
-        eprintln!("--promote removed {removed} entries that now pass");
+    if let Some(reason) = implementation.abandoned() {
+        return Err(Error::Adapter {
+            command: implementation.name().to_string(),
+            reason: format!("{reason}; the run stopped after {} checks", results.len()),
+        });
     }
+    let corpus = corpus_checks(&fixtures);
+    if args.promote {
+        let removed = known.promote(&results, &corpus);
+        if let Some(path) = &args.known_failures {
+            known.save(path)?;
+        }
+        eprintln!("--promote removed {removed} entries that now pass or name no check");
+    }
+    let stale = known.stale_entries(&corpus);
     let report = Report::new(implementation.name(), tier, results, &known);
     if args.json {
-        println!("{:#}", report.json());
+        emit(&format!("{:#}\n", report.json()))?;
     } else {
-        print!("{}", report.terminal());
+        emit(&report.terminal())?;
     }
     if let Some(path) = &args.junit {
         write_text(path, &report.junit())?;
@@ -342,58 +404,78 @@ fn run_certify(args: &CertifyArgs) -> Result<ExitCode> {
             &markdown_matrix(&[(report.implementation.clone(), report.rows())]),
         )?;
     }
-    Ok(if report.failed() {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
+    if !stale.is_empty() {
+        eprintln!(
+            "segloss: {} known-failure entries name no check of the corpus (remove them with --promote): {}",
+            stale.len(),
+            stale.join(", ")
+        );
+    }
+    if report.failed() || !stale.is_empty() {
+        return Ok(ExitCode::from(EXIT_FAILURES));
+    }
+    if !report.certified_something() {
+        eprintln!(
+            "segloss: nothing certified: {}",
+            if report.checks.is_empty() {
+                "no case was selected (check --filter and the fixtures)".to_string()
+            } else {
+                format!(
+                    "none of the {} selected checks passed (each is unsupported or a known failure)",
+                    report.checks.len()
+                )
+            }
+        );
+        return Ok(ExitCode::from(EXIT_UNUSABLE));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
-/// The start and end markers of the generated matrix in a Markdown file.
-const MATRIX_MARKERS: (&str, &str) = (
-    "<!-- conformance-matrix:start -->",
-    "<!-- conformance-matrix:end -->",
-);
+/// Fails unless the fixtures were made by the generator sources beside them (`../scripts`).
+fn check_provenance(fixtures: &Fixtures) -> Result<()> {
+    let scripts = fixtures
+        .root
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join("scripts");
+    let recorded = &fixtures.manifest.generator.script_sha256;
+    let current = generator_sources_sha256(&scripts).map_err(|error| Error::Manifest {
+        path: fixtures.root.join(MANIFEST_FILE),
+        message: format!(
+            "cannot check the fixtures' provenance ({error}); pass --no-provenance-check to certify without it"
+        ),
+    })?;
+    if &current == recorded {
+        Ok(())
+    } else {
+        Err(Error::Manifest {
+            path: fixtures.root.join(MANIFEST_FILE),
+            message: format!(
+                "stale fixtures: made by generator sources hashing to {recorded}, but {} hash to {current}; regenerate them with scripts/regen.sh (or pass --no-provenance-check)",
+                scripts.display()
+            ),
+        })
+    }
+}
 
 fn matrix(reports: &[PathBuf], update: Option<&Path>) -> Result<ExitCode> {
     let runs = reports
         .iter()
-        .map(|path| {
-            let manifest_error = |message: String| Error::Manifest {
-                path: path.clone(),
-                message,
-            };
-            let report: Value = serde_json::from_slice(&read_file(path)?)
-                .map_err(|error| manifest_error(error.to_string()))?;
-            let name = report["implementation"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
-            let rows: Vec<Row> =
-                serde_json::from_value(report["rows"].clone()).map_err(|error| {
-                    manifest_error(format!("not a segloss certify --json report: {error}"))
-                })?;
-            Ok((name, rows))
-        })
+        .map(|path| read_json_report(path))
         .collect::<Result<Vec<_>>>()?;
     let table = markdown_matrix(&runs);
     let Some(path) = update else {
-        print!("{table}");
+        emit(&table)?;
         return Ok(ExitCode::SUCCESS);
     };
     let text = String::from_utf8_lossy(&read_file(path)?).into_owned();
-    let (start, end) = MATRIX_MARKERS;
-    let (Some(head_end), Some(tail_start)) = (text.find(start), text.find(end)) else {
-        return Err(Error::Manifest {
-            path: path.to_path_buf(),
-            message: format!("no {start} … {end} markers to replace between"),
-        });
-    };
-    let updated = format!(
-        "{}{start}\n\n{table}{}",
-        &text[..head_end],
-        &text[tail_start..]
-    );
+    let updated = splice_matrix(&text, &table).ok_or_else(|| Error::Manifest {
+        path: path.to_path_buf(),
+        message: format!(
+            "no {} … {} markers to replace between",
+            MATRIX_MARKERS.0, MATRIX_MARKERS.1
+        ),
+    })?;
     write_text(path, &updated)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -186,3 +186,133 @@ fn pos_weight_flag_and_anchor_tensor_names() {
     );
     assert!((focal[[]] - plain[[]]).abs() < 1e-12);
 }
+
+/// `segloss certify` run from the repository root.
+fn certify(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_segloss"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .arg("certify")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn one_line_error(output: &std::process::Output) -> String {
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("segloss: ") && !stderr.contains("panicked"),
+        "{stderr}"
+    );
+    stderr
+}
+
+#[test]
+fn a_run_that_certifies_nothing_exits_2_and_says_why() {
+    let output = certify(&["--filter", "no case has this in its id"]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = one_line_error(&output);
+    assert!(
+        stderr.contains("nothing certified: no case was selected"),
+        "{stderr}"
+    );
+    let output = certify(&["--filter", "nll_loss/f64/N4C3/sum/default"]);
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+}
+
+#[test]
+fn unusable_timeouts_are_refused_before_anything_runs() {
+    for timeout in ["-1", "0", "nan", "inf", "1e30", "soon"] {
+        let output = certify(&["--cmd", "true", "--timeout", timeout]);
+        assert_eq!(output.status.code(), Some(2), "{timeout}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("--timeout") && !stderr.contains("panicked"),
+            "{timeout}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn stale_or_unprovable_fixtures_are_refused_unless_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixtures = dir.path().join("fixtures");
+    std::fs::create_dir(&fixtures).unwrap();
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/manifest.json");
+    std::fs::copy(manifest, fixtures.join("manifest.json")).unwrap();
+    let fixtures = fixtures.to_string_lossy().into_owned();
+    let output = certify(&[
+        "--fixtures",
+        &fixtures,
+        "--filter",
+        "nll_loss/f64/N4C3/sum/default",
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(one_line_error(&output).contains("--no-provenance-check"));
+    std::fs::create_dir_all(dir.path().join("scripts/segloss_gen")).unwrap();
+    std::fs::write(dir.path().join("scripts/generate_fixtures.py"), "changed").unwrap();
+    let output = certify(&[
+        "--fixtures",
+        &fixtures,
+        "--filter",
+        "nll_loss/f64/N4C3/sum/default",
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(one_line_error(&output).contains("stale fixtures"));
+    let output = certify(&[
+        "--fixtures",
+        &fixtures,
+        "--filter",
+        "nll_loss/f64/N4C3/sum/default",
+        "--no-provenance-check",
+    ]);
+    // Past the provenance check, the copied manifest's files are missing: each case fails.
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert!(String::from_utf8_lossy(&output.stdout).contains("fixture unusable"));
+}
+
+#[test]
+fn a_reader_that_goes_away_ends_the_output_quietly() {
+    use std::io::Read;
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_segloss"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .arg("list")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 16];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    // The pipe is closed now (its reader dropped): the rest of the listing meets EPIPE.
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    assert!(
+        output.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn explain_exits_0_on_a_passing_case_and_draws_into_the_given_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let case = "nll_loss/f64/N4C3/none/weight";
+    let output = certify(&[
+        "--explain",
+        case,
+        "--explain-dir",
+        &dir.path().to_string_lossy(),
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.contains("forward: passed") && text.contains("gradient: passed"),
+        "{text}"
+    );
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        2,
+        "gradient and loss heatmaps"
+    );
+}

@@ -8,11 +8,12 @@ use std::sync::Arc;
 
 use libtest_mimic::{Arguments, Failed, Trial};
 use segloss::catalog::losses;
+use segloss::certify::kinds::message_shows_kind;
 use segloss::certify::known::KnownFailures;
-use segloss::certify::{trials, Reference};
+use segloss::certify::{corpus_checks, trials, Reference};
 use segloss::compare::Tier;
 use segloss::coverage::{covered_losses, required_case_ids};
-use segloss::fixtures::{generator_sources_sha256, Fixtures};
+use segloss::fixtures::{generator_sources_sha256, ExpectedEntry, Fixtures};
 
 fn main() -> ExitCode {
     let args = Arguments::from_args();
@@ -30,6 +31,19 @@ fn main() -> ExitCode {
         Tier::Strict,
         Arc::new(KnownFailures::default()),
     );
+    // Every check of the corpus is a trial, plus the two run-level trials.
+    let checks = corpus_checks(&fixtures).len();
+    let made = all.len();
+    all.push(
+        Trial::test("coverage/one_trial_per_check", move || {
+            if made == checks + 2 {
+                Ok(())
+            } else {
+                Err(format!("{made} trials for {checks} checks (+2 run-level trials)").into())
+            }
+        })
+        .with_kind("coverage"),
+    );
     all.extend(coverage_trials(fixtures));
     libtest_mimic::run(&args, all).exit_code()
 }
@@ -40,8 +54,33 @@ fn main() -> ExitCode {
 fn coverage_trials(fixtures: Arc<Fixtures>) -> Vec<Trial> {
     let listed = fixtures.clone();
     let files = fixtures.clone();
+    let errors = fixtures.clone();
     let provenance = fixtures;
     vec![
+        Trial::test("coverage/error_kinds_match_anchor_messages", move || {
+            let unmatched: Vec<String> = errors
+                .manifest
+                .cases
+                .iter()
+                .filter_map(|case| match &case.expected {
+                    ExpectedEntry::Error {
+                        kind,
+                        exception_type,
+                        message,
+                    } => {
+                        let said = format!("{exception_type}: {message}");
+                        (message_shows_kind(kind, &said) != Some(true))
+                            .then(|| format!("{} ({kind}): {said}", case.id))
+                    }
+                    ExpectedEntry::Values { .. } => None,
+                })
+                .collect();
+            report(
+                "error cases whose anchor message does not match their kind in the error-kind table",
+                &unmatched,
+            )
+        })
+        .with_kind("coverage"),
         Trial::test("coverage/fixtures_match_generator", move || {
             let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts");
             let current = generator_sources_sha256(&scripts).map_err(Failed::from)?;

@@ -35,67 +35,12 @@ LIBRARIES = ("torchvision", "segmentation_models_pytorch", "monai", "kornia")
 #: Case dtype tokens and the NumPy dtype of the input (logits) they stand for.
 DTYPES = {"f64": np.float64, "f32": np.float32}
 
-#: smp checks some inputs with a bare `assert`: an AssertionError without a message, which only the
-#: exception type identifies (kinds are matched against "<type>: <message>").
-_BARE_ASSERTION = r"^AssertionError: $"
-
 #: segloss error kinds and the regex "<exception type>: <message>" must match for a case to declare
-#: that kind.
+#: that kind. The table is shared with segloss certify, which judges rejections by it.
+ERROR_KINDS_FILE = Path(__file__).resolve().parent / "error_kinds.json"
 ERROR_KINDS = {
-    kind: re.compile(pattern)
-    for kind, pattern in {
-        # torch's loss kernels; F.one_hot (smp, kornia); MONAI's one_hot scatter; smp's gather.
-        "target_out_of_bounds": r"Target -?\d+ is out of bounds\.|Class values must be (smaller than num_classes|non-negative)\."
-        r"|index -?\d+ is out of bounds for dimension",
-        # The second form: the spatial kernel (inputs of 3 or more dimensions) takes int64 only.
-        # The third form: gather() of the weights by uint8 targets (weighted mean label smoothing).
-        "target_dtype": r"expected target dtype to be Long or Byte, but got \w+|expected scalar type Long but found Byte"
-        r"|gather\(\): Expected dtype int32/int64 for index",
-        "probability_target_dtype": r"Expected floating point type for target with class probabilities",
-        "batch_size_mismatch": rf"Expected input batch_size \(\d+\) to match target batch_size \(\d+\)|{_BARE_ASSERTION}",
-        "target_rank": r"0D or 1D target tensor expected|only batches of spatial targets supported"
-        r"|the number of dimensions for input and target should be the same",
-        "target_shape_mismatch": r"size mismatch \(got input|Expected target size|1D target must have size 1"
-        r"|Using a target size|Target size \("
-        r"|ground truth has differ(ent|ing) shape|labels should have a channel with length equal to one"
-        r"|pred and target shapes must be the same|number of channels for target is neither 1"
-        rf"|{_BARE_ASSERTION}",
-        "weight_length": r"weight tensor should be defined either for all|The length of the `weight` sequence should be"
-        r"|weight must hold one value per class|The size of tensor a \(\d+\) must match the size of tensor b",
-        "weight_dtype": r"expected scalar type \w+ but found \w+",
-        "input_dtype": r"not implemented for 'Long'",
-        "input_rank": r"Expected 1 or more dimensions|Shape dimension mismatch",
-        "ignore_index_with_probabilities": r"ignore_index is not supported for floating point target",
-        "label_smoothing_range": r"label_smoothing must be between 0\.0 and 1\.0",
-        "invalid_reduction": r"is not a valid value for reduction|Invalid Value for arg 'reduction'|Invalid reduction mode"
-        r"|is not a valid LossReduction",
-        # Binary cross entropy and focal losses.
-        "probability_out_of_range": r"all elements of (input|target) should be between 0 and 1",
-        "target_dtype_mismatch": r"Found dtype \w+ but expected \w+|can't be cast to the desired output type",
-        "broadcast_shape": r"doesn't match the broadcast shape|Attempting to broadcast a dimension|must match the size of tensor b",
-        "alpha_range": r"Invalid alpha value",
-        "per_class_length": r"must match the number of (classes|output channels)|must hold one value per class",
-        "negative_parameter": r"class_weight values must be non-negative|should be no less than 0",
-        "unsupported_option": r"not supported with mode=binary|too many indices for tensor|not supported for single-channel outputs"
-        r"|Incompatible values: more than 1 of",
-        "class_index_dtype": r"labels must be of dtype torch\.int64|one_hot is only applicable to index tensor of type LongTensor",
-        "missing_parameter": r"missing 1 required positional argument",
-        "parameter_type": r"unsupported operand type\(s\) for /: 'NoneType'",
-        # Overlap losses. A string option: smp asserts its mode without a message.
-        "invalid_option": rf"Unsupported option '\w+', Available options are|The `average` has to be one of|{_BARE_ASSERTION}",
-        "selected_class_out_of_bounds": r"IndexError: index -?\d+ is out of bounds for dimension 0",
-        "input_shape": r"Invalid pred shape, we expect BxNxHxW",
-        # Lovász and MCC losses.
-        "float32_only": r"dot : expected both vectors to have same dtype",
-        "bool_subtraction": r"Subtraction, the `-` operator, with a bool tensor is not supported",
-        "too_few_classes": r"Sigmoid output possible only with 1 class|Invalid pred shape, we expect BxNxHxW, with N > 1",
-        # kornia's shape checks, and `shape[0]` of a 0-d tensor.
-        "unexpected_shape": r"Shape dimension mismatch: expected \d+ dimensions|Shape mismatch at dimension \d+: expected|tuple index out of range",
-        "empty_reshape": r"cannot reshape tensor of 0 elements",
-        # Broadcasting flattened tensors, boolean-mask indexing, reshaping into (B, 1, -1).
-        "pairing_mismatch": r"The size of tensor a \(\d+\) must match the size of tensor b \(\d+\)|The shape of the mask \[\d+\] at index 0 does not match|shape '\[\d+, 1, -1\]' is invalid for input of size \d+",
-        "void_after_scored": r"output with shape \[\] doesn't match the broadcast shape \[0, \d+\]",
-    }.items()
+    kind: re.compile("|".join(patterns))
+    for kind, patterns in json.loads(ERROR_KINDS_FILE.read_text(encoding="utf-8"))["kinds"].items()
 }
 
 _SHAPE_TOKEN = re.compile(r"(?:[A-Z]\d+)+")
@@ -261,8 +206,10 @@ def _release(version: str) -> str:
 
 
 def _source_files() -> list[str]:
-    """The generator's source files, as sorted paths relative to scripts/."""
-    package = [f"{PACKAGE}/{path.name}" for path in (SCRIPTS_DIR / PACKAGE).glob("*.py")]
+    """The generator's source files (its Python modules and data tables), as sorted paths relative
+    to scripts/."""
+    package_dir = SCRIPTS_DIR / PACKAGE
+    package = [f"{PACKAGE}/{path.name}" for pattern in ("*.py", "*.json") for path in package_dir.glob(pattern)]
     return sorted([ENTRY_POINT, *package])
 
 

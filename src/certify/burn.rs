@@ -84,16 +84,22 @@ fn class_index(request: &Request) -> Result<Outcome, Outcome> {
         )));
     };
     if target_batch != batch {
-        return Err(rejected(format!(
-            "Expected shape [{batch}] for targets, got [{target_batch}] (burn's assert_shape! in CrossEntropyLoss::forward)"
-        )));
+        return Err(rejected(
+            Some("batch_size_mismatch"),
+            format!(
+                "Expected shape [{batch}] for targets, got [{target_batch}] (burn's assert_shape! in CrossEntropyLoss::forward)"
+            ),
+        ));
     }
     let weights = weights(request.weight)?;
     let mut config = CrossEntropyLossConfig::new().with_weights(weights.clone());
     if request.label_smoothing > 0.0 {
         let alpha = request.label_smoothing as f32;
         if !(0.0..=1.0).contains(&alpha) {
-            return Err(rejected(format!("Alpha of Cross-entropy loss with smoothed labels should be in interval [0, 1]. Got {alpha}")));
+            return Err(rejected(
+                Some("label_smoothing_range"),
+                format!("Alpha of Cross-entropy loss with smoothed labels should be in interval [0, 1]. Got {alpha}"),
+            ));
         }
         config = config.with_smoothing(Some(alpha));
     }
@@ -162,11 +168,14 @@ fn class_index(request: &Request) -> Result<Outcome, Outcome> {
 /// input flattened (the mean over elements does not depend on the layout).
 fn binary_cross_entropy(request: &Request) -> Result<Outcome, Outcome> {
     if request.target.shape() != request.input.shape() {
-        return Err(rejected(format!(
-            "Shape of targets ({:?}) should correspond to outer shape of logits ({:?}).",
-            request.target.shape(),
-            request.input.shape()
-        )));
+        return Err(rejected(
+            Some("target_shape_mismatch"),
+            format!(
+                "Shape of targets ({:?}) should correspond to outer shape of logits ({:?}).",
+                request.target.shape(),
+                request.input.shape()
+            ),
+        ));
     }
     let targets: Vec<i64> = match request.target {
         target if target.dtype().is_floating() => {
@@ -281,7 +290,9 @@ fn weights(weight: Option<&Tensor>) -> Result<Option<Vec<f32>>, Outcome> {
     }
     let values: Vec<f32> = weight.to_f64().iter().map(|&value| value as f32).collect();
     if !values.iter().all(|&value| value > 0.0) {
+        // PyTorch has no such rule, so the rejection has no segloss kind.
         return Err(rejected(
+            None,
             "Weights of cross-entropy have to be positive. (burn's CrossEntropyLossConfig assertion)"
                 .into(),
         ));
@@ -289,9 +300,11 @@ fn weights(weight: Option<&Tensor>) -> Result<Option<Vec<f32>>, Outcome> {
     Ok(Some(values))
 }
 
-fn rejected(message: String) -> Outcome {
+/// burn refusing an input (an assertion the adapter checks first, so that burn does not panic),
+/// with the segloss kind of the assertion where PyTorch has the same rule.
+fn rejected(kind: Option<&str>, message: String) -> Outcome {
     Outcome::Rejected {
-        kind: None,
+        kind: kind.map(str::to_string),
         message,
     }
 }

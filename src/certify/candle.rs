@@ -16,7 +16,9 @@
 
 use candle_core::{DType, Device, Tensor as CandleTensor, Var};
 
-use super::library::{array, finish, guarded, kept_positions, unsupported, Layout, Loss, Request};
+use super::library::{
+    array, finish, guarded, kept_positions, library_rejection, unsupported, Layout, Loss, Request,
+};
 use super::{Implementation, Outcome};
 use crate::catalog::LossCall;
 use crate::spec::Reduction;
@@ -44,15 +46,27 @@ impl Implementation for Candle {
                 Loss::CrossEntropy | Loss::Nll => class_index(&request),
             };
             result.unwrap_or_else(|error| match error {
-                Failure::Library(error) => Outcome::Rejected {
-                    kind: None,
-                    message: error.to_string(),
-                },
+                Failure::Library(error) => library_rejection(&error.to_string(), CANDLE_ERRORS),
                 Failure::Outcome(outcome) => outcome,
             })
         })
     }
 }
+
+/// candle's error messages (first lines, by prefix) with the segloss kind each shows, in the
+/// losses this adapter calls: an elementwise op between input and target (binary cross entropy),
+/// `nll`'s own checks, and the `gather` of the target's classes.
+const CANDLE_ERRORS: &[(&str, &str)] = &[
+    ("gather invalid index", "target_out_of_bounds"),
+    ("batch size mismatch between inp", "batch_size_mismatch"),
+    (
+        "the target tensor should have a single dimension",
+        "target_rank",
+    ),
+    ("unsupported dtype F64 for op gather", "target_dtype"),
+    ("shape mismatch in ", "target_shape_mismatch"),
+    ("dtype mismatch in ", "target_dtype_mismatch"),
+];
 
 /// What the call needs that candle's losses do not have.
 fn lacks(request: &Request) -> Option<String> {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use ndarray::{ArrayD, Axis};
 
-use super::{call_for, judge, Implementation, Outcome, Verdict};
+use super::{call_for, compute_guarded, judge, Implementation, Outcome, Verdict};
 use crate::compare::Tier;
 use crate::error::{Error, Result};
 use crate::fixtures::{Expected, Fixtures};
@@ -16,15 +16,29 @@ use crate::fixtures::{Expected, Fixtures};
 const CELL: usize = 12;
 /// Pixels between tiles.
 const GAP: usize = 3;
+/// The most pixels a heatmap spans across or down, so that a realistic-size case (millions of
+/// elements) draws as an image of a few megabytes rather than gigabytes.
+const MAX_SIDE: usize = 2048;
 
-/// Runs one case, returns a report of every check and the heatmap files written into `png_dir`.
+/// The explanation of one case.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Explanation {
+    /// Every check in detail, as text.
+    pub text: String,
+    /// The heatmap files written.
+    pub heatmaps: Vec<PathBuf>,
+    /// Whether every check passed.
+    pub passed: bool,
+}
+
+/// Runs one case; returns a report of every check and the heatmap files written into `png_dir`.
 pub fn explain(
     fixtures: &Fixtures,
     implementation: &dyn Implementation,
     case_id: &str,
     tier: Tier,
     png_dir: &Path,
-) -> Result<(String, Vec<PathBuf>)> {
+) -> Result<Explanation> {
     let entry = fixtures
         .manifest
         .cases
@@ -35,19 +49,27 @@ pub fn explain(
             message: format!("no case {case_id}"),
         })?;
     let case = fixtures.load(entry)?;
-    let outcome = implementation.compute(&call_for(&case));
+    let outcome = compute_guarded(implementation, &call_for(&case));
     let mut report = format!(
         "{case_id} ({})\nparams: {}\n",
         implementation.name(),
         serde_json::Value::from_iter(case.entry.params.clone())
     );
-    for (check, verdict) in judge(&case, &outcome, tier) {
+    let verdicts = judge(&case, &outcome, tier);
+    let passed = verdicts
+        .iter()
+        .all(|(_, verdict)| matches!(verdict, Verdict::Passed(_)));
+    for (check, verdict) in verdicts {
         let detail = match verdict {
             Verdict::Passed(agreement) => format!(
                 "passed (worst abs {:e}, worst rel {:e})",
                 agreement.max_abs, agreement.max_rel
             ),
-            Verdict::Failed(reason) => format!("FAILED\n  {}", reason.replace('\n', "\n  ")),
+            Verdict::Failed(failure) => format!(
+                "FAILED ({})\n  {}",
+                failure.kind.name(),
+                failure.detail.replace('\n', "\n  ")
+            ),
             Verdict::Unsupported(reason) => format!("unsupported: {reason}"),
         };
         report.push_str(&format!("{}: {detail}\n", check.name()));
@@ -65,7 +87,7 @@ pub fn explain(
     {
         let stem = case_id.replace(['/', ',', '='], "_");
         let mut panels = vec![("gradient", output.grad_input.clone(), grad_input.to_f64())];
-        if output.loss.ndim() > 0 {
+        if output.loss.ndim() > 0 && output.loss.shape() == loss.shape() {
             // Per-position losses: give them a class axis of 1 so they tile like the gradient.
             let with_class_axis = |array: ArrayD<f64>| array.insert_axis(Axis(1));
             panels.push((
@@ -87,7 +109,11 @@ pub fn explain(
             written.push(path);
         }
     }
-    Ok((report, written))
+    Ok(Explanation {
+        text: report,
+        heatmaps: written,
+        passed,
+    })
 }
 
 /// Views an array as a grid of tiles: (rows, columns, tile height, tile width) with the batch
@@ -104,24 +130,48 @@ fn tile_layout(shape: &[usize]) -> [usize; 4] {
 }
 
 /// Writes |difference| as an RGB PNG: white for 0, red for the largest magnitude, black where the
-/// difference is not finite (NaN against a number, opposite infinities).
+/// difference is not finite (NaN against a number, opposite infinities). A difference too large
+/// to draw at [`CELL`] pixels per element within [`MAX_SIDE`] pixels is shown in blocks of
+/// elements, each block coloured by its largest |difference|.
 pub fn write_heatmap(difference: &ArrayD<f64>, path: &Path) -> Result<()> {
     let [rows, columns, tile_height, tile_width] = tile_layout(difference.shape());
-    let values: Vec<f64> = difference.iter().map(|value| value.abs()).collect();
-    let largest = values
+    let largest = difference
         .iter()
-        .copied()
+        .map(|value| value.abs())
         .filter(|value| value.is_finite())
         .fold(0.0, f64::max);
-    let width = (columns * (tile_width * CELL + GAP)).max(1);
-    let height = (rows * (tile_height * CELL + GAP)).max(1);
+    let elements_across = (columns * tile_width).max(rows * tile_height).max(1);
+    let (block, cell) = if elements_across <= MAX_SIDE {
+        (1, (MAX_SIDE / elements_across).clamp(1, CELL))
+    } else {
+        (elements_across.div_ceil(MAX_SIDE), 1)
+    };
+    let (block_height, block_width) = (tile_height.div_ceil(block), tile_width.div_ceil(block));
+    // The largest |difference| of each block, NaN where any element's is not finite.
+    let mut blocks = vec![0.0f64; rows * columns * block_height * block_width];
+    for (flat, &value) in difference.iter().enumerate() {
+        let x = flat % tile_width.max(1);
+        let y = (flat / tile_width.max(1)) % tile_height.max(1);
+        let column = (flat / (tile_width * tile_height).max(1)) % columns.max(1);
+        let row = flat / (tile_width * tile_height * columns).max(1);
+        let index = ((row * columns + column) * block_height + y / block) * block_width + x / block;
+        let magnitude = value.abs();
+        let slot = &mut blocks[index];
+        *slot = if magnitude.is_finite() && !slot.is_nan() {
+            slot.max(magnitude)
+        } else {
+            f64::NAN
+        };
+    }
+    let width = (columns * (block_width * cell + GAP)).max(1);
+    let height = (rows * (block_height * cell + GAP)).max(1);
     let mut pixels = vec![200u8; width * height * 3];
-    for (flat, &value) in values.iter().enumerate() {
-        let x = flat % tile_width;
-        let y = (flat / tile_width) % tile_height;
-        let column = (flat / (tile_width * tile_height)) % columns;
-        let row = flat / (tile_width * tile_height * columns);
-        let color = if !value.is_finite() {
+    for (index, &value) in blocks.iter().enumerate() {
+        let x = index % block_width;
+        let y = (index / block_width) % block_height;
+        let tile = index / (block_width * block_height);
+        let (row, column) = (tile / columns, tile % columns);
+        let color = if value.is_nan() {
             [0, 0, 0]
         } else {
             let fade = if largest > 0.0 {
@@ -132,12 +182,12 @@ pub fn write_heatmap(difference: &ArrayD<f64>, path: &Path) -> Result<()> {
             let channel = (255.0 * fade).round() as u8;
             [255, channel, channel]
         };
-        let left = column * (tile_width * CELL + GAP) + x * CELL;
-        let top = row * (tile_height * CELL + GAP) + y * CELL;
-        for dy in 0..CELL {
-            for dx in 0..CELL {
-                let offset = ((top + dy) * width + left + dx) * 3;
-                pixels[offset..offset + 3].copy_from_slice(&color);
+        let left = column * (block_width * cell + GAP) + x * cell;
+        let top = row * (block_height * cell + GAP) + y * cell;
+        for dy in 0..cell {
+            let offset = ((top + dy) * width + left) * 3;
+            for pixel in pixels[offset..offset + 3 * cell].chunks_exact_mut(3) {
+                pixel.copy_from_slice(&color);
             }
         }
     }
@@ -155,4 +205,37 @@ pub fn write_heatmap(difference: &ArrayD<f64>, path: &Path) -> Result<()> {
     writer
         .write_image_data(&pixels)
         .map_err(|error| io_error(error.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The width and height a PNG file's header gives.
+    fn png_size(path: &Path) -> (u32, u32) {
+        let bytes = std::fs::read(path).unwrap();
+        let word = |at: usize| u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap());
+        (word(16), word(20))
+    }
+
+    #[test]
+    fn small_differences_are_drawn_in_cells_of_several_pixels() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("small.png");
+        write_heatmap(&ArrayD::from_elem(vec![2, 3, 4], 1.0), &path).unwrap();
+        let (width, height) = (3 * (4 * CELL + GAP), 2 * (CELL + GAP));
+        assert_eq!(png_size(&path), (width as u32, height as u32));
+    }
+
+    #[test]
+    fn large_differences_are_drawn_in_blocks_within_the_size_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("large.png");
+        let mut difference = ArrayD::zeros(vec![1, 2, 3, 5000]);
+        difference[[0, 1, 2, 4999]] = f64::NAN;
+        write_heatmap(&difference, &path).unwrap();
+        let (width, height) = png_size(&path);
+        // 2 tiles of 5000 elements across: blocks of 5 elements, 1000 pixels a tile.
+        assert_eq!((width, height), (2 * (1000 + GAP as u32), 1 + GAP as u32));
+    }
 }

@@ -1,13 +1,15 @@
 //! Known failures: one data file per certified implementation, listing the checks it is known to
-//! fail, grouped under a reason. Strict both ways: an unlisted failure fails the run, and so does
-//! a listed check that passes (`segloss certify --promote` removes such entries).
+//! fail, grouped under a reason and the kind of failure (`fails_as`). Strict every way: an
+//! unlisted failure fails the run, and so do a listed check that passes, a listed check that fails
+//! as another kind (it now fails for a different reason), and an entry naming no check of the
+//! corpus (stale). `segloss certify --promote` removes passing and stale entries.
 
 use std::collections::BTreeSet;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::{CheckResult, Verdict};
+use super::{CheckResult, FailureKind, Verdict};
 use crate::error::{Error, Result};
 use crate::tensor::read_file;
 
@@ -27,6 +29,8 @@ pub struct KnownFailures {
 pub struct KnownGroup {
     /// Why these checks fail (a missing option, a different convention, …).
     pub reason: String,
+    /// How they fail: a listed check that fails as another kind is not this known failure.
+    pub fails_as: FailureKind,
     /// Trial names: `<case id>/<check>`.
     pub checks: Vec<String>,
 }
@@ -40,8 +44,15 @@ pub enum Status {
     Failed,
     /// The implementation does not support the case (never fails the run).
     Unsupported,
-    /// Failed and listed, with the listed reason.
+    /// Failed as listed, with the listed reason.
     KnownFailure(String),
+    /// Listed, but failed as another kind than listed: the run fails.
+    FailsDifferently {
+        /// The kind the list gives.
+        listed: FailureKind,
+        /// The listed reason.
+        reason: String,
+    },
     /// Passed although listed: the run fails until the entry is removed.
     UnexpectedPass(String),
 }
@@ -49,7 +60,10 @@ pub enum Status {
 impl Status {
     /// Whether this status fails a run.
     pub fn fails_run(&self) -> bool {
-        matches!(self, Status::Failed | Status::UnexpectedPass(_))
+        matches!(
+            self,
+            Status::Failed | Status::FailsDifferently { .. } | Status::UnexpectedPass(_)
+        )
     }
 
     /// A short label for reports.
@@ -59,52 +73,83 @@ impl Status {
             Status::Failed => "failed",
             Status::Unsupported => "unsupported",
             Status::KnownFailure(_) => "known failure",
+            Status::FailsDifferently { .. } => "fails differently",
             Status::UnexpectedPass(_) => "unexpected pass",
         }
     }
 }
 
 impl KnownFailures {
-    /// Reads a list.
+    /// Reads a list, rejecting one that lists a check twice or gives a group no reason.
     pub fn load(path: &Path) -> Result<KnownFailures> {
-        serde_json::from_slice(&read_file(path)?).map_err(|error| Error::Manifest {
+        let invalid = |message: String| Error::Manifest {
             path: path.to_path_buf(),
-            message: format!("not a known-failure list: {error}"),
-        })
+            message: format!("not a known-failure list: {message}"),
+        };
+        let list: KnownFailures = serde_json::from_slice(&read_file(path)?)
+            .map_err(|error| invalid(error.to_string()))?;
+        let mut seen = BTreeSet::new();
+        for group in &list.groups {
+            if group.reason.trim().is_empty() {
+                return Err(invalid("a group has no reason".into()));
+            }
+            if let Some(twice) = group.checks.iter().find(|check| !seen.insert(*check)) {
+                return Err(invalid(format!("{twice} is listed twice")));
+            }
+        }
+        Ok(list)
     }
 
     /// Writes the list as pretty JSON with a trailing newline.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let text = serde_json::to_string_pretty(self).expect("plain data serializes") + "\n";
+        let text = serde_json::to_string_pretty(self).map_err(|error| Error::Io {
+            path: path.to_path_buf(),
+            message: error.to_string(),
+        })? + "\n";
         std::fs::write(path, text).map_err(|error| Error::Io {
             path: path.to_path_buf(),
             message: error.to_string(),
         })
     }
 
-    /// The reason a check is listed for, if it is.
-    pub fn reason_for(&self, check: &str) -> Option<&str> {
+    /// The group a check is listed in, if it is.
+    pub fn group_of(&self, check: &str) -> Option<&KnownGroup> {
         self.groups
             .iter()
             .find(|group| group.checks.iter().any(|listed| listed == check))
-            .map(|group| group.reason.as_str())
     }
 
     /// Where a judged check stands against the list.
     pub fn status(&self, result: &CheckResult) -> Status {
-        let listed = self.reason_for(&result.trial_name()).map(str::to_string);
+        let listed = self.group_of(&result.trial_name());
         match (&result.verdict, listed) {
             (Verdict::Unsupported(_), _) => Status::Unsupported,
             (Verdict::Passed(_), None) => Status::Passed,
-            (Verdict::Passed(_), Some(reason)) => Status::UnexpectedPass(reason),
+            (Verdict::Passed(_), Some(group)) => Status::UnexpectedPass(group.reason.clone()),
             (Verdict::Failed(_), None) => Status::Failed,
-            (Verdict::Failed(_), Some(reason)) => Status::KnownFailure(reason),
+            (Verdict::Failed(failure), Some(group)) if failure.kind == group.fails_as => {
+                Status::KnownFailure(group.reason.clone())
+            }
+            (Verdict::Failed(_), Some(group)) => Status::FailsDifferently {
+                listed: group.fails_as,
+                reason: group.reason.clone(),
+            },
         }
     }
 
-    /// Removes the entries whose checks passed in `results` and the groups left empty; returns
-    /// how many entries were removed.
-    pub fn promote(&mut self, results: &[CheckResult]) -> usize {
+    /// The listed checks that name no check of the corpus (`corpus_checks`: every trial name).
+    pub fn stale_entries(&self, corpus_checks: &BTreeSet<String>) -> Vec<String> {
+        self.groups
+            .iter()
+            .flat_map(|group| &group.checks)
+            .filter(|check| !corpus_checks.contains(*check))
+            .cloned()
+            .collect()
+    }
+
+    /// Removes the entries whose checks passed in `results`, the entries that name no check of
+    /// the corpus, and the groups left empty; returns how many entries were removed.
+    pub fn promote(&mut self, results: &[CheckResult], corpus_checks: &BTreeSet<String>) -> usize {
         let passing: BTreeSet<String> = results
             .iter()
             .filter(|result| matches!(result.verdict, Verdict::Passed(_)))
@@ -112,7 +157,9 @@ impl KnownFailures {
             .collect();
         let before: usize = self.groups.iter().map(|group| group.checks.len()).sum();
         for group in &mut self.groups {
-            group.checks.retain(|check| !passing.contains(check));
+            group
+                .checks
+                .retain(|check| !passing.contains(check) && corpus_checks.contains(check));
         }
         self.groups.retain(|group| !group.checks.is_empty());
         before
@@ -145,39 +192,93 @@ mod tests {
             implementation: "example".into(),
             groups: vec![KnownGroup {
                 reason: "no label smoothing".into(),
+                fails_as: FailureKind::Mismatch,
                 checks: vec!["a/forward".into(), "b/forward".into()],
             }],
         }
     }
 
+    fn mismatch() -> Verdict {
+        Verdict::failed(FailureKind::Mismatch, "values differ")
+    }
+
     #[test]
     fn listed_failures_are_known_and_listed_passes_are_unexpected() {
         let known = list();
-        let failed = Verdict::Failed("mismatch".into());
         let passed = Verdict::Passed(Agreement::default());
         assert_eq!(
-            known.status(&result("a", failed.clone())),
+            known.status(&result("a", mismatch())),
             Status::KnownFailure("no label smoothing".into())
         );
+        assert!(!known.status(&result("a", mismatch())).fails_run());
+        assert_eq!(
+            known.status(&result("b", passed.clone())),
+            Status::UnexpectedPass("no label smoothing".into())
+        );
         assert!(known.status(&result("b", passed.clone())).fails_run());
-        assert!(known.status(&result("c", failed)).fails_run());
+        assert_eq!(known.status(&result("c", mismatch())), Status::Failed);
+        assert!(known.status(&result("c", mismatch())).fails_run());
         assert_eq!(known.status(&result("c", passed)), Status::Passed);
+        assert!(!Status::Passed.fails_run());
         assert_eq!(
             known.status(&result("a", Verdict::Unsupported("no".into()))),
             Status::Unsupported
         );
+        assert!(!Status::Unsupported.fails_run());
     }
 
     #[test]
-    fn promote_removes_entries_that_pass_and_empty_groups() {
+    fn a_listed_check_failing_another_way_fails_the_run() {
+        let status = list().status(&result(
+            "a",
+            Verdict::failed(FailureKind::NoAnswer, "crashed"),
+        ));
+        assert_eq!(
+            status,
+            Status::FailsDifferently {
+                listed: FailureKind::Mismatch,
+                reason: "no label smoothing".into()
+            }
+        );
+        assert!(status.fails_run());
+    }
+
+    #[test]
+    fn stale_entries_name_checks_outside_the_corpus() {
+        let corpus: BTreeSet<String> = ["a/forward".to_string()].into();
+        assert_eq!(list().stale_entries(&corpus), ["b/forward"]);
+    }
+
+    #[test]
+    fn promote_removes_passing_and_stale_entries_and_empty_groups() {
+        let corpus: BTreeSet<String> = ["a/forward", "b/forward", "c/forward"]
+            .map(String::from)
+            .into();
         let mut known = list();
-        let removed = known.promote(&[
-            result("a", Verdict::Passed(Agreement::default())),
-            result("b", Verdict::Failed("x".into())),
-        ]);
+        let removed = known.promote(
+            &[
+                result("a", Verdict::Passed(Agreement::default())),
+                result("b", mismatch()),
+            ],
+            &corpus,
+        );
         assert_eq!(removed, 1);
         assert_eq!(known.groups[0].checks, ["b/forward"]);
-        known.promote(&[result("b", Verdict::Passed(Agreement::default()))]);
+        let removed = known.promote(&[], &BTreeSet::new());
+        assert_eq!(removed, 1);
         assert!(known.groups.is_empty());
+    }
+
+    #[test]
+    fn lists_round_trip_and_duplicates_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("known.json");
+        list().save(&path).unwrap();
+        assert_eq!(KnownFailures::load(&path).unwrap(), list());
+        let mut twice = list();
+        twice.groups.push(twice.groups[0].clone());
+        twice.save(&path).unwrap();
+        let error = KnownFailures::load(&path).unwrap_err().to_string();
+        assert!(error.contains("a/forward is listed twice"), "{error}");
     }
 }

@@ -19,6 +19,19 @@ use crate::spec::cross_entropy::DEFAULT_IGNORE_INDEX;
 use crate::spec::{LossOutput, Reduction};
 use crate::tensor::Tensor;
 
+/// A library refusing an input: the first line of its message (the rest is a backtrace), with the
+/// segloss kind the adapter's table of the library's messages (prefix, kind) gives it, if any.
+pub(crate) fn library_rejection(message: &str, kinds: &[(&str, &str)]) -> Outcome {
+    let first_line = message.lines().next().unwrap_or_default();
+    Outcome::Rejected {
+        kind: kinds
+            .iter()
+            .find(|(prefix, _)| first_line.starts_with(prefix))
+            .map(|(_, kind)| kind.to_string()),
+        message: first_line.to_string(),
+    }
+}
+
 /// The losses the library adapters map, by catalog id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Loss {

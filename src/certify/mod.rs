@@ -10,6 +10,7 @@ pub mod burn;
 pub mod candle;
 pub mod command;
 pub mod explain;
+pub mod kinds;
 pub mod known;
 #[cfg(any(feature = "impl-candle", feature = "impl-burn"))]
 mod library;
@@ -17,14 +18,21 @@ pub mod report;
 
 use known::{KnownFailures, Status};
 
+use std::collections::BTreeSet;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, OnceLock};
 
-use libtest_mimic::{Failed, Trial};
+use libtest_mimic::{Completion, Failed, Trial};
+use serde::{Deserialize, Serialize};
 
-use crate::catalog::{self, LossCall};
+use crate::catalog;
+/// The call an implementation computes, as the catalog describes it.
+pub use crate::catalog::LossCall;
 use crate::compare::{assert_close, tolerance_for, Agreement, Check, Tier};
 use crate::fixtures::{Case, CaseEntry, Expected, ExpectedEntry, Fixtures};
-use crate::spec::LossOutput;
+/// What an implementation returns for a call: the loss and the gradient with respect to the
+/// prediction.
+pub use crate::spec::LossOutput;
 
 /// What an implementation did with a loss call.
 #[derive(Debug, Clone, PartialEq)]
@@ -52,6 +60,11 @@ pub trait Implementation: Send + Sync {
     fn name(&self) -> &str;
     /// Computes a call: the loss and gradient for the call's grad_output, or a rejection.
     fn compute(&self, call: &LossCall) -> Outcome;
+    /// The implementation can no longer answer any case, and why (an adapter that cannot be
+    /// restarted); a run stops there.
+    fn abandoned(&self) -> Option<String> {
+        None
+    }
 }
 
 /// The reference spec as an implementation.
@@ -130,12 +143,63 @@ impl CaseCheck {
 /// The judgement of one check.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Verdict {
-    /// Within tolerance (or rejected as the anchor rejects), with the worst differences seen.
+    /// Within tolerance (or rejected for the anchor's reason), with the worst differences seen.
     Passed(Agreement),
-    /// Not, with the reason.
-    Failed(String),
+    /// Not, with the kind of failure and the reason.
+    Failed(Failure),
     /// The implementation does not support the case.
     Unsupported(String),
+}
+
+/// Why a check failed: the kind (what known-failure lists match on) and the detail.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failure {
+    /// What went wrong, in one word.
+    pub kind: FailureKind,
+    /// The full reason, as reports print it.
+    pub detail: String,
+}
+
+/// The kinds of failure a check can have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// Values (or their shape) differ beyond the tolerance.
+    Mismatch,
+    /// The implementation computed a result for an input the anchor rejects.
+    AcceptsRejectedInput,
+    /// The implementation rejected an input the anchor accepts.
+    RejectsValidInput,
+    /// The implementation rejected an input the anchor rejects, but not for the anchor's reason.
+    WrongRejection,
+    /// No usable answer: a crash, a hang, a panic, garbage.
+    NoAnswer,
+    /// The fixture itself could not be loaded.
+    FixtureUnusable,
+}
+
+impl FailureKind {
+    /// The snake_case name, as known-failure lists and reports write it.
+    pub fn name(self) -> &'static str {
+        match self {
+            FailureKind::Mismatch => "mismatch",
+            FailureKind::AcceptsRejectedInput => "accepts_rejected_input",
+            FailureKind::RejectsValidInput => "rejects_valid_input",
+            FailureKind::WrongRejection => "wrong_rejection",
+            FailureKind::NoAnswer => "no_answer",
+            FailureKind::FixtureUnusable => "fixture_unusable",
+        }
+    }
+}
+
+impl Verdict {
+    /// A failed verdict.
+    pub fn failed(kind: FailureKind, detail: impl Into<String>) -> Verdict {
+        Verdict::Failed(Failure {
+            kind,
+            detail: detail.into(),
+        })
+    }
 }
 
 /// One check of one case, judged.
@@ -167,6 +231,10 @@ pub fn call_for(case: &Case) -> LossCall {
 }
 
 /// Judges an implementation's outcome on a case at a tolerance tier, one verdict per check.
+///
+/// A rejection passes only for the anchor's reason: the kind the implementation states must be
+/// the anchor's, and without a stated kind its message must match the anchor's kind in the
+/// error-kind table the generator uses ([`kinds`]).
 pub fn judge(case: &Case, outcome: &Outcome, tier: Tier) -> Vec<(CaseCheck, Verdict)> {
     let every_check = |verdict: Verdict| {
         CaseCheck::for_entry(&case.entry)
@@ -176,9 +244,10 @@ pub fn judge(case: &Case, outcome: &Outcome, tier: Tier) -> Vec<(CaseCheck, Verd
     };
     match (outcome, &case.expected) {
         (Outcome::Unsupported(reason), _) => every_check(Verdict::Unsupported(reason.clone())),
-        (Outcome::Broken(reason), _) => {
-            every_check(Verdict::Failed(format!("no usable answer: {reason}")))
-        }
+        (Outcome::Broken(reason), _) => every_check(Verdict::failed(
+            FailureKind::NoAnswer,
+            format!("no usable answer: {reason}"),
+        )),
         (
             Outcome::Computed(output) | Outcome::Emulated(output, _),
             Expected::Values {
@@ -194,28 +263,65 @@ pub fn judge(case: &Case, outcome: &Outcome, tier: Tier) -> Vec<(CaseCheck, Verd
                 tolerance_for(&case.entry.id, case.input_dtype(), check, tier);
             let verdict = match assert_close(actual, &expected.to_f64(), tolerance) {
                 Ok(agreement) => Verdict::Passed(agreement),
-                Err(mismatch) => Verdict::Failed(format!("{mismatch}\nTolerance reason: {reason}")),
+                Err(mismatch) => Verdict::failed(
+                    FailureKind::Mismatch,
+                    format!("{mismatch}\nTolerance reason: {reason}"),
+                ),
             };
             (CaseCheck::Values(check), verdict)
         })
         .collect(),
         (Outcome::Computed(_) | Outcome::Emulated(..), Expected::Error { kind, anchor_said }) => {
-            every_check(Verdict::Failed(format!(
-                "accepted an input the anchor rejects as {kind} ({anchor_said})"
-            )))
+            every_check(Verdict::failed(
+                FailureKind::AcceptsRejectedInput,
+                format!("accepted an input the anchor rejects as {kind} ({anchor_said})"),
+            ))
         }
-        (Outcome::Rejected { message, .. }, Expected::Values { .. }) => every_check(
-            Verdict::Failed(format!("rejected an input the anchor accepts: {message}")),
-        ),
+        (Outcome::Rejected { message, .. }, Expected::Values { .. }) => {
+            every_check(Verdict::failed(
+                FailureKind::RejectsValidInput,
+                format!("rejected an input the anchor accepts: {message}"),
+            ))
+        }
         (Outcome::Rejected { kind: got, message }, Expected::Error { kind, anchor_said }) => {
-            every_check(match got {
-                Some(got) if got != kind => Verdict::Failed(format!(
-                    "rejected as {got} ({message}); the anchor raised {kind} ({anchor_said})"
-                )),
-                _ => Verdict::Passed(Agreement::default()),
-            })
+            every_check(judge_rejection(got.as_deref(), message, kind, anchor_said))
         }
     }
+}
+
+/// A rejection of an input the anchor rejects as `kind`: passed only for the anchor's reason.
+fn judge_rejection(stated: Option<&str>, message: &str, kind: &str, anchor_said: &str) -> Verdict {
+    let wrong = |why: String| {
+        Verdict::failed(
+            FailureKind::WrongRejection,
+            format!("rejected, but not for the anchor's reason: {why}; the anchor raised {kind} ({anchor_said})"),
+        )
+    };
+    match stated {
+        Some(stated) if stated == kind => Verdict::Passed(Agreement::default()),
+        Some(stated) => wrong(format!("rejected as {stated} ({message})")),
+        None => match kinds::message_shows_kind(kind, message) {
+            Some(true) => Verdict::Passed(Agreement::default()),
+            Some(false) => wrong(format!(
+                "{message:?} states no kind and does not match the {kind} patterns"
+            )),
+            None => wrong(format!(
+                "{message:?} states no kind, and the error-kind table has no {kind} to match it against"
+            )),
+        },
+    }
+}
+
+/// Runs an implementation on a call; a panic is an answer too: no usable one.
+pub fn compute_guarded(implementation: &dyn Implementation, call: &LossCall) -> Outcome {
+    catch_unwind(AssertUnwindSafe(|| implementation.compute(call))).unwrap_or_else(|payload| {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|text| text.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a non-text panic payload".to_string());
+        Outcome::Broken(format!("the implementation panicked: {message}"))
+    })
 }
 
 /// Loads one case, runs the implementation on it and judges every check at `tier`. A case that
@@ -228,7 +334,7 @@ pub fn run_case(
 ) -> Vec<CheckResult> {
     let (verdicts, emulated) = match fixtures.load(entry) {
         Ok(case) => {
-            let outcome = implementation.compute(&call_for(&case));
+            let outcome = compute_guarded(implementation, &call_for(&case));
             let emulated = match &outcome {
                 Outcome::Emulated(_, how) => Some(how.clone()),
                 _ => None,
@@ -238,7 +344,15 @@ pub fn run_case(
         Err(error) => (
             CaseCheck::for_entry(entry)
                 .iter()
-                .map(|&check| (check, Verdict::Failed(format!("fixture unusable: {error}"))))
+                .map(|&check| {
+                    (
+                        check,
+                        Verdict::failed(
+                            FailureKind::FixtureUnusable,
+                            format!("fixture unusable: {error}"),
+                        ),
+                    )
+                })
                 .collect(),
             None,
         ),
@@ -256,7 +370,7 @@ pub fn run_case(
 }
 
 /// Runs the selected cases of the corpus in manifest order, calling `progress(done, total)`
-/// after each case.
+/// after each case. The run stops early when the implementation is [abandoned](Implementation::abandoned).
 pub fn certify(
     fixtures: &Fixtures,
     implementation: &dyn Implementation,
@@ -272,16 +386,65 @@ pub fn certify(
         .collect();
     let mut results = Vec::new();
     for (done, entry) in entries.iter().enumerate() {
+        if implementation.abandoned().is_some() {
+            break;
+        }
         results.extend(run_case(fixtures, entry, implementation, tier));
         progress(done + 1, entries.len());
     }
     results
 }
 
+/// Every check of the corpus by trial name (`<case id>/<check>`).
+pub fn corpus_checks(fixtures: &Fixtures) -> BTreeSet<String> {
+    fixtures
+        .manifest
+        .cases
+        .iter()
+        .flat_map(|entry| {
+            CaseCheck::for_entry(entry)
+                .iter()
+                .map(move |check| format!("{}/{}", entry.id, check.name()))
+        })
+        .collect()
+}
+
+/// Where a run stands for libtest: a check passes, is ignored with the reason (unsupported, or a
+/// known failure that failed as listed), or fails with the reason.
+fn trial_outcome(result: &CheckResult, status: Status) -> Result<Completion, Failed> {
+    match (status, &result.verdict) {
+        (Status::Passed, _) => Ok(Completion::Completed),
+        (Status::Unsupported, Verdict::Unsupported(reason)) => {
+            Ok(Completion::ignored_with(format!("unsupported: {reason}")))
+        }
+        (Status::KnownFailure(reason), _) => {
+            Ok(Completion::ignored_with(format!("known failure: {reason}")))
+        }
+        (Status::UnexpectedPass(reason), _) => Err(Failed::from(format!(
+            "passes, but is listed as a known failure ({reason}): remove it with segloss certify --promote"
+        ))),
+        (Status::FailsDifferently { listed, reason }, Verdict::Failed(failure)) => {
+            Err(Failed::from(format!(
+                "listed as a known failure ({}: {reason}), but fails as {}: {}",
+                listed.name(),
+                failure.kind.name(),
+                failure.detail
+            )))
+        }
+        (_, Verdict::Failed(failure)) => Err(Failed::from(&failure.detail)),
+        (status, verdict) => Err(Failed::from(format!(
+            "inconsistent judgement: status {} for verdict {verdict:?}",
+            status.label()
+        ))),
+    }
+}
+
 /// One libtest-mimic trial per case and check, named `<case id>/<check>` and sorted, so that
-/// `cargo test -- cross_entropy/f32` filters and `--list` shows the inventory. The checks of a
-/// case share one run of the implementation. A check listed in `known` passes when it fails and
-/// fails when it passes; an unsupported check passes (the implementation said so).
+/// `cargo test -- cross_entropy/f32` filters and `--list` shows the inventory; then two run-level
+/// trials, `run/known_failures_not_stale` and `run/certified_something` (see [`run_trials`]).
+/// The checks of a case share one run of the implementation. An unsupported check and a known
+/// failure are ignored trials with the reason; a listed check that passes, or fails another way
+/// than listed, fails.
 pub fn trials(
     fixtures: Arc<Fixtures>,
     implementation: Arc<dyn Implementation>,
@@ -289,8 +452,10 @@ pub fn trials(
     known: Arc<KnownFailures>,
 ) -> Vec<Trial> {
     let mut trials = Vec::new();
+    let mut every_case = Vec::new();
     for entry in &fixtures.manifest.cases {
         let results: Arc<OnceLock<Vec<CheckResult>>> = Arc::new(OnceLock::new());
+        every_case.push((entry.clone(), results.clone()));
         for &check in CaseCheck::for_entry(entry) {
             let (fixtures, implementation, results, entry, known) = (
                 fixtures.clone(),
@@ -301,26 +466,78 @@ pub fn trials(
             );
             let name = format!("{}/{}", entry.id, check.name());
             trials.push(
-                Trial::test(name, move || {
-                    let results = results.get_or_init(|| run_case(&fixtures, &entry, implementation.as_ref(), tier));
+                Trial::ignorable_test(name, move || {
+                    let results = results
+                        .get_or_init(|| run_case(&fixtures, &entry, implementation.as_ref(), tier));
                     let result = results
                         .iter()
                         .find(|result| result.check == check)
-                        .ok_or_else(|| Failed::from("the implementation produced no verdict for this check"))?;
-                    match (known.status(result), &result.verdict) {
-                        (Status::Failed, Verdict::Failed(reason)) => Err(Failed::from(reason)),
-                        (Status::UnexpectedPass(reason), _) => Err(Failed::from(format!(
-                            "passes, but is listed as a known failure ({reason}): remove it with segloss certify --promote"
-                        ))),
-                        _ => Ok(()),
-                    }
+                        .ok_or_else(|| {
+                            Failed::from("the implementation produced no verdict for this check")
+                        })?;
+                    trial_outcome(result, known.status(result))
                 })
                 .with_kind(check.name()),
             );
         }
     }
     trials.sort_by(|a, b| a.name().cmp(b.name()));
+    trials.extend(run_trials(
+        fixtures,
+        implementation,
+        tier,
+        known,
+        every_case,
+    ));
     trials
+}
+
+/// The run-level trials: the known-failure list names only checks of the corpus, and the run
+/// certified something (at least one check passed), so that a CI gate over an implementation
+/// that supports nothing fails instead of passing vacuously.
+fn run_trials(
+    fixtures: Arc<Fixtures>,
+    implementation: Arc<dyn Implementation>,
+    tier: Tier,
+    known: Arc<KnownFailures>,
+    every_case: Vec<(CaseEntry, Arc<OnceLock<Vec<CheckResult>>>)>,
+) -> Vec<Trial> {
+    let corpus = corpus_checks(&fixtures);
+    let stale = known.stale_entries(&corpus);
+    vec![
+        Trial::test("run/known_failures_not_stale", move || {
+            if stale.is_empty() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{} known-failure entries name no check of the corpus (remove them with segloss certify --promote):\n  {}",
+                    stale.len(),
+                    stale.join("\n  ")
+                )
+                .into())
+            }
+        })
+        .with_kind("run"),
+        Trial::test("run/certified_something", move || {
+            let mut checks = 0;
+            for (entry, results) in &every_case {
+                let results = results
+                    .get_or_init(|| run_case(&fixtures, entry, implementation.as_ref(), tier));
+                checks += results.len();
+                if results
+                    .iter()
+                    .any(|result| known.status(result) == Status::Passed)
+                {
+                    return Ok(());
+                }
+            }
+            Err(format!(
+                "nothing certified: none of the corpus's {checks} checks passed (each is unsupported, a known failure or failed)"
+            )
+            .into())
+        })
+        .with_kind("run"),
+    ]
 }
 
 impl CheckResult {

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -10,6 +11,8 @@ use serde_json::json;
 use super::known::{KnownFailures, Status};
 use super::{CheckResult, Verdict};
 use crate::compare::{Agreement, Tier};
+use crate::error::{Error, Result};
+use crate::tensor::read_file;
 
 /// A judged run: every check with its status against the known-failure list.
 pub struct Report {
@@ -104,9 +107,18 @@ impl Report {
         }
     }
 
-    /// Whether any check fails the run (an unlisted failure or an unexpected pass).
+    /// Whether any check fails the run (an unlisted failure, a listed one failing another way, an
+    /// unexpected pass).
     pub fn failed(&self) -> bool {
         self.checks.iter().any(|(_, status)| status.fails_run())
+    }
+
+    /// Whether at least one check passed: a run in which every check is unsupported, a known
+    /// failure or failed certified nothing.
+    pub fn certified_something(&self) -> bool {
+        self.checks
+            .iter()
+            .any(|(_, status)| *status == Status::Passed)
     }
 
     /// Totals per loss and option, sorted; each loss also gets an `all` row.
@@ -124,7 +136,7 @@ impl Report {
                     });
                 match status {
                     Status::Passed => row.passed += 1,
-                    Status::Failed => row.failed += 1,
+                    Status::Failed | Status::FailsDifferently { .. } => row.failed += 1,
                     Status::Unsupported => row.unsupported += 1,
                     Status::KnownFailure(_) => row.known += 1,
                     Status::UnexpectedPass(_) => row.unexpected_passes += 1,
@@ -182,23 +194,13 @@ impl Report {
             );
         }
         for (result, status) in &self.checks {
-            match (status, &result.verdict) {
-                (Status::Failed, Verdict::Failed(reason)) => {
-                    let _ = writeln!(
-                        text,
-                        "FAILED {}\n  {}",
-                        result.trial_name(),
-                        reason.replace('\n', "\n  ")
-                    );
-                }
-                (Status::UnexpectedPass(reason), _) => {
-                    let _ = writeln!(
-                        text,
-                        "UNEXPECTED PASS {} (listed: {reason}); remove it with --promote",
-                        result.trial_name()
-                    );
-                }
-                _ => {}
+            if let Some(problem) = failing_detail(status, &result.verdict) {
+                let _ = writeln!(
+                    text,
+                    "FAILED {}\n  {}",
+                    result.trial_name(),
+                    problem.replace('\n', "\n  ")
+                );
             }
         }
         let failing = self
@@ -212,7 +214,7 @@ impl Report {
             self.checks.len(),
             failing
         );
-        text
+        printable(&text)
     }
 
     /// The run for machines: the implementation, tier, totals and every check.
@@ -221,18 +223,23 @@ impl Report {
             .checks
             .iter()
             .map(|(result, status)| {
-                let (max_abs, max_rel, detail) = match &result.verdict {
+                let (max_abs, max_rel, failure, detail) = match &result.verdict {
                     Verdict::Passed(agreement) => {
-                        (Some(agreement.max_abs), Some(agreement.max_rel), None)
+                        (Some(agreement.max_abs), Some(agreement.max_rel), None, None)
                     }
-                    Verdict::Failed(reason) | Verdict::Unsupported(reason) => {
-                        (None, None, Some(reason.clone()))
-                    }
+                    Verdict::Failed(failure) => (
+                        None,
+                        None,
+                        Some(failure.kind.name()),
+                        Some(failure.detail.clone()),
+                    ),
+                    Verdict::Unsupported(reason) => (None, None, None, Some(reason.clone())),
                 };
                 json!({
                     "check": result.trial_name(),
                     "loss": result.loss,
                     "status": status.label(),
+                    "failure": failure,
                     "max_abs": max_abs,
                     "max_rel": max_rel,
                     "detail": detail,
@@ -244,6 +251,7 @@ impl Report {
             "implementation": self.implementation,
             "tier": self.tier.name(),
             "failed": self.failed(),
+            "certified_something": self.certified_something(),
             "rows": self.rows(),
             "checks": checks,
         })
@@ -289,20 +297,21 @@ impl Report {
                     escape(&result.trial_name())
                 );
                 let body = match (status, &result.verdict) {
-                    (Status::Failed, Verdict::Failed(reason)) => {
-                        format!("<failure message=\"mismatch\">{}</failure>", escape(reason))
-                    }
-                    (Status::UnexpectedPass(reason), _) => format!(
-                        "<failure message=\"unexpected pass\">listed as a known failure: {}</failure>",
-                        escape(reason)
-                    ),
                     (Status::Unsupported, Verdict::Unsupported(reason)) => {
                         format!("<skipped message=\"unsupported: {}\"/>", escape(reason))
                     }
                     (Status::KnownFailure(reason), _) => {
                         format!("<skipped message=\"known failure: {}\"/>", escape(reason))
                     }
-                    _ => String::new(),
+                    (status, verdict) => failing_detail(status, verdict)
+                        .map(|problem| {
+                            format!(
+                                "<failure message=\"{}\">{}</failure>",
+                                status.label(),
+                                escape(&problem)
+                            )
+                        })
+                        .unwrap_or_default(),
                 };
                 if body.is_empty() {
                     xml.push_str("/>\n");
@@ -315,6 +324,42 @@ impl Report {
         xml.push_str("</testsuites>\n");
         xml
     }
+}
+
+/// The implementation's name and the rows of a `segloss certify --json` report.
+pub fn read_json_report(path: &Path) -> Result<(String, Vec<Row>)> {
+    let invalid = |message: String| Error::Manifest {
+        path: path.to_path_buf(),
+        message: format!("not a segloss certify --json report: {message}"),
+    };
+    let report: serde_json::Value =
+        serde_json::from_slice(&read_file(path)?).map_err(|error| invalid(error.to_string()))?;
+    let name = report["implementation"]
+        .as_str()
+        .ok_or_else(|| invalid("no implementation name".into()))?
+        .to_string();
+    let rows: Vec<Row> = serde_json::from_value(report["rows"].clone())
+        .map_err(|error| invalid(error.to_string()))?;
+    Ok((name, rows))
+}
+
+/// The start and end markers of the generated matrix in a Markdown file.
+pub const MATRIX_MARKERS: (&str, &str) = (
+    "<!-- conformance-matrix:start -->",
+    "<!-- conformance-matrix:end -->",
+);
+
+/// `text` with the part between the [`MATRIX_MARKERS`] replaced by `table`; `None` when the
+/// markers are missing or out of order.
+pub fn splice_matrix(text: &str, table: &str) -> Option<String> {
+    let (start, end) = MATRIX_MARKERS;
+    let head_end = text.find(start)?;
+    let tail_start = text[head_end..].find(end)? + head_end;
+    Some(format!(
+        "{}{start}\n\n{table}{}",
+        &text[..head_end],
+        &text[tail_start..]
+    ))
 }
 
 /// A Markdown conformance matrix from the `rows` of several runs' JSON reports: one table per
@@ -377,15 +422,58 @@ fn cell_text(row: &Row) -> String {
     format!("{mark} {}", parts.join(", "))
 }
 
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+/// Why a check fails the run, in words; `None` when it does not.
+fn failing_detail(status: &Status, verdict: &Verdict) -> Option<String> {
+    match (status, verdict) {
+        (Status::Failed, Verdict::Failed(failure)) => Some(failure.detail.clone()),
+        (Status::FailsDifferently { listed, reason }, Verdict::Failed(failure)) => Some(format!(
+            "listed as a known failure ({}: {reason}), but fails as {}: {}",
+            listed.name(),
+            failure.kind.name(),
+            failure.detail
+        )),
+        (Status::UnexpectedPass(reason), _) => Some(format!(
+            "passes, but is listed as a known failure ({reason}); remove it with --promote"
+        )),
+        _ => None,
+    }
 }
 
+/// Text for a terminal: control characters other than newlines (ANSI escapes from an adapter's
+/// messages among them) are shown as `\u{..}` escapes instead of being obeyed.
+pub fn printable(text: &str) -> String {
+    text.chars()
+        .map(|character| {
+            if character.is_control() && character != '\n' {
+                character.escape_unicode().to_string()
+            } else {
+                character.to_string()
+            }
+        })
+        .collect()
+}
+
+/// Text for XML 1.0 attributes and content: markup escaped, and every control character (which
+/// XML 1.0 forbids, or which would be normalised away in attributes) shown as a `\u{..}` escape.
+fn escape(text: &str) -> String {
+    text.chars()
+        .map(|character| match character {
+            '&' => "&amp;".to_string(),
+            '<' => "&lt;".to_string(),
+            '>' => "&gt;".to_string(),
+            '"' => "&quot;".to_string(),
+            '\n' => "&#10;".to_string(),
+            '\u{FFFE}' | '\u{FFFF}' => character.escape_unicode().to_string(),
+            _ if character.is_control() => character.escape_unicode().to_string(),
+            _ => character.to_string(),
+        })
+        .collect()
+}
+
+/// Text for a Markdown table cell: pipes escaped, line breaks and control characters shown as
+/// escapes.
 fn escape_markdown(text: &str) -> String {
-    text.replace('|', "\\|")
+    printable(&text.replace('\n', " ")).replace('|', "\\|")
 }
 
 #[cfg(test)]
@@ -402,6 +490,42 @@ mod tests {
         let text = serde_json::to_string(&row).unwrap();
         assert!(text.contains("\"worst_rel\":null"), "{text}");
         assert_eq!(serde_json::from_str::<Row>(&text).unwrap(), row);
+    }
+
+    #[test]
+    fn the_matrix_is_spliced_between_its_markers_only() {
+        let text = "intro\n<!-- conformance-matrix:start -->\nold\n<!-- conformance-matrix:end -->\nrest\n";
+        assert_eq!(
+            splice_matrix(text, "new\n").unwrap(),
+            "intro\n<!-- conformance-matrix:start -->\n\nnew\n<!-- conformance-matrix:end -->\nrest\n"
+        );
+        assert_eq!(splice_matrix("no markers", "new"), None);
+        let reversed = "<!-- conformance-matrix:end --> <!-- conformance-matrix:start -->";
+        assert_eq!(splice_matrix(reversed, "new"), None);
+    }
+
+    #[test]
+    fn adapter_text_cannot_drive_a_terminal_or_break_xml() {
+        let hostile = "bad\u{1b}[31mred\u{7}\u{0} <x> & \"q\"\nnext";
+        let shown = printable(hostile);
+        assert!(
+            !shown.contains('\u{1b}') && !shown.contains('\u{0}'),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("\\u{1b}[31mred") && shown.contains("\nnext"),
+            "{shown}"
+        );
+        let xml = escape(hostile);
+        assert!(
+            xml.chars().all(|character| !character.is_control()),
+            "{xml}"
+        );
+        assert!(
+            xml.contains("&lt;x&gt; &amp; &quot;q&quot;&#10;next"),
+            "{xml}"
+        );
+        assert_eq!(escape_markdown("a|b\nc"), "a\\|b c");
     }
 
     #[test]

@@ -12,6 +12,7 @@ reference), except for one misbehaviour chosen by its argument:
 import ast
 import json
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -72,7 +73,10 @@ def answer(message):
     ran = evaluate(message, params)
     result = {"type": "result", "seq": message["seq"]}
     if ran.returncode != 0:
-        return json.dumps({**result, "status": "error", "message": ran.stderr.strip()})
+        # `segloss eval` ends its one-line error with the segloss error kind.
+        stated = re.search(r"\(error kind: (\w+)\)$", ran.stderr.strip())
+        kind = {"kind": stated.group(1)} if stated else {}
+        return json.dumps({**result, "status": "error", "message": ran.stderr.strip(), **kind})
     if scale != 1.0:
         out = Path(message["out"])
         # The gradient is left as for the sum: wrong too, and the loss shows the denominator.
