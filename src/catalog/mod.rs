@@ -379,14 +379,13 @@ impl LossCall {
 
     /// An optional list of numbers: absent or `null` is `None`.
     pub(crate) fn float_list_param(&self, name: &str) -> Result<Option<Vec<f64>>> {
-        match self.number_or_list_param(name)? {
-            None => Ok(None),
-            Some(NumberOrList::List(numbers)) => Ok(Some(numbers)),
-            Some(NumberOrList::Number(_)) => Err(parameter_type(
-                name,
-                "a list of numbers or null",
-                &self.params[name],
-            )),
+        match self.params.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(value) => value
+                .as_array()
+                .and_then(|items| items.iter().map(Value::as_f64).collect())
+                .map(Some)
+                .ok_or_else(|| parameter_type(name, "a list of numbers or null", value)),
         }
     }
 }
