@@ -5,17 +5,20 @@
 //! * [`catalog`] — every loss with its parameters, callable uniformly ([`catalog::LossCall`]).
 //! * [`fixtures`] — the golden corpus generated from PyTorch: manifest, cases, integrity checks.
 //! * [`compare`] — tolerances (data, with reasons) and mismatch reports.
+//! * [`eval`] — one loss call from `.npy` files, as `segloss eval` runs it.
 //! * [`certify`] — running an [`certify::Implementation`] on the corpus, as a report or as
 //!   libtest-mimic trials.
 //! * [`coverage`] — the combinations the corpus must contain.
 //! * [`tensor`] — dtype-tagged arrays and `.npy` files.
-//! * [`error`] — the one error type.
+//! * [`error`] — [`error::Rejection`] (what an anchor rejects) and [`Error`] (everything else:
+//!   files, manifests, adapters, wrapping a rejection).
 
 pub mod catalog;
 pub mod certify;
 pub mod compare;
 pub mod coverage;
 pub mod error;
+pub mod eval;
 pub mod fixtures;
 pub mod spec;
 pub mod tensor;

@@ -1,16 +1,13 @@
 //! The `segloss` command line: evaluate the reference on `.npy` files, list the fixture cases,
 //! certify the reference against them.
 
-use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use serde_json::Value;
 
-use segloss::catalog::{self, LossCall};
 use segloss::certify::command::CommandAdapter;
 use segloss::certify::explain::explain;
 use segloss::certify::known::KnownFailures;
@@ -19,9 +16,9 @@ use segloss::certify::report::{
 };
 use segloss::certify::{builtin, builtin_names, certify, corpus_checks, Implementation};
 use segloss::compare::Tier;
-use segloss::error::Rejection;
+use segloss::eval::{eval, parse_param, parse_tensor_file, EvalRequest};
 use segloss::fixtures::{generator_sources_sha256, ExpectedEntry, Fixtures, MANIFEST_FILE};
-use segloss::tensor::{read_file, Tensor};
+use segloss::tensor::read_file;
 use segloss::{Error, Result};
 
 #[derive(Parser)]
@@ -57,14 +54,14 @@ enum Command {
         #[arg(long)]
         pos_weight: Option<PathBuf>,
         /// Any other tensor argument, by its keyword name: NAME=FILE.npy.
-        #[arg(long = "tensor", value_name = "NAME=FILE")]
-        tensors: Vec<String>,
+        #[arg(long = "tensor", value_name = "NAME=FILE", value_parser = parse_tensor_file)]
+        tensors: Vec<(String, PathBuf)>,
         /// The grad_output to differentiate with (the loss's shape); ones when absent.
         #[arg(long)]
         grad_output: Option<PathBuf>,
         /// A keyword parameter, PyTorch's name: NAME=VALUE, VALUE parsed as JSON where it parses.
-        #[arg(long = "param", value_name = "NAME=VALUE")]
-        params: Vec<String>,
+        #[arg(long = "param", value_name = "NAME=VALUE", value_parser = parse_param)]
+        params: Vec<(String, serde_json::Value)>,
         /// Where to write loss.npy and grad_input.npy.
         #[arg(long)]
         out: PathBuf,
@@ -186,16 +183,20 @@ fn main() -> ExitCode {
             grad_output,
             params,
             out,
-        } => eval(
-            loss,
-            input,
-            target,
-            [("weight", weight), ("pos_weight", pos_weight)],
-            &tensors,
-            grad_output,
-            &params,
-            &out,
-        ),
+        } => {
+            let named = [("weight", weight), ("pos_weight", pos_weight)]
+                .into_iter()
+                .filter_map(|(name, path)| Some((name.to_string(), path?)));
+            let request = EvalRequest {
+                loss,
+                prediction: input,
+                target,
+                tensors: named.chain(tensors).collect(),
+                grad_output,
+                params,
+            };
+            eval(&request, &out).map(|()| ExitCode::SUCCESS)
+        }
         Command::List { fixtures } => list(&fixtures),
         Command::Certify(args) => run_certify(&args),
         Command::Matrix { reports, update } => matrix(&reports, update.as_deref()),
@@ -208,11 +209,16 @@ fn main() -> ExitCode {
                 printable(&error.to_string()),
                 error.kind()
             );
-            ExitCode::from(EXIT_UNUSABLE)
+            ExitCode::from(match error {
+                Error::Rejected(_) => EXIT_REJECTED,
+                _ => EXIT_UNUSABLE,
+            })
         }
     }
 }
 
+/// Exit status of `segloss eval` when the loss rejects its input, as the loss's anchor does.
+const EXIT_REJECTED: u8 = 1;
 /// Exit status of a run that found failures (unexpected failures or passes, stale entries).
 const EXIT_FAILURES: u8 = 1;
 /// Exit status when the job could not be done: unusable input (files, fixtures, arguments), an
@@ -232,74 +238,6 @@ fn emit(text: &str) -> Result<()> {
         }),
         _ => Ok(()),
     }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn eval(
-    loss: String,
-    input: PathBuf,
-    target: PathBuf,
-    named: [(&str, Option<PathBuf>); 2],
-    tensor_args: &[String],
-    grad_output: Option<PathBuf>,
-    param_args: &[String],
-    out: &Path,
-) -> Result<ExitCode> {
-    let definition = catalog::find(&loss)?;
-    let mut tensors = BTreeMap::from([
-        (
-            definition.prediction().to_string(),
-            Tensor::read_npy(&input)?,
-        ),
-        (definition.target().to_string(), Tensor::read_npy(&target)?),
-    ]);
-    for (name, path) in named {
-        if let Some(path) = path {
-            tensors.insert(name.to_string(), Tensor::read_npy(&path)?);
-        }
-    }
-    for arg in tensor_args {
-        let (name, path) = split_assignment("--tensor", arg)?;
-        tensors.insert(name.to_string(), Tensor::read_npy(Path::new(path))?);
-    }
-    let params = param_args
-        .iter()
-        .map(|arg| {
-            let (name, value) = split_assignment("--param", arg)?;
-            let value =
-                serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.to_string()));
-            Ok((name.to_string(), value))
-        })
-        .collect::<Result<BTreeMap<_, _>>>()?;
-    let grad_output = grad_output
-        .map(|path| Tensor::read_npy(&path))
-        .transpose()?
-        .map(|tensor| tensor.to_f64());
-    let output = catalog::evaluate(&LossCall {
-        loss,
-        params,
-        tensors,
-        grad_output,
-    })?;
-    // Only now that everything is computed does anything get written.
-    std::fs::create_dir_all(out).map_err(|error| Error::Io {
-        path: out.to_path_buf(),
-        message: error.to_string(),
-    })?;
-    Tensor::Float64(output.loss).write_npy(&out.join("loss.npy"))?;
-    Tensor::Float64(output.grad_input).write_npy(&out.join("grad_input.npy"))?;
-    Ok(ExitCode::SUCCESS)
-}
-
-/// Splits `NAME=VALUE`.
-fn split_assignment<'a>(flag: &str, arg: &'a str) -> Result<(&'a str, &'a str)> {
-    arg.split_once('=').ok_or_else(|| {
-        Error::from(Rejection::ParameterType {
-            name: flag.to_string(),
-            expected: "NAME=VALUE",
-            got: arg.to_string(),
-        })
-    })
 }
 
 fn list(root: &Path) -> Result<ExitCode> {

@@ -91,7 +91,7 @@ fn rejected_input_exits_non_zero_with_one_line_and_writes_nothing() {
         "--out",
         out.to_str().unwrap(),
     ]);
-    assert!(!output.status.success());
+    assert_eq!(output.status.code(), Some(1), "a rejection exits 1");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
     assert!(stderr.contains("target 4 is out of bounds"), "{stderr}");

@@ -13,6 +13,7 @@ mod cross_entropy;
 pub mod domain;
 mod lovasz_mcc;
 mod overlap;
+pub mod tolerances;
 
 pub use domain::{Domain, Param};
 
