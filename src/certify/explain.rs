@@ -131,7 +131,7 @@ fn tile_layout(shape: &[usize]) -> [usize; 4] {
 
 /// Writes |difference| as an RGB PNG: white for 0, red for the largest magnitude, black where the
 /// difference is not finite (NaN against a number, opposite infinities). A difference too large
-/// to draw at [`CELL`] pixels per element within [`MAX_SIDE`] pixels is shown in blocks of
+/// to draw at 12 pixels per element within 2048 pixels is shown in blocks of
 /// elements, each block coloured by its largest |difference|.
 pub fn write_heatmap(difference: &ArrayD<f64>, path: &Path) -> Result<()> {
     let [rows, columns, tile_height, tile_width] = tile_layout(difference.shape());

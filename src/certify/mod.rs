@@ -441,7 +441,7 @@ fn trial_outcome(result: &CheckResult, status: Status) -> Result<Completion, Fai
 
 /// One libtest-mimic trial per case and check, named `<case id>/<check>` and sorted, so that
 /// `cargo test -- cross_entropy/f32` filters and `--list` shows the inventory; then two run-level
-/// trials, `run/known_failures_not_stale` and `run/certified_something` (see [`run_trials`]).
+/// trials, `run/known_failures_not_stale` and `run/certified_something`.
 /// The checks of a case share one run of the implementation. An unsupported check and a known
 /// failure are ignored trials with the reason; a listed check that passes, or fails another way
 /// than listed, fails.
