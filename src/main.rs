@@ -268,6 +268,7 @@ fn run_certify(args: &CertifyArgs) -> Result<ExitCode> {
         Some(command) => Box::new(CommandAdapter::start(
             command,
             Duration::from_secs_f64(args.timeout),
+            Duration::from_secs_f64(args.timeout),
         )?),
         None => builtin(&args.implementation).ok_or_else(|| Error::UnknownImplementation {
             name: args.implementation.clone(),

@@ -52,6 +52,11 @@ pub trait Implementation: Send + Sync {
     fn name(&self) -> &str;
     /// Computes a call: the loss and gradient for the call's grad_output, or a rejection.
     fn compute(&self, call: &LossCall) -> Outcome;
+    /// Why the implementation can no longer answer any case, once it cannot (an adapter that
+    /// failed to start again); `None` while it can.
+    fn abandoned(&self) -> Option<String> {
+        None
+    }
 }
 
 /// The reference spec as an implementation.
