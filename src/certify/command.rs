@@ -96,10 +96,10 @@ impl CommandAdapter {
     }
 
     /// A process ready for the next case: the current one if it can still answer, else a new
-    /// one. `Err` is the outcome of a case that cannot be asked.
-    fn ready_process(&self, state: &mut State) -> std::result::Result<Process, Outcome> {
+    /// one. `Err` is why the case cannot be asked.
+    fn ready_process(&self, state: &mut State) -> std::result::Result<Process, String> {
         if let Some(reason) = &state.abandoned {
-            return Err(Outcome::Broken(format!("not asked: {reason}")));
+            return Err(format!("not asked: {reason}"));
         }
         if let Some(mut process) = state.process.take() {
             // Lines written after the last answer belong to no case.
@@ -120,7 +120,7 @@ impl CommandAdapter {
                         "the adapter failed its hello {HELLO_ATTEMPTS} times in a row ({reason})"
                     ));
                 }
-                Err(Outcome::Broken(reason))
+                Err(reason)
             }
         }
     }
@@ -204,7 +204,7 @@ impl Implementation for CommandAdapter {
         let mut state = self.state();
         let mut process = match self.ready_process(&mut state) {
             Ok(process) => process,
-            Err(outcome) => return outcome,
+            Err(reason) => return Outcome::Broken(reason),
         };
         let sequence = self.sequence.fetch_add(1, Ordering::Relaxed);
         let dir = self.scratch.path().join(sequence.to_string());

@@ -1,0 +1,59 @@
+"""What the test adapters share (Python standard library only): answering a case with the
+reference through `segloss eval` (the binary named by SEGLOSS_BIN), small .npy files, and a record
+of the adapters' process ids for the tests that check none is left behind."""
+
+import ast
+import json
+import os
+import struct
+import subprocess
+from pathlib import Path
+
+
+def npy_shape(path):
+    """The shape in a .npy header."""
+    data = Path(path).read_bytes()
+    header_len = struct.unpack("<H", data[8:10])[0]
+    return ast.literal_eval(data[10:10 + header_len].decode("latin1"))["shape"]
+
+
+def read_scalar(path):
+    """The value of a 0-d float64 .npy file."""
+    data = Path(path).read_bytes()
+    return struct.unpack("<d", data[-8:])[0]
+
+
+def write_npy(path, descr, shape, data):
+    """A version 1.0 .npy file whose header claims `descr` and `shape`, followed by `data`."""
+    header = f"{{'descr': '{descr}', 'fortran_order': False, 'shape': {tuple(shape)!r}, }}"
+    header += " " * ((64 - (10 + len(header) + 1) % 64) % 64) + "\n"
+    Path(path).write_bytes(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode("latin1") + data)
+
+
+def write_scalar(path, value):
+    """A 0-d float64 .npy file."""
+    write_npy(path, "<f8", (), struct.pack("<d", value))
+
+
+def evaluate(message, params):
+    """Runs `segloss eval` on a case request, writing its results into the request's `out`."""
+    command = [os.environ["SEGLOSS_BIN"], "eval", message["loss"], "--out", message["out"]]
+    for name, path in message["tensors"].items():
+        command += ["--tensor", f"{name}={path}"] if name not in ("input", "target") else [f"--{name}", path]
+    if message["grad_output"] is not None:
+        command += ["--grad-output", message["grad_output"]]
+    for name, value in params.items():
+        command += ["--param", f"{name}={json.dumps(value)}"]
+    return subprocess.run(command, capture_output=True, text=True)
+
+
+def record_pid(role):
+    """Appends `role pid` to the file named by SEGLOSS_ADAPTER_PIDS, when it is set; returns how
+    many processes of that role were recorded before."""
+    path = os.environ.get("SEGLOSS_ADAPTER_PIDS")
+    if not path:
+        return 0
+    before = Path(path).read_text().split("\n") if os.path.exists(path) else []
+    with open(path, "a") as pids:
+        pids.write(f"{role} {os.getpid()}\n")
+    return sum(line.startswith(role + " ") for line in before)
