@@ -1,5 +1,9 @@
 //! The golden-fixture corpus: the versioned manifest, its cases, and their `.npy` files with
 //! sha256 integrity checks. The format is described in `docs/fixture-format.md`.
+//!
+//! A corpus is untrusted input: the manifest is read within a size limit, every path it gives must
+//! be a plain relative path that resolves (symlinks followed) inside the fixtures directory, and
+//! every file must be a regular file within the `.npy` size limit.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -8,13 +12,19 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::tensor::{read_file, sha256_hex, DType, Tensor};
+use crate::files::{read_regular_file, sha256_hex, MAX_DOCUMENT_BYTES};
+use crate::npy::{parse_npy, DEFAULT_MAX_FILE_BYTES};
+use crate::tensor::{DType, Tensor};
 
 /// The manifest schema version this build reads; any other version is rejected.
 pub const SCHEMA_VERSION: u64 = 1;
 
 /// The manifest's file name inside a fixtures directory.
 pub const MANIFEST_FILE: &str = "manifest.json";
+
+/// The size limit of a manifest. The bundled corpus of about 2,400 cases has a 5 MB manifest;
+/// 256 MiB admits fifty times that and refuses a runaway file before parsing it.
+pub const MAX_MANIFEST_BYTES: u64 = 256 << 20;
 
 /// The whole manifest.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -164,9 +174,10 @@ impl Case {
 /// The sha256 the generator records as `generator.script_sha256`: over the bytes of
 /// `generate_fixtures.py` and `segloss_gen/*.py` in `scripts_dir`, concatenated in sorted
 /// relative-path order. When it differs from the manifest's, the fixtures predate the generator.
+/// A missing or unreadable source is [`Error::MissingGenerator`].
 pub fn generator_sources_sha256(scripts_dir: &Path) -> Result<String> {
     let package = scripts_dir.join("segloss_gen");
-    let entries = std::fs::read_dir(&package).map_err(|error| Error::Io {
+    let entries = std::fs::read_dir(&package).map_err(|error| Error::MissingGenerator {
         path: package.clone(),
         message: error.to_string(),
     })?;
@@ -180,40 +191,34 @@ pub fn generator_sources_sha256(scripts_dir: &Path) -> Result<String> {
     sources.sort();
     let mut bytes = Vec::new();
     for source in &sources {
-        bytes.extend(read_file(&scripts_dir.join(source))?);
+        let source_bytes = read_regular_file(&scripts_dir.join(source), MAX_DOCUMENT_BYTES)
+            .map_err(|error| match error {
+                Error::Io { path, message } => Error::MissingGenerator { path, message },
+                other => other,
+            })?;
+        bytes.extend(source_bytes);
     }
     Ok(sha256_hex(&bytes))
 }
 
-/// A fixtures directory with its parsed manifest.
-#[derive(Debug, Clone)]
-pub struct Fixtures {
-    /// The directory holding `manifest.json`.
-    pub root: PathBuf,
-    /// The parsed manifest.
-    pub manifest: Manifest,
-}
-
-impl Fixtures {
-    /// Opens a fixtures directory: reads the manifest, rejects unknown schema versions and
-    /// malformed entries. File contents are checked when a case is loaded.
-    pub fn open(root: &Path) -> Result<Fixtures> {
-        let path = root.join(MANIFEST_FILE);
+impl Manifest {
+    /// Parses and validates a manifest's bytes; `path` only names the file in errors. Rejects
+    /// unknown schema versions, duplicate or inconsistent case ids, dtype segments other than `f32`
+    /// and `f64`, and file paths that are not plain relative paths (see `docs/fixture-format.md`).
+    pub fn parse(bytes: &[u8], path: &Path) -> Result<Manifest> {
         let manifest_error = |message: String| Error::Manifest {
-            path: path.clone(),
+            path: path.to_path_buf(),
             message,
         };
-        let text = String::from_utf8(read_file(&path)?)
-            .map_err(|error| manifest_error(error.to_string()))?;
         let raw: Value =
-            serde_json::from_str(&text).map_err(|error| manifest_error(error.to_string()))?;
+            serde_json::from_slice(bytes).map_err(|error| manifest_error(error.to_string()))?;
         let found = raw
             .get("schema_version")
             .and_then(Value::as_u64)
             .ok_or_else(|| manifest_error("no integer schema_version".into()))?;
         if found != SCHEMA_VERSION {
             return Err(Error::SchemaVersion {
-                path,
+                path: path.to_path_buf(),
                 found,
                 supported: SCHEMA_VERSION,
             });
@@ -246,11 +251,102 @@ impl Fixtures {
                     case.id
                 )));
             }
+            for file in case.files() {
+                if let Some(reason) = path_problem(&file.path) {
+                    return Err(Error::FixturePath {
+                        case: case.id.clone(),
+                        path: file.path.clone(),
+                        reason: reason.into(),
+                    });
+                }
+            }
         }
+        Ok(manifest)
+    }
+}
+
+impl CaseEntry {
+    /// Every file the case references: its tensors, then the expected outcome's.
+    pub fn files(&self) -> impl Iterator<Item = &FileRef> {
+        let expected = match &self.expected {
+            ExpectedEntry::Values {
+                grad_output,
+                loss,
+                grad_input,
+            } => vec![grad_output, loss, grad_input],
+            ExpectedEntry::Error { .. } => Vec::new(),
+        };
+        self.tensors.values().chain(expected)
+    }
+}
+
+/// Why a manifest file path is not a plain relative path of `/`-separated names, if it is not.
+fn path_problem(path: &str) -> Option<&'static str> {
+    if path.is_empty() {
+        return Some("is empty");
+    }
+    if path.starts_with('/') {
+        return Some("is absolute");
+    }
+    if path.contains('\\') {
+        return Some("contains a backslash (the separator is '/')");
+    }
+    if path.contains(':') {
+        return Some("contains ':' (a drive or stream name)");
+    }
+    if path.chars().any(char::is_control) {
+        return Some("contains a control character");
+    }
+    path.split('/').find_map(|component| match component {
+        "" => Some("has an empty component (a doubled or trailing '/')"),
+        "." => Some("has a '.' component"),
+        ".." => Some("has a '..' component"),
+        _ => None,
+    })
+}
+
+/// A fixtures directory with its parsed manifest.
+#[derive(Debug, Clone)]
+pub struct Fixtures {
+    /// The directory holding `manifest.json`.
+    pub root: PathBuf,
+    /// The parsed manifest.
+    pub manifest: Manifest,
+    /// `root` with every symlink resolved: the directory every fixture file must lie in.
+    canonical_root: PathBuf,
+}
+
+impl Fixtures {
+    /// Opens a fixtures directory: reads the manifest within [`MAX_MANIFEST_BYTES`] and validates
+    /// it ([`Manifest::parse`]). File contents are checked when a case is loaded.
+    pub fn open(root: &Path) -> Result<Fixtures> {
+        let path = root.join(MANIFEST_FILE);
+        let manifest = Manifest::parse(&read_regular_file(&path, MAX_MANIFEST_BYTES)?, &path)?;
+        let canonical_root = root.canonicalize().map_err(|error| Error::Io {
+            path: root.to_path_buf(),
+            message: error.to_string(),
+        })?;
         Ok(Fixtures {
             root: root.to_path_buf(),
             manifest,
+            canonical_root,
         })
+    }
+
+    /// Checks that the fixtures were made by the generator sources in `scripts_dir` (see
+    /// [`generator_sources_sha256`]): [`Error::StaleFixtures`] if not, [`Error::MissingGenerator`]
+    /// if the sources cannot be read.
+    pub fn check_provenance(&self, scripts_dir: &Path) -> Result<()> {
+        let current = generator_sources_sha256(scripts_dir)?;
+        let recorded = &self.manifest.generator.script_sha256;
+        if &current == recorded {
+            Ok(())
+        } else {
+            Err(Error::StaleFixtures {
+                recorded: recorded.clone(),
+                current,
+            })
+        }
     }
 
     /// Loads a case's tensors, checking every file's sha256, dtype and shape against the manifest.
@@ -258,7 +354,7 @@ impl Fixtures {
         let tensors = entry
             .tensors
             .iter()
-            .map(|(name, file)| Ok((name.clone(), self.read(file)?)))
+            .map(|(name, file)| Ok((name.clone(), self.read(&entry.id, file)?)))
             .collect::<Result<BTreeMap<_, _>>>()?;
         let expected = match &entry.expected {
             ExpectedEntry::Values {
@@ -266,9 +362,9 @@ impl Fixtures {
                 loss,
                 grad_input,
             } => Expected::Values {
-                grad_output: self.read(grad_output)?,
-                loss: self.read(loss)?,
-                grad_input: self.read(grad_input)?,
+                grad_output: self.read(&entry.id, grad_output)?,
+                loss: self.read(&entry.id, loss)?,
+                grad_input: self.read(&entry.id, grad_input)?,
             },
             ExpectedEntry::Error {
                 kind,
@@ -288,19 +384,12 @@ impl Fixtures {
 
     /// Every file the manifest references, relative to the fixtures directory.
     pub fn referenced_files(&self) -> BTreeSet<String> {
-        let mut files = BTreeSet::new();
-        for case in &self.manifest.cases {
-            files.extend(case.tensors.values().map(|file| file.path.clone()));
-            if let ExpectedEntry::Values {
-                grad_output,
-                loss,
-                grad_input,
-            } = &case.expected
-            {
-                files.extend([grad_output, loss, grad_input].map(|file| file.path.clone()));
-            }
-        }
-        files
+        self.manifest
+            .cases
+            .iter()
+            .flat_map(CaseEntry::files)
+            .map(|file| file.path.clone())
+            .collect()
     }
 
     /// Files under the fixtures directory that the manifest does not reference.
@@ -314,13 +403,13 @@ impl Fixtures {
                 message: error.to_string(),
             })?;
             for entry in entries {
-                let path = entry
-                    .map_err(|error| Error::Io {
-                        path: dir.clone(),
-                        message: error.to_string(),
-                    })?
-                    .path();
-                if path.is_dir() {
+                let entry = entry.map_err(|error| Error::Io {
+                    path: dir.clone(),
+                    message: error.to_string(),
+                })?;
+                let path = entry.path();
+                // A symlink is listed, not followed: a link to a parent would walk forever.
+                if entry.file_type().is_ok_and(|file_type| file_type.is_dir()) {
                     pending.push(path);
                     continue;
                 }
@@ -338,9 +427,26 @@ impl Fixtures {
         Ok(unreferenced)
     }
 
-    fn read(&self, file: &FileRef) -> Result<Tensor> {
+    /// Reads a fixture file: it must resolve inside the fixtures directory, be a regular file
+    /// within the `.npy` size limit, match its sha256, and hold the dtype and shape recorded.
+    fn read(&self, case: &str, file: &FileRef) -> Result<Tensor> {
         let path = self.root.join(&file.path);
-        let bytes = read_file(&path)?;
+        let resolved = path.canonicalize().map_err(|error| Error::Io {
+            path: path.clone(),
+            message: error.to_string(),
+        })?;
+        if !resolved.starts_with(&self.canonical_root) {
+            return Err(Error::FixturePath {
+                case: case.to_string(),
+                path: file.path.clone(),
+                reason: format!(
+                    "resolves to {} outside {} (through a symlink)",
+                    resolved.display(),
+                    self.canonical_root.display()
+                ),
+            });
+        }
+        let bytes = read_regular_file(&resolved, DEFAULT_MAX_FILE_BYTES)?;
         let actual = sha256_hex(&bytes);
         if actual != file.sha256 {
             return Err(Error::Checksum {
@@ -349,7 +455,7 @@ impl Fixtures {
                 actual,
             });
         }
-        let tensor = Tensor::from_npy_bytes(&bytes, &path)?;
+        let tensor = parse_npy(&bytes, &path)?;
         if tensor.dtype().name() != file.dtype || tensor.shape() != file.shape.as_slice() {
             return Err(Error::Manifest {
                 path,

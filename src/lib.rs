@@ -8,7 +8,9 @@
 //! * [`certify`] — running an [`certify::Implementation`] on the corpus, as a report or as
 //!   libtest-mimic trials.
 //! * [`coverage`] — the combinations the corpus must contain.
-//! * [`tensor`] — dtype-tagged arrays and `.npy` files.
+//! * [`tensor`] — dtype-tagged arrays.
+//! * [`npy`] — `.npy` files, parsed within bounds.
+//! * [`files`] — bounded reading of untrusted regular files.
 //! * [`error`] — the one error type.
 
 pub mod catalog;
@@ -16,7 +18,9 @@ pub mod certify;
 pub mod compare;
 pub mod coverage;
 pub mod error;
+pub mod files;
 pub mod fixtures;
+pub mod npy;
 pub mod spec;
 pub mod tensor;
 

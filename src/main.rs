@@ -17,8 +17,9 @@ use segloss::certify::known::KnownFailures;
 use segloss::certify::report::{markdown_matrix, Report, Row};
 use segloss::certify::{builtin, builtin_names, certify, Implementation};
 use segloss::compare::Tier;
+use segloss::files::{read_regular_file, MAX_DOCUMENT_BYTES};
 use segloss::fixtures::{ExpectedEntry, Fixtures};
-use segloss::tensor::{read_file, Tensor};
+use segloss::tensor::Tensor;
 use segloss::{Error, Result};
 
 #[derive(Parser)]
@@ -361,8 +362,9 @@ fn matrix(reports: &[PathBuf], update: Option<&Path>) -> Result<ExitCode> {
                 path: path.clone(),
                 message,
             };
-            let report: Value = serde_json::from_slice(&read_file(path)?)
-                .map_err(|error| manifest_error(error.to_string()))?;
+            let report: Value =
+                serde_json::from_slice(&read_regular_file(path, MAX_DOCUMENT_BYTES)?)
+                    .map_err(|error| manifest_error(error.to_string()))?;
             let name = report["implementation"]
                 .as_str()
                 .unwrap_or_default()
@@ -379,7 +381,7 @@ fn matrix(reports: &[PathBuf], update: Option<&Path>) -> Result<ExitCode> {
         print!("{table}");
         return Ok(ExitCode::SUCCESS);
     };
-    let text = String::from_utf8_lossy(&read_file(path)?).into_owned();
+    let text = String::from_utf8_lossy(&read_regular_file(path, MAX_DOCUMENT_BYTES)?).into_owned();
     let (start, end) = MATRIX_MARKERS;
     let (Some(head_end), Some(tail_start)) = (text.find(start), text.find(end)) else {
         return Err(Error::Manifest {

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{CheckResult, Verdict};
 use crate::error::{Error, Result};
-use crate::tensor::read_file;
+use crate::files::{read_regular_file, MAX_DOCUMENT_BYTES};
 
 /// The known-failure list of one implementation.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -67,9 +67,11 @@ impl Status {
 impl KnownFailures {
     /// Reads a list.
     pub fn load(path: &Path) -> Result<KnownFailures> {
-        serde_json::from_slice(&read_file(path)?).map_err(|error| Error::Manifest {
-            path: path.to_path_buf(),
-            message: format!("not a known-failure list: {error}"),
+        serde_json::from_slice(&read_regular_file(path, MAX_DOCUMENT_BYTES)?).map_err(|error| {
+            Error::Manifest {
+                path: path.to_path_buf(),
+                message: format!("not a known-failure list: {error}"),
+            }
         })
     }
 
