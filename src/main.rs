@@ -269,7 +269,7 @@ fn run_certify(args: &CertifyArgs) -> Result<ExitCode> {
         Some(command) => Box::new(CommandAdapter::start(
             command,
             Duration::from_secs_f64(args.timeout),
-            Duration::from_secs_f64(args.timeout),
+            segloss::certify::command::DEFAULT_HELLO_TIMEOUT,
         )?),
         None => builtin(&args.implementation).ok_or_else(|| Error::UnknownImplementation {
             name: args.implementation.clone(),

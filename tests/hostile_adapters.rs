@@ -5,15 +5,31 @@
 //! Needs `python3` (standard library only).
 
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use segloss::certify::command::CommandAdapter;
+use segloss::certify::{certify, Implementation, Verdict};
+use segloss::compare::Tier;
+use segloss::fixtures::Fixtures;
 use serde_json::Value;
 
-/// The per-case timeout of every run, in seconds (it also bounds the hello).
+#[path = "adapters/records.rs"]
+mod records;
+use records::Records;
+
+/// The per-case timeout of every run, in seconds.
 const TIMEOUT: u64 = 2;
+
+/// The hello timeout of the runs that test it (in-process: the others use the default).
+const HELLO: Duration = Duration::from_secs(1);
+
+const ADAPTER: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/adapters/hostile_adapter.py"
+);
 
 /// How long a run may take before the test kills it and fails.
 const DEADLINE: Duration = Duration::from_secs(40);
@@ -22,10 +38,11 @@ const DEADLINE: Duration = Duration::from_secs(40);
 /// seq (its index here) it is given.
 const THREE_CASES: &str = "nll_loss/f64/N4C3/sum/ignore_index";
 
-/// A directory of the test's own: `tmp`, the TMPDIR of the run, and `pids`, where the adapters
-/// record their process ids. Dropping it kills what the run left behind and removes it.
+/// A directory of the test's own: `tmp`, the TMPDIR of the run, and the adapters' records.
+/// Dropping it kills what the run left behind and removes it.
 struct Sandbox {
     root: PathBuf,
+    records: Records,
 }
 
 impl Sandbox {
@@ -34,71 +51,50 @@ impl Sandbox {
             std::env::temp_dir().join(format!("segloss-hostile-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
         std::fs::create_dir_all(root.join("tmp")).unwrap();
-        Sandbox { root }
+        let records = Records::new(root.join("records"), "hostile_adapter.py");
+        Sandbox { root, records }
     }
 
     /// `segloss certify --json --timeout 2` on the hostile adapter in `mode`, misbehaving on case
     /// `seq`, over the cases matching `filter`.
     fn certify(&self, mode: &str, seq: usize, filter: &str) -> Command {
         let binary = env!("CARGO_BIN_EXE_segloss");
-        let adapter = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/adapters/hostile_adapter.py"
-        );
         let mut command = Command::new(binary);
         command
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .env("SEGLOSS_BIN", binary)
-            .env("SEGLOSS_ADAPTER_PIDS", self.root.join("pids"))
+            .env("SEGLOSS_ADAPTER_PIDS", &self.records.path)
             .env("TMPDIR", self.root.join("tmp"))
             .args(["certify", "--json", "--timeout", &TIMEOUT.to_string()])
             .args(["--filter", filter])
-            .args(["--cmd", &format!("python3 {adapter} {mode} {seq}")])
+            .args(["--cmd", &format!("python3 {} {mode} {seq}", quote(ADAPTER))])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         command
     }
 
-    /// The recorded (role, pid) lines.
-    fn recorded(&self) -> Vec<(String, i32)> {
-        std::fs::read_to_string(self.root.join("pids"))
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|line| {
-                let (role, pid) = line.split_once(' ')?;
-                Some((role.to_string(), pid.parse().ok()?))
-            })
-            .collect()
+    /// The `--cmd` of the hostile adapter in `mode`, misbehaving on case `seq`, for an adapter
+    /// started in this process.
+    fn adapter_command(&self, mode: &str, seq: usize) -> String {
+        format!(
+            "SEGLOSS_BIN={} SEGLOSS_ADAPTER_PIDS={} python3 {} {mode} {seq}",
+            quote(env!("CARGO_BIN_EXE_segloss")),
+            quote(&self.records.path.to_string_lossy()),
+            quote(ADAPTER)
+        )
     }
 
-    /// The recorded processes that still run.
-    fn running(&self) -> Vec<(String, i32)> {
-        self.recorded()
-            .into_iter()
-            .filter(|&(_, pid)| is_hostile_adapter(pid))
-            .collect()
-    }
-
-    /// Checks that every recorded process is gone (allowing a moment for SIGKILL to land) and
-    /// that the run's TMPDIR is empty; `Err` says what was left.
+    /// Checks that no adapter process runs any more and that the run's TMPDIR is empty and its
+    /// scratch directory gone; `Err` says what was left.
     fn left_behind(&self) -> Result<(), String> {
-        let give_up = Instant::now() + Duration::from_secs(3);
-        while !self.running().is_empty() && Instant::now() < give_up {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let running = self.running();
+        self.records.all_gone()?;
         let files: Vec<_> = std::fs::read_dir(self.root.join("tmp"))
             .unwrap()
             .map(|entry| entry.unwrap().path())
             .collect();
-        if self.recorded().is_empty() {
-            return Err("no adapter recorded its pid".into());
-        }
-        if !running.is_empty() || !files.is_empty() {
-            return Err(format!(
-                "left behind: processes {running:?}, files {files:?}"
-            ));
+        if !files.is_empty() {
+            return Err(format!("left behind in TMPDIR: {files:?}"));
         }
         Ok(())
     }
@@ -106,23 +102,14 @@ impl Sandbox {
 
 impl Drop for Sandbox {
     fn drop(&mut self) {
-        for (_, pid) in self.running() {
-            // SAFETY: kill has no memory-safety preconditions.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-        }
+        self.records.kill_running();
         let _ = std::fs::remove_dir_all(&self.root);
     }
 }
 
-/// Whether `pid` is a live (not zombie) hostile adapter process.
-fn is_hostile_adapter(pid: i32) -> bool {
-    let proc = PathBuf::from(format!("/proc/{pid}"));
-    let cmdline = std::fs::read(proc.join("cmdline")).unwrap_or_default();
-    let stat = std::fs::read_to_string(proc.join("stat")).unwrap_or_default();
-    let zombie = stat
-        .rsplit_once(')')
-        .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'));
-    String::from_utf8_lossy(&cmdline).contains("hostile_adapter.py") && !zombie
+/// `text` quoted for `sh`.
+fn quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', r"'\''"))
 }
 
 /// A finished run.
@@ -160,12 +147,12 @@ impl Finished {
     }
 }
 
-/// A started run whose output is collected as it comes.
+/// A started run whose output is collected as it comes. Dropping it kills segloss if it still
+/// runs (after a failed test).
 struct Running {
     child: Child,
     started: Instant,
-    stdout: JoinHandle<String>,
-    stderr: JoinHandle<String>,
+    output: Option<(JoinHandle<String>, JoinHandle<String>)>,
 }
 
 impl Running {
@@ -183,29 +170,37 @@ impl Running {
         Running {
             child,
             started: Instant::now(),
-            stdout,
-            stderr,
+            output: Some((stdout, stderr)),
         }
     }
 
-    /// Waits for the run to end; past [`DEADLINE`] it is killed and the test fails.
+    /// Waits for the run to end; past [`DEADLINE`] the test fails.
     fn finish(mut self) -> Finished {
         let status = loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 break status;
             }
-            if self.started.elapsed() > DEADLINE {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                panic!("segloss still ran after {DEADLINE:?}");
-            }
+            assert!(
+                self.started.elapsed() < DEADLINE,
+                "segloss still ran after {DEADLINE:?}"
+            );
             std::thread::sleep(Duration::from_millis(10));
         };
+        let (stdout, stderr) = self.output.take().unwrap();
         Finished {
             status,
             elapsed: self.started.elapsed(),
-            stdout: self.stdout.join().unwrap(),
-            stderr: self.stderr.join().unwrap(),
+            stdout: stdout.join().unwrap(),
+            stderr: stderr.join().unwrap(),
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
         }
     }
 }
@@ -285,8 +280,16 @@ fn each_misbehaviour_fails_only_its_own_case_and_leaves_nothing_behind() {
             1,
             OnlyCaseFails("a line longer than 1048576 bytes"),
         ),
-        ("header-bomb", 2, OnlyCaseFails("status ok, but")),
-        ("fifo", 1, OnlyCaseFails("loss.npy is not a regular file")),
+        (
+            "header-bomb",
+            2,
+            OnlyCaseFails("the header claims 1099511627776 float64"),
+        ),
+        (
+            "fifo",
+            1,
+            OnlyCaseFails("loss.npy: is a FIFO, not a regular file"),
+        ),
         ("dev-zero", 0, OnlyCaseFails("loss.npy is a symbolic link")),
         ("sleep", 1, OnlyCaseFails("no answer within 2.0 s")),
         (
@@ -311,11 +314,6 @@ fn each_misbehaviour_fails_only_its_own_case_and_leaves_nothing_behind() {
             OnlyCaseFails("grad_input.npy has shape [12]"),
         ),
         (
-            "no-hello",
-            0,
-            StartFails("no hello: no answer within 2.0 s"),
-        ),
-        (
             "garbage-hello",
             0,
             StartFails("does not speak segloss-certify version 1: hello?"),
@@ -327,11 +325,12 @@ fn each_misbehaviour_fails_only_its_own_case_and_leaves_nothing_behind() {
         .map(|(mode, seq, expect)| {
             let sandbox = Sandbox::new(mode);
             let running = Running::start(sandbox.certify(mode, seq, THREE_CASES));
-            (Hostile { mode, seq, expect }, sandbox, running)
+            // Dropped in this order after a failure: segloss first, then what it left.
+            (Hostile { mode, seq, expect }, running, sandbox)
         })
         .collect();
     let mut problems = Vec::new();
-    for (hostile, sandbox, running) in runs {
+    for (hostile, running, sandbox) in runs {
         let run = running.finish();
         let verdict = judge(&hostile, &run).and_then(|()| sandbox.left_behind());
         if let Err(problem) = verdict {
@@ -350,30 +349,70 @@ fn each_misbehaviour_fails_only_its_own_case_and_leaves_nothing_behind() {
 }
 
 #[test]
+fn an_adapter_that_never_says_hello_fails_to_start_within_the_hello_timeout() {
+    let sandbox = Sandbox::new("no-hello");
+    let started = Instant::now();
+    let command = sandbox.adapter_command("no-hello", 0);
+    let error = CommandAdapter::start(&command, Duration::from_secs(TIMEOUT), HELLO)
+        .err()
+        .expect("the adapter never says hello");
+    assert!(started.elapsed() < HELLO * 3, "{:?}", started.elapsed());
+    assert!(
+        error
+            .to_string()
+            .contains("no hello: no answer within 1.0 s"),
+        "{error}"
+    );
+    sandbox.left_behind().unwrap();
+}
+
+#[test]
 fn an_adapter_that_fails_its_hello_twice_is_abandoned_quickly() {
     let sandbox = Sandbox::new("abandoned");
-    // Nine cases; the adapter exits on the second, and never says hello again.
-    let run =
-        Running::start(sandbox.certify("no-hello-after-restart", 1, "nll_loss/f64/N4C3/sum/"))
-            .finish();
+    let fixtures =
+        Fixtures::open(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures"))).unwrap();
+    // The adapter exits on the second case, and the restarted adapters never say hello.
+    let command = sandbox.adapter_command("no-hello-after-restart", 1);
+    let adapter = CommandAdapter::start(&command, Duration::from_secs(TIMEOUT), HELLO).unwrap();
+    let started = Instant::now();
+    let selected =
+        |entry: &segloss::fixtures::CaseEntry| entry.id.starts_with("nll_loss/f64/N4C3/");
+    let results = certify(&fixtures, &adapter, Tier::Strict, selected, |_, _| {});
+    let elapsed = started.elapsed();
+    let abandoned = adapter.abandoned().expect("the adapter is abandoned");
+    drop(adapter);
     sandbox.left_behind().unwrap();
-    assert!(!run.status.success());
-    let output = format!("{}{}", run.stdout, run.stderr);
     assert!(
-        output.contains("failed its hello 2 times in a row")
-            && output.contains("no hello: no answer within 2.0 s"),
-        "{output}"
+        abandoned.contains("failed its hello 2 times in a row")
+            && abandoned.contains("no hello: no answer within 1.0 s"),
+        "{abandoned}"
     );
-    // Two hello timeouts (and start-ups on a busy machine), not one per remaining case: seven
-    // of them would take 14 s.
-    let bound = Duration::from_secs(2 * TIMEOUT + 8);
-    assert!(run.elapsed < bound, "took {:?}", run.elapsed);
-    let cases = run.cases();
-    assert!(cases.len() >= 2, "{}", run.stdout);
-    assert!(cases[0].1.iter().all(|(status, _)| status == "passed"));
-    assert!(cases[1].1.iter().all(|(status, detail)| {
-        status == "failed" && detail.contains("deliberate exit on case 1")
-    }));
+    // Two hello timeouts, not one for each of the dozens of remaining cases.
+    assert!(elapsed < HELLO * 5, "took {elapsed:?}");
+    let mut cases: Vec<(&str, Vec<&Verdict>)> = Vec::new();
+    for result in &results {
+        if cases.last().is_none_or(|(case, _)| *case != result.case_id) {
+            cases.push((&result.case_id, Vec::new()));
+        }
+        if let Some((_, verdicts)) = cases.last_mut() {
+            verdicts.push(&result.verdict);
+        }
+    }
+    assert!(cases.len() > 10, "{cases:?}");
+    let failed_with = |verdict: &Verdict, text: &str| matches!(verdict, Verdict::Failed(reason) if reason.contains(text));
+    assert!(cases[0]
+        .1
+        .iter()
+        .all(|verdict| matches!(verdict, Verdict::Passed(_))));
+    assert!(cases[1]
+        .1
+        .iter()
+        .all(|verdict| failed_with(verdict, "deliberate exit on case 1")));
+    for (_, verdicts) in &cases[4..] {
+        assert!(verdicts
+            .iter()
+            .all(|verdict| failed_with(verdict, "not asked: the adapter failed its hello")));
+    }
 }
 
 /// Starts a run on an adapter that sleeps on the first case, sends `signal` to segloss once the
@@ -383,7 +422,8 @@ fn interrupted_by(signal: i32) {
     let running = Running::start(sandbox.certify("sleep", 0, THREE_CASES));
     let give_up = Instant::now() + DEADLINE;
     while !sandbox
-        .recorded()
+        .records
+        .pids()
         .iter()
         .any(|(role, _)| role == "sleeping")
     {

@@ -28,6 +28,11 @@ use process::Process;
 pub use process::MAX_LINE_BYTES;
 pub use protocol::{parse_answer, Answer, PROTOCOL, PROTOCOL_VERSION};
 
+/// The usual bound on the hello exchange: interpreters and frameworks (a deep-learning library's
+/// import, a GPU's initialisation) can take many seconds to start on a loaded machine, whatever
+/// the per-case timeout is.
+pub const DEFAULT_HELLO_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// How many failed hellos in a row abandon an adapter.
 pub const HELLO_ATTEMPTS: u32 = 2;
 
@@ -62,7 +67,8 @@ impl CommandAdapter {
     /// Starts `command` (run by `sh -c` in a process group of its own) and performs the hello
     /// exchange, so that an adapter that cannot start at all is reported once, up front.
     /// `timeout` bounds every case's answer, `hello_timeout` every hello answer (the first and
-    /// those of restarts). Any durations are accepted; zero fails every exchange.
+    /// those of restarts; [`DEFAULT_HELLO_TIMEOUT`] unless the user says otherwise). Any
+    /// durations are accepted; zero fails every exchange.
     pub fn start(
         command: &str,
         timeout: Duration,

@@ -47,13 +47,18 @@ def evaluate(message, params):
     return subprocess.run(command, capture_output=True, text=True)
 
 
-def record_pid(role):
-    """Appends `role pid` to the file named by SEGLOSS_ADAPTER_PIDS, when it is set; returns how
-    many processes of that role were recorded before."""
+def record(role, text):
+    """Appends `role text` to the file named by SEGLOSS_ADAPTER_PIDS, when it is set; returns how
+    many lines of that role were there before."""
     path = os.environ.get("SEGLOSS_ADAPTER_PIDS")
     if not path:
         return 0
     before = Path(path).read_text().split("\n") if os.path.exists(path) else []
-    with open(path, "a") as pids:
-        pids.write(f"{role} {os.getpid()}\n")
+    with open(path, "a") as lines:
+        lines.write(f"{role} {text}\n")
     return sum(line.startswith(role + " ") for line in before)
+
+
+def record_pid(role):
+    """Records this process's pid under `role` (see `record`)."""
+    return record(role, os.getpid())

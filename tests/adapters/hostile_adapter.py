@@ -21,8 +21,8 @@ argument says:
   int64-grad              answers ok with an int64 grad_input.npy
   wrong-grad-shape        answers ok with grad_input.npy flattened to one dimension
 
-Every adapter process and every child it starts records its pid (see adapter_support.record_pid),
-and `sleeping` before it sleeps.
+Every adapter process and every child it starts records its pid (see adapter_support.record), and
+`sleeping` before it sleeps; every case's `out` directory is recorded too.
 """
 
 import json
@@ -32,7 +32,7 @@ import sys
 import time
 from pathlib import Path
 
-from adapter_support import evaluate, npy_shape, record_pid, write_npy
+from adapter_support import evaluate, npy_shape, record, record_pid, write_npy
 
 MODE = sys.argv[1]
 SEQ = int(sys.argv[2]) if len(sys.argv) > 2 else 0
@@ -116,7 +116,9 @@ for line in sys.stdin:
     message = json.loads(line)
     if message["type"] == "hello":
         hello()
-    elif message["seq"] == SEQ:
+        continue
+    record("out", message["out"])
+    if message["seq"] == SEQ:
         misbehave(message)
     else:
         if MODE == "extra-line" and message["seq"] == SEQ + 1:

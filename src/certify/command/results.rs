@@ -2,11 +2,10 @@
 //! links, FIFOs or devices), no larger than the case can produce, float32 or float64, and the
 //! gradient of the prediction's shape.
 
-use std::io::Read;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use crate::catalog::LossCall;
+use crate::npy;
 use crate::spec::LossOutput;
 use crate::tensor::{DType, Tensor};
 
@@ -55,37 +54,11 @@ fn read_float(out: &Path, name: &str, limit: u64) -> Result<Tensor, String> {
         }
         _ => {}
     }
-    let tensor = read_npy_file(&path, limit)?;
+    let tensor = npy::read_npy_file(&path, limit).map_err(|error| error.to_string())?;
     match tensor.dtype() {
         DType::Float32 | DType::Float64 => Ok(tensor),
         other => Err(format!(
             "{name} is {other}; the protocol requires float32 or float64"
         )),
     }
-}
-
-/// Reads a `.npy` file that must be a regular file of at most `limit` bytes, opened without
-/// blocking (a FIFO cannot hang the open) and checked on the opened descriptor.
-fn read_npy_file(path: &Path, limit: u64) -> Result<Tensor, String> {
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let failed = |error: std::io::Error| format!("cannot read {name}: {error}");
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
-        .open(path)
-        .map_err(failed)?;
-    let metadata = file.metadata().map_err(failed)?;
-    if !metadata.is_file() {
-        return Err(format!("{name} is not a regular file"));
-    }
-    let mut bytes = Vec::new();
-    file.take(limit.saturating_add(1))
-        .read_to_end(&mut bytes)
-        .map_err(failed)?;
-    if bytes.len() as u64 > limit {
-        return Err(format!(
-            "{name} is larger than the {limit} bytes results of this case can take"
-        ));
-    }
-    Tensor::from_npy_bytes(&bytes, path).map_err(|error| error.to_string())
 }
