@@ -208,7 +208,7 @@ impl Manifest {
     pub fn parse(bytes: &[u8], path: &Path) -> Result<Manifest> {
         let manifest_error = |message: String| Error::Manifest {
             path: path.to_path_buf(),
-            message,
+            message: escape_controls(&message),
         };
         let raw: Value =
             serde_json::from_slice(bytes).map_err(|error| manifest_error(error.to_string()))?;
@@ -228,11 +228,14 @@ impl Manifest {
         let mut seen = BTreeSet::new();
         for case in &manifest.cases {
             if !seen.insert(case.id.as_str()) {
-                return Err(manifest_error(format!("case {} is listed twice", case.id)));
+                return Err(manifest_error(format!(
+                    "case {:?} is listed twice",
+                    case.id
+                )));
             }
             if !["f32", "f64"].contains(&case.dtype.as_str()) {
                 return Err(manifest_error(format!(
-                    "case {} has dtype {:?}; the dtype segment is f32 or f64",
+                    "case {:?} has dtype {:?}; the dtype segment is f32 or f64",
                     case.id, case.dtype
                 )));
             }
@@ -247,7 +250,7 @@ impl Manifest {
             .join("/");
             if case.id != expected_id {
                 return Err(manifest_error(format!(
-                    "case id {} does not match its fields ({expected_id})",
+                    "case id {:?} does not match its fields ({expected_id:?})",
                     case.id
                 )));
             }
@@ -278,6 +281,20 @@ impl CaseEntry {
         };
         self.tensors.values().chain(expected)
     }
+}
+
+/// `text` with control characters escaped, so that a message quoting the manifest (serde's messages
+/// quote keys and values as they are) stays on one line.
+fn escape_controls(text: &str) -> String {
+    text.chars()
+        .map(|character| {
+            if character.is_control() {
+                character.escape_default().to_string()
+            } else {
+                character.to_string()
+            }
+        })
+        .collect()
 }
 
 /// Why a manifest file path is not a plain relative path of `/`-separated names, if it is not.
