@@ -392,7 +392,7 @@ pub enum Error {
         limit: u64,
     },
     /// A manifest file path that is not a plain relative path inside the fixtures directory.
-    #[error("manifest case {case}: file path {path:?} {reason}; manifest paths are relative and stay inside the fixtures directory")]
+    #[error("manifest case {case:?}: file path {path:?} {reason}; manifest paths are relative and stay inside the fixtures directory")]
     FixturePath {
         /// The case id.
         case: String,

@@ -208,7 +208,7 @@ impl Manifest {
     pub fn parse(bytes: &[u8], path: &Path) -> Result<Manifest> {
         let manifest_error = |message: String| Error::Manifest {
             path: path.to_path_buf(),
-            message,
+            message: escape_controls(&message),
         };
         let raw: Value =
             serde_json::from_slice(bytes).map_err(|error| manifest_error(error.to_string()))?;
@@ -228,11 +228,14 @@ impl Manifest {
         let mut seen = BTreeSet::new();
         for case in &manifest.cases {
             if !seen.insert(case.id.as_str()) {
-                return Err(manifest_error(format!("case {} is listed twice", case.id)));
+                return Err(manifest_error(format!(
+                    "case {:?} is listed twice",
+                    case.id
+                )));
             }
             if !["f32", "f64"].contains(&case.dtype.as_str()) {
                 return Err(manifest_error(format!(
-                    "case {} has dtype {:?}; the dtype segment is f32 or f64",
+                    "case {:?} has dtype {:?}; the dtype segment is f32 or f64",
                     case.id, case.dtype
                 )));
             }
@@ -247,7 +250,7 @@ impl Manifest {
             .join("/");
             if case.id != expected_id {
                 return Err(manifest_error(format!(
-                    "case id {} does not match its fields ({expected_id})",
+                    "case id {:?} does not match its fields ({expected_id:?})",
                     case.id
                 )));
             }
@@ -278,6 +281,20 @@ impl CaseEntry {
         };
         self.tensors.values().chain(expected)
     }
+}
+
+/// `text` with control characters escaped, so that a message quoting the manifest (serde's messages
+/// quote keys and values as they are) stays on one line.
+fn escape_controls(text: &str) -> String {
+    text.chars()
+        .map(|character| {
+            if character.is_control() {
+                character.escape_default().to_string()
+            } else {
+                character.to_string()
+            }
+        })
+        .collect()
 }
 
 /// Why a manifest file path is not a plain relative path of `/`-separated names, if it is not.
@@ -469,5 +486,121 @@ impl Fixtures {
             });
         }
         Ok(tensor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest_json(script_sha256: &str, cases: Value) -> Vec<u8> {
+        serde_json::to_vec(&serde_json::json!({
+            "schema_version": 1,
+            "generator": {
+                "script": "scripts/generate_fixtures.py",
+                "script_sha256": script_sha256,
+                "python": "3", "torch": "2", "numpy": "2", "device": "cpu"
+            },
+            "cases": cases
+        }))
+        .unwrap()
+    }
+
+    fn error_case(id: &str) -> Value {
+        let segments: Vec<&str> = id.splitn(5, '/').collect();
+        serde_json::json!({
+            "id": id, "loss": segments[0], "dtype": segments[1], "shape": segments[2],
+            "reduction": segments[3], "variant": segments[4], "seed": 0, "params": {},
+            "tensors": {},
+            "expected": {"outcome": "error", "kind": "k", "type": "T", "message": "m"}
+        })
+    }
+
+    #[test]
+    fn manifest_paths_are_plain_relative_paths() {
+        for good in [
+            "cases/cross_entropy/f64/N4C3/mean/weight,ignore_index=1/input.npy",
+            "a.npy",
+            "cases/..hidden/x.npy",
+        ] {
+            assert_eq!(path_problem(good), None, "{good}");
+        }
+        for (bad, reason) in [
+            ("", "is empty"),
+            ("/etc/passwd", "is absolute"),
+            ("../outside.npy", "'..'"),
+            ("cases/../../x.npy", "'..'"),
+            ("cases/./x.npy", "'.'"),
+            ("cases//x.npy", "empty component"),
+            ("cases/x/", "empty component"),
+            ("cases\\..\\x.npy", "backslash"),
+            ("C:x.npy", "':'"),
+            ("cases/x\n.npy", "control character"),
+            ("cases/x\0.npy", "control character"),
+        ] {
+            let problem = path_problem(bad).unwrap_or_else(|| panic!("{bad:?} accepted"));
+            assert!(problem.contains(reason), "{bad:?}: {problem}");
+        }
+    }
+
+    #[test]
+    fn manifest_errors_stay_on_one_line() {
+        // Found by the manifest fuzz target: a case id with a control character was quoted raw.
+        let case = error_case("cr\u{7f}ss/f64/N4C3/none/default");
+        let mut mismatched = case.clone();
+        mismatched["loss"] = "cross".into();
+        let error = Manifest::parse(
+            &manifest_json("0", Value::Array(vec![mismatched])),
+            Path::new("m.json"),
+        )
+        .unwrap_err();
+        assert!(error.to_string().contains("\\u{7f}"), "{error}");
+        let duplicated = manifest_json("0", Value::Array(vec![case.clone(), case]));
+        let error = Manifest::parse(&duplicated, Path::new("m.json")).unwrap_err();
+        assert!(error.to_string().contains("listed twice"), "{error}");
+        // serde quotes an unknown key as it is.
+        let error = Manifest::parse(
+            br#"{"schema_version": 1, "a\u0001b": 0}"#,
+            Path::new("m.json"),
+        )
+        .unwrap_err();
+        assert!(error.to_string().contains("a\\u{1}b"), "{error}");
+    }
+
+    #[test]
+    fn provenance_is_the_hash_of_the_generator_sources() {
+        let scripts = tempfile::tempdir().unwrap();
+        std::fs::create_dir(scripts.path().join("segloss_gen")).unwrap();
+        std::fs::write(scripts.path().join("generate_fixtures.py"), "main\n").unwrap();
+        std::fs::write(scripts.path().join("segloss_gen/a.py"), "a\n").unwrap();
+        let current = generator_sources_sha256(scripts.path()).unwrap();
+        assert_eq!(current, sha256_hex(b"main\na\n"));
+        let fixtures = tempfile::tempdir().unwrap();
+        let manifest = fixtures.path().join(MANIFEST_FILE);
+        std::fs::write(&manifest, manifest_json(&current, Value::Array(vec![]))).unwrap();
+        Fixtures::open(fixtures.path())
+            .unwrap()
+            .check_provenance(scripts.path())
+            .unwrap();
+        std::fs::write(&manifest, manifest_json("0", Value::Array(vec![]))).unwrap();
+        let error = Fixtures::open(fixtures.path())
+            .unwrap()
+            .check_provenance(scripts.path())
+            .unwrap_err();
+        assert_eq!(
+            error,
+            Error::StaleFixtures {
+                recorded: "0".into(),
+                current
+            }
+        );
+        assert!(error.to_string().contains("scripts/regen.sh"), "{error}");
+        std::fs::remove_file(scripts.path().join("generate_fixtures.py")).unwrap();
+        let error = generator_sources_sha256(scripts.path()).unwrap_err();
+        assert_eq!(error.kind(), "missing_generator", "{error}");
+        assert!(
+            error.to_string().contains("generate_fixtures.py"),
+            "{error}"
+        );
     }
 }

@@ -72,21 +72,6 @@ pub enum Tensor {
     Bool(ArrayD<bool>),
 }
 
-/// Applies the same expression to the array inside whichever variant a tensor holds.
-macro_rules! each_variant {
-    ($tensor:expr, $array:ident => $body:expr) => {
-        match $tensor {
-            Tensor::Float64($array) => $body,
-            Tensor::Float32($array) => $body,
-            Tensor::Int64($array) => $body,
-            Tensor::Int32($array) => $body,
-            Tensor::Int16($array) => $body,
-            Tensor::UInt8($array) => $body,
-            Tensor::Bool($array) => $body,
-        }
-    };
-}
-
 impl Tensor {
     /// The element type.
     pub fn dtype(&self) -> DType {
@@ -103,7 +88,15 @@ impl Tensor {
 
     /// The shape.
     pub fn shape(&self) -> &[usize] {
-        each_variant!(self, array => array.shape())
+        match self {
+            Tensor::Float64(array) => array.shape(),
+            Tensor::Float32(array) => array.shape(),
+            Tensor::Int64(array) => array.shape(),
+            Tensor::Int32(array) => array.shape(),
+            Tensor::Int16(array) => array.shape(),
+            Tensor::UInt8(array) => array.shape(),
+            Tensor::Bool(array) => array.shape(),
+        }
     }
 
     /// The elements converted to f64 (exactly, for every supported dtype; `true` is 1).
