@@ -156,7 +156,7 @@ struct Running {
 }
 
 impl Running {
-    fn start(mut command: Command) -> Running {
+    fn start(command: &mut Command) -> Running {
         let mut child = command.spawn().expect("segloss runs");
         let collect = |mut pipe: Box<dyn Read + Send>| {
             std::thread::spawn(move || {
@@ -324,7 +324,7 @@ fn each_misbehaviour_fails_only_its_own_case_and_leaves_nothing_behind() {
         .into_iter()
         .map(|(mode, seq, expect)| {
             let sandbox = Sandbox::new(mode);
-            let running = Running::start(sandbox.certify(mode, seq, THREE_CASES));
+            let running = Running::start(&mut sandbox.certify(mode, seq, THREE_CASES));
             // Dropped in this order after a failure: segloss first, then what it left.
             (Hostile { mode, seq, expect }, running, sandbox)
         })
@@ -415,11 +415,60 @@ fn an_adapter_that_fails_its_hello_twice_is_abandoned_quickly() {
     }
 }
 
+#[test]
+fn any_timeout_is_accepted_without_panicking() {
+    let sandbox = Sandbox::new("timeouts");
+    let fixtures =
+        Fixtures::open(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures"))).unwrap();
+    let one_case =
+        |entry: &segloss::fixtures::CaseEntry| entry.id == "nll_loss/f64/N4C3/sum/ignore_index=5";
+    // The adapter never misbehaves (there is no case 99).
+    let command = sandbox.adapter_command("sleep", 99);
+    let error = CommandAdapter::start(&command, Duration::MAX, Duration::ZERO)
+        .err()
+        .expect("no hello within no time");
+    assert!(
+        error.to_string().contains("no answer within 0.0 s"),
+        "{error}"
+    );
+    let verdicts = |timeout: Duration| {
+        let adapter = CommandAdapter::start(&command, timeout, Duration::MAX).unwrap();
+        certify(&fixtures, &adapter, Tier::Strict, one_case, |_, _| {})
+            .into_iter()
+            .map(|result| result.verdict)
+            .collect::<Vec<_>>()
+    };
+    assert!(verdicts(Duration::MAX)
+        .iter()
+        .all(|verdict| matches!(verdict, Verdict::Passed(_))));
+    assert!(verdicts(Duration::ZERO).iter().all(|verdict| {
+        matches!(verdict, Verdict::Failed(reason) if reason.contains("no answer within 0.0 s"))
+    }));
+    sandbox.left_behind().unwrap();
+}
+
+#[test]
+fn a_tmpdir_that_is_not_utf8_is_refused_with_a_clear_error() {
+    use std::os::unix::ffi::OsStrExt;
+    let sandbox = Sandbox::new("non-utf8");
+    let mut command = sandbox.certify("sleep", 99, THREE_CASES);
+    let tmpdir = sandbox.root.join(std::ffi::OsStr::from_bytes(b"tmp-\xff"));
+    std::fs::create_dir(&tmpdir).unwrap();
+    let run = Running::start(command.env("TMPDIR", &tmpdir)).finish();
+    assert!(!run.status.success());
+    assert!(
+        run.stderr.contains("is not valid UTF-8") && run.stderr.contains("set TMPDIR"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(std::fs::read_dir(&tmpdir).unwrap().count(), 0);
+}
+
 /// Starts a run on an adapter that sleeps on the first case, sends `signal` to segloss once the
 /// adapter sleeps, and checks that segloss exits with `128 + signal`, leaving nothing behind.
 fn interrupted_by(signal: i32) {
     let sandbox = Sandbox::new(&format!("signal-{signal}"));
-    let running = Running::start(sandbox.certify("sleep", 0, THREE_CASES));
+    let running = Running::start(&mut sandbox.certify("sleep", 0, THREE_CASES));
     let give_up = Instant::now() + DEADLINE;
     while !sandbox
         .records
