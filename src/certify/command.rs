@@ -176,7 +176,7 @@ impl CommandAdapter {
         });
         let started = Instant::now();
         process
-            .send(&request.to_string())
+            .send(&request.to_string(), started, self.timeout)
             .map_err(Failure::Process)?;
         loop {
             let line = process
@@ -250,7 +250,7 @@ fn start_process(
     let mut process = Process::spawn(command)?;
     let started = Instant::now();
     let line = process
-        .send(&protocol::hello_request())
+        .send(&protocol::hello_request(), started, hello_timeout)
         .and_then(|()| process.receive(started, hello_timeout))
         .map_err(|reason| format!("no hello: {reason}"))?;
     let name = protocol::parse_hello(&line)?;

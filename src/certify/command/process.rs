@@ -4,6 +4,7 @@
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Write};
+use std::os::fd::AsRawFd;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::{Arc, Mutex};
@@ -61,6 +62,9 @@ impl Process {
         let group = live::group_of(&child);
         let (stdin, stdout, stderr) =
             (child.stdin.take(), child.stdout.take(), child.stderr.take());
+        if let Some(stdin) = &stdin {
+            set_nonblocking(stdin);
+        }
         let (sender, lines) = mpsc::channel();
         let mut process = Process {
             child,
@@ -96,14 +100,41 @@ impl Process {
         Ok(process)
     }
 
-    /// Sends one line.
-    pub(super) fn send(&mut self, line: &str) -> Result<(), String> {
-        let written = match self.stdin.as_mut() {
-            Some(stdin) => writeln!(stdin, "{line}").and_then(|()| stdin.flush()),
-            None => Err(std::io::ErrorKind::BrokenPipe.into()),
+    /// Sends one line, failing if the adapter does not take it before `timeout` has passed since
+    /// `started` (an adapter that stops reading its input cannot block the run).
+    pub(super) fn send(
+        &mut self,
+        line: &str,
+        started: Instant,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        let line = format!("{line}\n");
+        let mut rest = line.as_bytes();
+        let failed = loop {
+            let Some(stdin) = self.stdin.as_mut() else {
+                break std::io::Error::from(std::io::ErrorKind::BrokenPipe);
+            };
+            match stdin.write(rest) {
+                Ok(0) => break std::io::Error::from(std::io::ErrorKind::WriteZero),
+                Ok(written) if written == rest.len() => return Ok(()),
+                Ok(written) => rest = &rest[written..],
+                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
+                    if started.elapsed() >= timeout {
+                        return Err(format!(
+                            "the adapter did not read its input within {:.1} s",
+                            timeout.as_secs_f64()
+                        ));
+                    }
+                    std::thread::sleep(POLL / 4);
+                }
+                Err(error) => break error,
+            }
         };
-        written
-            .map_err(|error| format!("cannot write to the adapter: {error}{}", self.exit_report()))
+        Err(format!(
+            "cannot write to the adapter: {failed}{}",
+            self.exit_report()
+        ))
     }
 
     /// Discards the lines that arrived since the last exchange; `false` if the process can no
@@ -236,6 +267,19 @@ impl Drop for Process {
     }
 }
 
+/// Makes writes to the adapter's stdin return `WouldBlock` instead of waiting while the pipe is
+/// full (the adapter's end of the pipe is unaffected).
+fn set_nonblocking(stdin: &ChildStdin) {
+    let fd = stdin.as_raw_fd();
+    // SAFETY: fcntl on a descriptor this process owns; F_GETFL/F_SETFL touch only its flags.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        if flags >= 0 {
+            libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK);
+        }
+    }
+}
+
 /// Keeps the last [`STDERR_TAIL_LINES`] lines of `stderr`, each cut to [`STDERR_LINE_BYTES`].
 fn keep_tail(mut stderr: impl BufRead, tail: &Mutex<VecDeque<String>>) {
     loop {
@@ -318,6 +362,20 @@ mod tests {
                 return found;
             }
         }
+    }
+
+    #[test]
+    fn an_adapter_that_does_not_read_cannot_block_a_send() {
+        let mut process = Process::spawn("exec sleep 30").unwrap();
+        let line = "x".repeat(4 << 20);
+        let started = Instant::now();
+        let timeout = Duration::from_millis(300);
+        let error = process.send(&line, started, timeout).unwrap_err();
+        assert!(
+            error.contains("did not read its input within 0.3 s"),
+            "{error}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(2));
     }
 
     #[test]
