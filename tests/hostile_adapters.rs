@@ -1,7 +1,7 @@
 //! Certifying hostile adapters (`tests/adapters/hostile_adapter.py`): each misbehaviour fails
 //! exactly the case it happens on, with the reason, and the run goes on; an adapter that cannot say
 //! hello ends the run quickly; every run ends within a bound, leaves no adapter process behind and
-//! removes its scratch directory, also when segloss is stopped by SIGINT or SIGTERM.
+//! removes its scratch directory, also when segloss is stopped by SIGINT, SIGTERM or SIGHUP.
 //! Needs `python3` (standard library only).
 
 use std::io::Read;
@@ -500,4 +500,9 @@ fn sigterm_stops_the_adapters_and_removes_the_scratch_directory() {
 #[test]
 fn sigint_stops_the_adapters_and_removes_the_scratch_directory() {
     interrupted_by(libc::SIGINT);
+}
+
+#[test]
+fn sighup_stops_the_adapters_and_removes_the_scratch_directory() {
+    interrupted_by(libc::SIGHUP);
 }

@@ -1,9 +1,9 @@
 //! What segloss must clean up however a run ends: the process groups of live adapters and the
 //! scratch directories their arrays travel through.
 //!
-//! Every group and directory is registered here while it exists. On SIGINT or SIGTERM a watcher
-//! thread kills every registered group, removes every registered directory and exits with the
-//! conventional status (128 + the signal's number: 130 and 143). Registering and spawning happen
+//! Every group and directory is registered here while it exists. On SIGINT, SIGTERM or SIGHUP a
+//! watcher thread kills every registered group, removes every registered directory and exits with
+//! the conventional status (128 + the signal's number: 130, 143 and 129). Registering and spawning happen
 //! under one lock, so a signal never finds an adapter started but not yet registered.
 
 use std::io;
@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 /// The live process groups and scratch directories.
@@ -29,13 +29,13 @@ fn live() -> MutexGuard<'static, Live> {
     LIVE.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Installs the SIGINT/SIGTERM watcher, once per process.
+/// Installs the signal watcher, once per process.
 fn watch_signals() -> Result<(), String> {
     static WATCHING: OnceLock<Result<(), String>> = OnceLock::new();
     WATCHING
         .get_or_init(|| {
-            let mut signals = Signals::new([SIGINT, SIGTERM])
-                .map_err(|error| format!("cannot watch SIGINT and SIGTERM: {error}"))?;
+            let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])
+                .map_err(|error| format!("cannot watch SIGINT, SIGTERM and SIGHUP: {error}"))?;
             std::thread::Builder::new()
                 .name("segloss-signals".into())
                 .spawn(move || {
