@@ -48,17 +48,21 @@ def evaluate(message, params):
 
 
 def record(role, text):
-    """Appends `role text` to the file named by SEGLOSS_ADAPTER_PIDS, when it is set; returns how
-    many lines of that role were there before."""
+    """Appends `role text` to the file named by SEGLOSS_ADAPTER_PIDS, when it is set."""
     path = os.environ.get("SEGLOSS_ADAPTER_PIDS")
-    if not path:
+    if path:
+        with open(path, "a") as lines:
+            lines.write(f"{role} {text}\n")
+
+
+def recorded(role):
+    """How many records of `role` there are."""
+    path = os.environ.get("SEGLOSS_ADAPTER_PIDS")
+    if not path or not os.path.exists(path):
         return 0
-    before = Path(path).read_text().split("\n") if os.path.exists(path) else []
-    with open(path, "a") as lines:
-        lines.write(f"{role} {text}\n")
-    return sum(line.startswith(role + " ") for line in before)
+    return sum(line.startswith(role + " ") for line in Path(path).read_text().split("\n"))
 
 
 def record_pid(role):
     """Records this process's pid under `role` (see `record`)."""
-    return record(role, os.getpid())
+    record(role, os.getpid())

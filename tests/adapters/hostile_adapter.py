@@ -5,7 +5,8 @@ argument says:
 
   no-hello                never answers the hello (from the first start on)
   garbage-hello           answers the hello with a line that is not a hello
-  no-hello-after-restart  exits on the case; the restarted adapters never answer the hello
+  no-hello-after-restart  exits on the case; adapters started after a case was asked never
+                          answer the hello
   garbage                 answers with a line that is not JSON
   wrong-seq               answers with a seq that is not the case's
   extra-line              answers, then writes a log line and the answer again; and starts the
@@ -32,11 +33,13 @@ import sys
 import time
 from pathlib import Path
 
-from adapter_support import evaluate, npy_shape, record, record_pid, write_npy
+from adapter_support import evaluate, npy_shape, record, record_pid, recorded, write_npy
 
 MODE = sys.argv[1]
 SEQ = int(sys.argv[2]) if len(sys.argv) > 2 else 0
-STARTS = record_pid("adapter")
+# Whether an earlier adapter of this run was asked a case.
+RESTARTED = recorded("out") > 0
+record_pid("adapter")
 
 
 def send(line):
@@ -105,7 +108,7 @@ def misbehave(message):
 
 
 def hello():
-    if MODE == "no-hello" or (MODE == "no-hello-after-restart" and STARTS > 0):
+    if MODE == "no-hello" or (MODE == "no-hello-after-restart" and RESTARTED):
         sleep()
     if MODE == "garbage-hello":
         return send("hello?")
