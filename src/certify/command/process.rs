@@ -79,7 +79,7 @@ impl Process {
         };
         // Neither reader is ever joined: a descendant that escaped the group and holds a pipe
         // blocks only its reader, never the run.
-        std::thread::spawn(move || {
+        let stdout_reader = std::thread::Builder::new().spawn(move || {
             let mut stdout = BufReader::new(stdout);
             loop {
                 let mut line = Vec::new();
@@ -96,7 +96,14 @@ impl Process {
             }
         });
         let tail = process.stderr_tail.clone();
-        std::thread::spawn(move || keep_tail(BufReader::new(stderr), &tail));
+        let stderr_reader =
+            std::thread::Builder::new().spawn(move || keep_tail(BufReader::new(stderr), &tail));
+        if let Err(error) = stdout_reader.and(stderr_reader) {
+            process.stop();
+            return Err(format!(
+                "cannot start a thread reading the adapter: {error}"
+            ));
+        }
         Ok(process)
     }
 

@@ -27,11 +27,11 @@ pub(super) fn read_results(
     let loss = read_float(out, "loss.npy", limit)?;
     let grad_input = read_float(out, "grad_input.npy", limit)?;
     let expected = call.tensors.get(prediction).map(Tensor::shape);
-    if expected.is_some_and(|shape| shape != grad_input.shape()) {
+    if let Some(expected) = expected.filter(|&shape| shape != grad_input.shape()) {
         return Err(format!(
-            "grad_input.npy has shape {:?}, not the shape of the prediction {prediction:?}, {:?}",
+            "grad_input.npy has shape {:?}, not the shape of the prediction {prediction:?}, \
+             {expected:?}",
             grad_input.shape(),
-            expected.unwrap_or_default()
         ));
     }
     Ok(LossOutput {
