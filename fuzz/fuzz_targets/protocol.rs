@@ -13,7 +13,11 @@ fuzz_target!(|data: &[u8]| {
     let Some((&first, line)) = data.split_first() else {
         return;
     };
-    let seq = if first == u8::MAX { u64::MAX } else { u64::from(first) };
+    let seq = if first == u8::MAX {
+        u64::MAX
+    } else {
+        u64::from(first)
+    };
     match parse_answer(line, seq) {
         Ok(answer) => {
             let value: Value = serde_json::from_slice(line).expect("an answer is JSON");
