@@ -429,6 +429,53 @@ pub enum Error {
         /// The sha256 of the file's bytes.
         actual: String,
     },
+    /// A path that names a FIFO, a device, a directory or another non-regular file where segloss
+    /// reads a file.
+    #[error("{path}: is a {found}, not a regular file; segloss reads only regular files")]
+    NotRegularFile {
+        /// The path.
+        path: PathBuf,
+        /// What it is instead (`FIFO`, `character device`, `directory`, …).
+        found: &'static str,
+    },
+    /// A file larger than the limit for what it holds.
+    #[error("{path}: {size} bytes or more, over the limit of {limit} bytes for this file; check that it is the file meant")]
+    FileTooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its size, or as much of it as was read before the limit was crossed.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// A manifest file path that is not a plain relative path inside the fixtures directory.
+    #[error("manifest case {case:?}: file path {path:?} {reason}; manifest paths are relative and stay inside the fixtures directory")]
+    FixturePath {
+        /// The case id.
+        case: String,
+        /// The path as the manifest gives it.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Fixtures made by other generator sources than the ones present.
+    #[error("stale fixtures: they were made by generator sources hashing to {recorded}, the current sources hash to {current}; regenerate them with scripts/regen.sh")]
+    StaleFixtures {
+        /// The generator hash the manifest records.
+        recorded: String,
+        /// The hash of the generator sources present.
+        current: String,
+    },
+    /// Generator sources that cannot be read, so the fixtures' provenance cannot be checked.
+    #[error(
+        "{path}: cannot check the fixtures' provenance without the generator sources: {message}"
+    )]
+    MissingGenerator {
+        /// The missing or unreadable source file or directory.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
 }
 
 impl Error {
@@ -444,6 +491,11 @@ impl Error {
             Error::Adapter { .. } => "adapter",
             Error::UnknownImplementation { .. } => "unknown_implementation",
             Error::Checksum { .. } => "checksum",
+            Error::NotRegularFile { .. } => "not_regular_file",
+            Error::FileTooLarge { .. } => "file_too_large",
+            Error::FixturePath { .. } => "fixture_path",
+            Error::StaleFixtures { .. } => "stale_fixtures",
+            Error::MissingGenerator { .. } => "missing_generator",
         }
     }
 }

@@ -1,5 +1,9 @@
 //! The golden-fixture corpus: the versioned manifest, its cases, and their `.npy` files with
 //! sha256 integrity checks. The format is described in `docs/fixture-format.md`.
+//!
+//! A corpus is untrusted input: the manifest is read within a size limit, every path it gives must
+//! be a plain relative path that resolves (symlinks followed) inside the fixtures directory, and
+//! every file must be a regular file within the `.npy` size limit.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -8,13 +12,19 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::tensor::{read_file, sha256_hex, DType, Tensor};
+use crate::files::{read_regular_file, sha256_hex, MAX_DOCUMENT_BYTES};
+use crate::npy::{parse_npy, DEFAULT_MAX_FILE_BYTES};
+use crate::tensor::{DType, Tensor};
 
 /// The manifest schema version this build reads; any other version is rejected.
 pub const SCHEMA_VERSION: u64 = 1;
 
 /// The manifest's file name inside a fixtures directory.
 pub const MANIFEST_FILE: &str = "manifest.json";
+
+/// The size limit of a manifest. The bundled corpus of about 2,400 cases has a 5 MB manifest;
+/// 256 MiB admits fifty times that and refuses a runaway file before parsing it.
+pub const MAX_MANIFEST_BYTES: u64 = 256 << 20;
 
 /// The whole manifest.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -165,9 +175,10 @@ impl Case {
 /// `generate_fixtures.py`, `segloss_gen/*.py` and `segloss_gen/*.json` (data tables such as the
 /// error kinds) in `scripts_dir`, concatenated in sorted
 /// relative-path order. When it differs from the manifest's, the fixtures predate the generator.
+/// A missing or unreadable source is [`Error::MissingGenerator`].
 pub fn generator_sources_sha256(scripts_dir: &Path) -> Result<String> {
     let package = scripts_dir.join("segloss_gen");
-    let entries = std::fs::read_dir(&package).map_err(|error| Error::Io {
+    let entries = std::fs::read_dir(&package).map_err(|error| Error::MissingGenerator {
         path: package.clone(),
         message: error.to_string(),
     })?;
@@ -181,40 +192,34 @@ pub fn generator_sources_sha256(scripts_dir: &Path) -> Result<String> {
     sources.sort();
     let mut bytes = Vec::new();
     for source in &sources {
-        bytes.extend(read_file(&scripts_dir.join(source))?);
+        let source_bytes = read_regular_file(&scripts_dir.join(source), MAX_DOCUMENT_BYTES)
+            .map_err(|error| match error {
+                Error::Io { path, message } => Error::MissingGenerator { path, message },
+                other => other,
+            })?;
+        bytes.extend(source_bytes);
     }
     Ok(sha256_hex(&bytes))
 }
 
-/// A fixtures directory with its parsed manifest.
-#[derive(Debug, Clone)]
-pub struct Fixtures {
-    /// The directory holding `manifest.json`.
-    pub root: PathBuf,
-    /// The parsed manifest.
-    pub manifest: Manifest,
-}
-
-impl Fixtures {
-    /// Opens a fixtures directory: reads the manifest, rejects unknown schema versions and
-    /// malformed entries. File contents are checked when a case is loaded.
-    pub fn open(root: &Path) -> Result<Fixtures> {
-        let path = root.join(MANIFEST_FILE);
+impl Manifest {
+    /// Parses and validates a manifest's bytes; `path` only names the file in errors. Rejects
+    /// unknown schema versions, duplicate or inconsistent case ids, dtype segments other than `f32`
+    /// and `f64`, and file paths that are not plain relative paths (see `docs/fixture-format.md`).
+    pub fn parse(bytes: &[u8], path: &Path) -> Result<Manifest> {
         let manifest_error = |message: String| Error::Manifest {
-            path: path.clone(),
-            message,
+            path: path.to_path_buf(),
+            message: escape_controls(&message),
         };
-        let text = String::from_utf8(read_file(&path)?)
-            .map_err(|error| manifest_error(error.to_string()))?;
         let raw: Value =
-            serde_json::from_str(&text).map_err(|error| manifest_error(error.to_string()))?;
+            serde_json::from_slice(bytes).map_err(|error| manifest_error(error.to_string()))?;
         let found = raw
             .get("schema_version")
             .and_then(Value::as_u64)
             .ok_or_else(|| manifest_error("no integer schema_version".into()))?;
         if found != SCHEMA_VERSION {
             return Err(Error::SchemaVersion {
-                path,
+                path: path.to_path_buf(),
                 found,
                 supported: SCHEMA_VERSION,
             });
@@ -224,11 +229,14 @@ impl Fixtures {
         let mut seen = BTreeSet::new();
         for case in &manifest.cases {
             if !seen.insert(case.id.as_str()) {
-                return Err(manifest_error(format!("case {} is listed twice", case.id)));
+                return Err(manifest_error(format!(
+                    "case {:?} is listed twice",
+                    case.id
+                )));
             }
             if !["f32", "f64"].contains(&case.dtype.as_str()) {
                 return Err(manifest_error(format!(
-                    "case {} has dtype {:?}; the dtype segment is f32 or f64",
+                    "case {:?} has dtype {:?}; the dtype segment is f32 or f64",
                     case.id, case.dtype
                 )));
             }
@@ -243,15 +251,120 @@ impl Fixtures {
             .join("/");
             if case.id != expected_id {
                 return Err(manifest_error(format!(
-                    "case id {} does not match its fields ({expected_id})",
+                    "case id {:?} does not match its fields ({expected_id:?})",
                     case.id
                 )));
             }
+            for file in case.files() {
+                if let Some(reason) = path_problem(&file.path) {
+                    return Err(Error::FixturePath {
+                        case: case.id.clone(),
+                        path: file.path.clone(),
+                        reason: reason.into(),
+                    });
+                }
+            }
         }
+        Ok(manifest)
+    }
+}
+
+impl CaseEntry {
+    /// Every file the case references: its tensors, then the expected outcome's.
+    pub fn files(&self) -> impl Iterator<Item = &FileRef> {
+        let expected = match &self.expected {
+            ExpectedEntry::Values {
+                grad_output,
+                loss,
+                grad_input,
+            } => vec![grad_output, loss, grad_input],
+            ExpectedEntry::Error { .. } => Vec::new(),
+        };
+        self.tensors.values().chain(expected)
+    }
+}
+
+/// `text` with control characters escaped, so that a message quoting the manifest (serde's messages
+/// quote keys and values as they are) stays on one line.
+fn escape_controls(text: &str) -> String {
+    text.chars()
+        .map(|character| {
+            if character.is_control() {
+                character.escape_default().to_string()
+            } else {
+                character.to_string()
+            }
+        })
+        .collect()
+}
+
+/// Why a manifest file path is not a plain relative path of `/`-separated names, if it is not.
+fn path_problem(path: &str) -> Option<&'static str> {
+    if path.is_empty() {
+        return Some("is empty");
+    }
+    if path.starts_with('/') {
+        return Some("is absolute");
+    }
+    if path.contains('\\') {
+        return Some("contains a backslash (the separator is '/')");
+    }
+    if path.contains(':') {
+        return Some("contains ':' (a drive or stream name)");
+    }
+    if path.chars().any(char::is_control) {
+        return Some("contains a control character");
+    }
+    path.split('/').find_map(|component| match component {
+        "" => Some("has an empty component (a doubled or trailing '/')"),
+        "." => Some("has a '.' component"),
+        ".." => Some("has a '..' component"),
+        _ => None,
+    })
+}
+
+/// A fixtures directory with its parsed manifest.
+#[derive(Debug, Clone)]
+pub struct Fixtures {
+    /// The directory holding `manifest.json`.
+    pub root: PathBuf,
+    /// The parsed manifest.
+    pub manifest: Manifest,
+    /// `root` with every symlink resolved: the directory every fixture file must lie in.
+    canonical_root: PathBuf,
+}
+
+impl Fixtures {
+    /// Opens a fixtures directory: reads the manifest within [`MAX_MANIFEST_BYTES`] and validates
+    /// it ([`Manifest::parse`]). File contents are checked when a case is loaded.
+    pub fn open(root: &Path) -> Result<Fixtures> {
+        let path = root.join(MANIFEST_FILE);
+        let manifest = Manifest::parse(&read_regular_file(&path, MAX_MANIFEST_BYTES)?, &path)?;
+        let canonical_root = root.canonicalize().map_err(|error| Error::Io {
+            path: root.to_path_buf(),
+            message: error.to_string(),
+        })?;
         Ok(Fixtures {
             root: root.to_path_buf(),
             manifest,
+            canonical_root,
         })
+    }
+
+    /// Checks that the fixtures were made by the generator sources in `scripts_dir` (see
+    /// [`generator_sources_sha256`]): [`Error::StaleFixtures`] if not, [`Error::MissingGenerator`]
+    /// if the sources cannot be read.
+    pub fn check_provenance(&self, scripts_dir: &Path) -> Result<()> {
+        let current = generator_sources_sha256(scripts_dir)?;
+        let recorded = &self.manifest.generator.script_sha256;
+        if &current == recorded {
+            Ok(())
+        } else {
+            Err(Error::StaleFixtures {
+                recorded: recorded.clone(),
+                current,
+            })
+        }
     }
 
     /// Loads a case's tensors, checking every file's sha256, dtype and shape against the manifest.
@@ -259,7 +372,7 @@ impl Fixtures {
         let tensors = entry
             .tensors
             .iter()
-            .map(|(name, file)| Ok((name.clone(), self.read(file)?)))
+            .map(|(name, file)| Ok((name.clone(), self.read(&entry.id, file)?)))
             .collect::<Result<BTreeMap<_, _>>>()?;
         let expected = match &entry.expected {
             ExpectedEntry::Values {
@@ -267,9 +380,9 @@ impl Fixtures {
                 loss,
                 grad_input,
             } => Expected::Values {
-                grad_output: self.read(grad_output)?,
-                loss: self.read(loss)?,
-                grad_input: self.read(grad_input)?,
+                grad_output: self.read(&entry.id, grad_output)?,
+                loss: self.read(&entry.id, loss)?,
+                grad_input: self.read(&entry.id, grad_input)?,
             },
             ExpectedEntry::Error {
                 kind,
@@ -289,19 +402,12 @@ impl Fixtures {
 
     /// Every file the manifest references, relative to the fixtures directory.
     pub fn referenced_files(&self) -> BTreeSet<String> {
-        let mut files = BTreeSet::new();
-        for case in &self.manifest.cases {
-            files.extend(case.tensors.values().map(|file| file.path.clone()));
-            if let ExpectedEntry::Values {
-                grad_output,
-                loss,
-                grad_input,
-            } = &case.expected
-            {
-                files.extend([grad_output, loss, grad_input].map(|file| file.path.clone()));
-            }
-        }
-        files
+        self.manifest
+            .cases
+            .iter()
+            .flat_map(CaseEntry::files)
+            .map(|file| file.path.clone())
+            .collect()
     }
 
     /// Files under the fixtures directory that the manifest does not reference.
@@ -315,13 +421,13 @@ impl Fixtures {
                 message: error.to_string(),
             })?;
             for entry in entries {
-                let path = entry
-                    .map_err(|error| Error::Io {
-                        path: dir.clone(),
-                        message: error.to_string(),
-                    })?
-                    .path();
-                if path.is_dir() {
+                let entry = entry.map_err(|error| Error::Io {
+                    path: dir.clone(),
+                    message: error.to_string(),
+                })?;
+                let path = entry.path();
+                // A symlink is listed, not followed: a link to a parent would walk forever.
+                if entry.file_type().is_ok_and(|file_type| file_type.is_dir()) {
                     pending.push(path);
                     continue;
                 }
@@ -339,9 +445,26 @@ impl Fixtures {
         Ok(unreferenced)
     }
 
-    fn read(&self, file: &FileRef) -> Result<Tensor> {
+    /// Reads a fixture file: it must resolve inside the fixtures directory, be a regular file
+    /// within the `.npy` size limit, match its sha256, and hold the dtype and shape recorded.
+    fn read(&self, case: &str, file: &FileRef) -> Result<Tensor> {
         let path = self.root.join(&file.path);
-        let bytes = read_file(&path)?;
+        let resolved = path.canonicalize().map_err(|error| Error::Io {
+            path: path.clone(),
+            message: error.to_string(),
+        })?;
+        if !resolved.starts_with(&self.canonical_root) {
+            return Err(Error::FixturePath {
+                case: case.to_string(),
+                path: file.path.clone(),
+                reason: format!(
+                    "resolves to {} outside {} (through a symlink)",
+                    resolved.display(),
+                    self.canonical_root.display()
+                ),
+            });
+        }
+        let bytes = read_regular_file(&resolved, DEFAULT_MAX_FILE_BYTES)?;
         let actual = sha256_hex(&bytes);
         if actual != file.sha256 {
             return Err(Error::Checksum {
@@ -350,7 +473,7 @@ impl Fixtures {
                 actual,
             });
         }
-        let tensor = Tensor::from_npy_bytes(&bytes, &path)?;
+        let tensor = parse_npy(&bytes, &path)?;
         if tensor.dtype().name() != file.dtype || tensor.shape() != file.shape.as_slice() {
             return Err(Error::Manifest {
                 path,
@@ -364,5 +487,121 @@ impl Fixtures {
             });
         }
         Ok(tensor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest_json(script_sha256: &str, cases: Value) -> Vec<u8> {
+        serde_json::to_vec(&serde_json::json!({
+            "schema_version": 1,
+            "generator": {
+                "script": "scripts/generate_fixtures.py",
+                "script_sha256": script_sha256,
+                "python": "3", "torch": "2", "numpy": "2", "device": "cpu"
+            },
+            "cases": cases
+        }))
+        .unwrap()
+    }
+
+    fn error_case(id: &str) -> Value {
+        let segments: Vec<&str> = id.splitn(5, '/').collect();
+        serde_json::json!({
+            "id": id, "loss": segments[0], "dtype": segments[1], "shape": segments[2],
+            "reduction": segments[3], "variant": segments[4], "seed": 0, "params": {},
+            "tensors": {},
+            "expected": {"outcome": "error", "kind": "k", "type": "T", "message": "m"}
+        })
+    }
+
+    #[test]
+    fn manifest_paths_are_plain_relative_paths() {
+        for good in [
+            "cases/cross_entropy/f64/N4C3/mean/weight,ignore_index=1/input.npy",
+            "a.npy",
+            "cases/..hidden/x.npy",
+        ] {
+            assert_eq!(path_problem(good), None, "{good}");
+        }
+        for (bad, reason) in [
+            ("", "is empty"),
+            ("/etc/passwd", "is absolute"),
+            ("../outside.npy", "'..'"),
+            ("cases/../../x.npy", "'..'"),
+            ("cases/./x.npy", "'.'"),
+            ("cases//x.npy", "empty component"),
+            ("cases/x/", "empty component"),
+            ("cases\\..\\x.npy", "backslash"),
+            ("C:x.npy", "':'"),
+            ("cases/x\n.npy", "control character"),
+            ("cases/x\0.npy", "control character"),
+        ] {
+            let problem = path_problem(bad).unwrap_or_else(|| panic!("{bad:?} accepted"));
+            assert!(problem.contains(reason), "{bad:?}: {problem}");
+        }
+    }
+
+    #[test]
+    fn manifest_errors_stay_on_one_line() {
+        // Found by the manifest fuzz target: a case id with a control character was quoted raw.
+        let case = error_case("cr\u{7f}ss/f64/N4C3/none/default");
+        let mut mismatched = case.clone();
+        mismatched["loss"] = "cross".into();
+        let error = Manifest::parse(
+            &manifest_json("0", Value::Array(vec![mismatched])),
+            Path::new("m.json"),
+        )
+        .unwrap_err();
+        assert!(error.to_string().contains("\\u{7f}"), "{error}");
+        let duplicated = manifest_json("0", Value::Array(vec![case.clone(), case]));
+        let error = Manifest::parse(&duplicated, Path::new("m.json")).unwrap_err();
+        assert!(error.to_string().contains("listed twice"), "{error}");
+        // serde quotes an unknown key as it is.
+        let error = Manifest::parse(
+            br#"{"schema_version": 1, "a\u0001b": 0}"#,
+            Path::new("m.json"),
+        )
+        .unwrap_err();
+        assert!(error.to_string().contains("a\\u{1}b"), "{error}");
+    }
+
+    #[test]
+    fn provenance_is_the_hash_of_the_generator_sources() {
+        let scripts = tempfile::tempdir().unwrap();
+        std::fs::create_dir(scripts.path().join("segloss_gen")).unwrap();
+        std::fs::write(scripts.path().join("generate_fixtures.py"), "main\n").unwrap();
+        std::fs::write(scripts.path().join("segloss_gen/a.py"), "a\n").unwrap();
+        let current = generator_sources_sha256(scripts.path()).unwrap();
+        assert_eq!(current, sha256_hex(b"main\na\n"));
+        let fixtures = tempfile::tempdir().unwrap();
+        let manifest = fixtures.path().join(MANIFEST_FILE);
+        std::fs::write(&manifest, manifest_json(&current, Value::Array(vec![]))).unwrap();
+        Fixtures::open(fixtures.path())
+            .unwrap()
+            .check_provenance(scripts.path())
+            .unwrap();
+        std::fs::write(&manifest, manifest_json("0", Value::Array(vec![]))).unwrap();
+        let error = Fixtures::open(fixtures.path())
+            .unwrap()
+            .check_provenance(scripts.path())
+            .unwrap_err();
+        assert_eq!(
+            error,
+            Error::StaleFixtures {
+                recorded: "0".into(),
+                current
+            }
+        );
+        assert!(error.to_string().contains("scripts/regen.sh"), "{error}");
+        std::fs::remove_file(scripts.path().join("generate_fixtures.py")).unwrap();
+        let error = generator_sources_sha256(scripts.path()).unwrap_err();
+        assert_eq!(error.kind(), "missing_generator", "{error}");
+        assert!(
+            error.to_string().contains("generate_fixtures.py"),
+            "{error}"
+        );
     }
 }

@@ -9,7 +9,9 @@
 //! * [`certify`] — running an [`certify::Implementation`] on the corpus, as a report or as
 //!   libtest-mimic trials.
 //! * [`coverage`] — the combinations the corpus must contain.
-//! * [`tensor`] — dtype-tagged arrays and `.npy` files.
+//! * [`tensor`] — dtype-tagged arrays.
+//! * [`npy`] — `.npy` files, parsed within bounds.
+//! * [`files`] — bounded reading of untrusted regular files.
 //! * [`error`] — [`error::Rejection`] (what an anchor rejects) and [`Error`] (everything else:
 //!   files, manifests, adapters, wrapping a rejection).
 
@@ -19,7 +21,9 @@ pub mod compare;
 pub mod coverage;
 pub mod error;
 pub mod eval;
+pub mod files;
 pub mod fixtures;
+pub mod npy;
 pub mod spec;
 pub mod tensor;
 

@@ -17,8 +17,8 @@ use segloss::certify::report::{
 use segloss::certify::{builtin, builtin_names, certify, corpus_checks, Implementation};
 use segloss::compare::Tier;
 use segloss::eval::{eval, parse_param, parse_tensor_file, EvalRequest};
-use segloss::fixtures::{generator_sources_sha256, ExpectedEntry, Fixtures, MANIFEST_FILE};
-use segloss::tensor::read_file;
+use segloss::files::{read_regular_file, MAX_DOCUMENT_BYTES};
+use segloss::fixtures::{ExpectedEntry, Fixtures};
 use segloss::{Error, Result};
 
 #[derive(Parser)]
@@ -103,6 +103,10 @@ struct CertifyArgs {
     /// (more than 0, at most a day).
     #[arg(long, default_value = "30", value_parser = parse_timeout, allow_hyphen_values = true)]
     timeout: Duration,
+    /// Seconds an adapter may take to start and answer the hello (more than 0, at most a day);
+    /// an adapter that fails its hello twice in a row ends the run.
+    #[arg(long, default_value = "30", value_parser = parse_timeout, allow_hyphen_values = true)]
+    hello_timeout: Duration,
     /// The implementation's known-failure list (JSON).
     #[arg(long)]
     known_failures: Option<PathBuf>,
@@ -139,7 +143,7 @@ struct CertifyArgs {
 /// The longest per-case timeout `--timeout` takes.
 const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
 
-/// Parses `--timeout`: seconds, finite, more than zero and at most [`MAX_TIMEOUT`].
+/// Parses `--timeout` and `--hello-timeout`: seconds, finite, more than zero and at most [`MAX_TIMEOUT`].
 fn parse_timeout(text: &str) -> std::result::Result<Duration, String> {
     let seconds: f64 = text
         .parse()
@@ -261,7 +265,11 @@ fn run_certify(args: &CertifyArgs) -> Result<ExitCode> {
     }
     let tier = Tier::from(args.tier);
     let implementation: Box<dyn Implementation> = match &args.cmd {
-        Some(command) => Box::new(CommandAdapter::start(command, args.timeout)?),
+        Some(command) => Box::new(CommandAdapter::start(
+            command,
+            args.timeout,
+            args.hello_timeout,
+        )?),
         None => builtin(&args.implementation).ok_or_else(|| Error::UnknownImplementation {
             name: args.implementation.clone(),
             known: builtin_names().join(", "),
@@ -376,24 +384,17 @@ fn check_provenance(fixtures: &Fixtures) -> Result<()> {
         .parent()
         .unwrap_or(Path::new("."))
         .join("scripts");
-    let recorded = &fixtures.manifest.generator.script_sha256;
-    let current = generator_sources_sha256(&scripts).map_err(|error| Error::Manifest {
-        path: fixtures.root.join(MANIFEST_FILE),
-        message: format!(
-            "cannot check the fixtures' provenance ({error}); pass --no-provenance-check to certify without it"
-        ),
-    })?;
-    if &current == recorded {
-        Ok(())
-    } else {
-        Err(Error::Manifest {
-            path: fixtures.root.join(MANIFEST_FILE),
-            message: format!(
-                "stale fixtures: made by generator sources hashing to {recorded}, but {} hash to {current}; regenerate them with scripts/regen.sh (or pass --no-provenance-check)",
-                scripts.display()
-            ),
+    fixtures
+        .check_provenance(&scripts)
+        .map_err(|error| match error {
+            Error::MissingGenerator { path, message } => Error::MissingGenerator {
+                path,
+                message: format!(
+                    "{message} (to certify without the check, pass --no-provenance-check)"
+                ),
+            },
+            other => other,
         })
-    }
 }
 
 fn matrix(reports: &[PathBuf], update: Option<&Path>) -> Result<ExitCode> {
@@ -406,7 +407,7 @@ fn matrix(reports: &[PathBuf], update: Option<&Path>) -> Result<ExitCode> {
         emit(&table)?;
         return Ok(ExitCode::SUCCESS);
     };
-    let text = String::from_utf8_lossy(&read_file(path)?).into_owned();
+    let text = String::from_utf8_lossy(&read_regular_file(path, MAX_DOCUMENT_BYTES)?).into_owned();
     let updated = splice_matrix(&text, &table).ok_or_else(|| Error::Manifest {
         path: path.to_path_buf(),
         message: format!(

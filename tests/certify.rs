@@ -1,34 +1,52 @@
 //! Certifying out-of-process implementations: a deliberately broken adapter (wrong reduction
-//! denominator, crash, hang, garbage) is caught with a clear reason, and the run goes on.
-//! Needs `python3` (standard library only).
+//! denominator, crash, hang, garbage) is caught with a clear reason, and the run goes on; no
+//! adapter process outlives its run. Needs `python3` (standard library only).
 
-use std::process::Command;
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::Value;
 
-/// `segloss certify` on the broken adapter in `mode`, run from the repository root.
-fn certify_command(mode: &str) -> Command {
+#[path = "adapters/records.rs"]
+mod records;
+use records::Records;
+
+/// Records for one run of the broken adapter.
+fn records() -> Records {
+    static RUNS: AtomicUsize = AtomicUsize::new(0);
+    let run = RUNS.fetch_add(1, Ordering::Relaxed);
+    let name = format!("segloss-broken-{}-{run}", std::process::id());
+    Records::new(std::env::temp_dir().join(name), "broken_adapter.py")
+}
+
+/// Runs `segloss certify` on the broken adapter in `mode` with `args`, from the repository root,
+/// and checks that no adapter process is left running.
+fn certify_command(mode: &str, args: &[&str]) -> Output {
     let binary = env!("CARGO_BIN_EXE_segloss");
     let adapter = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/adapters/broken_adapter.py"
     );
-    let mut command = Command::new(binary);
-    command
+    let records = records();
+    let output = Command::new(binary)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .env("SEGLOSS_BIN", binary)
-        .args(["certify", "--cmd", &format!("python3 {adapter} {mode}")]);
-    command
+        .env("SEGLOSS_ADAPTER_PIDS", &records.path)
+        .args(["certify", "--cmd", &format!("python3 {adapter} {mode}")])
+        .args(args)
+        .output()
+        .expect("segloss runs");
+    records.all_gone().unwrap();
+    output
 }
 
 /// Runs `segloss certify --json` on the broken adapter in `mode` over the cases matching `filters`.
 fn certify_broken(mode: &str, filters: &[&str]) -> (bool, Value) {
-    let mut command = certify_command(mode);
-    command.args(["--json", "--timeout", "3"]);
+    let mut args = vec!["--json", "--timeout", "3"];
     for filter in filters {
-        command.args(["--filter", filter]);
+        args.extend(["--filter", filter]);
     }
-    let output = command.output().expect("segloss runs");
+    let output = certify_command(mode, &args);
     let report = serde_json::from_slice(&output.stdout)
         .unwrap_or_else(|error| panic!("{error}: {}", String::from_utf8_lossy(&output.stderr)));
     (output.status.success(), report)
@@ -172,11 +190,11 @@ fn explain_writes_a_heatmap_of_the_gradient_difference() {
     let dir = std::env::temp_dir().join(format!("segloss-explain-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let case = "cross_entropy/f64/N2C3H3W4/mean/weight,ignore_index=1,label_smoothing=0.1";
-    let output = certify_command("wrong-mean")
-        .args(["--explain", case, "--explain-dir"])
-        .arg(&dir)
-        .output()
-        .unwrap();
+    let dir_text = dir.to_string_lossy();
+    let output = certify_command(
+        "wrong-mean",
+        &["--explain", case, "--explain-dir", &dir_text],
+    );
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(
         text.contains("gradient: FAILED") && text.contains("Mismatched elements: 48 / 72"),

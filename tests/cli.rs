@@ -222,14 +222,16 @@ fn a_run_that_certifies_nothing_exits_2_and_says_why() {
 
 #[test]
 fn unusable_timeouts_are_refused_before_anything_runs() {
-    for timeout in ["-1", "0", "nan", "inf", "1e30", "soon"] {
-        let output = certify(&["--cmd", "true", "--timeout", timeout]);
-        assert_eq!(output.status.code(), Some(2), "{timeout}");
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(
-            stderr.contains("--timeout") && !stderr.contains("panicked"),
-            "{timeout}: {stderr}"
-        );
+    for flag in ["--timeout", "--hello-timeout"] {
+        for timeout in ["-1", "0", "nan", "inf", "1e30", "soon"] {
+            let output = certify(&["--cmd", "true", flag, timeout]);
+            assert_eq!(output.status.code(), Some(2), "{flag} {timeout}");
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert!(
+                stderr.contains(flag) && !stderr.contains("panicked"),
+                "{flag} {timeout}: {stderr}"
+            );
+        }
     }
 }
 

@@ -13,7 +13,7 @@ use segloss::certify::known::KnownFailures;
 use segloss::certify::{corpus_checks, trials, Reference};
 use segloss::compare::Tier;
 use segloss::coverage::{covered_losses, required_case_ids};
-use segloss::fixtures::{generator_sources_sha256, ExpectedEntry, Fixtures};
+use segloss::fixtures::{ExpectedEntry, Fixtures};
 
 fn main() -> ExitCode {
     let args = Arguments::from_args();
@@ -83,17 +83,7 @@ fn coverage_trials(fixtures: Arc<Fixtures>) -> Vec<Trial> {
         .with_kind("coverage"),
         Trial::test("coverage/fixtures_match_generator", move || {
             let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts");
-            let current = generator_sources_sha256(&scripts).map_err(Failed::from)?;
-            let recorded = &provenance.manifest.generator.script_sha256;
-            if &current == recorded {
-                Ok(())
-            } else {
-                Err(format!(
-                    "the generator sources hash to {current}, the fixtures were made by {recorded}: \
-                     regenerate them with scripts/regen.sh"
-                )
-                .into())
-            }
+            provenance.check_provenance(&scripts).map_err(Failed::from)
         })
         .with_kind("coverage"),
         Trial::test("coverage/declared_cases_present", move || {

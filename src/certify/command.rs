@@ -1,103 +1,166 @@
 //! Certifying an implementation in another process, in any language, through the protocol of
 //! `docs/certify-protocol.md`: JSON lines over the adapter's stdin and stdout, arrays as `.npy`
-//! files in a temporary directory.
+//! files in a scratch directory.
 //!
 //! The adapter is started once and kept. A case it crashes on, hangs on (past the per-case
-//! timeout) or answers with garbage fails with the reason, and the next case starts a new process.
+//! timeout) or answers with garbage fails with the reason; the adapter is stopped with every
+//! process it started, and the next case starts a new one. An adapter that fails its hello twice
+//! in a row is abandoned: see [`CommandAdapter::abandoned`](Implementation::abandoned).
 
-use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Write};
+mod live;
+mod process;
+mod protocol;
+mod results;
+
 use std::path::Path;
-use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
 use super::{Implementation, Outcome};
 use crate::catalog::{self, LossCall};
 use crate::error::{Error, Result};
-use crate::spec::LossOutput;
 use crate::tensor::Tensor;
+use live::Scratch;
+use process::Process;
+pub use process::MAX_LINE_BYTES;
+pub use protocol::{parse_answer, Answer, PROTOCOL, PROTOCOL_VERSION};
 
-/// The protocol's name and version, sent and expected in the hello exchange.
-pub const PROTOCOL: &str = "segloss-certify";
-/// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u64 = 1;
+/// The usual bound on the hello exchange: interpreters and frameworks (a deep-learning library's
+/// import, a GPU's initialisation) can take many seconds to start on a loaded machine, whatever
+/// the per-case timeout is.
+pub const DEFAULT_HELLO_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The least time an adapter gets to start and answer the hello (interpreters start slowly on a
-/// loaded machine); the per-case timeout applies when it is longer.
-const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// How many trailing stderr lines of the adapter a failure report quotes.
-const STDERR_TAIL_LINES: usize = 12;
+/// How many failed hellos in a row abandon an adapter.
+pub const HELLO_ATTEMPTS: u32 = 2;
 
 /// An implementation behind a command that speaks the certification protocol.
 pub struct CommandAdapter {
     command: String,
     timeout: Duration,
+    hello_timeout: Duration,
     name: String,
-    scratch: tempfile::TempDir,
-    process: Mutex<Option<Process>>,
+    // Declared before `scratch`: the process is stopped before its directory is removed.
+    state: Mutex<State>,
+    scratch: Scratch,
     sequence: AtomicU64,
 }
 
+/// The adapter's process and hello record, under one lock.
+struct State {
+    process: Option<Process>,
+    failed_hellos: u32,
+    abandoned: Option<String>,
+}
+
+/// Why an exchange failed.
+enum Failure {
+    /// The process cannot be trusted with another case (it hung, exited or spoke garbage).
+    Process(String),
+    /// Only this case failed (bad result files); the process answers the next one.
+    Case(String),
+}
+
 impl CommandAdapter {
-    /// Starts `command` (run by `sh -c`) and performs the hello exchange, so that an adapter that
-    /// cannot start at all is reported once, up front. `timeout` bounds every answer.
-    pub fn start(command: &str, timeout: Duration) -> Result<CommandAdapter> {
-        let scratch = tempfile::Builder::new()
-            .prefix("segloss-certify-")
-            .tempdir()
-            .map_err(|error| Error::Io {
-                path: std::env::temp_dir(),
-                message: error.to_string(),
-            })?;
-        let (process, name) =
-            Process::spawn(command, timeout).map_err(|reason| Error::Adapter {
-                command: command.to_string(),
-                reason,
-            })?;
+    /// Starts `command` (run by `sh -c` in a process group of its own) and performs the hello
+    /// exchange, so that an adapter that cannot start at all is reported once, up front.
+    /// `timeout` bounds every case's answer, `hello_timeout` every hello answer (the first and
+    /// those of restarts; [`DEFAULT_HELLO_TIMEOUT`] unless the user says otherwise). Any
+    /// durations are accepted; zero fails every exchange.
+    pub fn start(
+        command: &str,
+        timeout: Duration,
+        hello_timeout: Duration,
+    ) -> Result<CommandAdapter> {
+        let adapter_error = |reason| Error::Adapter {
+            command: command.to_string(),
+            reason,
+        };
+        let scratch = Scratch::create().map_err(adapter_error)?;
+        let (process, name) = start_process(command, hello_timeout).map_err(adapter_error)?;
         Ok(CommandAdapter {
             command: command.to_string(),
             timeout,
-            name,
+            hello_timeout,
+            name: name.unwrap_or_else(|| command.to_string()),
+            state: Mutex::new(State {
+                process: Some(process),
+                failed_hellos: 0,
+                abandoned: None,
+            }),
             scratch,
-            process: Mutex::new(Some(process)),
             sequence: AtomicU64::new(0),
         })
     }
 
-    /// Runs one exchange; `Err` is the reason the adapter is broken for this case, and whether the
-    /// process must be restarted.
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A process ready for the next case: the current one if it can still answer, else a new
+    /// one. `Err` is why the case cannot be asked.
+    fn ready_process(&self, state: &mut State) -> std::result::Result<Process, String> {
+        if let Some(reason) = &state.abandoned {
+            return Err(format!("not asked: {reason}"));
+        }
+        if let Some(mut process) = state.process.take() {
+            // Lines written after the last answer belong to no case.
+            if process.discard_pending() {
+                return Ok(process);
+            }
+        }
+        match start_process(&self.command, self.hello_timeout) {
+            Ok((process, _)) => {
+                state.failed_hellos = 0;
+                Ok(process)
+            }
+            Err(reason) => {
+                state.failed_hellos += 1;
+                let reason = format!("the adapter could not be restarted: {reason}");
+                if state.failed_hellos >= HELLO_ATTEMPTS {
+                    state.abandoned = Some(format!(
+                        "the adapter failed its hello {HELLO_ATTEMPTS} times in a row ({reason})"
+                    ));
+                }
+                Err(reason)
+            }
+        }
+    }
+
+    /// Runs one exchange in `dir`, the case's scratch directory.
     fn exchange(
         &self,
         process: &mut Process,
         call: &LossCall,
-    ) -> std::result::Result<Outcome, (String, bool)> {
-        let sequence = self.sequence.fetch_add(1, Ordering::Relaxed);
-        let dir = self.scratch.path().join(sequence.to_string());
+        sequence: u64,
+        dir: &Path,
+    ) -> std::result::Result<Outcome, Failure> {
         let out = dir.join("out");
         std::fs::create_dir_all(&out)
-            .map_err(|error| (format!("cannot create {}: {error}", out.display()), false))?;
-        let mut tensors = serde_json::Map::new();
-        for (name, tensor) in &call.tensors {
+            .map_err(|error| Failure::Case(format!("cannot create {}: {error}", out.display())))?;
+        let write = |name: &str, tensor: &Tensor| {
+            // Names become file names: nothing but a plain identifier may leave the directory.
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(Failure::Case(format!(
+                    "tensor name {name:?} is not a plain identifier"
+                )));
+            }
             let path = dir.join(format!("{name}.npy"));
             tensor
                 .write_npy(&path)
-                .map_err(|error| (error.to_string(), false))?;
-            tensors.insert(name.clone(), json!(path));
+                .map_err(|error| Failure::Case(error.to_string()))?;
+            Ok(json_path(&path))
+        };
+        let mut tensors = serde_json::Map::new();
+        for (name, tensor) in &call.tensors {
+            tensors.insert(name.clone(), write(name, tensor)?);
         }
         let grad_output = match &call.grad_output {
-            Some(grad_output) => {
-                let path = dir.join("grad_output.npy");
-                Tensor::Float64(grad_output.clone())
-                    .write_npy(&path)
-                    .map_err(|error| (error.to_string(), false))?;
-                json!(path)
-            }
+            Some(grad_output) => write("grad_output", &Tensor::Float64(grad_output.clone()))?,
             None => Value::Null,
         };
         let prediction = catalog::find(&call.loss).map_or("input", |loss| loss.prediction());
@@ -109,13 +172,32 @@ impl CommandAdapter {
             "tensors": tensors,
             "prediction": prediction,
             "grad_output": grad_output,
-            "out": out,
+            "out": json_path(&out),
         });
-        let answer = process.request(&request.to_string(), self.timeout)?;
-        let outcome = interpret(&answer, sequence, &out);
-        // Scratch files are only needed during the exchange.
-        let _ = std::fs::remove_dir_all(&dir);
-        outcome
+        let started = Instant::now();
+        process
+            .send(&request.to_string(), started, self.timeout)
+            .map_err(Failure::Process)?;
+        loop {
+            let line = process
+                .receive(started, self.timeout)
+                .map_err(Failure::Process)?;
+            return Ok(
+                match parse_answer(&line, sequence).map_err(Failure::Process)? {
+                    Answer::Stale { .. } => continue,
+                    Answer::Ok { emulated } => {
+                        let output = results::read_results(&out, call, prediction)
+                            .map_err(|reason| Failure::Case(format!("status ok, but {reason}")))?;
+                        match emulated {
+                            Some(how) => Outcome::Emulated(output, how),
+                            None => Outcome::Computed(output),
+                        }
+                    }
+                    Answer::Error { kind, message } => Outcome::Rejected { kind, message },
+                    Answer::Unsupported { reason } => Outcome::Unsupported(reason),
+                },
+            );
+        }
     }
 }
 
@@ -125,213 +207,57 @@ impl Implementation for CommandAdapter {
     }
 
     fn compute(&self, call: &LossCall) -> Outcome {
-        let mut slot = self
-            .process
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if slot.is_none() {
-            match Process::spawn(&self.command, self.timeout) {
-                Ok((process, _)) => *slot = Some(process),
-                Err(reason) => {
-                    return Outcome::Broken(format!("the adapter could not be restarted: {reason}"))
-                }
+        let mut state = self.state();
+        let mut process = match self.ready_process(&mut state) {
+            Ok(process) => process,
+            Err(reason) => return Outcome::Broken(reason),
+        };
+        let sequence = self.sequence.fetch_add(1, Ordering::Relaxed);
+        let dir = self.scratch.path().join(sequence.to_string());
+        let outcome = match self.exchange(&mut process, call, sequence, &dir) {
+            Ok(outcome) => {
+                state.process = Some(process);
+                outcome
             }
-        }
-        let process = slot.as_mut().expect("started above");
-        match self.exchange(process, call) {
-            Ok(outcome) => outcome,
-            Err((reason, restart)) => {
-                if restart {
-                    if let Some(mut process) = slot.take() {
-                        process.stop();
-                    }
-                }
+            Err(Failure::Case(reason)) => {
+                state.process = Some(process);
                 Outcome::Broken(reason)
             }
-        }
-    }
-}
-
-/// Reads an answer line: `ok` (results in `out`), `error`, or `unsupported`.
-fn interpret(
-    answer: &str,
-    sequence: u64,
-    out: &Path,
-) -> std::result::Result<Outcome, (String, bool)> {
-    let garbage = |why: &str| {
-        let shown: String = answer.chars().take(200).collect();
-        (format!("garbage answer ({why}): {shown}"), true)
-    };
-    let answer: Value = serde_json::from_str(answer).map_err(|_| garbage("not JSON"))?;
-    if answer.get("type").and_then(Value::as_str) != Some("result") {
-        return Err(garbage("type is not \"result\""));
-    }
-    if answer.get("seq").and_then(Value::as_u64) != Some(sequence) {
-        return Err(garbage(&format!("seq is not {sequence}")));
-    }
-    let text = |key: &str| answer.get(key).and_then(Value::as_str).map(str::to_string);
-    match text("status").as_deref() {
-        Some("ok") => {
-            let read = |name: &str| {
-                Tensor::read_npy(&out.join(name))
-                    .map(|tensor| tensor.to_f64())
-                    .map_err(|error| (format!("status ok, but {error}"), false))
-            };
-            let output = LossOutput {
-                loss: read("loss.npy")?,
-                grad_input: read("grad_input.npy")?,
-            };
-            Ok(match text("emulated") {
-                Some(how) => Outcome::Emulated(output, how),
-                None => Outcome::Computed(output),
-            })
-        }
-        Some("error") => Ok(Outcome::Rejected {
-            kind: text("kind"),
-            message: text("message").unwrap_or_default(),
-        }),
-        Some("unsupported") => Ok(Outcome::Unsupported(text("reason").unwrap_or_default())),
-        _ => Err(garbage("status is not ok, error or unsupported")),
-    }
-}
-
-/// A running adapter process.
-struct Process {
-    child: Child,
-    stdin: ChildStdin,
-    lines: Receiver<String>,
-    stderr_tail: Arc<Mutex<VecDeque<String>>>,
-}
-
-impl Process {
-    /// Starts the command and does the hello exchange; returns the process and the name the
-    /// adapter gave.
-    fn spawn(command: &str, timeout: Duration) -> std::result::Result<(Process, String), String> {
-        let mut child = Command::new("sh")
-            .arg("-c")
-            .arg(command)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|error| format!("cannot run sh -c {command:?}: {error}"))?;
-        let stdin = child.stdin.take().expect("piped");
-        let stdout = child.stdout.take().expect("piped");
-        let stderr = child.stderr.take().expect("piped");
-        let (sender, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout)
-                .lines()
-                .map_while(std::result::Result::ok)
-            {
-                if sender.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let stderr_tail = Arc::new(Mutex::new(VecDeque::new()));
-        let tail = stderr_tail.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr)
-                .lines()
-                .map_while(std::result::Result::ok)
-            {
-                let mut tail = tail.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-                if tail.len() == STDERR_TAIL_LINES {
-                    tail.pop_front();
-                }
-                tail.push_back(line);
-            }
-        });
-        let mut process = Process {
-            child,
-            stdin,
-            lines,
-            stderr_tail,
-        };
-        let hello = json!({"type": "hello", "protocol": PROTOCOL, "version": PROTOCOL_VERSION});
-        let answer = match process.request(&hello.to_string(), timeout.max(STARTUP_TIMEOUT)) {
-            Ok(answer) => answer,
-            Err((reason, _)) => {
-                process.stop();
-                return Err(format!("no hello: {reason}"));
+            Err(Failure::Process(reason)) => {
+                drop(process);
+                Outcome::Broken(format!(
+                    "{reason}\nThe adapter was stopped with its process group and is started \
+                     again for the next case."
+                ))
             }
         };
-        let answer: Value = serde_json::from_str(&answer).unwrap_or(Value::Null);
-        let speaks = answer.get("protocol").and_then(Value::as_str) == Some(PROTOCOL)
-            && answer.get("version").and_then(Value::as_u64) == Some(PROTOCOL_VERSION);
-        if !speaks {
-            process.stop();
-            return Err(format!(
-                "the hello answer does not speak {PROTOCOL} version {PROTOCOL_VERSION}: {answer}"
-            ));
-        }
-        let name = answer
-            .get("name")
-            .and_then(Value::as_str)
-            .unwrap_or(command)
-            .to_string();
-        Ok((process, name))
+        // The adapter is done with the case's files (or stopped).
+        let _ = std::fs::remove_dir_all(&dir);
+        outcome
     }
 
-    /// Sends one line and waits for one line back.
-    fn request(
-        &mut self,
-        line: &str,
-        timeout: Duration,
-    ) -> std::result::Result<String, (String, bool)> {
-        if let Err(error) = writeln!(self.stdin, "{line}").and_then(|()| self.stdin.flush()) {
-            return Err((
-                format!("cannot write to the adapter: {error}{}", self.exit_report()),
-                true,
-            ));
-        }
-        match self.lines.recv_timeout(timeout) {
-            Ok(answer) => Ok(answer),
-            Err(RecvTimeoutError::Timeout) => Err((
-                format!(
-                    "no answer within {:.1} s; the adapter was stopped and is restarted for the next case",
-                    timeout.as_secs_f64()
-                ),
-                true,
-            )),
-            Err(RecvTimeoutError::Disconnected) => Err((format!("the adapter closed its output{}", self.exit_report()), true)),
-        }
-    }
-
-    /// The exit status (waiting briefly) and the tail of stderr, for failure reports.
-    fn exit_report(&mut self) -> String {
-        let mut status = None;
-        for _ in 0..50 {
-            if let Ok(Some(exited)) = self.child.try_wait() {
-                status = Some(exited);
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let tail = self
-            .stderr_tail
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let status = status.map_or("still running".to_string(), |status| status.to_string());
-        if tail.is_empty() {
-            format!(" ({status})")
-        } else {
-            format!(
-                " ({status}); its stderr ended with:\n{}",
-                Vec::from(tail.clone()).join("\n")
-            )
-        }
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    fn abandoned(&self) -> Option<String> {
+        self.state().abandoned.clone()
     }
 }
 
-impl Drop for Process {
-    fn drop(&mut self) {
-        self.stop();
-    }
+/// Starts the adapter and does the hello exchange; returns the process and the name the adapter
+/// gave itself.
+fn start_process(
+    command: &str,
+    hello_timeout: Duration,
+) -> std::result::Result<(Process, Option<String>), String> {
+    let mut process = Process::spawn(command)?;
+    let started = Instant::now();
+    let line = process
+        .send(&protocol::hello_request(), started, hello_timeout)
+        .and_then(|()| process.receive(started, hello_timeout))
+        .map_err(|reason| format!("no hello: {reason}"))?;
+    let name = protocol::parse_hello(&line)?;
+    Ok((process, name))
+}
+
+/// A scratch path as a JSON string: exact, because scratch paths are UTF-8 by construction.
+fn json_path(path: &Path) -> Value {
+    Value::String(path.to_string_lossy().into_owned())
 }

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{CheckResult, FailureKind, Verdict};
 use crate::error::{Error, Result};
-use crate::tensor::read_file;
+use crate::files::{read_regular_file, MAX_DOCUMENT_BYTES};
 
 /// The known-failure list of one implementation.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -86,8 +86,9 @@ impl KnownFailures {
             path: path.to_path_buf(),
             message: format!("not a known-failure list: {message}"),
         };
-        let list: KnownFailures = serde_json::from_slice(&read_file(path)?)
-            .map_err(|error| invalid(error.to_string()))?;
+        let list: KnownFailures =
+            serde_json::from_slice(&read_regular_file(path, MAX_DOCUMENT_BYTES)?)
+                .map_err(|error| invalid(error.to_string()))?;
         let mut seen = BTreeSet::new();
         for group in &list.groups {
             if group.reason.trim().is_empty() {

@@ -12,7 +12,7 @@ use super::known::{KnownFailures, Status};
 use super::{CheckResult, Verdict};
 use crate::compare::{Agreement, Tier};
 use crate::error::{Error, Result};
-use crate::tensor::read_file;
+use crate::files::{read_regular_file, MAX_DOCUMENT_BYTES};
 
 /// A judged run: every check with its status against the known-failure list.
 pub struct Report {
@@ -333,7 +333,8 @@ pub fn read_json_report(path: &Path) -> Result<(String, Vec<Row>)> {
         message: format!("not a segloss certify --json report: {message}"),
     };
     let report: serde_json::Value =
-        serde_json::from_slice(&read_file(path)?).map_err(|error| invalid(error.to_string()))?;
+        serde_json::from_slice(&read_regular_file(path, MAX_DOCUMENT_BYTES)?)
+            .map_err(|error| invalid(error.to_string()))?;
     let name = report["implementation"]
         .as_str()
         .ok_or_else(|| invalid("no implementation name".into()))?

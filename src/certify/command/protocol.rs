@@ -1,0 +1,202 @@
+//! The messages of the certification protocol (`docs/certify-protocol.md`), read from the raw
+//! bytes of one line: pure functions, whatever the bytes are.
+
+use serde_json::{Map, Value};
+
+/// The protocol's name and version, sent and expected in the hello exchange.
+pub const PROTOCOL: &str = "segloss-certify";
+/// The protocol version this build speaks.
+pub const PROTOCOL_VERSION: u64 = 1;
+
+/// How many characters of a bad line a failure report quotes.
+const EXCERPT_CHARS: usize = 200;
+
+/// What a well-formed result line says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// `ok`: the results are in the case's `out` directory; `emulated` says how an option the
+    /// implementation lacks was emulated, when it was.
+    Ok {
+        /// How the implementation emulated an option it lacks, if it did.
+        emulated: Option<String>,
+    },
+    /// `error`: the implementation rejected the input.
+    Error {
+        /// The segloss error kind, when the adapter states it.
+        kind: Option<String>,
+        /// The implementation's message.
+        message: String,
+    },
+    /// `unsupported`: the implementation does not have this loss or option.
+    Unsupported {
+        /// Why, in words.
+        reason: String,
+    },
+    /// A result for an earlier case (`seq` below the current one), arriving late: it is ignored.
+    Stale {
+        /// The earlier case's sequence number.
+        seq: u64,
+    },
+}
+
+/// Reads one answer line to the case numbered `seq`. `Err` is the reason the line is garbage.
+pub fn parse_answer(line: &[u8], seq: u64) -> Result<Answer, String> {
+    let garbage = |why: &str| format!("garbage answer ({why}): {}", excerpt(line));
+    let answer = json_object(line).ok_or_else(|| garbage("not JSON"))?;
+    if answer.get("type").and_then(Value::as_str) != Some("result") {
+        return Err(garbage("type is not \"result\""));
+    }
+    match answer.get("seq").and_then(Value::as_u64) {
+        Some(got) if got < seq => return Ok(Answer::Stale { seq: got }),
+        Some(got) if got == seq => {}
+        _ => return Err(garbage(&format!("seq is not {seq}"))),
+    }
+    let text = |key: &str| answer.get(key).and_then(Value::as_str).map(str::to_string);
+    match text("status").as_deref() {
+        Some("ok") => Ok(Answer::Ok {
+            emulated: text("emulated"),
+        }),
+        Some("error") => Ok(Answer::Error {
+            kind: text("kind"),
+            message: text("message").unwrap_or_default(),
+        }),
+        Some("unsupported") => Ok(Answer::Unsupported {
+            reason: text("reason").unwrap_or_default(),
+        }),
+        _ => Err(garbage("status is not ok, error or unsupported")),
+    }
+}
+
+/// The hello request line.
+pub(super) fn hello_request() -> String {
+    serde_json::json!({"type": "hello", "protocol": PROTOCOL, "version": PROTOCOL_VERSION})
+        .to_string()
+}
+
+/// Reads the hello answer: the name the adapter gives itself, if any. `Err` says why the line is
+/// not a hello of this protocol version.
+pub(super) fn parse_hello(line: &[u8]) -> Result<Option<String>, String> {
+    let hello = json_object(line).filter(|hello| {
+        hello.get("protocol").and_then(Value::as_str) == Some(PROTOCOL)
+            && hello.get("version").and_then(Value::as_u64) == Some(PROTOCOL_VERSION)
+    });
+    match hello {
+        Some(hello) => Ok(hello
+            .get("name")
+            .and_then(Value::as_str)
+            .map(str::to_string)),
+        None => Err(format!(
+            "the hello answer does not speak {PROTOCOL} version {PROTOCOL_VERSION}: {}",
+            excerpt(line)
+        )),
+    }
+}
+
+/// The line as a JSON object, if it is one.
+fn json_object(line: &[u8]) -> Option<Map<String, Value>> {
+    match serde_json::from_slice(line) {
+        Ok(Value::Object(object)) => Some(object),
+        _ => None,
+    }
+}
+
+/// The start of a line for a report: invalid UTF-8 replaced and control characters escaped, so
+/// that nothing an adapter prints can drive a terminal.
+fn excerpt(line: &[u8]) -> String {
+    let text = String::from_utf8_lossy(line);
+    let mut shown: String = text
+        .chars()
+        .take(EXCERPT_CHARS)
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect();
+    if text.chars().nth(EXCERPT_CHARS).is_some() {
+        shown.push('…');
+    }
+    shown
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_four_answers_are_read() {
+        let ok = br#"{"type": "result", "seq": 3, "status": "ok", "emulated": "how"}"#;
+        assert_eq!(
+            parse_answer(ok, 3),
+            Ok(Answer::Ok {
+                emulated: Some("how".into())
+            })
+        );
+        let error =
+            br#"{"type": "result", "seq": 3, "status": "error", "message": "m", "kind": "k"}"#;
+        assert_eq!(
+            parse_answer(error, 3),
+            Ok(Answer::Error {
+                kind: Some("k".into()),
+                message: "m".into()
+            })
+        );
+        let unsupported =
+            br#"{"type": "result", "seq": 3, "status": "unsupported", "reason": "r"}"#;
+        assert_eq!(
+            parse_answer(unsupported, 3),
+            Ok(Answer::Unsupported { reason: "r".into() })
+        );
+        assert_eq!(parse_answer(ok, 4), Ok(Answer::Stale { seq: 3 }));
+    }
+
+    #[test]
+    fn garbage_says_why() {
+        let cases: [(&[u8], &str); 6] = [
+            (b"not json", "not JSON"),
+            (b"[1, 2]", "not JSON"),
+            (br#"{"type": "hello", "seq": 3}"#, "type is not \"result\""),
+            (
+                br#"{"type": "result", "seq": 4, "status": "ok"}"#,
+                "seq is not 3",
+            ),
+            (
+                br#"{"type": "result", "seq": -1, "status": "ok"}"#,
+                "seq is not 3",
+            ),
+            (
+                br#"{"type": "result", "seq": 3, "status": "fine"}"#,
+                "status is not",
+            ),
+        ];
+        for (line, why) in cases {
+            let reason = parse_answer(line, 3).unwrap_err();
+            assert!(
+                reason.starts_with("garbage answer (") && reason.contains(why),
+                "{reason}"
+            );
+        }
+    }
+
+    #[test]
+    fn excerpts_escape_control_characters_and_stop_early() {
+        let reason = parse_answer(b"\x1b[31mred\xff", 0).unwrap_err();
+        assert!(reason.ends_with(r"\u{1b}[31mred�"), "{reason}");
+        let long = "y".repeat(EXCERPT_CHARS + 1);
+        let reason = parse_answer(long.as_bytes(), 0).unwrap_err();
+        assert!(reason.ends_with(&format!("{}…", &long[1..])), "{reason}");
+    }
+
+    #[test]
+    fn a_hello_must_name_protocol_and_version() {
+        let hello =
+            br#"{"type": "hello", "protocol": "segloss-certify", "version": 1, "name": "x"}"#;
+        assert_eq!(parse_hello(hello), Ok(Some("x".into())));
+        let old = br#"{"type": "hello", "protocol": "segloss-certify", "version": 0}"#;
+        assert!(parse_hello(old).unwrap_err().contains("version 1"));
+        assert!(parse_hello(b"hi").is_err());
+    }
+}
