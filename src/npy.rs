@@ -103,7 +103,9 @@ pub fn parse_npy(bytes: &[u8], source: &Path) -> Result<Tensor> {
 pub fn parse_header(bytes: &[u8], source: &Path) -> Result<Header> {
     let fail = |message: String| npy_error(source, message);
     if !bytes.starts_with(MAGIC) {
-        return Err(fail(if MAGIC.starts_with(bytes) {
+        return Err(fail(if bytes.is_empty() {
+            "the file is empty".into()
+        } else if MAGIC.starts_with(bytes) {
             format!("truncated: {} bytes, not even a header", bytes.len())
         } else {
             "it does not start with the .npy magic string \\x93NUMPY".into()
@@ -744,6 +746,7 @@ mod tests {
         let cases = [
             (&b"not an npy file"[..], "magic string"),
             (&b"\x93NUM"[..], "truncated: 4 bytes"),
+            (&b""[..], "the file is empty"),
             (&b"\x93NUMPY\x04\x00\x10\x00"[..], "format version 4.0"),
             (
                 &b"\x93NUMPY\x01\x00\xff\x00{}"[..],
