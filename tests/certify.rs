@@ -183,6 +183,9 @@ fn the_reference_through_the_protocol_passes() {
     );
     assert!(succeeded, "{report:#}");
     assert!(checks(&report).iter().all(|check| check.1 == "passed"));
+    // The report names the implementation as its hello did.
+    assert_eq!(report["implementation"], "broken (none)");
+    assert_eq!(report["certified_something"], true);
 }
 
 #[test]

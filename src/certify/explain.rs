@@ -218,6 +218,49 @@ mod tests {
         (word(16), word(20))
     }
 
+    /// The RGB pixels of a PNG file, row by row, and its width.
+    fn png_pixels(path: &Path) -> (Vec<u8>, usize) {
+        let decoder = png::Decoder::new(std::io::BufReader::new(File::open(path).unwrap()));
+        let mut reader = decoder.read_info().unwrap();
+        let mut pixels = vec![0; reader.output_buffer_size()];
+        let info = reader.next_frame(&mut pixels).unwrap();
+        (pixels, info.width as usize)
+    }
+
+    #[test]
+    fn each_element_is_coloured_by_its_difference_in_its_tile() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("colours.png");
+        // One batch item, two classes, 2 × 3 positions.
+        let mut difference = ArrayD::zeros(vec![1, 2, 2, 3]);
+        difference[[0, 1, 1, 2]] = -4.0;
+        difference[[0, 0, 1, 1]] = 2.0;
+        difference[[0, 1, 0, 0]] = f64::NAN;
+        write_heatmap(&difference, &path).unwrap();
+        let (pixels, width) = png_pixels(&path);
+        let pixel = |class: usize, y: usize, x: usize| {
+            let left = class * (3 * CELL + GAP) + x * CELL + CELL / 2;
+            let top = y * CELL + CELL / 2;
+            let offset = (top * width + left) * 3;
+            [pixels[offset], pixels[offset + 1], pixels[offset + 2]]
+        };
+        assert_eq!(pixel(1, 1, 2), [255, 0, 0], "the largest difference is red");
+        assert_eq!(
+            pixel(0, 1, 1),
+            [255, 128, 128],
+            "half the largest is half faded"
+        );
+        assert_eq!(
+            pixel(1, 0, 0),
+            [0, 0, 0],
+            "a non-finite difference is black"
+        );
+        assert_eq!(pixel(0, 0, 0), [255, 255, 255], "no difference is white");
+        assert_eq!(pixel(1, 1, 1), [255, 255, 255]);
+        let gap = (CELL / 2 * width + 3 * CELL + 1) * 3;
+        assert_eq!(pixels[gap..gap + 3], [200, 200, 200], "tiles are apart");
+    }
+
     #[test]
     fn small_differences_are_drawn_in_cells_of_several_pixels() {
         let dir = tempfile::tempdir().unwrap();
@@ -237,5 +280,13 @@ mod tests {
         let (width, height) = png_size(&path);
         // 2 tiles of 5000 elements across: blocks of 5 elements, 1000 pixels a tile.
         assert_eq!((width, height), (2 * (1000 + GAP as u32), 1 + GAP as u32));
+        let (pixels, _) = png_pixels(&path);
+        let block = |tile: usize, index: usize| {
+            let offset = (tile * (1000 + GAP) + index) * 3;
+            [pixels[offset], pixels[offset + 1], pixels[offset + 2]]
+        };
+        assert_eq!(block(1, 999), [0, 0, 0], "the block holding the NaN");
+        assert_eq!(block(1, 998), [255, 255, 255]);
+        assert_eq!(block(0, 999), [255, 255, 255]);
     }
 }
