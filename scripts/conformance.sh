@@ -33,7 +33,7 @@ for entry in "${adapters[@]}"; do
     esac
 done
 cargo build --release --quiet ${features[@]+--features "${features[*]}"}
-segloss="$repo/target/release/segloss"
+segloss="${CARGO_TARGET_DIR:-$repo/target}/release/segloss"
 
 reports=()
 status=0

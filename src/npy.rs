@@ -136,7 +136,7 @@ pub fn parse_header(bytes: &[u8], source: &Path) -> Result<Header> {
     }
     let data_offset = header_start + header_len;
     let dict = HeaderDict::parse(&bytes[header_start..data_offset]).map_err(fail)?;
-    let item_size = item_size(dict.dtype);
+    let item_size = dict.dtype.item_size();
     if dict.shape.len() > MAX_DIMENSIONS {
         return Err(fail(format!(
             "the shape has {} dimensions, more than NumPy's {MAX_DIMENSIONS}",
@@ -194,12 +194,9 @@ impl Header {
     }
 }
 
-/// The `.npy` bytes of a tensor: format version 1.0 (2.0 if the header is too long for it),
-/// little-endian, C order, the header padded to a multiple of 64 bytes as NumPy pads it.
-pub fn to_npy_bytes(tensor: &Tensor) -> Vec<u8> {
-    let dtype = tensor.dtype();
-    let shape = match tensor.shape() {
-        [] => "()".to_string(),
+/// A shape as the Python tuple literal a `.npy` header holds: `()`, `(3,)`, `(2, 4)`.
+pub fn shape_literal(shape: &[usize]) -> String {
+    match shape {
         [axis] => format!("({axis},)"),
         axes => format!(
             "({})",
@@ -208,8 +205,15 @@ pub fn to_npy_bytes(tensor: &Tensor) -> Vec<u8> {
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
-    };
-    let order = if item_size(dtype) == 1 { '|' } else { '<' };
+    }
+}
+
+/// The `.npy` bytes of a tensor: format version 1.0 (2.0 if the header is too long for it),
+/// little-endian, C order, the header padded to a multiple of 64 bytes as NumPy pads it.
+pub fn to_npy_bytes(tensor: &Tensor) -> Vec<u8> {
+    let dtype = tensor.dtype();
+    let shape = shape_literal(tensor.shape());
+    let order = if dtype.item_size() == 1 { '|' } else { '<' };
     let mut dict = format!(
         "{{'descr': '{order}{}', 'fortran_order': False, 'shape': {shape}, }}",
         descr_code(dtype)
@@ -268,15 +272,6 @@ fn npy_error(source: &Path, message: String) -> Error {
     Error::Npy {
         path: source.to_path_buf(),
         message,
-    }
-}
-
-fn item_size(dtype: DType) -> usize {
-    match dtype {
-        DType::Float64 | DType::Int64 => 8,
-        DType::Float32 | DType::Int32 => 4,
-        DType::Int16 => 2,
-        DType::UInt8 | DType::Bool => 1,
     }
 }
 
@@ -422,7 +417,7 @@ fn parse_descr(descr: &str) -> std::result::Result<(DType, bool), String> {
         '<' => false,
         '>' => true,
         '=' => cfg!(target_endian = "big"),
-        '|' if item_size(dtype) == 1 => false,
+        '|' if dtype.item_size() == 1 => false,
         '|' => {
             return Err(format!(
                 "dtype {} has no byte order, but {dtype} needs one ('<' or '>')",

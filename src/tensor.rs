@@ -45,6 +45,16 @@ impl DType {
     pub fn is_floating(self) -> bool {
         matches!(self, DType::Float64 | DType::Float32)
     }
+
+    /// Bytes per element.
+    pub fn item_size(self) -> usize {
+        match self {
+            DType::Float64 | DType::Int64 => 8,
+            DType::Float32 | DType::Int32 => 4,
+            DType::Int16 => 2,
+            DType::UInt8 | DType::Bool => 1,
+        }
+    }
 }
 
 impl fmt::Display for DType {
@@ -109,6 +119,32 @@ impl Tensor {
             Tensor::Int16(array) => array.mapv(f64::from),
             Tensor::UInt8(array) => array.mapv(f64::from),
             Tensor::Bool(array) => array.mapv(|value| if value { 1.0 } else { 0.0 }),
+        }
+    }
+
+    /// Whether the elements lie in row-major (C) order, contiguous.
+    pub fn is_standard_layout(&self) -> bool {
+        match self {
+            Tensor::Float64(array) => array.is_standard_layout(),
+            Tensor::Float32(array) => array.is_standard_layout(),
+            Tensor::Int64(array) => array.is_standard_layout(),
+            Tensor::Int32(array) => array.is_standard_layout(),
+            Tensor::Int16(array) => array.is_standard_layout(),
+            Tensor::UInt8(array) => array.is_standard_layout(),
+            Tensor::Bool(array) => array.is_standard_layout(),
+        }
+    }
+
+    /// The same tensor in row-major (C) order, contiguous (a copy of a transposed or strided one).
+    pub fn to_standard_layout(&self) -> Tensor {
+        match self {
+            Tensor::Float64(array) => Tensor::Float64(array.as_standard_layout().into_owned()),
+            Tensor::Float32(array) => Tensor::Float32(array.as_standard_layout().into_owned()),
+            Tensor::Int64(array) => Tensor::Int64(array.as_standard_layout().into_owned()),
+            Tensor::Int32(array) => Tensor::Int32(array.as_standard_layout().into_owned()),
+            Tensor::Int16(array) => Tensor::Int16(array.as_standard_layout().into_owned()),
+            Tensor::UInt8(array) => Tensor::UInt8(array.as_standard_layout().into_owned()),
+            Tensor::Bool(array) => Tensor::Bool(array.as_standard_layout().into_owned()),
         }
     }
 

@@ -243,32 +243,26 @@ fn stale_or_unprovable_fixtures_are_refused_unless_asked() {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/manifest.json");
     std::fs::copy(manifest, fixtures.join("manifest.json")).unwrap();
     let fixtures = fixtures.to_string_lossy().into_owned();
-    let output = certify(&[
-        "--fixtures",
-        &fixtures,
-        "--filter",
-        "nll_loss/f64/N4C3/sum/default",
-    ]);
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "--fixtures",
+            &fixtures,
+            "--filter",
+            "nll_loss/f64/N4C3/sum/default",
+        ];
+        args.extend(extra);
+        certify(&args)
+    };
+    let output = run(&[]);
     assert_eq!(output.status.code(), Some(2));
     assert!(one_line_error(&output).contains("--no-provenance-check"));
     std::fs::create_dir_all(dir.path().join("scripts/segloss_gen")).unwrap();
     std::fs::write(dir.path().join("scripts/generate_fixtures.py"), "changed").unwrap();
-    let output = certify(&[
-        "--fixtures",
-        &fixtures,
-        "--filter",
-        "nll_loss/f64/N4C3/sum/default",
-    ]);
+    let output = run(&[]);
     assert_eq!(output.status.code(), Some(2));
     assert!(one_line_error(&output).contains("stale fixtures"));
-    let output = certify(&[
-        "--fixtures",
-        &fixtures,
-        "--filter",
-        "nll_loss/f64/N4C3/sum/default",
-        "--no-provenance-check",
-    ]);
     // Past the provenance check, the copied manifest's files are missing: each case fails.
+    let output = run(&["--no-provenance-check"]);
     assert_eq!(output.status.code(), Some(1), "{output:?}");
     assert!(String::from_utf8_lossy(&output.stdout).contains("fixture unusable"));
 }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use segloss::files::sha256_hex as sha256;
 use segloss::fixtures::Fixtures;
-use segloss::npy::{read_npy_file, DEFAULT_MAX_FILE_BYTES};
+use segloss::npy::{read_npy_file, shape_literal, DEFAULT_MAX_FILE_BYTES};
 use segloss::Error;
 use serde_json::json;
 
@@ -405,16 +405,7 @@ enum Layout {
 impl Twin {
     /// Evaluates the twin stored in `layout`; the loss and gradient files written.
     fn eval(&self, dir: &Path, layout: Layout) -> (Vec<u8>, Vec<u8>) {
-        let shape_text = |shape: &[usize]| match shape {
-            [axis] => format!("({axis},)"),
-            axes => format!(
-                "({})",
-                axes.iter()
-                    .map(usize::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        };
+        let shape_text = shape_literal;
         let (input, target): (Vec<u8>, Vec<u8>) = match layout {
             Layout::LittleC => (
                 self.input.iter().flat_map(|v| v.to_le_bytes()).collect(),

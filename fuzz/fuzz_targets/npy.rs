@@ -8,7 +8,6 @@ use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
 use segloss::npy::{parse_header, parse_npy, to_npy_bytes};
-use segloss::tensor::{DType, Tensor};
 
 fuzz_target!(|data: &[u8]| {
     let source = Path::new("fuzz.npy");
@@ -26,9 +25,9 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(header.element_count, header.shape.iter().product::<usize>());
     assert_eq!(
         data.len() - header.data_offset,
-        header.element_count * item_size(header.dtype)
+        header.element_count * header.dtype.item_size()
     );
-    assert!(standard_layout(&tensor));
+    assert!(tensor.is_standard_layout());
     let written = to_npy_bytes(&tensor);
     let reread = parse_npy(&written, source).expect("a written tensor reads back");
     assert_eq!(to_npy_bytes(&reread), written);
@@ -41,23 +40,4 @@ fuzz_target!(|data: &[u8]| {
     }
 });
 
-fn item_size(dtype: DType) -> usize {
-    match dtype {
-        DType::Float64 | DType::Int64 => 8,
-        DType::Float32 | DType::Int32 => 4,
-        DType::Int16 => 2,
-        DType::UInt8 | DType::Bool => 1,
-    }
-}
 
-fn standard_layout(tensor: &Tensor) -> bool {
-    match tensor {
-        Tensor::Float64(array) => array.is_standard_layout(),
-        Tensor::Float32(array) => array.is_standard_layout(),
-        Tensor::Int64(array) => array.is_standard_layout(),
-        Tensor::Int32(array) => array.is_standard_layout(),
-        Tensor::Int16(array) => array.is_standard_layout(),
-        Tensor::UInt8(array) => array.is_standard_layout(),
-        Tensor::Bool(array) => array.is_standard_layout(),
-    }
-}

@@ -137,7 +137,7 @@ pub struct CheckedCall<'a> {
 impl<'a> CheckedCall<'a> {
     /// The call with its arrays in standard layout (copied only when one is not).
     fn new(call: &'a LossCall) -> CheckedCall<'a> {
-        let standard = call.tensors.values().all(is_standard_layout)
+        let standard = call.tensors.values().all(Tensor::is_standard_layout)
             && call
                 .grad_output
                 .as_ref()
@@ -150,7 +150,7 @@ impl<'a> CheckedCall<'a> {
         let tensors = call
             .tensors
             .iter()
-            .map(|(name, tensor)| (name.clone(), to_standard_layout(tensor)))
+            .map(|(name, tensor)| (name.clone(), tensor.to_standard_layout()))
             .collect();
         CheckedCall {
             call: Cow::Owned(LossCall {
@@ -163,37 +163,6 @@ impl<'a> CheckedCall<'a> {
                     .map(|grad| grad.as_standard_layout().into_owned()),
             }),
         }
-    }
-}
-
-/// Applies the same expression to the array inside whichever variant a tensor holds.
-macro_rules! each_array {
-    ($tensor:expr, $array:ident => $body:expr) => {
-        match $tensor {
-            Tensor::Float64($array) => $body,
-            Tensor::Float32($array) => $body,
-            Tensor::Int64($array) => $body,
-            Tensor::Int32($array) => $body,
-            Tensor::Int16($array) => $body,
-            Tensor::UInt8($array) => $body,
-            Tensor::Bool($array) => $body,
-        }
-    };
-}
-
-fn is_standard_layout(tensor: &Tensor) -> bool {
-    each_array!(tensor, array => array.is_standard_layout())
-}
-
-fn to_standard_layout(tensor: &Tensor) -> Tensor {
-    match tensor {
-        Tensor::Float64(array) => Tensor::Float64(array.as_standard_layout().into_owned()),
-        Tensor::Float32(array) => Tensor::Float32(array.as_standard_layout().into_owned()),
-        Tensor::Int64(array) => Tensor::Int64(array.as_standard_layout().into_owned()),
-        Tensor::Int32(array) => Tensor::Int32(array.as_standard_layout().into_owned()),
-        Tensor::Int16(array) => Tensor::Int16(array.as_standard_layout().into_owned()),
-        Tensor::UInt8(array) => Tensor::UInt8(array.as_standard_layout().into_owned()),
-        Tensor::Bool(array) => Tensor::Bool(array.as_standard_layout().into_owned()),
     }
 }
 

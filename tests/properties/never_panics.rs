@@ -399,25 +399,13 @@ const PARAMETER_KINDS: &[&str] = &[
     "invalid_reduction",
 ];
 
-fn is_standard_layout(tensor: &Tensor) -> bool {
-    match tensor {
-        Tensor::Float64(array) => array.is_standard_layout(),
-        Tensor::Float32(array) => array.is_standard_layout(),
-        Tensor::Int64(array) => array.is_standard_layout(),
-        Tensor::Int32(array) => array.is_standard_layout(),
-        Tensor::Int16(array) => array.is_standard_layout(),
-        Tensor::UInt8(array) => array.is_standard_layout(),
-        Tensor::Bool(array) => array.is_standard_layout(),
-    }
-}
-
 /// What the call held, for the failure report.
 fn describe(call: &LossCall) -> String {
     let tensors: Vec<String> = call
         .tensors
         .iter()
         .map(|(name, tensor)| {
-            let layout = if is_standard_layout(tensor) {
+            let layout = if tensor.is_standard_layout() {
                 ""
             } else {
                 " (not row-major)"
