@@ -480,6 +480,234 @@ fn escape_markdown(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::certify::known::KnownGroup;
+    use crate::certify::{CaseCheck, FailureKind};
+    use crate::compare::Check;
+
+    fn check(case_id: &str, check: CaseCheck, verdict: Verdict) -> CheckResult {
+        CheckResult {
+            case_id: case_id.into(),
+            loss: case_id.split('/').next().unwrap().into(),
+            check,
+            verdict,
+            emulated: None,
+        }
+    }
+
+    fn passed(max_abs: f64, max_rel: f64) -> Verdict {
+        Verdict::Passed(Agreement { max_abs, max_rel })
+    }
+
+    /// A run over two losses with every status: passed, failed, unsupported, known, unexpected.
+    fn report() -> Report {
+        let forward = CaseCheck::Values(Check::Forward);
+        let gradient = CaseCheck::Values(Check::Gradient);
+        let mut emulated = check("ce/f64/N4C3/mean/weight", gradient, passed(1e-15, 1e-14));
+        emulated.emulated = Some("weights by hand".into());
+        let results = vec![
+            check("ce/f64/N4C3/mean/weight", forward, passed(2e-16, 3e-16)),
+            emulated,
+            check(
+                "ce/f64/N4C3/mean/weight,ignore_index=1",
+                forward,
+                Verdict::failed(FailureKind::Mismatch, "off <by> \u{1b}[31mred"),
+            ),
+            check(
+                "ce/f64/N4C3/sum/default",
+                forward,
+                Verdict::Unsupported("no sum".into()),
+            ),
+            check(
+                "ce/f64/N4C3/mean/error=target_float",
+                CaseCheck::Rejection,
+                Verdict::failed(FailureKind::AcceptsRejectedInput, "accepted"),
+            ),
+            check("nll/f64/N4C3/mean/default", forward, passed(0.0, 0.0)),
+        ];
+        let known = KnownFailures {
+            implementation: "example".into(),
+            groups: vec![
+                KnownGroup {
+                    reason: "takes anything".into(),
+                    fails_as: FailureKind::AcceptsRejectedInput,
+                    checks: vec!["ce/f64/N4C3/mean/error=target_float/error".into()],
+                },
+                KnownGroup {
+                    reason: "thought broken".into(),
+                    fails_as: FailureKind::Mismatch,
+                    checks: vec!["nll/f64/N4C3/mean/default/forward".into()],
+                },
+            ],
+        };
+        Report::new("example", Tier::Strict, results, &known)
+    }
+
+    fn row<'a>(rows: &'a [Row], loss: &str, option: &str) -> &'a Row {
+        rows.iter()
+            .find(|row| row.loss == loss && row.option == option)
+            .unwrap_or_else(|| panic!("no row {loss} {option}"))
+    }
+
+    #[test]
+    fn rows_count_every_status_per_option_and_in_all() {
+        let rows = report().rows();
+        let all = row(&rows, "ce", "all");
+        assert_eq!(
+            (
+                all.passed,
+                all.failed,
+                all.unsupported,
+                all.known,
+                all.unexpected_passes,
+                all.emulated
+            ),
+            (2, 1, 1, 1, 0, 1)
+        );
+        assert_eq!((all.worst_abs, all.worst_rel), (1e-15, 1e-14));
+        let weight = row(&rows, "ce", "weight");
+        assert_eq!((weight.passed, weight.failed), (2, 1));
+        assert_eq!(row(&rows, "ce", "ignore_index").failed, 1);
+        assert_eq!(row(&rows, "ce", "rejections").known, 1);
+        assert_eq!(row(&rows, "ce", "default").unsupported, 1);
+        assert_eq!(row(&rows, "nll", "all").unexpected_passes, 1);
+        assert_eq!(rows.len(), 7);
+    }
+
+    #[test]
+    fn the_terminal_summary_lists_what_fails_the_run_escaped() {
+        let text = report().terminal();
+        assert!(
+            text.starts_with("certified example at the strict tier\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "FAILED ce/f64/N4C3/mean/weight,ignore_index=1/forward\n  off <by> \\u{1b}[31mred"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("FAILED nll/f64/N4C3/mean/default/forward\n  passes, but is listed"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("FAILED ce/f64/N4C3/mean/error"),
+            "a known failure does not fail: {text}"
+        );
+        assert!(text.ends_with("6 checks: 2 fail the run\n"), "{text}");
+        assert!(!text.contains('\u{1b}'));
+    }
+
+    #[test]
+    fn the_json_report_gives_statuses_failure_kinds_and_figures() {
+        let report = report();
+        let json = report.json();
+        assert_eq!(json["implementation"], "example");
+        assert_eq!(json["failed"], true);
+        assert_eq!(json["certified_something"], true);
+        let checks = json["checks"].as_array().unwrap();
+        assert_eq!(checks.len(), 6);
+        assert_eq!(checks[0]["status"], "passed");
+        assert_eq!(checks[0]["max_abs"], 2e-16);
+        assert_eq!(checks[2]["status"], "failed");
+        assert_eq!(checks[2]["failure"], "mismatch");
+        assert_eq!(checks[4]["status"], "known failure");
+        assert_eq!(checks[4]["failure"], "accepts_rejected_input");
+        assert_eq!(checks[5]["status"], "unexpected pass");
+        assert_eq!(checks[1]["emulated"], "weights by hand");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("report.json");
+        std::fs::write(&path, json.to_string()).unwrap();
+        assert_eq!(
+            read_json_report(&path).unwrap(),
+            ("example".to_string(), report.rows())
+        );
+        std::fs::write(&path, "{\"rows\": []}").unwrap();
+        assert!(read_json_report(&path).is_err());
+    }
+
+    #[test]
+    fn a_run_certifies_something_only_when_a_check_passed() {
+        let nothing = Report::new(
+            "none",
+            Tier::Strict,
+            vec![check(
+                "ce/f64/N4C3/sum/default",
+                CaseCheck::Values(Check::Forward),
+                Verdict::Unsupported("no".into()),
+            )],
+            &KnownFailures::default(),
+        );
+        assert!(!nothing.certified_something() && !nothing.failed());
+        assert!(report().certified_something());
+    }
+
+    #[test]
+    fn junit_counts_failures_and_skips_per_loss() {
+        let xml = report().junit();
+        assert!(
+            xml.contains("<testsuite name=\"ce\" tests=\"5\" failures=\"1\" skipped=\"2\">"),
+            "{xml}"
+        );
+        assert!(
+            xml.contains("<testsuite name=\"nll\" tests=\"1\" failures=\"1\" skipped=\"0\">"),
+            "{xml}"
+        );
+        assert!(
+            xml.contains("<failure message=\"failed\">off &lt;by&gt; \\u{1b}[31mred</failure>"),
+            "{xml}"
+        );
+        assert!(
+            xml.contains("<skipped message=\"unsupported: no sum\"/>"),
+            "{xml}"
+        );
+        assert!(
+            xml.contains("<skipped message=\"known failure: takes anything\"/>"),
+            "{xml}"
+        );
+        assert!(
+            xml.contains("<failure message=\"unexpected pass\">passes, but is listed"),
+            "{xml}"
+        );
+    }
+
+    #[test]
+    fn matrix_cells_say_all_passed_or_the_counts_that_did_not() {
+        let rows = report().rows();
+        let other = vec![Row {
+            loss: "ce".into(),
+            option: "all".into(),
+            unsupported: 3,
+            ..Row::default()
+        }];
+        let table = markdown_matrix(&[("a|b".into(), rows), ("other".into(), other)]);
+        assert!(
+            table.contains("#### `ce`\n\n| option | a\\|b | other |\n|---|---|---|\n"),
+            "{table}"
+        );
+        assert!(
+            table.contains("| all | ⚠️ 2/5 pass, 1 fail, 1 known fail, 1 unsupported, 1 emulated | ➖ unsupported |"),
+            "{table}"
+        );
+        assert!(
+            table.contains("| rejections | ❌ 0/1 pass, 1 known fail | — |"),
+            "{table}"
+        );
+        assert!(
+            table.contains("| ignore_index | ❌ 0/1 pass, 1 fail | — |"),
+            "{table}"
+        );
+        assert!(table.contains("#### `nll`"), "{table}");
+        assert!(
+            table.contains("| default | ❌ 0/1 pass, 1 unexpected pass | — |"),
+            "{table}"
+        );
+        let passing = Row {
+            passed: 2,
+            ..Row::default()
+        };
+        assert_eq!(cell_text(&passing), "✅ 2/2 pass");
+    }
 
     #[test]
     fn rows_survive_json_with_infinite_differences() {
