@@ -397,6 +397,43 @@ mod tests {
         );
     }
 
+    /// A reader that is interrupted once, then gives `text`, then fails.
+    struct Flaky {
+        calls: usize,
+        text: &'static [u8],
+    }
+
+    impl std::io::Read for Flaky {
+        fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+            self.calls += 1;
+            match self.calls {
+                1 => Err(std::io::ErrorKind::Interrupted.into()),
+                2 => {
+                    buffer[..self.text.len()].copy_from_slice(self.text);
+                    Ok(self.text.len())
+                }
+                _ => Err(std::io::Error::other("the pipe broke")),
+            }
+        }
+    }
+
+    #[test]
+    fn an_interrupted_read_is_retried_and_a_failed_one_ends_the_input() {
+        let mut reader = BufReader::new(Flaky {
+            calls: 0,
+            text: b"ok\npartial",
+        });
+        let mut line = Vec::new();
+        assert_eq!(
+            read_bounded_line(&mut reader, &mut line, 64),
+            LineEnd::Complete
+        );
+        assert_eq!(line, b"ok");
+        line.clear();
+        assert_eq!(read_bounded_line(&mut reader, &mut line, 64), LineEnd::End);
+        assert_eq!(line, b"partial");
+    }
+
     #[test]
     fn an_overlong_line_stops_at_the_limit() {
         let found = lines(b"abcdefgh\nok\n", 5);
