@@ -13,14 +13,40 @@ use super::{float_tensor, number, prediction, reduce, reduction, Exact, LossCall
 /// PyTorch's ε in BCE's backward: the float32 nearest 1e-12, as the double kernel uses it.
 const BCE_EPSILON: f32 = 1e-12;
 
-/// ln σ(x).
-fn log_sigmoid(x: &Real) -> Real {
-    -(-x).exp().ln_1p()
+/// σ(x), σ(−x), ln σ(x) and ln σ(−x) from one exponential: with a = |x| and E = e^−a ≤ 1,
+/// σ(a) = 1/(1 + E), σ(−a) = E/(1 + E), ln σ(a) = −ln1p(E), ln σ(−a) = −a − ln1p(E)
+/// (sums of terms of one sign: nothing cancels).
+struct Logistic {
+    sigmoid: Real,
+    sigmoid_of_minus: Real,
+    log_sigmoid: Real,
+    log_sigmoid_of_minus: Real,
 }
 
-/// σ(x).
-fn sigmoid(x: &Real) -> Real {
-    Real::one() / (Real::one() + (-x).exp())
+impl Logistic {
+    fn new(x: &Real) -> Logistic {
+        let a = x.abs();
+        let e = (-&a).exp();
+        let one_plus = Real::one() + &e;
+        let log1p = e.ln_1p();
+        let (near, far) = (Real::one() / &one_plus, e / one_plus);
+        let (log_near, log_far) = (-&log1p, -a - log1p);
+        if x.is_negative() {
+            Logistic {
+                sigmoid: far,
+                sigmoid_of_minus: near,
+                log_sigmoid: log_far,
+                log_sigmoid_of_minus: log_near,
+            }
+        } else {
+            Logistic {
+                sigmoid: near,
+                sigmoid_of_minus: far,
+                log_sigmoid: log_near,
+                log_sigmoid_of_minus: log_far,
+            }
+        }
+    }
 }
 
 /// An optional tensor broadcast to `shape` (ones when absent); `None` when it does not broadcast.
@@ -94,7 +120,10 @@ pub(super) fn binary_cross_entropy(call: &LossCall, at: Option<&ArrayD<Real>>) -
 /// l = w·[−pw·t·ln σ(x) − (1 − t)·ln σ(−x)]
 /// ∂l/∂x = w·[(1 − t)·σ(x) − pw·t·σ(−x)]
 /// ```
-pub(super) fn binary_cross_entropy_with_logits(call: &LossCall, at: Option<&ArrayD<Real>>) -> Option<Exact> {
+pub(super) fn binary_cross_entropy_with_logits(
+    call: &LossCall,
+    at: Option<&ArrayD<Real>>,
+) -> Option<Exact> {
     let (x, t) = pair(call, at, ["input", "target"])?;
     let w = broadcast(call, "weight", x.shape())?;
     let pw = broadcast(call, "pos_weight", x.shape())?;
@@ -111,8 +140,9 @@ pub(super) fn binary_cross_entropy_with_logits(call: &LossCall, at: Option<&Arra
             let [t, w, pw] = [t, w, pw].map(Real::from_f64);
             let positive = &pw * &t;
             let negative = Real::one() - &t;
-            *loss = &w * &(-(&positive * &log_sigmoid(x)) - &negative * &log_sigmoid(&-x));
-            *slope = &w * &(&negative * &sigmoid(x) - &positive * &sigmoid(&-x));
+            let l = Logistic::new(x);
+            *loss = &w * &(-(&positive * &l.log_sigmoid) - &negative * &l.log_sigmoid_of_minus);
+            *slope = &w * &(&negative * &l.sigmoid - &positive * &l.sigmoid_of_minus);
         });
     elementwise(call, reduction, loss, slope)
 }
@@ -141,10 +171,11 @@ pub(super) fn sigmoid_focal_loss(call: &LossCall, at: Option<&ArrayD<Real>>) -> 
         .for_each(|loss, slope, x, &t| {
             let t = Real::from_f64(t);
             let negative = Real::one() - &t;
-            let (s, s_minus) = (sigmoid(x), sigmoid(&-x));
-            let ce = -(&t * &log_sigmoid(x)) - &negative * &log_sigmoid(&-x);
-            let ce_slope = &negative * &s - &t * &s_minus;
-            let q = &t * &s_minus + &negative * &s;
+            let l = Logistic::new(x);
+            let (s, s_minus) = (&l.sigmoid, &l.sigmoid_of_minus);
+            let ce = -(&t * &l.log_sigmoid) - &negative * &l.log_sigmoid_of_minus;
+            let ce_slope = &negative * s - &t * s_minus;
+            let q = &t * s_minus + &negative * s;
             let alpha_t = if alpha < 0.0 {
                 Real::one()
             } else {
@@ -154,8 +185,14 @@ pub(super) fn sigmoid_focal_loss(call: &LossCall, at: Option<&ArrayD<Real>>) -> 
             let modulation = q.powf(gamma);
             let mut d = &ce_slope * &modulation;
             if gamma != 0.0 {
-                let q_slope = (Real::one() - Real::from_f64(2.0) * &t) * &s * &s_minus;
-                d = d + &ce * &Real::from_f64(gamma) * &q.powf(gamma - 1.0) * &q_slope;
+                // q^(γ−1) as q^γ/q where q > 0, saving a second power.
+                let lower = if q.is_positive() {
+                    &modulation / &q
+                } else {
+                    q.powf(gamma - 1.0)
+                };
+                let q_slope = (Real::one() - Real::from_f64(2.0) * &t) * s * s_minus;
+                d = d + &ce * &Real::from_f64(gamma) * &lower * &q_slope;
             }
             *loss = &alpha_t * &ce * &modulation;
             *slope = alpha_t * d;

@@ -190,11 +190,7 @@ pub(super) fn cross_entropy(call: &LossCall, at: Option<&ArrayD<Real>>) -> Optio
 /// ```
 ///
 /// and l_n = 0, no gradient, at ignored positions (their logits are never read).
-fn class_index_targets(
-    call: &LossCall,
-    at: Option<&ArrayD<Real>>,
-    epsilon: f64,
-) -> Option<Exact> {
+fn class_index_targets(call: &LossCall, at: Option<&ArrayD<Real>>, epsilon: f64) -> Option<Exact> {
     let checked = class_indices(call, at)?;
     let reduction = reduction(call, Reduce::Mean)?;
     let classes = checked.weights.len();
@@ -225,7 +221,12 @@ fn class_index_targets(
         per_position.push(loss);
         slopes.push(Some(softmax.backward(&a)));
     }
-    let counted: Vec<Real> = checked.labels.iter().flatten().map(|&y| w[y].clone()).collect();
+    let counted: Vec<Real> = checked
+        .labels
+        .iter()
+        .flatten()
+        .map(|&y| w[y].clone())
+        .collect();
     let per_position = ArrayD::from_shape_vec(checked.positions, per_position).ok()?;
     let (loss, upstream) = reduce(call, reduction, per_position, &sum(&counted))?;
     let grad_rows = slopes
@@ -248,11 +249,7 @@ fn class_index_targets(
 /// l_n = −Σ_c w_c·t'_c·log p_c          mean = Σ_n l_n / (number of positions)
 /// a_c = ∂l_n/∂log p_c = −w_c·t'_c
 /// ```
-fn probability_targets(
-    call: &LossCall,
-    at: Option<&ArrayD<Real>>,
-    epsilon: f64,
-) -> Option<Exact> {
+fn probability_targets(call: &LossCall, at: Option<&ArrayD<Real>>, epsilon: f64) -> Option<Exact> {
     let input = prediction(call, "input", at)?;
     let target = float_tensor(call, "target")?;
     let rank = input.ndim();
@@ -277,7 +274,11 @@ fn probability_targets(
             .zip(&w)
             .map(|(&t, w_c)| {
                 let t = Real::from_f64(t);
-                let smoothed = if epsilon > 0.0 { &kept * &t + &share } else { t };
+                let smoothed = if epsilon > 0.0 {
+                    &kept * &t + &share
+                } else {
+                    t
+                };
                 -(w_c * &smoothed)
             })
             .collect();
@@ -319,7 +320,12 @@ pub(super) fn nll_loss(call: &LossCall, at: Option<&ArrayD<Real>>) -> Option<Exa
             None => Real::zero(),
         })
         .collect();
-    let counted: Vec<Real> = checked.labels.iter().flatten().map(|&y| w[y].clone()).collect();
+    let counted: Vec<Real> = checked
+        .labels
+        .iter()
+        .flatten()
+        .map(|&y| w[y].clone())
+        .collect();
     let per_position = ArrayD::from_shape_vec(checked.positions, per_position).ok()?;
     let (loss, upstream) = reduce(call, reduction, per_position, &sum(&counted))?;
     let grad_rows = checked

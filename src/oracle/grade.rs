@@ -77,8 +77,11 @@ mod tests {
     use super::*;
 
     fn exact(values: &[f64]) -> ArrayD<Real> {
-        ArrayD::from_shape_vec(vec![values.len()], values.iter().map(|&v| Real::from_f64(v)).collect())
-            .unwrap()
+        ArrayD::from_shape_vec(
+            vec![values.len()],
+            values.iter().map(|&v| Real::from_f64(v)).collect(),
+        )
+        .unwrap()
     }
 
     fn computed(values: &[f64]) -> ArrayD<f64> {
@@ -90,7 +93,10 @@ mod tests {
         let next = f64::from_bits(1.0_f64.to_bits() + 1);
         assert_eq!(ulps(&computed(&[next, 0.5]), &exact(&[1.0, 0.5])), 1.0);
         // An error of one ulp of 1.0 on the small element is still one ulp normwise.
-        assert_eq!(ulps(&computed(&[1.0, 1e-3 + f64::EPSILON]), &exact(&[1.0, 1e-3])), 1.0);
+        assert_eq!(
+            ulps(&computed(&[1.0, 1e-3 + f64::EPSILON]), &exact(&[1.0, 1e-3])),
+            1.0
+        );
         assert_eq!(ulps(&computed(&[1.75]), &exact(&[1.5])), 2.0_f64.powi(50));
         assert_eq!(power_of_two(-1074), 5e-324);
         assert_eq!(power_of_two(-1022), f64::MIN_POSITIVE);
@@ -103,10 +109,16 @@ mod tests {
         assert_eq!(ulps(&computed(&[f64::NAN]), &exact(&[f64::NAN])), 0.0);
         assert_eq!(ulps(&computed(&[1.0]), &exact(&[f64::NAN])), f64::INFINITY);
         assert_eq!(ulps(&computed(&[f64::NAN]), &exact(&[1.0])), f64::INFINITY);
-        assert_eq!(ulps(&computed(&[f64::INFINITY]), &exact(&[1.0])), f64::INFINITY);
+        assert_eq!(
+            ulps(&computed(&[f64::INFINITY]), &exact(&[1.0])),
+            f64::INFINITY
+        );
         let infinite = exact(&[f64::INFINITY, 2.0]);
         assert_eq!(ulps(&computed(&[f64::INFINITY, 2.0]), &infinite), 0.0);
-        assert_eq!(ulps(&computed(&[f64::NEG_INFINITY, 2.0]), &infinite), f64::INFINITY);
+        assert_eq!(
+            ulps(&computed(&[f64::NEG_INFINITY, 2.0]), &infinite),
+            f64::INFINITY
+        );
         assert_eq!(ulps(&computed(&[1.0, 2.0]), &exact(&[1.0])), f64::INFINITY);
     }
 }

@@ -152,7 +152,10 @@ fn reduce(
         Reduce::None => (per_position, grad_output),
         Reduce::Sum => {
             let upstream = ArrayD::from_elem(per_position.shape(), scalar(grad_output));
-            (ArrayD::from_elem(vec![], real::sum(&per_position)), upstream)
+            (
+                ArrayD::from_elem(vec![], real::sum(&per_position)),
+                upstream,
+            )
         }
         Reduce::Mean => {
             let upstream =

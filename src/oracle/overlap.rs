@@ -40,10 +40,18 @@ fn one(ratio: Ratio, p: &[Real], t: &[Real], smooth: &Real) -> (Real, Vec<Real>)
     let (numerator, denominator, beside) = match ratio {
         Ratio::Dice => {
             let d = sum(p) + sum(t) + smooth;
-            (Real::from_f64(2.0) * &intersection + smooth, d.clone(), &e + &d)
+            (
+                Real::from_f64(2.0) * &intersection + smooth,
+                d.clone(),
+                &e + &d,
+            )
         }
         Ratio::Iou => {
-            let union: Vec<Real> = p.iter().zip(t).map(|(p, t)| p + &(t * &(&one - p))).collect();
+            let union: Vec<Real> = p
+                .iter()
+                .zip(t)
+                .map(|(p, t)| p + &(t * &(&one - p)))
+                .collect();
             let u = sum(&union) + smooth;
             (intersection + smooth, u.clone(), u)
         }
@@ -71,7 +79,11 @@ pub(super) fn soft_overlap(
     let reduction = reduction(call, Reduce::Mean)?;
     let (images, classes) = (p.shape()[0], p.shape()[1]);
     let spatial: usize = p.shape()[2..].iter().product();
-    let cube = |values: ArrayD<Real>| values.into_shape_with_order((images, classes, spatial)).ok();
+    let cube = |values: ArrayD<Real>| {
+        values
+            .into_shape_with_order((images, classes, spatial))
+            .ok()
+    };
     let p3: Array3<Real> = cube(p.clone())?;
     let t3: Array3<Real> = cube(t.map(|&value| Real::from_f64(value)))?;
     let mut losses = Vec::with_capacity(images * classes);

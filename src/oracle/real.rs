@@ -42,10 +42,17 @@ impl Real {
         } else if value == f64::NEG_INFINITY {
             Real::NegInf
         } else {
-            match Big::try_from(value) {
-                Ok(big) => Real::Finite(big.with_precision(PRECISION).value()),
-                Err(_) => Real::Nan,
-            }
+            Big::try_from(value).map_or(Real::Nan, Real::finite)
+        }
+    }
+
+    /// A finite value at [`PRECISION`] bits (dashu returns some exact results, such as e⁰ = 1,
+    /// with unlimited precision, which its transcendental functions refuse).
+    fn finite(big: Big) -> Real {
+        if big.precision() == PRECISION {
+            Real::Finite(big)
+        } else {
+            Real::Finite(big.with_precision(PRECISION).value())
         }
     }
 
@@ -141,7 +148,7 @@ impl Real {
     /// eˣ (e^−∞ = 0).
     pub fn exp(&self) -> Real {
         match self {
-            Real::Finite(big) => Real::Finite(big.exp()),
+            Real::Finite(big) => Real::finite(big.exp()),
             Real::PosInf => Real::PosInf,
             Real::NegInf => Real::zero(),
             Real::Nan => Real::Nan,
@@ -155,7 +162,7 @@ impl Real {
             Real::PosInf => Real::PosInf,
             _ if self.is_zero() => Real::NegInf,
             _ if self.is_negative() => Real::Nan,
-            Real::Finite(big) => Real::Finite(big.ln()),
+            Real::Finite(big) => Real::finite(big.ln()),
         }
     }
 
@@ -163,7 +170,7 @@ impl Real {
     pub fn ln_1p(&self) -> Real {
         let shifted = self + &Real::one();
         match self {
-            Real::Finite(big) if shifted.is_positive() => Real::Finite(big.ln_1p()),
+            Real::Finite(big) if shifted.is_positive() => Real::finite(big.ln_1p()),
             _ => shifted.ln(),
         }
     }
@@ -205,7 +212,7 @@ impl Neg for &Real {
 
     fn neg(self) -> Real {
         match self {
-            Real::Finite(big) => Real::Finite(-big.clone()),
+            Real::Finite(big) => Real::finite(-big.clone()),
             Real::PosInf => Real::NegInf,
             Real::NegInf => Real::PosInf,
             Real::Nan => Real::Nan,
@@ -218,7 +225,7 @@ impl Add for &Real {
 
     fn add(self, other: &Real) -> Real {
         match (self, other) {
-            (Real::Finite(a), Real::Finite(b)) => Real::Finite(a + b),
+            (Real::Finite(a), Real::Finite(b)) => Real::finite(a + b),
             (Real::Nan, _) | (_, Real::Nan) => Real::Nan,
             (Real::PosInf, Real::NegInf) | (Real::NegInf, Real::PosInf) => Real::Nan,
             (Real::PosInf | Real::NegInf, _) => self.clone(),
@@ -240,7 +247,7 @@ impl Mul for &Real {
 
     fn mul(self, other: &Real) -> Real {
         match (self, other) {
-            (Real::Finite(a), Real::Finite(b)) => Real::Finite(a * b),
+            (Real::Finite(a), Real::Finite(b)) => Real::finite(a * b),
             (Real::Nan, _) | (_, Real::Nan) => Real::Nan,
             _ => match self.signum() * other.signum() {
                 0 => Real::Nan,
@@ -262,7 +269,7 @@ impl Div for &Real {
                 0 => Real::Nan,
                 sign => Real::infinity(sign < 0),
             },
-            (Real::Finite(a), Real::Finite(b)) => Real::Finite(a / b),
+            (Real::Finite(a), Real::Finite(b)) => Real::finite(a / b),
             _ => Real::infinity(self.signum() * other.signum() < 0),
         }
     }
