@@ -17,6 +17,7 @@ use segloss::catalog::{self, LossCall};
 use segloss::certify::call_for;
 use segloss::fixtures::{Expected, ExpectedEntry, Fixtures};
 use segloss::oracle::{self, Real};
+use segloss::spec::LossOutput;
 use segloss::tensor::Tensor;
 
 /// The target: every output within this many ulps of the exact value, normwise.
@@ -873,6 +874,174 @@ fn the_oracle_gradients_match_central_differences_at_its_precision() {
         assert!(
             worst <= 1e-30 * largest.max(1e-300),
             "{} {:?}: the oracle's gradient is {worst:e} from central differences (largest {largest:e})",
+            call.loss,
+            call.params
+        );
+    }
+}
+
+/// A call with the loss and gradient mpmath computes for it from the literal formula at 80 digits
+/// (gradients by mpmath's numerical differentiation of the literal loss; BCE's backward is
+/// PyTorch's convention), rounded once to f64. The script is in `docs/oracle.md`.
+fn mpmath_cases() -> Vec<(LossCall, f64, Vec<f64>)> {
+    vec![
+        (
+            call(
+                "cross_entropy",
+                json!({ "reduction": "mean", "label_smoothing": 0.1 }),
+                vec![
+                    (
+                        "input",
+                        tensor(&[2, 3], vec![1000.5, -3.25, 999.75, 0.1, 0.2, 0.3]),
+                    ),
+                    ("target", labels(&[2], vec![0, 2])),
+                    ("weight", tensor(&[3], vec![0.5, 2.0, 1.5])),
+                ],
+            ),
+            34.338028322553534,
+            vec![
+                -0.03523954607384371,
+                -0.03333333333333333,
+                0.06857287940717705,
+                0.21461879063883108,
+                0.2130668702038992,
+                -0.4276856608427303,
+            ],
+        ),
+        (
+            call(
+                "cross_entropy",
+                json!({ "reduction": "mean" }),
+                vec![
+                    ("input", tensor(&[1, 3], vec![30.0, -1.0, 2.0])),
+                    ("target", tensor(&[1, 3], vec![1.0, 0.0, 0.0])),
+                ],
+            ),
+            7.258647817784567e-13,
+            vec![
+                -7.258647817781932e-13,
+                3.4424771084674776e-14,
+                6.914400106935184e-13,
+            ],
+        ),
+        (
+            call(
+                "binary_cross_entropy",
+                json!({ "reduction": "sum" }),
+                vec![
+                    (
+                        "input",
+                        tensor(&[3], vec![1e-300, 0.25, 1.0 - 2_f64.powi(-53)]),
+                    ),
+                    ("target", tensor(&[3], vec![0.0, 0.5, 1.0])),
+                    ("weight", tensor(&[3], vec![3.17e-16, 1.0, 2.0])),
+                ],
+            ),
+            0.836988216785836,
+            vec![
+                3.170000012666695e-304,
+                -1.3333333333333333,
+                -0.00022204460581227777,
+            ],
+        ),
+        (
+            call(
+                "binary_cross_entropy_with_logits",
+                json!({ "reduction": "mean" }),
+                vec![
+                    ("input", tensor(&[3], vec![6589.678249360908, -20.5, 3.0])),
+                    ("target", tensor(&[3], vec![0.9922477219758844, 0.25, 1.0])),
+                    ("pos_weight", tensor(&[3], vec![1.5, 1.0, 0.5])),
+                ],
+            ),
+            18.744770518516717,
+            vec![
+                0.0025840926747051998,
+                -0.08333333291661571,
+                -0.00790431219626113,
+            ],
+        ),
+        (
+            focal_call(0.5),
+            0.40490951941037784,
+            vec![
+                -0.0018726496806069693,
+                9.851074608033585e-27,
+                0.1979375634377554,
+            ],
+        ),
+        (
+            focal_call(5.0),
+            0.03148196434654487,
+            vec![-9.39711081975656e-10, 0.0, 0.03758616511617812],
+        ),
+        (
+            overlap_call("segloss.soft_dice"),
+            0.16666611111332455,
+            vec![
+                -0.38888740741319766,
+                0.2777770370388499,
+                -0.055555185187173874,
+            ],
+        ),
+        (
+            overlap_call("segloss.soft_iou"),
+            0.2857126530710852,
+            vec![
+                -0.5714253061410984,
+                0.40816186589156817,
+                -0.08163172012476516,
+            ],
+        ),
+    ]
+}
+
+fn focal_call(gamma: f64) -> LossCall {
+    call(
+        "sigmoid_focal_loss",
+        json!({ "reduction": "sum", "alpha": 0.25, "gamma": gamma }),
+        vec![
+            ("inputs", tensor(&[3], vec![3.5, -40.0, 0.7])),
+            ("targets", tensor(&[3], vec![1.0, 0.0, 0.3])),
+        ],
+    )
+}
+
+fn overlap_call(loss: &str) -> LossCall {
+    call(
+        loss,
+        json!({ "reduction": "mean", "smooth": 1e-5 }),
+        vec![
+            (
+                "input",
+                tensor(
+                    &[1, 1, 3],
+                    vec![1.0 - 2_f64.powi(-40), 2_f64.powi(-45), 0.5],
+                ),
+            ),
+            ("target", tensor(&[1, 1, 3], vec![1.0, 0.0, 0.5])),
+        ],
+    )
+}
+
+#[test]
+fn the_oracle_agrees_with_mpmath_on_the_literal_formulas() {
+    // Both sides are exact values rounded once to f64: they may differ by half an ulp of each
+    // element, so by at most half an ulp normwise.
+    for (call, loss, grad) in mpmath_cases() {
+        let exact = oracle::evaluate(&call).expect("the oracle evaluates the call");
+        let mpmath = LossOutput {
+            loss: ArrayD::from_elem(vec![], loss),
+            grad_input: ArrayD::from_shape_vec(exact.grad_input.shape(), grad).expect("shape fits"),
+        };
+        let grades = oracle::grade(&call, &mpmath).expect("covered");
+        println!(
+            "mpmath vs oracle, {} {:?}: forward {} ulp, gradient {} ulp",
+            call.loss, call.params, grades.forward, grades.gradient
+        );
+        assert!(
+            grades.forward <= 0.5 && grades.gradient <= 0.5,
+            "{} {:?}: mpmath is {grades:?} ulp from the oracle",
             call.loss,
             call.params
         );
