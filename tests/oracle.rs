@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 use segloss::catalog::{self, LossCall};
 use segloss::certify::call_for;
-use segloss::fixtures::{Expected, ExpectedEntry, Fixtures};
+use segloss::fixtures::{Case, CaseEntry, Expected, ExpectedEntry, Fixtures};
 use segloss::oracle::{self, Real};
 use segloss::spec::LossOutput;
 use segloss::tensor::Tensor;
@@ -534,51 +534,72 @@ fn grade_reference(call: &LossCall) -> Result<oracle::Grades, String> {
     oracle::grade(call, &output).ok_or_else(|| "the oracle does not evaluate it".to_string())
 }
 
+/// The reference's and PyTorch's errors on one f64 fixture case.
+fn grade_fixture(case: &Case) -> Vec<Graded> {
+    let call = call_for(case);
+    let exact = oracle::evaluate(&call).expect("the oracle evaluates the fixture");
+    let reference = catalog::evaluate(&call).expect("the reference computes the fixture");
+    let Expected::Values {
+        loss, grad_input, ..
+    } = &case.expected
+    else {
+        unreachable!("only value cases are graded")
+    };
+    [
+        ("forward", &reference.loss, loss, &exact.loss),
+        (
+            "gradient",
+            &reference.grad_input,
+            grad_input,
+            &exact.grad_input,
+        ),
+    ]
+    .into_iter()
+    .map(|(check, reference, pytorch, exact)| Graded {
+        loss: case.entry.loss.clone(),
+        subject: case.entry.id.clone(),
+        check,
+        reference: oracle::ulps(reference, exact),
+        pytorch: Some(oracle::ulps(&pytorch.to_f64(), exact)),
+    })
+    .collect()
+}
+
+/// Grades every f64 value fixture of the covered losses, on two threads.
 fn fixture_grades() -> Vec<Graded> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
     let fixtures = Fixtures::open(&root).expect("the bundled fixtures open");
-    let mut graded = Vec::new();
-    for entry in &fixtures.manifest.cases {
-        let covered = oracle::LOSSES.contains(&entry.loss.as_str());
-        if !covered
-            || entry.dtype != "f64"
-            || !matches!(entry.expected, ExpectedEntry::Values { .. })
-        {
-            continue;
-        }
-        let case = fixtures.load(entry).expect("fixture loads");
-        let call = call_for(&case);
-        let exact = oracle::evaluate(&call).expect("the oracle evaluates the fixture");
-        let reference = catalog::evaluate(&call).expect("the reference computes the fixture");
-        let Expected::Values {
-            loss, grad_input, ..
-        } = &case.expected
-        else {
-            unreachable!("values were checked above")
-        };
-        for (check, reference, pytorch, exact) in [
-            ("forward", &reference.loss, loss, &exact.loss),
-            (
-                "gradient",
-                &reference.grad_input,
-                grad_input,
-                &exact.grad_input,
-            ),
-        ] {
-            let (reference, pytorch) = (
-                oracle::ulps(reference, exact),
-                oracle::ulps(&pytorch.to_f64(), exact),
-            );
-            graded.push(Graded {
-                loss: entry.loss.clone(),
-                subject: entry.id.clone(),
-                check,
-                reference,
-                pytorch: Some(pytorch),
-            });
-        }
-    }
-    graded
+    let entries: Vec<&CaseEntry> = fixtures
+        .manifest
+        .cases
+        .iter()
+        .filter(|entry| {
+            oracle::LOSSES.contains(&entry.loss.as_str())
+                && entry.dtype == "f64"
+                && matches!(entry.expected, ExpectedEntry::Values { .. })
+        })
+        .collect();
+    let half = entries.len().div_ceil(2).max(1);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = entries
+            .chunks(half)
+            .map(|chunk| {
+                let fixtures = &fixtures;
+                scope.spawn(move || {
+                    chunk
+                        .iter()
+                        .flat_map(|entry| {
+                            grade_fixture(&fixtures.load(entry).expect("fixture loads"))
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|worker| worker.join().expect("a grading thread panicked"))
+            .collect()
+    })
 }
 
 fn hard_grades() -> Vec<Graded> {

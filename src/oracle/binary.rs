@@ -102,9 +102,17 @@ pub(super) fn binary_cross_entropy(call: &LossCall, at: Option<&ArrayD<Real>>) -
     let epsilon = Real::from_f64(f64::from(BCE_EPSILON));
     let loss = Zip::from(&p).and(&t).and(&w).map_collect(|p, &t, &w| {
         let (t, w) = (Real::from_f64(t), Real::from_f64(w));
-        let log_p = p.ln().max(&floor);
-        let log_q = (-p).ln_1p().max(&floor);
-        -(w * (&t * &log_p + (Real::one() - &t) * log_q))
+        // A clamped log is finite, so a zero factor makes its term 0 without taking the log.
+        let term = |factor: &Real, log: &dyn Fn() -> Real| {
+            if factor.is_zero() && !p.is_nan() {
+                Real::zero()
+            } else {
+                factor * &log().max(&floor)
+            }
+        };
+        let positive = term(&t, &|| p.ln());
+        let negative = term(&(Real::one() - &t), &|| (-p).ln_1p());
+        -(w * (positive + negative))
     });
     let slope = Zip::from(&p).and(&t).and(&w).map_collect(|p, &t, &w| {
         let (t, w) = (Real::from_f64(t), Real::from_f64(w));
@@ -182,7 +190,14 @@ pub(super) fn sigmoid_focal_loss(call: &LossCall, at: Option<&ArrayD<Real>>) -> 
                 let alpha = Real::from_f64(alpha);
                 &alpha * &t + (Real::one() - &alpha) * &negative
             };
-            let modulation = q.powf(gamma);
+            // For a hard target ln q is ln σ(∓x), known already: q^γ = exp(γ·ln q) then costs no log.
+            let power_of = |log_q: &Real| (&Real::from_f64(gamma) * log_q).exp();
+            let modulation = match t.to_f64() {
+                _ if gamma == 0.0 => Real::one(),
+                1.0 => power_of(&l.log_sigmoid_of_minus),
+                0.0 => power_of(&l.log_sigmoid),
+                _ => q.powf(gamma),
+            };
             let mut d = &ce_slope * &modulation;
             if gamma != 0.0 {
                 // q^(γ−1) as q^γ/q where q > 0, saving a second power.
