@@ -1090,3 +1090,85 @@ fn the_oracle_agrees_with_mpmath_on_the_literal_formulas() {
         );
     }
 }
+
+#[test]
+fn the_oracle_evaluates_extreme_inputs_without_panicking() {
+    let extremes = [
+        f64::MAX,
+        -f64::MAX,
+        1e18,
+        -1e18,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        f64::NAN,
+        5e-324,
+        0.0,
+        1.0,
+        -1.0,
+        0.5,
+    ];
+    let values = |shift: usize| -> Vec<f64> {
+        (0..12)
+            .map(|i| extremes[(i + shift) % extremes.len()])
+            .collect()
+    };
+    let calls = [
+        call(
+            "cross_entropy",
+            json!({ "label_smoothing": 0.3 }),
+            vec![
+                ("input", tensor(&[3, 4], values(0))),
+                ("target", labels(&[3], vec![0, 3, 1])),
+                ("weight", tensor(&[4], values(5)[..4].to_vec())),
+            ],
+        ),
+        call(
+            "cross_entropy",
+            json!({}),
+            vec![
+                ("input", tensor(&[3, 4], values(1))),
+                ("target", tensor(&[3, 4], values(2))),
+            ],
+        ),
+        call(
+            "binary_cross_entropy",
+            json!({ "reduction": "sum" }),
+            vec![
+                ("input", tensor(&[12], values(3))),
+                ("target", tensor(&[12], values(4))),
+            ],
+        ),
+        call(
+            "binary_cross_entropy_with_logits",
+            json!({}),
+            vec![
+                ("input", tensor(&[12], values(5))),
+                ("target", tensor(&[12], values(6))),
+                ("pos_weight", tensor(&[12], values(7))),
+            ],
+        ),
+        call(
+            "sigmoid_focal_loss",
+            json!({ "gamma": 50.0, "reduction": "mean" }),
+            vec![
+                ("inputs", tensor(&[12], values(8))),
+                ("targets", tensor(&[12], values(9))),
+            ],
+        ),
+        call(
+            "segloss.soft_iou",
+            json!({ "smooth": 0.0 }),
+            vec![
+                ("input", tensor(&[1, 2, 6], values(10))),
+                ("target", tensor(&[1, 2, 6], values(11))),
+            ],
+        ),
+    ];
+    for call in calls {
+        let exact = oracle::evaluate(&call).expect("the oracle evaluates the call");
+        assert_eq!(
+            exact.grad_input.shape(),
+            call.tensors[catalog::find(&call.loss).unwrap().prediction()].shape()
+        );
+    }
+}

@@ -46,10 +46,13 @@ impl Real {
         }
     }
 
-    /// A finite value at [`PRECISION`] bits (dashu returns some exact results, such as e⁰ = 1,
-    /// with unlimited precision, which its transcendental functions refuse).
+    /// A value at [`PRECISION`] bits (dashu returns some exact results, such as e⁰ = 1, with
+    /// unlimited precision, which its transcendental functions refuse); dashu's own infinities,
+    /// from an exponent beyond its range (e^(10¹⁹)), become ±∞.
     fn finite(big: Big) -> Real {
-        if big.precision() == PRECISION {
+        if big.repr().is_infinite() {
+            Real::infinity(big.repr().exponent() < 0)
+        } else if big.precision() == PRECISION {
             Real::Finite(big)
         } else {
             Real::Finite(big.with_precision(PRECISION).value())
@@ -348,5 +351,9 @@ mod tests {
         let far = Real::from_f64(-1e4).exp();
         assert!(far.is_positive());
         assert_eq!(far.to_f64(), 0.0);
+        // Beyond dashu's exponent range: ∞, and 0 on the other side.
+        assert_eq!(Real::from_f64(1e300).exp(), Real::PosInf);
+        assert_eq!(Real::from_f64(-1e300).exp().to_f64(), 0.0);
+        assert_eq!(Real::from_f64(1e300).exp().ln(), Real::PosInf);
     }
 }
