@@ -253,7 +253,13 @@ fn probability_targets(call: &LossCall, at: Option<&ArrayD<Real>>, epsilon: f64)
     let input = prediction(call, "input", at)?;
     let target = float_tensor(call, "target")?;
     let rank = input.ndim();
-    if rank == 0 || call.params.get("ignore_index").and_then(|v| v.as_i64()) >= Some(0) {
+    // PyTorch refuses a class to ignore beside probability targets.
+    let ignores_a_class = call
+        .params
+        .get("ignore_index")
+        .and_then(|value| value.as_i64())
+        .is_some_and(|index| index >= 0);
+    if rank == 0 || ignores_a_class {
         return None;
     }
     let reduction = reduction(call, Reduce::Mean)?;
