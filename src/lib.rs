@@ -11,6 +11,7 @@
 //! * [`coverage`] — the combinations the corpus must contain.
 //! * [`tensor`] — dtype-tagged arrays.
 //! * [`npy`] — `.npy` files, parsed within bounds.
+//! * [`oracle`] — exact (arbitrary-precision) losses and gradients, and grading in ulps.
 //! * [`files`] — bounded reading of untrusted regular files.
 //! * [`error`] — [`error::Rejection`] (what an anchor rejects) and [`Error`] (everything else:
 //!   files, manifests, adapters, wrapping a rejection).
@@ -24,6 +25,7 @@ pub mod eval;
 pub mod files;
 pub mod fixtures;
 pub mod npy;
+pub mod oracle;
 pub mod spec;
 pub mod tensor;
 
