@@ -476,6 +476,12 @@ pub enum Error {
         /// What went wrong.
         message: String,
     },
+    /// `segloss certify --grade` found no case to grade.
+    #[error("nothing graded: no selected float64 case of a loss the oracle evaluates ({losses}) was computed")]
+    NothingGraded {
+        /// The losses the oracle evaluates.
+        losses: String,
+    },
 }
 
 impl Error {
@@ -496,6 +502,7 @@ impl Error {
             Error::FixturePath { .. } => "fixture_path",
             Error::StaleFixtures { .. } => "stale_fixtures",
             Error::MissingGenerator { .. } => "missing_generator",
+            Error::NothingGraded { .. } => "nothing_graded",
         }
     }
 }

@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 
 use segloss::certify::command::CommandAdapter;
 use segloss::certify::explain::explain;
+use segloss::certify::grade::{grade, grade_table};
 use segloss::certify::known::KnownFailures;
 use segloss::certify::report::{
     markdown_matrix, printable, read_json_report, splice_matrix, Report, MATRIX_MARKERS,
@@ -18,7 +19,7 @@ use segloss::certify::{builtin, builtin_names, certify, corpus_checks, Implement
 use segloss::compare::Tier;
 use segloss::eval::{eval, parse_param, parse_tensor_file, EvalRequest};
 use segloss::files::{read_regular_file, MAX_DOCUMENT_BYTES};
-use segloss::fixtures::{ExpectedEntry, Fixtures};
+use segloss::fixtures::{CaseEntry, ExpectedEntry, Fixtures};
 use segloss::{Error, Result};
 
 #[derive(Parser)]
@@ -134,6 +135,10 @@ struct CertifyArgs {
     /// Where --explain writes its PNG files.
     #[arg(long, default_value = ".")]
     explain_dir: PathBuf,
+    /// Instead of judging checks, report the implementation's error in ulps against the exact
+    /// value, per loss, beside the anchor's (float64 cases of the losses the oracle evaluates).
+    #[arg(long, conflicts_with_all = ["explain", "known_failures", "promote"])]
+    grade: bool,
     /// Certify against fixtures whose generator sources are not beside them (`../scripts`) or
     /// have changed since the fixtures were made: skip the provenance check.
     #[arg(long)]
@@ -275,6 +280,18 @@ fn run_certify(args: &CertifyArgs) -> Result<ExitCode> {
             known: builtin_names().join(", "),
         })?,
     };
+    if args.grade {
+        let grades = grade(&fixtures, implementation.as_ref(), |entry| {
+            selected(args, entry)
+        })?;
+        if grades.is_empty() {
+            return Err(Error::NothingGraded {
+                losses: segloss::oracle::LOSSES.join(", "),
+            });
+        }
+        emit(&printable(&grade_table(implementation.name(), &grades)))?;
+        return Ok(ExitCode::SUCCESS);
+    }
     if let Some(case_id) = &args.explain {
         let explanation = explain(
             &fixtures,
@@ -299,13 +316,7 @@ fn run_certify(args: &CertifyArgs) -> Result<ExitCode> {
         &fixtures,
         implementation.as_ref(),
         tier,
-        |entry| {
-            args.filters.is_empty()
-                || args
-                    .filters
-                    .iter()
-                    .any(|filter| entry.id.contains(filter.as_str()))
-        },
+        |entry| selected(args, entry),
         |done, total| {
             if show_progress {
                 let filled = done * 40 / total.max(1);
@@ -375,6 +386,15 @@ fn run_certify(args: &CertifyArgs) -> Result<ExitCode> {
         return Ok(ExitCode::from(EXIT_UNUSABLE));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether `--filter` selects a case (any filter may match; none selects every case).
+fn selected(args: &CertifyArgs, entry: &CaseEntry) -> bool {
+    args.filters.is_empty()
+        || args
+            .filters
+            .iter()
+            .any(|filter| entry.id.contains(filter.as_str()))
 }
 
 /// Fails unless the fixtures were made by the generator sources beside them (`../scripts`).

@@ -312,3 +312,28 @@ fn explain_exits_0_on_a_passing_case_and_draws_into_the_given_directory() {
         "gradient and loss heatmaps"
     );
 }
+
+#[test]
+fn grade_reports_ulps_beside_the_anchor_and_refuses_to_grade_nothing() {
+    let output = certify(&["--grade", "--filter", "nll_loss/f64/N4C3/mean/"]);
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let text = String::from_utf8_lossy(&output.stdout);
+    let row = text
+        .lines()
+        .find(|line| line.starts_with("nll_loss "))
+        .unwrap_or_else(|| panic!("{text}"));
+    let figures: Vec<f64> = row
+        .split_whitespace()
+        .skip(1)
+        .map(|figure| figure.parse().unwrap())
+        .collect();
+    assert_eq!(figures.len(), 5, "{row}");
+    assert_eq!(figures[0], 9.0, "the nine value cases: {row}");
+    assert!(
+        figures[1..].iter().all(|ulps| (0.0..100.0).contains(ulps)),
+        "{row}"
+    );
+    let output = certify(&["--grade", "--filter", "smp.DiceLoss"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(one_line_error(&output).contains("nothing graded"));
+}

@@ -10,6 +10,7 @@ pub mod burn;
 pub mod candle;
 pub mod command;
 pub mod explain;
+pub mod grade;
 pub mod kinds;
 pub mod known;
 #[cfg(any(feature = "impl-candle", feature = "impl-burn"))]
