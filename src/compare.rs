@@ -509,6 +509,22 @@ mod tests {
     }
 
     #[test]
+    fn the_first_of_equally_bad_elements_is_the_worst() {
+        let error =
+            assert_close(&array(&[1.5, 2.5, 1.5]), &array(&[1.0, 2.0, 1.0]), TIGHT).unwrap_err();
+        let Mismatch::Values {
+            worst_abs,
+            worst_rel,
+            ..
+        } = *error
+        else {
+            panic!("{error}")
+        };
+        assert_eq!(worst_abs, (0.5, vec![0]));
+        assert_eq!(worst_rel, (0.5, vec![0]));
+    }
+
+    #[test]
     fn shapes_must_match() {
         let error = assert_close(&array(&[1.0]), &ArrayD::zeros(vec![]), TIGHT).unwrap_err();
         assert!(matches!(*error, Mismatch::Shape { .. }));

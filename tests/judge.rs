@@ -392,6 +392,24 @@ fn the_reference_passes_every_check_of_the_slice() {
 }
 
 #[test]
+fn certify_reports_progress_after_each_case() {
+    let fixtures = fixtures();
+    let mut seen = Vec::new();
+    certify(
+        &fixtures,
+        &Reference,
+        Tier::Strict,
+        |_| true,
+        |done, total| seen.push((done, total)),
+    );
+    let total = fixtures.manifest.cases.len();
+    assert_eq!(
+        seen,
+        (1..=total).map(|done| (done, total)).collect::<Vec<_>>()
+    );
+}
+
+#[test]
 fn builtin_implementations_are_found_by_name() {
     assert!(builtin_names().contains(&"reference"));
     let reference = builtin("reference").unwrap();

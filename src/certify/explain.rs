@@ -231,32 +231,37 @@ mod tests {
     fn each_element_is_coloured_by_its_difference_in_its_tile() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("colours.png");
-        // One batch item, two classes, 2 × 3 positions.
-        let mut difference = ArrayD::zeros(vec![1, 2, 2, 3]);
-        difference[[0, 1, 1, 2]] = -4.0;
-        difference[[0, 0, 1, 1]] = 2.0;
+        // Two batch items, two classes, 2 × 3 positions.
+        let mut difference = ArrayD::zeros(vec![2, 2, 2, 3]);
+        difference[[1, 1, 1, 2]] = -4.0;
+        difference[[1, 0, 1, 1]] = 2.0;
         difference[[0, 1, 0, 0]] = f64::NAN;
         write_heatmap(&difference, &path).unwrap();
         let (pixels, width) = png_pixels(&path);
-        let pixel = |class: usize, y: usize, x: usize| {
+        let pixel = |batch: usize, class: usize, y: usize, x: usize| {
             let left = class * (3 * CELL + GAP) + x * CELL + CELL / 2;
-            let top = y * CELL + CELL / 2;
+            let top = batch * (2 * CELL + GAP) + y * CELL + CELL / 2;
             let offset = (top * width + left) * 3;
             [pixels[offset], pixels[offset + 1], pixels[offset + 2]]
         };
-        assert_eq!(pixel(1, 1, 2), [255, 0, 0], "the largest difference is red");
         assert_eq!(
-            pixel(0, 1, 1),
+            pixel(1, 1, 1, 2),
+            [255, 0, 0],
+            "the largest difference is red"
+        );
+        assert_eq!(
+            pixel(1, 0, 1, 1),
             [255, 128, 128],
             "half the largest is half faded"
         );
         assert_eq!(
-            pixel(1, 0, 0),
+            pixel(0, 1, 0, 0),
             [0, 0, 0],
             "a non-finite difference is black"
         );
-        assert_eq!(pixel(0, 0, 0), [255, 255, 255], "no difference is white");
-        assert_eq!(pixel(1, 1, 1), [255, 255, 255]);
+        assert_eq!(pixel(0, 0, 0, 0), [255, 255, 255], "no difference is white");
+        assert_eq!(pixel(0, 1, 1, 2), [255, 255, 255]);
+        assert_eq!(pixel(1, 1, 1, 1), [255, 255, 255]);
         let gap = (CELL / 2 * width + 3 * CELL + 1) * 3;
         assert_eq!(pixels[gap..gap + 3], [200, 200, 200], "tiles are apart");
     }
