@@ -745,6 +745,11 @@ mod tests {
             shown.contains("\\u{1b}[31mred") && shown.contains("\nnext"),
             "{shown}"
         );
+        assert_eq!(
+            escape("\u{FFFE}\u{FFFF}"),
+            "\\u{fffe}\\u{ffff}",
+            "not characters in XML 1.0"
+        );
         let xml = escape(hostile);
         assert!(
             xml.chars().all(|character| !character.is_control()),
