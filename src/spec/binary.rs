@@ -19,6 +19,12 @@ pub fn sigmoid(x: f64) -> f64 {
     1.0 / (1.0 + (-x).exp())
 }
 
+/// softplus(x) = log(1 + eˣ) = −log σ(−x) = max(x, 0) + log1p(exp(−|x|)): a sum of two
+/// non-negative terms, so it holds its relative accuracy at logits of any size and sign.
+pub fn softplus(x: f64) -> f64 {
+    x.max(0.0) + (-x.abs()).exp().ln_1p()
+}
+
 /// log σ(x) = min(x, 0) − log1p(exp(−|x|)), exact for logits of any size (PyTorch's kernel).
 pub fn log_sigmoid(x: f64) -> f64 {
     x.min(0.0) - (-x.abs()).exp().ln_1p()
@@ -89,8 +95,11 @@ pub(crate) fn reduce_elementwise(
 ///
 /// ```text
 /// l = −w·[t·max(log p, −100) + (1 − t)·max(log1p(−p), −100)]      mean = Σ l / (number of elements)
-/// ∂l/∂p = w·(p − t) / max(p·(1 − p), ε),   ε = 1e-12 as a float32 (9.99999996e-13)
+/// ∂l/∂p = w·[(p − t) / max(p·(1 − p), ε)],   ε = 1e-12 as a float32 (9.99999996e-13)
 /// ```
+///
+/// Both log terms are ≤ 0, so the forward does not cancel. The gradient divides before it
+/// multiplies by w: w·(p − t) underflows for p = 1e-300, w = 3e-16 where the quotient does not.
 ///
 /// The gradient is PyTorch's own backward, not the derivative of the clamped forward: at p = 0,
 /// t = 1 the loss is 100 and the gradient −1/ε ≈ −1.000000004e12 (PyTorch's ε is a `float`
@@ -130,37 +139,45 @@ pub fn binary_cross_entropy(
     let derivative = Zip::from(&p)
         .and(&t)
         .and(&w)
-        .map_collect(|&p, &t, &w| w * (p - t) / ((1.0 - p) * p).max(f64::from(1e-12_f32)));
+        .map_collect(|&p, &t, &w| w * ((p - t) / ((1.0 - p) * p).max(f64::from(1e-12_f32))));
     reduce_elementwise(loss, derivative, reduction, grad_output)
 }
 
-/// The elementwise BCE-with-logits of logits x against targets t with broadcast weights w and
-/// positive weights pw (PyTorch's `Loss.cpp`):
+/// One element of BCE-with-logits: logit x, target t and its complement t̄ = 1 − t (passed
+/// separately so that a caller forming t̄ from other quantities need not round 1 − t), weight w and
+/// positive weight pw (PyTorch's `Loss.cpp`, rewritten through softplus):
 ///
 /// ```text
-/// l = w·[(1 − t)·x − (1 + (pw − 1)·t)·log σ(x)]  =  w·[−pw·t·log σ(x) − (1 − t)·log σ(−x)]
-/// ∂l/∂x = w·[(pw·t + 1 − t)·σ(x) − pw·t]
+/// l     = w·[(1 − t)·x − (1 + (pw − 1)·t)·log σ(x)] = w·[pw·t·softplus(−x) + t̄·softplus(x)]
+/// ∂l/∂x = w·[(pw·t + 1 − t)·σ(x) − pw·t]           = w·[t̄·σ(x) − pw·t·σ(−x)]
 /// ```
 ///
-/// Returns the loss map and ∂l/∂x. The targets are not validated (t = −100 is accepted).
-pub(crate) fn bce_with_logits_elements(
+/// For t ∈ [0, 1] and pw ≥ 0 both forms on the right are sums of same-signed terms: the loss of a
+/// confident-correct logit does not cancel x against log σ(x), and the gradient does not subtract
+/// pw·t from a σ(x) that rounds to 1. Returns (l, ∂l/∂x).
+pub(crate) fn bce_with_logits_element(x: f64, t: f64, t_bar: f64, w: f64, pw: f64) -> (f64, f64) {
+    let loss = w * (pw * t * softplus(-x) + t_bar * softplus(x));
+    let slope = w * (t_bar * sigmoid(x) - pw * t * sigmoid(-x));
+    (loss, slope)
+}
+
+/// [`bce_with_logits_element`] over arrays x, t̄, t, w, pw of one shape: the loss map and ∂l/∂x.
+/// The targets are not validated (t = −100 is accepted).
+fn bce_with_logits_elements(
     x: &ArrayD<f64>,
     t: &ArrayD<f64>,
+    t_bar: &ArrayD<f64>,
     w: &ArrayD<f64>,
     pw: &ArrayD<f64>,
 ) -> (ArrayD<f64>, ArrayD<f64>) {
-    let loss = Zip::from(x)
+    let pairs = Zip::from(x)
         .and(t)
+        .and(t_bar)
         .and(w)
         .and(pw)
-        .map_collect(|&x, &t, &w, &pw| {
-            w * ((1.0 - t) * x - (1.0 + (pw - 1.0) * t) * log_sigmoid(x))
-        });
-    let derivative = Zip::from(x)
-        .and(t)
-        .and(w)
-        .and(pw)
-        .map_collect(|&x, &t, &w, &pw| w * ((pw * t + 1.0 - t) * sigmoid(x) - pw * t));
+        .map_collect(|&x, &t, &t_bar, &w, &pw| bce_with_logits_element(x, t, t_bar, w, pw));
+    let loss = pairs.mapv(|(loss, _)| loss);
+    let derivative = pairs.mapv(|(_, slope)| slope);
     (loss, derivative)
 }
 
@@ -201,7 +218,8 @@ fn check_logits_call(
 }
 
 /// `binary_cross_entropy_with_logits(input, target, weight, reduction, pos_weight)`: the
-/// elementwise loss of [`bce_with_logits_elements`], mean = Σ l / (number of elements).
+/// elementwise loss of [`bce_with_logits_element`] with t̄ = 1 − t, mean = Σ l / (number of
+/// elements).
 ///
 /// Stable for logits of any size (±1e4 gives 1e4 exactly); ±inf logits give NaN where 0·inf
 /// appears, as in PyTorch.
@@ -214,7 +232,8 @@ pub fn binary_cross_entropy_with_logits(
     grad_output: Option<&ArrayD<f64>>,
 ) -> Result<LossOutput> {
     let call = check_logits_call(input, target, weight, pos_weight)?;
-    let (loss, derivative) = bce_with_logits_elements(&call.x, &call.t, &call.w, &call.pw);
+    let t_bar = call.t.mapv(|t| 1.0 - t);
+    let (loss, derivative) = bce_with_logits_elements(&call.x, &call.t, &t_bar, &call.w, &call.pw);
     reduce_elementwise(loss, derivative, reduction, grad_output)
 }
 
@@ -225,6 +244,7 @@ pub fn binary_cross_entropy_with_logits(
 ///
 /// ```text
 /// t' = (1 − t)·s + t·(1 − s)                      ({0, 1} → {s, 1 − s}, not ε/C)
+/// 1 − t' = t·s + (1 − t)·(1 − s)                  (formed directly: 1 − 0.9 would round)
 /// l  = BCE_with_logits(x, t', w, pw) · m
 /// mean = Σ l / (number of elements)               (ignored elements stay in the denominator)
 /// ```
@@ -243,10 +263,13 @@ pub fn smp_soft_bce_with_logits(
         Some(ignored) if t == ignored as f64 => 0.0,
         _ => 1.0,
     });
+    let mut t_bar = call.t.mapv(|t| 1.0 - t);
     if let Some(s) = options.smooth_factor {
+        t_bar = call.t.mapv(|t| t * s + (1.0 - t) * (1.0 - s));
         call.t.mapv_inplace(|t| (1.0 - t) * s + t * (1.0 - s));
     }
-    let (mut loss, mut derivative) = bce_with_logits_elements(&call.x, &call.t, &call.w, &call.pw);
+    let (mut loss, mut derivative) =
+        bce_with_logits_elements(&call.x, &call.t, &t_bar, &call.w, &call.pw);
     loss *= &kept;
     derivative *= &kept;
     reduce_elementwise(loss, derivative, options.reduction, grad_output)

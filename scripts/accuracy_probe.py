@@ -1,0 +1,261 @@
+"""Grade `segloss eval` in ulps against the literal formulas evaluated at 60 digits (mpmath).
+
+For the binary cross-entropy and sigmoid focal families, every float64 fixture case with values
+and a set of generated hard inputs (logits 1e2–1e4, near-ties, probabilities near 0 and 1, weights
+from 1e-30 to 1e30, γ ∈ {0, 0.5, 2, 5}) is run through the segloss binary; the loss and the
+gradient are compared with the exact values normwise:
+
+    err = max_j |y_j − exact_j| / ulp(max_j |exact_j|)
+
+The exact loss is the formula as its anchor states it, evaluated in mpmath on the float64 inputs;
+the exact gradient is PyTorch's stated backward for binary_cross_entropy (its clamp and ε are
+semantics) and mpmath's numerical derivative of the element loss for the others, so no gradient
+formula is shared with the reference.
+
+    scripts/.venv/bin/python scripts/accuracy_probe.py --binary target/debug/segloss
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import mpmath as mp
+import numpy as np
+
+mp.mp.dps = 60
+EPS_F32 = mp.mpf(float(np.float32(1e-12)))
+
+
+def sigmoid(x):
+    return 1 / (1 + mp.exp(-x))
+
+
+def log_sigmoid(x):
+    return -mp.log1p(mp.exp(-x)) if x >= 0 else x - mp.log1p(mp.exp(x))
+
+
+# Each family: element loss l(x, t, extras) and element derivative ∂l/∂x, in mpmath.
+def bce_element(p, t, w):
+    log_p = max(mp.log(p), -100) if p > 0 else mp.mpf(-100)
+    log_q = max(mp.log1p(-p), -100) if p < 1 else mp.mpf(-100)
+    return -w * (t * log_p + (1 - t) * log_q)
+
+
+def bce_slope(p, t, w):
+    return w * (p - t) / max(p * (1 - p), EPS_F32)
+
+
+def bce_logits_element(x, t, w, pw):
+    return w * (-pw * t * log_sigmoid(x) - (1 - t) * log_sigmoid(-x))
+
+
+def focal_element(x, t, alpha, gamma):
+    """torchvision: α_t·BCE·(1 − p_t)^γ, 1 − p_t = t·σ(−x) + (1 − t)·σ(x) exactly."""
+    bce = -t * log_sigmoid(x) - (1 - t) * log_sigmoid(-x)
+    one_minus_pt = t * sigmoid(-x) + (1 - t) * sigmoid(x)
+    modulation = one_minus_pt**gamma if gamma != 0 else mp.mpf(1)
+    alpha_t = alpha * t + (1 - alpha) * (1 - t) if alpha >= 0 else 1
+    return alpha_t * bce * modulation
+
+
+def derivative(f, x):
+    return mp.diff(f, x)
+
+
+def ulp(value):
+    value = abs(float(value))
+    if value == 0.0 or not np.isfinite(value):
+        return 2.0**-1074
+    return float(np.spacing(np.float64(value)))
+
+
+def normwise(got, exact):
+    got = np.asarray(got, dtype=np.float64).ravel()
+    if got.size != len(exact):
+        return float("inf")
+    if got.size == 0:
+        return 0.0
+    scale = ulp(max(abs(e) for e in exact))
+    worst = 0.0
+    for y, e in zip(got, exact):
+        if not np.isfinite(y):
+            if np.isnan(y) or mp.isfinite(e):
+                return float("inf")
+            continue
+        worst = max(worst, float(abs(mp.mpf(float(y)) - e)) / scale)
+    return worst
+
+
+def exact_outputs(loss, tensors, params):
+    """The exact (loss values, gradient values) as flat lists of mpf."""
+    reduction = params.get("reduction", "none" if loss == "sigmoid_focal_loss" else "mean")
+    x = tensors["input"].astype(np.float64)
+    shape = x.shape
+    t = tensors["target"].astype(np.float64)
+    ones = np.ones(shape)
+    w = np.broadcast_to(tensors.get("weight", ones).astype(np.float64), shape)
+    pw = np.broadcast_to(tensors.get("pos_weight", ones).astype(np.float64), shape)
+    kept = np.ones(shape)
+    if loss == "smp.SoftBCEWithLogitsLoss":
+        ignore = params.get("ignore_index", -100)
+        if ignore is not None:
+            kept = (t != ignore).astype(np.float64)
+        smooth = params.get("smooth_factor")
+    values, slopes = [], []
+    for index in np.ndindex(shape):
+        xe, te = mp.mpf(float(x[index])), mp.mpf(float(t[index]))
+        we, pwe = mp.mpf(float(w[index])), mp.mpf(float(pw[index]))
+        if loss == "binary_cross_entropy":
+            values.append(bce_element(xe, te, we))
+            slopes.append(bce_slope(xe, te, we))
+            continue
+        if loss == "sigmoid_focal_loss":
+            alpha, gamma = params.get("alpha", 0.25), mp.mpf(params.get("gamma", 2))
+            element = lambda v: focal_element(v, te, alpha, gamma)
+        else:
+            if loss == "smp.SoftBCEWithLogitsLoss" and smooth is not None:
+                te = (1 - te) * smooth + te * (1 - mp.mpf(smooth))
+            element = lambda v: bce_logits_element(v, te, we, pwe)
+        if kept[index] == 0:
+            values.append(mp.mpf(0))
+            slopes.append(mp.mpf(0))
+        else:
+            values.append(element(xe))
+            slopes.append(derivative(element, xe))
+    go = tensors.get("grad_output")
+    count = len(values)
+    if reduction == "none":
+        upstream = np.broadcast_to(go, shape).ravel() if go is not None else np.ones(count)
+        return values, [mp.mpf(float(u)) * s for u, s in zip(upstream, slopes)]
+    g = mp.mpf(float(go)) if go is not None else mp.mpf(1)
+    total = mp.fsum(values)
+    if reduction == "mean":
+        return [total / count], [g * s / count for s in slopes]
+    return [total], [g * s for s in slopes]
+
+
+ARGUMENT = {"input": "--input", "inputs": "--input", "y_pred": "--input", "target": "--target",
+            "targets": "--target", "y_true": "--target", "weight": "--weight",
+            "pos_weight": "--pos-weight", "grad_output": "--grad-output"}
+CANONICAL = {"inputs": "input", "y_pred": "input", "targets": "target", "y_true": "target"}
+
+
+def run_eval(binary, loss, tensors, params, workdir):
+    command = [binary, "eval", loss]
+    for name, array in tensors.items():
+        path = Path(workdir) / f"{name}.npy"
+        np.save(path, array)
+        command += [ARGUMENT[name], str(path)]
+    for key, value in params.items():
+        command += ["--param", f"{key}={json.dumps(value)}"]
+    out = Path(workdir) / "out"
+    command += ["--out", str(out)]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"{loss}: {result.stderr.strip()}")
+    return np.load(out / "loss.npy"), np.load(out / "grad_input.npy")
+
+
+def grade(binary, loss, tensors, params):
+    with tempfile.TemporaryDirectory() as workdir:
+        got_loss, got_grad = run_eval(binary, loss, tensors, params, workdir)
+    canonical = {CANONICAL.get(name, name): array for name, array in tensors.items()}
+    exact_loss, exact_grad = exact_outputs(loss, canonical, params)
+    return normwise(got_loss, exact_loss), normwise(got_grad, exact_grad)
+
+
+FAMILIES = ["binary_cross_entropy", "binary_cross_entropy_with_logits", "smp.SoftBCEWithLogitsLoss",
+            "sigmoid_focal_loss"]
+
+
+def fixture_cases(root):
+    manifest = json.loads((root / "manifest.json").read_text())
+    for case in manifest["cases"]:
+        if case["loss"] in FAMILIES and case["dtype"] == "f64" and case["expected"]["outcome"] == "values":
+            tensors = {name: np.load(root / spec["path"]) for name, spec in case["tensors"].items()}
+            grad_output = case["expected"].get("grad_output")
+            if grad_output:
+                tensors["grad_output"] = np.load(root / grad_output["path"])
+            yield case["loss"], case["id"], tensors, case["params"]
+
+
+def hard_cases():
+    """Generated inputs where the textbook forms cancel, underflow or saturate."""
+    rng = np.random.default_rng(10)
+    shape = (2, 3, 4)
+
+    def signed_magnitudes(low, high):
+        return rng.choice([-1.0, 1.0], size=shape) * 10 ** rng.uniform(low, high, size=shape)
+
+    hard_t = rng.integers(0, 2, size=shape).astype(np.float64)
+    soft_t = rng.uniform(0, 1, size=shape)
+    confident = np.where(hard_t == 1, 1, -1) * 10 ** rng.uniform(2, 4, size=shape)
+    near = rng.uniform(0.97, 1.0, size=shape)
+    cases = []
+    for label, x in [("logits 1e2..1e4", signed_magnitudes(2, 4)), ("confident-correct", confident),
+                     ("near-tie logits", rng.uniform(-1e-8, 1e-8, size=shape)),
+                     ("moderate logits", rng.normal(0, 8, size=shape))]:
+        for tlabel, t in [("hard t", hard_t), ("soft t", soft_t), ("t near 1", near)]:
+            for reduction in ["none", "sum"]:
+                tensors = {"input": x, "target": t}
+                cases.append(("binary_cross_entropy_with_logits", f"{label}, {tlabel}, {reduction}",
+                              tensors, {"reduction": reduction}))
+                for gamma in [0, 0.5, 2, 5]:
+                    cases.append(("sigmoid_focal_loss", f"{label}, {tlabel}, γ={gamma}, {reduction}",
+                                  {"inputs": x, "targets": t},
+                                  {"alpha": 0.25, "gamma": gamma, "reduction": reduction}))
+                cases.append(("smp.SoftBCEWithLogitsLoss", f"{label}, {tlabel}, s=0.1, {reduction}",
+                              {"y_pred": x, "y_true": hard_t}, {"smooth_factor": 0.1, "reduction": reduction}))
+    weights = 10 ** rng.uniform(-30, 30, size=shape)
+    cases.append(("binary_cross_entropy_with_logits", "weights 1e-30..1e30, pos_weight",
+                  {"input": rng.normal(0, 30, size=shape), "target": soft_t, "weight": weights,
+                   "pos_weight": 10 ** rng.uniform(-30, 30, size=(4,))}, {"reduction": "none"}))
+    cases.append(("binary_cross_entropy_with_logits", "x=6589.678249360908, t=0.9922477219758844",
+                  {"input": np.array([6589.678249360908]), "target": np.array([0.9922477219758844])},
+                  {"reduction": "none"}))
+    probabilities = [("p near 0", 10 ** rng.uniform(-300, -1, size=shape)),
+                     ("p near 1", 1 - 10 ** rng.uniform(-16, -1, size=shape)),
+                     ("p moderate", rng.uniform(0, 1, size=shape))]
+    for label, p in probabilities:
+        for tlabel, t in [("hard t", hard_t), ("soft t", soft_t)]:
+            for wlabel, w in [("no weight", None), ("weights 1e-30..1e30", weights)]:
+                tensors = {"input": p, "target": t}
+                if w is not None:
+                    tensors["weight"] = w
+                cases.append(("binary_cross_entropy", f"{label}, {tlabel}, {wlabel}", tensors,
+                              {"reduction": "none"}))
+    cases.append(("binary_cross_entropy", "p=1e-300, t=0, w=3.17e-16",
+                  {"input": np.array([1e-300]), "target": np.array([0.0]), "weight": np.array([3.17e-16])},
+                  {"reduction": "none"}))
+    return cases
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--binary", required=True)
+    parser.add_argument("--fixtures", default=str(Path(__file__).resolve().parent.parent / "fixtures"))
+    parser.add_argument("--verbose", action="store_true", help="one line per case")
+    args = parser.parse_args()
+    worst = {}
+    sources = [("fixtures", case) for case in fixture_cases(Path(args.fixtures))]
+    sources += [("hard", case) for case in hard_cases()]
+    for source, (loss, label, tensors, params) in sources:
+        forward, gradient = grade(args.binary, loss, tensors, params)
+        if args.verbose or max(forward, gradient) > 4:
+            print(f"{source:8} {loss:34} fwd {forward:10.3g} grad {gradient:10.3g}  {label}")
+        key = (source, loss)
+        before = worst.get(key, (0.0, 0.0, "", ""))
+        worst[key] = (max(before[0], forward), max(before[1], gradient),
+                      label if forward >= before[0] else before[2],
+                      label if gradient >= before[1] else before[3])
+    print("\nworst normwise error in ulps")
+    for (source, loss), (forward, gradient, fl, gl) in sorted(worst.items()):
+        print(f"{source:8} {loss:34} forward {forward:10.3g} ({fl})  gradient {gradient:10.3g} ({gl})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
