@@ -7,7 +7,9 @@ gradient are compared with the exact values normwise:
 
     err = max_j |y_j − exact_j| / ulp(max_j |exact_j|)
 
-The exact loss is the formula as its anchor states it, evaluated in mpmath on the float64 inputs;
+The exact loss is the formula as its anchor states it, evaluated in mpmath on the float64 inputs
+(where 60 digits cannot hold a difference, such as 1 − exp(−BCE) at BCE = e^−1000, in an
+algebraically identical form: −expm1(−BCE));
 the exact gradient is PyTorch's stated backward for binary_cross_entropy (its clamp and ε are
 semantics) and mpmath's numerical derivative of the element loss for the others, so no gradient
 formula is shared with the reference.
@@ -61,8 +63,74 @@ def focal_element(x, t, alpha, gamma):
     return alpha_t * bce * modulation
 
 
+def kornia_element(x, t, alpha, gamma, pw):
+    """kornia: α·pw·t·(1 − p)^γ·(−log p) + (1 − α)·(1 − t)·p^γ·(−log(1 − p)), p = σ(x)."""
+    positive, negative = (alpha, 1 - alpha) if alpha is not None else (1, 1)
+    q, p = sigmoid(-x), sigmoid(x)
+    power = lambda base: base**gamma if gamma != 0 else mp.mpf(1)
+    return -positive * pw * t * power(q) * log_sigmoid(x) - negative * (1 - t) * power(p) * log_sigmoid(-x)
+
+
+def smp_element(x, t, alpha, gamma, threshold):
+    """smp: α_t·m·BCE with p_t = exp(−BCE), m = (1 − p_t)^γ or ((1 − p_t)/r)^γ (1 below r)."""
+    bce = -t * log_sigmoid(x) - (1 - t) * log_sigmoid(-x)
+    pt, one_minus_pt = mp.exp(-bce), -mp.expm1(-bce)  # 60 digits cannot hold 1 − exp(−e^−1000)
+    if threshold is None:
+        modulation = one_minus_pt**gamma if gamma != 0 else mp.mpf(1)
+    else:
+        modulation = (one_minus_pt / threshold) ** gamma if pt >= threshold else mp.mpf(1)
+    alpha_t = alpha * t + (1 - alpha) * (1 - t) if alpha is not None else 1
+    return alpha_t * modulation * bce
+
+
 def derivative(f, x):
     return mp.diff(f, x)
+
+
+def smp_focal_exact(tensors, params):
+    """smp.FocalLoss with logits: binary, multiclass (one-vs-rest sigmoid) or multilabel, each
+    class a group, the groups' reduced values averaged."""
+    x = tensors["input"].astype(np.float64)
+    y = tensors["target"]
+    alpha, gamma = params.get("alpha"), mp.mpf(params.get("gamma", 2.0))
+    threshold = params.get("reduced_threshold")
+    reduction = params.get("reduction", "mean")
+    if params["mode"] == "binary":
+        groups = [(list(np.ndindex(x.shape)), [float(v) for v in y.ravel()])]
+        group_shape = (x.size,)
+    else:
+        group_shape = x.shape[:1] + x.shape[2:]
+        groups = []
+        for c in range(x.shape[1]):
+            indices = [index[:1] + (c,) + index[1:] for index in np.ndindex(group_shape)]
+            if params["mode"] == "multilabel":
+                targets = [float(y[index]) for index in indices]
+            else:
+                targets = [float(y[index] == c) for index in np.ndindex(group_shape)]
+            groups.append((indices, targets))
+    count = int(np.prod(group_shape))
+    per_group = {"mean": 1 / mp.mpf(count), "sum": mp.mpf(1),
+                 "batchwise_mean": 1 / mp.mpf(count // group_shape[0]) if len(groups) > 1 else mp.mpf(1),
+                 "none": 1 / mp.mpf(count) if len(groups) > 1 else mp.mpf(1)}[reduction]
+    scale = per_group / len(groups)
+    slopes = np.empty(x.shape, dtype=object)
+    values = []
+    for indices, targets in groups:
+        for index, te in zip(indices, targets):
+            element = lambda v, te=mp.mpf(te): smp_element(v, te, alpha, gamma, threshold)
+            xe = mp.mpf(float(x[index]))
+            values.append(element(xe))
+            slopes[index] = derivative(element, xe) * scale
+    go = tensors.get("grad_output")
+    upstream = np.ones(x.size) if go is None else np.broadcast_to(go, (x.size,) if go.ndim else ()).ravel()
+    if upstream.size == 1:
+        upstream = np.full(x.size, float(upstream[0]))
+    gradient = [mp.mpf(float(u)) * s for u, s in zip(upstream, slopes.ravel())]
+    if len(groups) == 1 and reduction == "none":
+        return values, gradient
+    if len(groups) == 1 and reduction == "batchwise_mean":
+        return [mp.fsum(values)], gradient
+    return [mp.fsum(values) * scale], gradient
 
 
 def ulp(value):
@@ -83,7 +151,7 @@ def normwise(got, exact):
     for y, e in zip(got, exact):
         if not np.isfinite(y):
             if np.isnan(y) or mp.isfinite(e):
-                return float("inf")
+                return float("nan")
             continue
         worst = max(worst, float(abs(mp.mpf(float(y)) - e)) / scale)
     return worst
@@ -91,14 +159,21 @@ def normwise(got, exact):
 
 def exact_outputs(loss, tensors, params):
     """The exact (loss values, gradient values) as flat lists of mpf."""
-    reduction = params.get("reduction", "none" if loss == "sigmoid_focal_loss" else "mean")
+    if loss == "smp.FocalLoss":
+        return smp_focal_exact(tensors, params)
+    default = "none" if loss in ("sigmoid_focal_loss", "kornia.binary_focal_loss_with_logits") else "mean"
+    reduction = params.get("reduction", default)
     x = tensors["input"].astype(np.float64)
     shape = x.shape
     t = tensors["target"].astype(np.float64)
     ones = np.ones(shape)
-    w = np.broadcast_to(tensors.get("weight", ones).astype(np.float64), shape)
-    pw = np.broadcast_to(tensors.get("pos_weight", ones).astype(np.float64), shape)
+    per_class = (1, shape[1]) + (1,) * (len(shape) - 2) if len(shape) > 1 else shape
+    align = (lambda name: tensors[name].reshape(per_class)) if loss.startswith("kornia") else tensors.get
+    w = np.broadcast_to(align("weight").astype(np.float64), shape) if "weight" in tensors else ones
+    pw = np.broadcast_to(align("pos_weight").astype(np.float64), shape) if "pos_weight" in tensors else ones
     kept = np.ones(shape)
+    if loss == "kornia.binary_focal_loss_with_logits" and params.get("ignore_index", -100) is not None:
+        kept = (t != params.get("ignore_index", -100)).astype(np.float64)
     if loss == "smp.SoftBCEWithLogitsLoss":
         ignore = params.get("ignore_index", -100)
         if ignore is not None:
@@ -115,6 +190,9 @@ def exact_outputs(loss, tensors, params):
         if loss == "sigmoid_focal_loss":
             alpha, gamma = params.get("alpha", 0.25), mp.mpf(params.get("gamma", 2))
             element = lambda v: focal_element(v, te, alpha, gamma)
+        elif loss == "kornia.binary_focal_loss_with_logits":
+            alpha, gamma = params.get("alpha", 0.25), mp.mpf(params.get("gamma", 2))
+            element = lambda v: we * kornia_element(v, te, alpha, gamma, pwe)
         else:
             if loss == "smp.SoftBCEWithLogitsLoss" and smooth is not None:
                 te = (1 - te) * smooth + te * (1 - mp.mpf(smooth))
@@ -138,9 +216,9 @@ def exact_outputs(loss, tensors, params):
 
 
 ARGUMENT = {"input": "--input", "inputs": "--input", "y_pred": "--input", "target": "--target",
-            "targets": "--target", "y_true": "--target", "weight": "--weight",
+            "targets": "--target", "y_true": "--target", "pred": "--input", "weight": "--weight",
             "pos_weight": "--pos-weight", "grad_output": "--grad-output"}
-CANONICAL = {"inputs": "input", "y_pred": "input", "targets": "target", "y_true": "target"}
+CANONICAL = {"inputs": "input", "y_pred": "input", "pred": "input", "targets": "target", "y_true": "target"}
 
 
 def run_eval(binary, loss, tensors, params, workdir):
@@ -168,13 +246,18 @@ def grade(binary, loss, tensors, params):
 
 
 FAMILIES = ["binary_cross_entropy", "binary_cross_entropy_with_logits", "smp.SoftBCEWithLogitsLoss",
-            "sigmoid_focal_loss"]
+            "sigmoid_focal_loss", "kornia.binary_focal_loss_with_logits", "smp.FocalLoss"]
+# smp.FocalLoss options the probe's formula does not model.
+SMP_UNMODELLED = ("from_logits", "normalized", "class_weights", "ignore_index")
 
 
 def fixture_cases(root):
     manifest = json.loads((root / "manifest.json").read_text())
     for case in manifest["cases"]:
         if case["loss"] in FAMILIES and case["dtype"] == "f64" and case["expected"]["outcome"] == "values":
+            if case["loss"] == "smp.FocalLoss" and (any(key in case["params"] for key in SMP_UNMODELLED)
+                                                    or case["params"].get("reduction") == "avg"):
+                continue
             tensors = {name: np.load(root / spec["path"]) for name, spec in case["tensors"].items()}
             grad_output = case["expected"].get("grad_output")
             if grad_output:
@@ -207,6 +290,12 @@ def hard_cases():
                     cases.append(("sigmoid_focal_loss", f"{label}, {tlabel}, γ={gamma}, {reduction}",
                                   {"inputs": x, "targets": t},
                                   {"alpha": 0.25, "gamma": gamma, "reduction": reduction}))
+                    cases.append(("kornia.binary_focal_loss_with_logits",
+                                  f"{label}, {tlabel}, γ={gamma}, {reduction}", {"pred": x, "target": t},
+                                  {"alpha": 0.25, "gamma": gamma, "reduction": reduction}))
+                    cases.append(("smp.FocalLoss", f"{label}, {tlabel}, binary, γ={gamma}, {reduction}",
+                                  {"y_pred": x, "y_true": t},
+                                  {"mode": "binary", "alpha": 0.25, "gamma": gamma, "reduction": reduction}))
                 cases.append(("smp.SoftBCEWithLogitsLoss", f"{label}, {tlabel}, s=0.1, {reduction}",
                               {"y_pred": x, "y_true": hard_t}, {"smooth_factor": 0.1, "reduction": reduction}))
     weights = 10 ** rng.uniform(-30, 30, size=shape)
@@ -239,21 +328,27 @@ def main():
     parser.add_argument("--fixtures", default=str(Path(__file__).resolve().parent.parent / "fixtures"))
     parser.add_argument("--verbose", action="store_true", help="one line per case")
     args = parser.parse_args()
-    worst = {}
+    worst, non_finite = {}, {}
     sources = [("fixtures", case) for case in fixture_cases(Path(args.fixtures))]
     sources += [("hard", case) for case in hard_cases()]
     for source, (loss, label, tensors, params) in sources:
         forward, gradient = grade(args.binary, loss, tensors, params)
-        if args.verbose or max(forward, gradient) > 4:
-            print(f"{source:8} {loss:34} fwd {forward:10.3g} grad {gradient:10.3g}  {label}")
+        if args.verbose or not max(forward, gradient) <= 4:
+            print(f"{source:8} {loss:37} fwd {forward:9.3g} grad {gradient:9.3g}  {label}")
         key = (source, loss)
-        before = worst.get(key, (0.0, 0.0, "", ""))
-        worst[key] = (max(before[0], forward), max(before[1], gradient),
-                      label if forward >= before[0] else before[2],
-                      label if gradient >= before[1] else before[3])
-    print("\nworst normwise error in ulps")
-    for (source, loss), (forward, gradient, fl, gl) in sorted(worst.items()):
-        print(f"{source:8} {loss:34} forward {forward:10.3g} ({fl})  gradient {gradient:10.3g} ({gl})")
+        for slot, error in enumerate([forward, gradient]):
+            if np.isnan(error):
+                non_finite.setdefault(key, [[], []])[slot].append(label)
+                continue
+            entry = worst.setdefault(key, [(0.0, ""), (0.0, "")])
+            if error >= entry[slot][0]:
+                entry[slot] = (error, label)
+    print("\nworst normwise error in ulps where the output is finite; NaN/inf where the exact value is finite")
+    for key, ((forward, fl), (gradient, gl)) in sorted(worst.items()):
+        source, loss = key
+        nans = non_finite.get(key, [[], []])
+        print(f"{source:8} {loss:37} forward {forward:8.3g} ({fl}) gradient {gradient:8.3g} ({gl})"
+              f"  non-finite: forward {len(nans[0])}, gradient {len(nans[1])}")
     return 0
 
 
