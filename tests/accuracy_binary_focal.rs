@@ -6,6 +6,8 @@
 
 use ndarray::ArrayD;
 use segloss::spec::binary::{binary_cross_entropy, binary_cross_entropy_with_logits};
+use segloss::spec::focal::{sigmoid_focal_loss, smp_focal, SmpFocalOptions, SmpReduction};
+use segloss::spec::smp::SmpMode;
 use segloss::spec::Reduction;
 use segloss::tensor::Tensor;
 
@@ -73,4 +75,52 @@ fn bce_gradient_divides_before_weighting_and_does_not_underflow() {
     .unwrap();
     let exact = 3.170000012666695e-304;
     assert!(ulps(only(&output.grad_input), exact) <= 1.0);
+}
+
+/// (γ, exact loss, exact ∂l/∂x) of the focal loss α_t·(1 − p_t)^γ·BCE at x = 30, t = 1, α = ¼,
+/// where torchvision's p_t = p·t + (1 − p)(1 − t) and smp's p_t = exp(−BCE) agree: 1 − p_t = σ(−30)
+/// ≈ 9.4e-14, which 1 − σ(30) holds to 3 digits only (a 2e-3 relative error in both outputs).
+/// mpmath, ¼·softplus(−30)·σ(−30)^γ and its derivative by mp.diff, rounded to float64 here:
+/// γ = 2: 2.048503155997149629585669506098665e-40, −6.145509467990969660752401048779381e-40;
+/// γ = 5: 1.678546072052034404161992763928090e-79, −1.007127643231134252890166168173403e-78.
+const SATURATING_FOCAL: [(f64, f64, f64); 2] = [
+    (2.0, 2.0485031559971495e-40, -6.14550946799097e-40),
+    (5.0, 1.6785460720520343e-79, -1.0071276432311342e-78),
+];
+
+#[test]
+fn torchvision_focal_keeps_the_digits_of_one_minus_p_t_at_large_logits() {
+    for (gamma, loss, gradient) in SATURATING_FOCAL {
+        let output =
+            sigmoid_focal_loss(&one(30.0), &one(1.0), 0.25, gamma, Reduction::None, None).unwrap();
+        assert!(ulps(only(&output.loss), loss) <= 2.0, "γ = {gamma}");
+        assert!(
+            ulps(only(&output.grad_input), gradient) <= 2.0,
+            "γ = {gamma}"
+        );
+    }
+}
+
+#[test]
+fn smp_focal_keeps_the_digits_of_one_minus_p_t_at_large_logits() {
+    for (gamma, loss, gradient) in SATURATING_FOCAL {
+        let options = SmpFocalOptions {
+            mode: SmpMode::Binary,
+            alpha: Some(0.25),
+            gamma,
+            ignore_index: None,
+            from_logits: true,
+            eps: 1e-7,
+            reduction: SmpReduction::Sum,
+            normalized: false,
+            reduced_threshold: None,
+            class_weights: None,
+        };
+        let output = smp_focal(&one(30.0), &one(1.0), &options, None).unwrap();
+        assert!(ulps(only(&output.loss), loss) <= 2.0, "γ = {gamma}");
+        assert!(
+            ulps(only(&output.grad_input), gradient) <= 2.0,
+            "γ = {gamma}"
+        );
+    }
 }
