@@ -19,6 +19,35 @@ pub fn sigmoid(x: f64) -> f64 {
     1.0 / (1.0 + (-x).exp())
 }
 
+/// σ(x) as an unevaluated sum hi + lo, for callers that raise it to a power (which multiplies
+/// its relative error): 1 + e^{−x} is formed exactly by a two-sum and its reciprocal refined by
+/// one Newton step, so the only error left is exp's (½ ulp of e^{−x}, moving σ(x) by at most
+/// σ(−x)·½ ulp) and about 2^−104 of rounding. (0, 0) where σ(x) underflows.
+pub(crate) fn sigmoid_wide(x: f64) -> (f64, f64) {
+    let e = (-x).exp();
+    if e.is_infinite() {
+        return (0.0, 0.0);
+    }
+    let (s, s_lo) = two_sum(1.0, e);
+    let q = 1.0 / s;
+    let residual = (-q).mul_add(s, 1.0) - q * s_lo;
+    (q, q * residual)
+}
+
+/// a + b = s + e exactly, s the rounded sum (Knuth's two-sum).
+pub(crate) fn two_sum(a: f64, b: f64) -> (f64, f64) {
+    let s = a + b;
+    let b_virtual = s - a;
+    let a_virtual = s - b_virtual;
+    (s, (a - a_virtual) + (b - b_virtual))
+}
+
+/// a·b = p + e exactly, p the rounded product (the error by a fused multiply-add).
+pub(crate) fn two_product(a: f64, b: f64) -> (f64, f64) {
+    let p = a * b;
+    (p, a.mul_add(b, -p))
+}
+
 /// softplus(x) = log(1 + eˣ) = −log σ(−x) = max(x, 0) + log1p(exp(−|x|)): a sum of two
 /// non-negative terms, so it holds its relative accuracy at logits of any size and sign.
 pub fn softplus(x: f64) -> f64 {
@@ -305,6 +334,27 @@ mod tests {
         assert_eq!(log_sigmoid(1e4), 0.0);
         assert_eq!(log_sigmoid(-1e4), -1e4);
         assert!((log_sigmoid(0.0) + std::f64::consts::LN_2).abs() < 1e-16);
+    }
+
+    #[test]
+    fn wide_sigmoid_is_exact_at_zero_and_vanishes_past_the_exponent_range() {
+        assert_eq!(sigmoid_wide(0.0), (0.5, 0.0));
+        assert_eq!(sigmoid_wide(-800.0), (0.0, 0.0));
+        // σ(1) = 0.731058578630004879251159... : hi + lo within 2^−100 of it (e^−1 rounds by
+        // 0.3 ulp, which moves σ(1) by 2^−56 relative; the check allows that).
+        let (hi, lo) = sigmoid_wide(1.0);
+        assert_eq!(hi, 0.7310585786300049);
+        assert!((lo / hi).abs() < f64::EPSILON && lo != 0.0);
+    }
+
+    #[test]
+    fn two_sum_and_two_product_are_exact() {
+        assert_eq!(two_sum(1.0, 1e-20), (1.0, 1e-20));
+        let third = 1.0 / 3.0;
+        let (p, e) = two_product(third, 3.0);
+        assert_eq!(p, 1.0);
+        assert_eq!(e, third.mul_add(3.0, -1.0));
+        assert_eq!(e, -f64::EPSILON / 4.0);
     }
 
     #[test]

@@ -26,7 +26,8 @@
 use ndarray::{ArrayD, Axis, Dimension, IxDyn, Zip};
 
 use super::binary::{
-    bce_with_logits_element, broadcast_to, check_same_shape, log_sigmoid, sigmoid,
+    bce_with_logits_element, broadcast_to, check_same_shape, log_sigmoid, sigmoid, sigmoid_wide,
+    two_product, two_sum,
 };
 use super::cross_entropy::{class_index_loss, float_input, ClassIndexCall, MeanOver};
 use super::smp::SmpMode;
@@ -151,7 +152,7 @@ impl SigmoidFocal {
         let (bce, _) = bce_with_logits_element(x, t, 1.0 - t, 1.0, 1.0);
         match self.soft_target {
             SoftTarget::Linear => {
-                let m = linear_complement(x, t).powf(gamma);
+                let m = linear_modulation(x, t, gamma);
                 Element {
                     loss: alpha_t(bce * m),
                     modulation: m,
@@ -219,7 +220,7 @@ impl SigmoidFocal {
                 if anchor_saturates(1.0 - (p * t + (1.0 - p) * (1.0 - t)), gamma) {
                     return f64::NAN;
                 }
-                let m = linear_complement(x, t).powf(gamma);
+                let m = linear_modulation(x, t, gamma);
                 let weighted_exp =
                     |weight: f64, y: f64| if weight == 0.0 { 0.0 } else { weight * y.exp() };
                 let rho = 1.0 / (1.0 + weighted_exp(t, -x) + weighted_exp(1.0 - t, x));
@@ -256,10 +257,26 @@ impl SigmoidFocal {
     }
 }
 
-/// torchvision's 1 − p_t = 1 − [p·t + (1 − p)·(1 − t)], formed as t·σ(−x) + (1 − t)·σ(x): the
-/// same value without subtracting from 1, so it keeps its digits where p rounds to 1.
-fn linear_complement(x: f64, t: f64) -> f64 {
-    t * sigmoid(-x) + (1.0 - t) * sigmoid(x)
+/// torchvision's modulating factor m = (1 − p_t)^γ, 1 − p_t = 1 − [p·t + (1 − p)·(1 − t)] formed
+/// as t·σ(−x) + (1 − t)·σ(x): the same value without subtracting from 1, so it keeps its digits
+/// where p rounds to 1. The power multiplies the base's relative error by γ, so the base is
+/// carried as hi + lo (exact products and sums of [`sigmoid_wide`]) and
+/// m = hi^γ·(1 + γ·lo/hi).
+fn linear_modulation(x: f64, t: f64, gamma: f64) -> f64 {
+    let (q, q_lo) = sigmoid_wide(-x);
+    let (p, p_lo) = sigmoid_wide(x);
+    let (t_bar, t_bar_lo) = two_sum(1.0, -t);
+    let (positive, positive_lo) = two_product(t, q);
+    let (negative, negative_lo) = two_product(t_bar, p);
+    let (base, sum_lo) = two_sum(positive, negative);
+    let lo = sum_lo + positive_lo + t * q_lo + negative_lo + t_bar * p_lo + t_bar_lo * p;
+    let (hi, lo) = two_sum(base, lo);
+    let m = hi.powf(gamma);
+    if hi == 0.0 || gamma == 0.0 {
+        m
+    } else {
+        m.mul_add(gamma * lo / hi, m)
+    }
 }
 
 /// Whether an anchor's chain meets 0^(γ−1) = inf: its own rounded 1 − p_t is 0 and 0 ≠ γ < 1.
