@@ -340,11 +340,14 @@ mod tests {
     fn wide_sigmoid_is_exact_at_zero_and_vanishes_past_the_exponent_range() {
         assert_eq!(sigmoid_wide(0.0), (0.5, 0.0));
         assert_eq!(sigmoid_wide(-800.0), (0.0, 0.0));
-        // σ(1) = 0.731058578630004879251159... : hi + lo within 2^−100 of it (e^−1 rounds by
-        // 0.3 ulp, which moves σ(1) by 2^−56 relative; the check allows that).
+        // Given e = fl(e^−1) = 0.36787944117144233, 1/(1 + e) = 0.73105857863000487260865353503981…
+        // (mpmath) = 0.7310585786300049 − 2.3439779703280473e-17 to 2^−108: hi + lo must match it
+        // to 2^−100, far beyond the 2^−55 of one float64.
+        assert_eq!((-1f64).exp(), 0.36787944117144233);
         let (hi, lo) = sigmoid_wide(1.0);
         assert_eq!(hi, 0.7310585786300049);
-        assert!((lo / hi).abs() < f64::EPSILON && lo != 0.0);
+        let error = (hi - 0.7310585786300049) + (lo + 2.3439779703280473e-17);
+        assert!(error.abs() <= 2f64.powi(-100), "{error:e}");
     }
 
     #[test]
