@@ -152,14 +152,14 @@ impl SigmoidFocal {
         let (bce, _) = bce_with_logits_element(x, t, 1.0 - t, 1.0, 1.0);
         match self.soft_target {
             SoftTarget::Linear => {
-                let m = linear_modulation(x, t, gamma);
+                let m = power_wide(linear_complement(x, t), gamma);
                 Element {
                     loss: alpha_t(bce * m),
                     modulation: m,
                 }
             }
             SoftTarget::Geometric { reduced_threshold } => {
-                let m = Geometric::new(bce, gamma, reduced_threshold).m;
+                let m = Geometric::new(x, t, bce, gamma, reduced_threshold).m;
                 Element {
                     loss: alpha_t(m * bce),
                     modulation: m,
@@ -175,7 +175,7 @@ impl SigmoidFocal {
             SoftTarget::Interpolated => {
                 let (positive, negative) = alpha.unwrap_or((1.0, 1.0));
                 let (log_p, log_q) = (log_sigmoid(x), log_sigmoid(-x));
-                let (m_pos, m_neg) = ((gamma * log_q).exp(), (gamma * log_p).exp());
+                let (m_pos, m_neg) = (sigmoid_power(-x, gamma), sigmoid_power(x, gamma));
                 Element {
                     loss: pw * positive * -(m_pos * t * log_p)
                         + negative * -(m_neg * (1.0 - t) * log_q),
@@ -220,7 +220,7 @@ impl SigmoidFocal {
                 if anchor_saturates(1.0 - (p * t + (1.0 - p) * (1.0 - t)), gamma) {
                     return f64::NAN;
                 }
-                let m = linear_modulation(x, t, gamma);
+                let m = power_wide(linear_complement(x, t), gamma);
                 let weighted_exp =
                     |weight: f64, y: f64| if weight == 0.0 { 0.0 } else { weight * y.exp() };
                 let rho = 1.0 / (1.0 + weighted_exp(t, -x) + weighted_exp(1.0 - t, x));
@@ -232,7 +232,7 @@ impl SigmoidFocal {
                 u * m * d_bce + g_m * d_m
             }
             SoftTarget::Geometric { reduced_threshold } => {
-                let geometric = Geometric::new(bce, gamma, reduced_threshold);
+                let geometric = Geometric::new(x, t, bce, gamma, reduced_threshold);
                 if geometric.saturates {
                     return f64::NAN;
                 }
@@ -246,7 +246,7 @@ impl SigmoidFocal {
             SoftTarget::Interpolated => {
                 let (positive, negative) = alpha.unwrap_or((1.0, 1.0));
                 let (log_p, log_q) = (log_sigmoid(x), log_sigmoid(-x));
-                let (m_pos, m_neg) = ((gamma * log_q).exp(), (gamma * log_p).exp());
+                let (m_pos, m_neg) = (sigmoid_power(-x, gamma), sigmoid_power(x, gamma));
                 let (d_log_p, d_log_q) = (sigmoid(-x), -sigmoid(x));
                 let (d_m_pos, d_m_neg) = (m_pos * gamma * d_log_q, m_neg * gamma * d_log_p);
                 let d_pos = -(pw * positive * t) * (d_m_pos * log_p + m_pos * d_log_p);
@@ -257,12 +257,11 @@ impl SigmoidFocal {
     }
 }
 
-/// torchvision's modulating factor m = (1 − p_t)^γ, 1 − p_t = 1 − [p·t + (1 − p)·(1 − t)] formed
-/// as t·σ(−x) + (1 − t)·σ(x): the same value without subtracting from 1, so it keeps its digits
-/// where p rounds to 1. The power multiplies the base's relative error by γ, so the base is
-/// carried as hi + lo (exact products and sums of [`sigmoid_wide`]) and
-/// m = hi^γ·(1 + γ·lo/hi).
-fn linear_modulation(x: f64, t: f64, gamma: f64) -> f64 {
+/// torchvision's 1 − p_t = 1 − [p·t + (1 − p)·(1 − t)] (and smp's for t ∈ {0, 1}), formed as
+/// t·σ(−x) + (1 − t)·σ(x): the same value without subtracting from 1, so it keeps its digits
+/// where p rounds to 1. A power multiplies the base's relative error by γ, so the base is carried
+/// as hi + lo, from exact products and sums of [`sigmoid_wide`].
+fn linear_complement(x: f64, t: f64) -> (f64, f64) {
     let (q, q_lo) = sigmoid_wide(-x);
     let (p, p_lo) = sigmoid_wide(x);
     let (t_bar, t_bar_lo) = two_sum(1.0, -t);
@@ -270,12 +269,27 @@ fn linear_modulation(x: f64, t: f64, gamma: f64) -> f64 {
     let (negative, negative_lo) = two_product(t_bar, p);
     let (base, sum_lo) = two_sum(positive, negative);
     let lo = sum_lo + positive_lo + t * q_lo + negative_lo + t_bar * p_lo + t_bar_lo * p;
-    let (hi, lo) = two_sum(base, lo);
+    two_sum(base, lo)
+}
+
+/// (hi + lo)^γ = hi^γ·(1 + γ·lo/hi), the first-order correction fused into the product.
+fn power_wide((hi, lo): (f64, f64), gamma: f64) -> f64 {
     let m = hi.powf(gamma);
     if hi == 0.0 || gamma == 0.0 {
         m
     } else {
         m.mul_add(gamma * lo / hi, m)
+    }
+}
+
+/// σ(x)^γ: from the wide σ where σ(x) is a normal number, else as exp(γ·log σ(x)), which holds
+/// where σ(x) itself underflows.
+fn sigmoid_power(x: f64, gamma: f64) -> f64 {
+    let wide = sigmoid_wide(x);
+    if wide.0 >= f64::MIN_POSITIVE {
+        power_wide(wide, gamma)
+    } else {
+        (gamma * log_sigmoid(x)).exp()
     }
 }
 
@@ -288,7 +302,8 @@ fn anchor_saturates(rounded_complement: f64, gamma: f64) -> bool {
 }
 
 /// smp's modulating factor from BCE: p_t = exp(−BCE), m = ((1 − p_t)/r)^γ (r = 1 without a
-/// threshold), m = 1 where p_t < r. 1 − p_t is formed as −expm1(−BCE), not by subtraction.
+/// threshold), m = 1 where p_t < r. 1 − p_t is formed without subtraction: as
+/// [`linear_complement`] for t ∈ {0, 1} (where exp(−BCE) is σ(±x)), else as −expm1(−BCE).
 struct Geometric {
     /// m.
     m: f64,
@@ -301,7 +316,7 @@ struct Geometric {
 }
 
 impl Geometric {
-    fn new(bce: f64, gamma: f64, reduced_threshold: Option<f64>) -> Geometric {
+    fn new(x: f64, t: f64, bce: f64, gamma: f64, reduced_threshold: Option<f64>) -> Geometric {
         let pt = (-bce).exp();
         let saturates = anchor_saturates(1.0 - pt, gamma);
         let r = match reduced_threshold {
@@ -316,11 +331,23 @@ impl Geometric {
             Some(r) => r,
             None => 1.0,
         };
-        let base = -(-bce).exp_m1() / r;
+        let (complement, complement_lo) = if t == 0.0 || t == 1.0 {
+            linear_complement(x, t)
+        } else {
+            (-(-bce).exp_m1(), 0.0)
+        };
+        let base = complement / r;
+        let base_lo = ((-base).mul_add(r, complement) + complement_lo) / r;
+        let m = power_wide((base, base_lo), gamma);
+        let slope = if base > 0.0 && gamma != 0.0 {
+            gamma * power_wide((base, base_lo), gamma - 1.0) / r
+        } else {
+            pow_slope(base, gamma) / r
+        };
         Geometric {
-            m: base.powf(gamma),
+            m,
             pt,
-            slope: pow_slope(base, gamma) / r,
+            slope,
             saturates,
         }
     }
