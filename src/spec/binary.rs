@@ -250,8 +250,10 @@ fn check_logits_call(
 /// elementwise loss of [`bce_with_logits_element`] with t̄ = 1 − t, mean = Σ l / (number of
 /// elements).
 ///
-/// Stable for logits of any size (±1e4 gives 1e4 exactly); ±inf logits give NaN where 0·inf
-/// appears, as in PyTorch.
+/// Stable for logits of any size (±1e4 gives 1e4 exactly). An infinite logit gives NaN where a
+/// zero-weighted softplus is infinite (x = +inf, t = 1 and x = −inf, t = 0, as PyTorch, though
+/// the limit is 0); at x = −inf, t = 1 the loss is +inf, the limit, where PyTorch's
+/// (1 − t)·x gives 0·(−inf) = NaN.
 pub fn binary_cross_entropy_with_logits(
     input: &Tensor,
     target: &Tensor,
