@@ -2,23 +2,35 @@
 
 use ndarray::{Array, ArrayD, Axis, Dimension, Zip};
 
+use super::binary::two_sum;
 use super::compensated_sum;
 
-/// log softmax(x)_c = (x_c − m) − log Σ_k exp(x_k − m), with m = max_k x_k.
+/// log softmax(x)_c = (x_c − m) − log1p(S), with m = x_a = max_k x_k at the first arg-max a and
+/// S = Σ_{k≠a} exp(x_k − m).
 ///
-/// Subtracting the maximum keeps exp from overflowing, so logits of ±1e4 are exact. As in PyTorch:
-/// a lane holding +inf or NaN becomes all NaN (m = +inf gives inf − inf), an all −inf lane is NaN,
-/// and a single −inf entry stays −inf while the others remain finite.
+/// Subtracting the maximum keeps exp from overflowing, so logits of ±1e4 are exact; taking the
+/// arg-max's term (exactly 1) out of the sum lets log1p keep the digits of a small S, so a dominant
+/// class's log p_a = −log1p(S) is accurate to the last bit where log(1 + S) would round S away. As
+/// in PyTorch: a lane holding +inf or NaN becomes all NaN (m = +inf gives inf − inf), an all −inf
+/// lane is NaN, and a single −inf entry stays −inf while the others remain finite.
 pub fn log_softmax<D: Dimension>(logits: &Array<f64, D>, axis: usize) -> Array<f64, D> {
     let mut log_probs = logits.clone();
     for mut lane in log_probs.lanes_mut(Axis(axis)) {
-        let max = lane.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        let max = if lane.iter().any(|value| value.is_nan()) {
-            f64::NAN
-        } else {
-            max
-        };
-        let log_sum_exp = compensated_sum(lane.iter().map(|&value| (value - max).exp())).ln();
+        let (arg_max, max) = lane.iter().copied().enumerate().fold(
+            (0, f64::NEG_INFINITY),
+            |best, (index, value)| if value > best.1 { (index, value) } else { best },
+        );
+        if !max.is_finite() || lane.iter().any(|value| value.is_nan()) {
+            lane.fill(f64::NAN);
+            continue;
+        }
+        let others = compensated_sum(
+            lane.iter()
+                .enumerate()
+                .filter(|&(index, _)| index != arg_max)
+                .map(|(_, &value)| (value - max).exp()),
+        );
+        let log_sum_exp = others.ln_1p();
         lane.mapv_inplace(|value| (value - max) - log_sum_exp);
     }
     log_probs
@@ -30,10 +42,16 @@ pub fn softmax(logits: &ArrayD<f64>, axis: usize) -> ArrayD<f64> {
 }
 
 /// The log-softmax vector-Jacobian product: given g = ∂L/∂(log p), returns
-/// ∂L/∂x_c = g_c − p_c · Σ_k g_k, with p = exp(log p).
 ///
-/// Evaluated literally, so a lane whose log p is NaN yields NaN even where g is zero (PyTorch's
-/// backward does the same).
+/// ```text
+/// ∂L/∂x_c = g_c − p_c·Σ_k g_k = g_c·(1 − p_c) − p_c·Σ_{k≠c} g_k,   1 − p_c = −expm1(log p_c)
+/// ```
+///
+/// The right-hand form does not cancel where p_c ≈ 1 and g is concentrated on c (a confident
+/// correct class): 1 − p_c comes from log p_c without subtraction, and Σ_{k≠c} g_k is the sum
+/// carried as hi + lo (a compensated sum and its residual) minus g_c, exact where g has no other
+/// entries. Where Σ g is not finite the left-hand form is evaluated literally, as PyTorch does; a
+/// lane whose log p is NaN yields NaN even where g is zero (PyTorch's backward does the same).
 pub fn log_softmax_backward<D: Dimension>(
     log_probs: &Array<f64, D>,
     grad_log_probs: &Array<f64, D>,
@@ -44,9 +62,18 @@ pub fn log_softmax_backward<D: Dimension>(
         .and(log_probs.lanes(Axis(axis)))
         .for_each(|mut grad_lane, log_prob_lane| {
             let grad_sum = compensated_sum(grad_lane.iter().copied());
+            let grad_sum_lo = compensated_sum(grad_lane.iter().copied().chain([-grad_sum]));
             Zip::from(&mut grad_lane)
                 .and(&log_prob_lane)
-                .for_each(|grad, &log_prob| *grad -= log_prob.exp() * grad_sum);
+                .for_each(|grad, &log_prob| {
+                    if !grad_sum.is_finite() {
+                        *grad -= log_prob.exp() * grad_sum;
+                        return;
+                    }
+                    let (rest, rest_lo) = two_sum(grad_sum, -*grad);
+                    let others = rest + (rest_lo + grad_sum_lo);
+                    *grad = *grad * -log_prob.exp_m1() - log_prob.exp() * others;
+                });
         });
     grad_logits
 }
@@ -60,6 +87,23 @@ mod tests {
     fn large_logits_are_exact() {
         let log_probs = log_softmax(&arr1(&[1e4, 0.0, -1e4]).into_dyn(), 0);
         assert_eq!(log_probs.as_slice().unwrap(), &[0.0, -1e4, -2e4]);
+    }
+
+    #[test]
+    fn a_dominant_class_keeps_its_digits() {
+        // x = (40, 0): log p_0 = −log1p(e^−40) = −4.24835425529158898630…e-18 and
+        // ∂(−log p_0)/∂x = (−σ(−40), σ(−40)), σ(−40) = 4.24835425529158897728…e-18 (mpmath, 50
+        // digits). log(1 + e^−40) rounds to 0, and 1 − p_0 formed by subtraction is 0.
+        let log_probs = log_softmax(&arr1(&[40.0, 0.0]).into_dyn(), 0);
+        assert_eq!(
+            log_probs.as_slice().unwrap(),
+            &[-4.248354255291589e-18, -40.0]
+        );
+        let grad = log_softmax_backward(&log_probs, &arr1(&[-1.0, 0.0]).into_dyn(), 0);
+        assert_eq!(
+            grad.as_slice().unwrap(),
+            &[-4.248354255291589e-18, 4.248354255291589e-18]
+        );
     }
 
     #[test]
