@@ -48,12 +48,6 @@ pub(crate) fn two_product(a: f64, b: f64) -> (f64, f64) {
     (p, a.mul_add(b, -p))
 }
 
-/// softplus(x) = log(1 + eˣ) = −log σ(−x) = max(x, 0) + log1p(exp(−|x|)): a sum of two
-/// non-negative terms, so it holds its relative accuracy at logits of any size and sign.
-pub fn softplus(x: f64) -> f64 {
-    x.max(0.0) + (-x.abs()).exp().ln_1p()
-}
-
 /// log σ(x) = min(x, 0) − log1p(exp(−|x|)), exact for logits of any size (PyTorch's kernel).
 pub fn log_sigmoid(x: f64) -> f64 {
     x.min(0.0) - (-x.abs()).exp().ln_1p()
@@ -177,16 +171,24 @@ pub fn binary_cross_entropy(
 /// positive weight pw (PyTorch's `Loss.cpp`, rewritten through softplus):
 ///
 /// ```text
+/// softplus(x) = log(1 + eˣ) = −log σ(−x)
 /// l     = w·[(1 − t)·x − (1 + (pw − 1)·t)·log σ(x)] = w·[pw·t·softplus(−x) + t̄·softplus(x)]
 /// ∂l/∂x = w·[(pw·t + 1 − t)·σ(x) − pw·t]           = w·[t̄·σ(x) − pw·t·σ(−x)]
 /// ```
 ///
 /// For t ∈ [0, 1] and pw ≥ 0 both forms on the right are sums of same-signed terms: the loss of a
 /// confident-correct logit does not cancel x against log σ(x), and the gradient does not subtract
-/// pw·t from a σ(x) that rounds to 1. Returns (l, ∂l/∂x).
+/// pw·t from a σ(x) that rounds to 1. One exp and one log1p serve all four functions of x: with
+/// e = exp(−|x|) and L = log1p(e), softplus(±x) = max(±x, 0) + L, and σ(|x|) = 1/(1 + e),
+/// σ(−|x|) = e/(1 + e). Returns (l, ∂l/∂x).
 pub(crate) fn bce_with_logits_element(x: f64, t: f64, t_bar: f64, w: f64, pw: f64) -> (f64, f64) {
-    let loss = w * (pw * t * softplus(-x) + t_bar * softplus(x));
-    let slope = w * (t_bar * sigmoid(x) - pw * t * sigmoid(-x));
+    let e = (-x.abs()).exp();
+    let log_term = e.ln_1p();
+    let (softplus_x, softplus_neg) = (x.max(0.0) + log_term, (-x).max(0.0) + log_term);
+    let (near, far) = (1.0 / (1.0 + e), e / (1.0 + e));
+    let (sigmoid_x, sigmoid_neg) = if x >= 0.0 { (near, far) } else { (far, near) };
+    let loss = w * (pw * t * softplus_neg + t_bar * softplus_x);
+    let slope = w * (t_bar * sigmoid_x - pw * t * sigmoid_neg);
     (loss, slope)
 }
 
