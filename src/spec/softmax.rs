@@ -44,7 +44,7 @@ pub fn softmax(logits: &ArrayD<f64>, axis: usize) -> ArrayD<f64> {
 /// The log-softmax vector-Jacobian product: given g = ∂L/∂(log p), returns
 ///
 /// ```text
-/// ∂L/∂x_c = g_c − p_c·Σ_k g_k = g_c·(1 − p_c) − p_c·Σ_{k≠c} g_k,   1 − p_c = −expm1(log p_c)
+/// ∂L/∂x_c = g_c − p_c·Σ_k g_k = g_c·(1 − p_c) − p_c·Σ_{k≠c} g_k,   1 − p_c = −expm1(log p_c) for p_c > ½
 /// ```
 ///
 /// The right-hand form does not cancel where p_c ≈ 1 and g is concentrated on c (a confident
@@ -72,7 +72,10 @@ pub fn log_softmax_backward<D: Dimension>(
                     }
                     let (rest, rest_lo) = two_sum(grad_sum, -*grad);
                     let others = rest + (rest_lo + grad_sum_lo);
-                    *grad = *grad * -log_prob.exp_m1() - log_prob.exp() * others;
+                    let p = log_prob.exp();
+                    // Only where p > ½ does 1 − p cancel.
+                    let complement = if p > 0.5 { -log_prob.exp_m1() } else { 1.0 - p };
+                    *grad = *grad * complement - p * others;
                 });
         });
     grad_logits
