@@ -8,8 +8,8 @@ gradient are compared with the exact values normwise:
     err = max_j |y_j − exact_j| / ulp(max_j |exact_j|)
 
 The exact loss is the formula as its anchor states it, evaluated in mpmath on the float64 inputs
-(where 60 digits cannot hold a difference, such as 1 − exp(−BCE) at BCE = e^−1000, in an
-algebraically identical form: −expm1(−BCE));
+(where 60 digits cannot hold a difference, such as 1 − exp(−BCE) at BCE = e^−1000 or
+log(1 + e^−149), in an algebraically identical form: −expm1(−BCE), log1p);
 the exact gradient is PyTorch's stated backward for binary_cross_entropy (its clamp and ε are
 semantics) and mpmath's numerical derivative of the element loss for the others, so no gradient
 formula is shared with the reference.
@@ -81,6 +81,16 @@ def smp_element(x, t, alpha, gamma, threshold):
         modulation = (one_minus_pt / threshold) ** gamma if pt >= threshold else mp.mpf(1)
     alpha_t = alpha * t + (1 - alpha) * (1 - t) if alpha is not None else 1
     return alpha_t * modulation * bce
+
+
+def log_softmax_exact(values):
+    """log softmax as (v − max) − log1p(Σ_{others} exp(v − max)): 60 digits cannot hold 1 + e^−149,
+    nor max + e^−149."""
+    top = max(values)
+    others = list(values)
+    others.remove(top)
+    tail = mp.log1p(mp.fsum(mp.exp(v - top) for v in others))
+    return [(v - top) - tail for v in values]
 
 
 def derivative(f, x):
@@ -163,6 +173,8 @@ def exact_outputs(loss, tensors, params):
         return smp_focal_exact(tensors, params)
     if loss == "cross_entropy":
         return cross_entropy_exact(tensors, params)
+    if loss == "kornia.focal_loss":
+        return kornia_focal_exact(tensors, params)
     default = "none" if loss in ("sigmoid_focal_loss", "kornia.binary_focal_loss_with_logits") else "mean"
     reduction = params.get("reduction", default)
     x = tensors["input"].astype(np.float64)
@@ -236,9 +248,7 @@ def cross_entropy_exact(tensors, params):
     values, grads, denominator = [], np.empty(lanes.shape, dtype=object), mp.mpf(0)
     for position in positions:
         logits = [mp.mpf(float(v)) for v in lanes[position]]
-        top = max(logits)
-        log_sum = top + mp.log(mp.fsum(mp.exp(v - top) for v in logits))
-        log_p = [v - log_sum for v in logits]
+        log_p = log_softmax_exact(logits)
         p = [mp.exp(v) for v in log_p]
         if probabilities:
             t = [mp.mpf(float(v)) for v in target_lanes[position]]
@@ -272,6 +282,58 @@ def cross_entropy_exact(tensors, params):
     return loss, list(np.moveaxis(out, -1, axis).ravel())
 
 
+def kornia_focal_exact(tensors, params):
+    """kornia.focal_loss: l[b, c] = −α_c·w_c·(1 − p_c)^γ·log p_c·[c = y] over the softmax, α_0 = 1 − α,
+    α_c = α; mean over B·C·pixels; the gradient by mp.diff of each position's loss."""
+    x = tensors["input"].astype(np.float64)
+    y = tensors["target"]
+    classes = x.shape[1]
+    alpha, gamma = params.get("alpha"), mp.mpf(params.get("gamma", 2.0))
+    ignore = params.get("ignore_index", -100)
+    reduction = params.get("reduction", "none")
+    w = [mp.mpf(float(v)) for v in tensors["weight"].ravel()] if "weight" in tensors else [mp.mpf(1)] * classes
+    a = [mp.mpf(1)] * classes if alpha is None else [1 - mp.mpf(alpha)] + [mp.mpf(alpha)] * (classes - 1)
+    lanes = np.moveaxis(x, 1, -1)
+    values = np.empty(lanes.shape, dtype=object)
+    slopes = np.empty(lanes.shape, dtype=object)
+    for position in np.ndindex(lanes.shape[:-1]):
+        label = int(y[position])
+        values[position] = [mp.mpf(0)] * classes
+        slopes[position] = [mp.mpf(0)] * classes
+        if label == ignore:
+            continue
+        logits = [mp.mpf(float(v)) for v in lanes[position]]
+
+        def position_loss(*lane):
+            log_p = log_softmax_exact(lane)[label]
+            one_minus = -mp.expm1(log_p)
+            return -a[label] * w[label] * (one_minus**gamma if gamma != 0 else 1) * log_p
+
+        row = [mp.mpf(0)] * classes
+        row[label] = position_loss(*logits)
+        values[position] = row
+        slopes[position] = [mp.diff(position_loss, logits, tuple(int(k == c) for k in range(classes)))
+                            for c in range(classes)]
+    flat_values = list(np.moveaxis(values, -1, 1).ravel()) if values.size else []
+    flat_slopes = list(np.moveaxis(slopes, -1, 1).ravel()) if slopes.size else []
+    go = tensors.get("grad_output")
+    count = x.size
+    if reduction == "none":
+        upstream = np.ones(count) if go is None else np.broadcast_to(go, x.shape).ravel()
+        # Only the label's term depends on the lane; its upstream is the label class's entry.
+        up = np.moveaxis(upstream.reshape(x.shape), 1, -1)
+        grads = np.empty(lanes.shape, dtype=object)
+        for position in np.ndindex(lanes.shape[:-1]):
+            label = int(y[position])
+            factor = mp.mpf(float(up[position][label])) if label != ignore else mp.mpf(0)
+            grads[position] = [factor * v for v in slopes[position]]
+        return flat_values, list(np.moveaxis(grads, -1, 1).ravel())
+    g = mp.mpf(1) if go is None else mp.mpf(float(go))
+    scale = g / count if reduction == "mean" else g
+    total = mp.fsum(flat_values)
+    return [total / count if reduction == "mean" else total], [scale * v for v in flat_slopes]
+
+
 ARGUMENT = {"input": "--input", "inputs": "--input", "y_pred": "--input", "target": "--target",
             "targets": "--target", "y_true": "--target", "pred": "--input", "weight": "--weight",
             "pos_weight": "--pos-weight", "grad_output": "--grad-output"}
@@ -303,7 +365,8 @@ def grade(binary, loss, tensors, params):
 
 
 FAMILIES = ["binary_cross_entropy", "binary_cross_entropy_with_logits", "smp.SoftBCEWithLogitsLoss",
-            "sigmoid_focal_loss", "kornia.binary_focal_loss_with_logits", "smp.FocalLoss", "cross_entropy"]
+            "sigmoid_focal_loss", "kornia.binary_focal_loss_with_logits", "smp.FocalLoss", "cross_entropy",
+            "kornia.focal_loss"]
 # smp.FocalLoss options the probe's formula does not model.
 SMP_UNMODELLED = ("from_logits", "normalized", "class_weights", "ignore_index")
 
@@ -391,6 +454,22 @@ def hard_cases():
                           {"input": x, "target": one_hot}, {"reduction": reduction}))
             cases.append(("cross_entropy", f"{label}, label = arg-max, ε = 0.1, {reduction}",
                           {"input": x, "target": y}, {"reduction": reduction, "label_smoothing": 0.1}))
+    for gamma in [0, 0.5, 2, 5]:
+        for label, logits in [("C=1000, dominant class", np.concatenate([[40.0], rng.normal(0, 1, 9)])),
+                              ("near-tie", rng.uniform(-1e-8, 1e-8, 10)),
+                              ("logits 1e2..1e4", signed_magnitudes(2, 4).ravel()[:10])]:
+            x = logits.reshape(1, -1, 1)
+            y = np.array([[int(np.argmax(logits))]])
+            cases.append(("kornia.focal_loss", f"{label.replace('1000', '10')}, label = arg-max, γ={gamma}",
+                          {"pred": x, "target": y}, {"alpha": 0.25, "gamma": gamma, "reduction": "sum"}))
+    for gamma in [0, 0.5, 2, 5]:
+        for label, logits in [("C=1000, dominant class", np.concatenate([[40.0], rng.normal(0, 1, 9)])),
+                              ("near-tie", rng.uniform(-1e-8, 1e-8, 10)),
+                              ("logits 1e2..1e4", signed_magnitudes(2, 4).ravel()[:10])]:
+            x = logits.reshape(1, -1, 1)
+            y = np.array([[int(np.argmax(logits))]])
+            cases.append(("kornia.focal_loss", f"{label.replace('1000', '10')}, label = arg-max, γ={gamma}",
+                          {"pred": x, "target": y}, {"alpha": 0.25, "gamma": gamma, "reduction": "sum"}))
     confident = np.where(np.eye(4)[rng.integers(0, 4, size=6)] == 1, 30.0, 0.0) + rng.normal(0, 1, (6, 4))
     cases.append(("cross_entropy", "confident one-hot probabilities, weights 1e-30..1e30",
                   {"input": confident, "target": (confident == confident.max(1, keepdims=True)).astype(float),

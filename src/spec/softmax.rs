@@ -6,7 +6,7 @@ use super::binary::two_sum;
 use super::compensated_sum;
 
 /// log softmax(x)_c = (x_c − m) − log1p(S), with m = x_a = max_k x_k at the first arg-max a and
-/// S = Σ_{k≠a} exp(x_k − m).
+/// S = Σ_{k≠a} exp(x_k − m), each term with the rounding of x_k − m corrected ([`shifted_exp`]).
 ///
 /// Subtracting the maximum keeps exp from overflowing, so logits of ±1e4 are exact; taking the
 /// arg-max's term (exactly 1) out of the sum lets log1p keep the digits of a small S, so a dominant
@@ -28,12 +28,25 @@ pub fn log_softmax<D: Dimension>(logits: &Array<f64, D>, axis: usize) -> Array<f
             lane.iter()
                 .enumerate()
                 .filter(|&(index, _)| index != arg_max)
-                .map(|(_, &value)| (value - max).exp()),
+                .map(|(_, &value)| shifted_exp(value, max)),
         );
         let log_sum_exp = others.ln_1p();
         lane.mapv_inplace(|value| (value - max) - log_sum_exp);
     }
     log_probs
+}
+
+/// exp(x − m) with the rounding of x − m folded back in: x − m = d + δ exactly, and
+/// exp(d + δ) = exp(d)·(1 + δ) to first order. x − m rounds by up to ½ ulp(m), an absolute error
+/// that exp turns into a relative one (16 ulp of exp(−40.5) when m = 40).
+fn shifted_exp(x: f64, m: f64) -> f64 {
+    let (d, delta) = two_sum(x, -m);
+    let e = d.exp();
+    if delta.is_finite() {
+        e.mul_add(delta, e)
+    } else {
+        e
+    }
 }
 
 /// softmax(x)_c = exp(log softmax(x)_c).
@@ -107,6 +120,15 @@ mod tests {
             grad.as_slice().unwrap(),
             &[-4.248354255291589e-18, 4.248354255291589e-18]
         );
+    }
+
+    #[test]
+    fn the_shift_by_the_maximum_does_not_round_the_exponent() {
+        // x = (40, 0.1): log p_0 = −log1p(e^(0.1 − 40)) = −4.695157572631189691459…e-18 (mpmath,
+        // with 0.1 the float64 nearest it). 0.1 − 40 rounds by 3.5e-15, which exp turns into a
+        // relative error of 15 ulp (−4.6951575726311964e-18).
+        let log_probs = log_softmax(&arr1(&[40.0, 0.1]).into_dyn(), 0);
+        assert_eq!(log_probs[0], -4.6951575726311895e-18);
     }
 
     #[test]
