@@ -58,13 +58,15 @@ pub enum SoftTarget {
     Interpolated,
 }
 
-/// What the gradient of (1 − p_t)^γ is where 1 − p_t = 0 exactly (a saturated prediction).
+/// What the gradient of (1 − p_t)^γ is, for 0 < γ < 1, where the anchor's own rounded 1 − p_t is
+/// 0 (a saturated prediction). Elsewhere, and for γ = 0 or γ ≥ 1, the reference differentiates the
+/// exact 1 − p_t.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Saturation {
-    /// The chain rule evaluated literally: γ·0^(γ−1) is inf for γ < 1 and inf·0 makes the gradient
-    /// NaN (torchvision, smp, MONAI softmax). γ = 0 has a zero gradient, as PyTorch's pow backward.
+    /// The chain rule evaluated literally: γ·0^(γ−1) is inf and inf·0 makes the gradient NaN
+    /// (torchvision, smp, MONAI softmax).
     Literal,
-    /// The factor is detached where 1 − p_t = 0, so the gradient there is 0 (kornia).
+    /// The factor is detached there, so its gradient is 0 (kornia).
     Detached,
 }
 
@@ -361,9 +363,9 @@ impl Geometric {
 /// ∂l_c/∂log p_c = −α_c·t_c·[(1 − p_c)^γ − log p_c·γ(1 − p_c)^(γ−1)·p_c]
 /// ```
 ///
-/// with 1 − p_c = −expm1(log p_c). Where the anchor's own 1 − exp(log p_c) rounds to 0 the
-/// gradient is MONAI's NaN for γ < 1 whatever t_c ([`Saturation::Literal`]) or kornia's 0 from
-/// the detached factor ([`Saturation::Detached`]).
+/// with 1 − p_c = −expm1(log p_c). Where the anchor's own 1 − exp(log p_c) rounds to 0 and
+/// 0 < γ < 1 the gradient is MONAI's NaN whatever t_c ([`Saturation::Literal`]) or has kornia's 0
+/// from the detached factor ([`Saturation::Detached`]).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SoftmaxFocal {
     /// γ.
@@ -385,7 +387,7 @@ impl SoftmaxFocal {
             Saturation::Literal if anchor_saturates(rounded_complement, self.gamma) => {
                 return f64::NAN
             }
-            Saturation::Detached if rounded_complement == 0.0 => 0.0,
+            Saturation::Detached if anchor_saturates(rounded_complement, self.gamma) => 0.0,
             _ => pow_slope(-log_p.exp_m1(), self.gamma),
         };
         let m = (-log_p.exp_m1()).powf(self.gamma);
