@@ -248,9 +248,16 @@ fn check_logits_call(
     })
 }
 
-/// `binary_cross_entropy_with_logits(input, target, weight, reduction, pos_weight)`: the
-/// elementwise loss of [`bce_with_logits_element`] with t̄ = 1 − t, mean = Σ l / (number of
-/// elements).
+/// `binary_cross_entropy_with_logits(input, target, weight, reduction, pos_weight)`: with weights
+/// w and positive weights pw broadcast to the input,
+///
+/// ```text
+/// l     = w·[pw·t·softplus(−x) + (1 − t)·softplus(x)]      mean = Σ l / (number of elements)
+/// ∂l/∂x = w·[(1 − t)·σ(x) − pw·t·σ(−x)]
+/// ```
+///
+/// (PyTorch's (1 − t)·x − (1 + (pw − 1)·t)·log σ(x) and (pw·t + 1 − t)·σ(x) − pw·t, in forms that
+/// do not cancel; `bce_with_logits_element`).
 ///
 /// Stable for logits of any size (±1e4 gives 1e4 exactly). An infinite logit gives NaN where a
 /// zero-weighted softplus is infinite (x = +inf, t = 1 and x = −inf, t = 0, as PyTorch, though

@@ -6,7 +6,7 @@ use super::binary::two_sum;
 use super::compensated_sum;
 
 /// log softmax(x)_c = (x_c − m) − log1p(S), with m = x_a = max_k x_k at the first arg-max a and
-/// S = Σ_{k≠a} exp(x_k − m), each term with the rounding of x_k − m corrected ([`shifted_exp`]).
+/// S = Σ_{k≠a} exp(x_k − m), each term with the rounding of x_k − m corrected (`shifted_exp`).
 ///
 /// Subtracting the maximum keeps exp from overflowing, so logits of ±1e4 are exact; taking the
 /// arg-max's term (exactly 1) out of the sum lets log1p keep the digits of a small S, so a dominant
