@@ -878,7 +878,7 @@ fn to_f32(value: f64) -> f64 {
 ///    channel axis is rejected there (MONAI's `target[:, 1:]` fails), and with ignore_index at
 ///    the mask (MONAI reads `target.shape[1]`).
 /// 2. With ignore_index, a mask m of shape (B, 1, *) from the original target: label ≠ ii for a
-///    one-channel target; 1 − t_ii for a one-hot target when 0 ≤ ii < C; else [Σ_c t_c > 0].
+///    one-channel target; 1 − t_ii for a one-hot target when 0 ≤ ii < C; else \[Σ_c t_c > 0\].
 ///    Input and target are multiplied by m.
 /// 3. Everything is cast to float32: the reference rounds the masked input, target, mask, α and
 ///    weights to float32 and computes in f64 from there (MONAI's arithmetic itself is float32).
@@ -1452,7 +1452,7 @@ pub struct SoftCrossEntropyOptions {
 
 /// `segmentation_models_pytorch.losses.SoftCrossEntropyLoss(reduction, smooth_factor,
 /// ignore_index)(y_pred, y_true)`: fairseq's label-smoothed NLL over log_softmax on axis 1, the
-/// class-index cross entropy without weights ([`class_index_loss`]) with one change:
+/// class-index cross entropy without weights (`class_index_loss`) with one change:
 ///
 /// ```text
 /// l_n = (1 − ε)·(−log p_{n,y_n}) + (ε/C)·Σ_c(−log p_{n,c}),  0 where y_n = ignore_index
