@@ -31,7 +31,7 @@ use super::binary::{
 };
 use super::cross_entropy::{class_index_loss, float_input, ClassIndexCall, MeanOver};
 use super::smp::SmpMode;
-use super::softmax::{log_softmax, log_softmax_backward};
+use super::softmax::{log_softmax, log_softmax_backward_from_logits};
 use super::{compensated_sum, monai, reshaped, LossOutput, Reduction};
 use crate::error::Rejection;
 use crate::spec::Result;
@@ -807,7 +807,7 @@ fn softmax_map(
             *value = focal.backward(log_probs[&index], te, g);
         }
     }
-    let mut grad_input = log_softmax_backward(&log_probs, &grad_log_probs, 1);
+    let mut grad_input = log_softmax_backward_from_logits(x, &log_probs, &grad_log_probs, 1);
     if mask.is_some() {
         for (index, value) in grad_input.indexed_iter_mut() {
             *value *= mask_at(&index);
@@ -1512,7 +1512,8 @@ pub fn smp_soft_cross_entropy(
         }
         (given, _) => given.cloned(),
     };
-    let log_probs = log_softmax(&float_input(y_pred)?, 1);
+    let logits = float_input(y_pred)?;
+    let log_probs = log_softmax(&logits, 1);
     let (loss, grad_log_probs) = class_index_loss(
         &log_probs,
         &call,
@@ -1529,6 +1530,6 @@ pub fn smp_soft_cross_entropy(
     };
     Ok(LossOutput {
         loss,
-        grad_input: log_softmax_backward(&log_probs, &grad_log_probs, 1),
+        grad_input: log_softmax_backward_from_logits(&logits, &log_probs, &grad_log_probs, 1),
     })
 }

@@ -1,6 +1,7 @@
-//! Softmax and log-softmax over one axis (the class axis), with the log-softmax backward.
+//! Softmax and log-softmax over one axis (the class axis), with the log-softmax backward (from
+//! the log-probabilities, or more accurately from the logits they came from).
 
-use ndarray::{Array, ArrayD, Axis, Dimension, Zip};
+use ndarray::{Array, ArrayView1, Axis, Dimension, Zip};
 
 use super::binary::two_sum;
 use super::compensated_sum;
@@ -16,24 +17,52 @@ use super::compensated_sum;
 pub fn log_softmax<D: Dimension>(logits: &Array<f64, D>, axis: usize) -> Array<f64, D> {
     let mut log_probs = logits.clone();
     for mut lane in log_probs.lanes_mut(Axis(axis)) {
-        let (arg_max, max) = lane.iter().copied().enumerate().fold(
-            (0, f64::NEG_INFINITY),
-            |best, (index, value)| if value > best.1 { (index, value) } else { best },
-        );
-        if !max.is_finite() || lane.iter().any(|value| value.is_nan()) {
-            lane.fill(f64::NAN);
-            continue;
+        match shift(lane.view()) {
+            Some(Shift { max, others, .. }) => {
+                let log_sum_exp = others.ln_1p();
+                lane.mapv_inplace(|value| (value - max) - log_sum_exp);
+            }
+            None => lane.fill(f64::NAN),
         }
-        let others = compensated_sum(
-            lane.iter()
-                .enumerate()
-                .filter(|&(index, _)| index != arg_max)
-                .map(|(_, &value)| shifted_exp(value, max)),
-        );
-        let log_sum_exp = others.ln_1p();
-        lane.mapv_inplace(|value| (value - max) - log_sum_exp);
     }
     log_probs
+}
+
+/// A lane's arg-max a, its maximum m and S = Σ_{k≠a} exp(x_k − m); `None` for a lane holding NaN
+/// or without a finite maximum (+inf, all −inf), which softmax turns into NaN.
+struct Shift {
+    arg_max: usize,
+    max: f64,
+    others: f64,
+}
+
+/// The [`Shift`] of one lane.
+fn shift(lane: ArrayView1<f64>) -> Option<Shift> {
+    let (arg_max, max) =
+        lane.iter()
+            .copied()
+            .enumerate()
+            .fold((0, f64::NEG_INFINITY), |best, (index, value)| {
+                if value > best.1 {
+                    (index, value)
+                } else {
+                    best
+                }
+            });
+    if !max.is_finite() || lane.iter().any(|value| value.is_nan()) {
+        return None;
+    }
+    let others = compensated_sum(
+        lane.iter()
+            .enumerate()
+            .filter(|&(index, _)| index != arg_max)
+            .map(|(_, &value)| shifted_exp(value, max)),
+    );
+    Some(Shift {
+        arg_max,
+        max,
+        others,
+    })
 }
 
 /// exp(x − m) with the rounding of x − m folded back in: x − m = d + δ exactly, and
@@ -49,9 +78,31 @@ fn shifted_exp(x: f64, m: f64) -> f64 {
     }
 }
 
-/// softmax(x)_c = exp(log softmax(x)_c).
-pub fn softmax(logits: &ArrayD<f64>, axis: usize) -> ArrayD<f64> {
-    log_softmax(logits, axis).mapv(f64::exp)
+/// softmax(x)_c = exp(x_c − m)/(1 + S) (1/(1 + S) at the arg-max), with m and S as in
+/// [`log_softmax`]: each p_c to about 2 ulp, where exp(log softmax(x)_c) carries log p_c's
+/// rounding multiplied by |log p_c| (20 ulp at log p = −40). NaN lanes as in [`log_softmax`].
+pub fn softmax<D: Dimension>(logits: &Array<f64, D>, axis: usize) -> Array<f64, D> {
+    let mut probabilities = logits.clone();
+    for mut lane in probabilities.lanes_mut(Axis(axis)) {
+        match shift(lane.view()) {
+            Some(Shift {
+                arg_max,
+                max,
+                others,
+            }) => {
+                let total = 1.0 + others;
+                for (index, value) in lane.iter_mut().enumerate() {
+                    *value = if index == arg_max {
+                        1.0 / total
+                    } else {
+                        shifted_exp(*value, max) / total
+                    };
+                }
+            }
+            None => lane.fill(f64::NAN),
+        }
+    }
+    probabilities
 }
 
 /// The log-softmax vector-Jacobian product: given g = ∂L/∂(log p), returns
@@ -70,22 +121,44 @@ pub fn log_softmax_backward<D: Dimension>(
     grad_log_probs: &Array<f64, D>,
     axis: usize,
 ) -> Array<f64, D> {
+    backward(log_probs, &log_probs.mapv(f64::exp), grad_log_probs, axis)
+}
+
+/// [`log_softmax_backward`] with p = [`softmax`] of the logits the log-probabilities came from, so
+/// that p_c keeps its digits where log p_c is large and negative.
+pub fn log_softmax_backward_from_logits<D: Dimension>(
+    logits: &Array<f64, D>,
+    log_probs: &Array<f64, D>,
+    grad_log_probs: &Array<f64, D>,
+    axis: usize,
+) -> Array<f64, D> {
+    backward(log_probs, &softmax(logits, axis), grad_log_probs, axis)
+}
+
+/// The log-softmax backward of [`log_softmax_backward`] with the probabilities given.
+fn backward<D: Dimension>(
+    log_probs: &Array<f64, D>,
+    probabilities: &Array<f64, D>,
+    grad_log_probs: &Array<f64, D>,
+    axis: usize,
+) -> Array<f64, D> {
     let mut grad_logits = grad_log_probs.clone();
     Zip::from(grad_logits.lanes_mut(Axis(axis)))
         .and(log_probs.lanes(Axis(axis)))
-        .for_each(|mut grad_lane, log_prob_lane| {
+        .and(probabilities.lanes(Axis(axis)))
+        .for_each(|mut grad_lane, log_prob_lane, probability_lane| {
             let grad_sum = compensated_sum(grad_lane.iter().copied());
             let grad_sum_lo = compensated_sum(grad_lane.iter().copied().chain([-grad_sum]));
             Zip::from(&mut grad_lane)
                 .and(&log_prob_lane)
-                .for_each(|grad, &log_prob| {
+                .and(&probability_lane)
+                .for_each(|grad, &log_prob, &p| {
                     if !grad_sum.is_finite() {
-                        *grad -= log_prob.exp() * grad_sum;
+                        *grad -= p * grad_sum;
                         return;
                     }
                     let (rest, rest_lo) = two_sum(grad_sum, -*grad);
                     let others = rest + (rest_lo + grad_sum_lo);
-                    let p = log_prob.exp();
                     // Only where p > ½ does 1 − p cancel.
                     let complement = if p > 0.5 { -log_prob.exp_m1() } else { 1.0 - p };
                     *grad = *grad * complement - p * others;
@@ -97,7 +170,7 @@ pub fn log_softmax_backward<D: Dimension>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ndarray::arr1;
+    use ndarray::{arr1, ArrayD};
 
     #[test]
     fn large_logits_are_exact() {
@@ -129,6 +202,12 @@ mod tests {
         // relative error of 15 ulp (−4.6951575726311964e-18).
         let log_probs = log_softmax(&arr1(&[40.0, 0.1]).into_dyn(), 0);
         assert_eq!(log_probs[0], -4.6951575726311895e-18);
+        // p_1 = e^(0.1 − 40)/(1 + e^(0.1 − 40)) = 4.695157572631189680437…e-18; exp(log p_1) is
+        // 15 ulp off for the same reason (4.6951575726311964e-18).
+        assert_eq!(
+            softmax(&arr1(&[40.0, 0.1]), 0).as_slice().unwrap(),
+            &[1.0, 4.6951575726311895e-18]
+        );
     }
 
     #[test]
