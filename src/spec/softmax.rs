@@ -17,52 +17,37 @@ use super::compensated_sum;
 pub fn log_softmax<D: Dimension>(logits: &Array<f64, D>, axis: usize) -> Array<f64, D> {
     let mut log_probs = logits.clone();
     for mut lane in log_probs.lanes_mut(Axis(axis)) {
-        match shift(lane.view()) {
-            Some(Shift { max, others, .. }) => {
-                let log_sum_exp = others.ln_1p();
-                lane.mapv_inplace(|value| (value - max) - log_sum_exp);
-            }
-            None => lane.fill(f64::NAN),
+        let arg_max = arg_max(lane.view());
+        let max = lane.get(arg_max).copied().unwrap_or(f64::NAN);
+        if !max.is_finite() || lane.iter().any(|value| value.is_nan()) {
+            lane.fill(f64::NAN);
+            continue;
         }
+        let others = compensated_sum(
+            lane.iter()
+                .enumerate()
+                .filter(|&(index, _)| index != arg_max)
+                .map(|(_, &value)| shifted_exp(value, max)),
+        );
+        let log_sum_exp = others.ln_1p();
+        lane.mapv_inplace(|value| (value - max) - log_sum_exp);
     }
     log_probs
 }
 
-/// A lane's arg-max a, its maximum m and S = Σ_{k≠a} exp(x_k − m); `None` for a lane holding NaN
-/// or without a finite maximum (+inf, all −inf), which softmax turns into NaN.
-struct Shift {
-    arg_max: usize,
-    max: f64,
-    others: f64,
-}
-
-/// The [`Shift`] of one lane.
-fn shift(lane: ArrayView1<f64>) -> Option<Shift> {
-    let (arg_max, max) =
-        lane.iter()
-            .copied()
-            .enumerate()
-            .fold((0, f64::NEG_INFINITY), |best, (index, value)| {
-                if value > best.1 {
-                    (index, value)
-                } else {
-                    best
-                }
-            });
-    if !max.is_finite() || lane.iter().any(|value| value.is_nan()) {
-        return None;
-    }
-    let others = compensated_sum(
-        lane.iter()
-            .enumerate()
-            .filter(|&(index, _)| index != arg_max)
-            .map(|(_, &value)| shifted_exp(value, max)),
-    );
-    Some(Shift {
-        arg_max,
-        max,
-        others,
-    })
+/// The index of the first largest value of a lane (0 for an empty or all-NaN lane).
+fn arg_max(lane: ArrayView1<f64>) -> usize {
+    lane.iter()
+        .copied()
+        .enumerate()
+        .fold((0, f64::NEG_INFINITY), |best, (index, value)| {
+            if value > best.1 {
+                (index, value)
+            } else {
+                best
+            }
+        })
+        .0
 }
 
 /// exp(x − m) with the rounding of x − m folded back in: x − m = d + δ exactly, and
@@ -78,31 +63,9 @@ fn shifted_exp(x: f64, m: f64) -> f64 {
     }
 }
 
-/// softmax(x)_c = exp(x_c − m)/(1 + S) (1/(1 + S) at the arg-max), with m and S as in
-/// [`log_softmax`]: each p_c to about 2 ulp, where exp(log softmax(x)_c) carries log p_c's
-/// rounding multiplied by |log p_c| (20 ulp at log p = −40). NaN lanes as in [`log_softmax`].
+/// softmax(x)_c = exp(log softmax(x)_c).
 pub fn softmax<D: Dimension>(logits: &Array<f64, D>, axis: usize) -> Array<f64, D> {
-    let mut probabilities = logits.clone();
-    for mut lane in probabilities.lanes_mut(Axis(axis)) {
-        match shift(lane.view()) {
-            Some(Shift {
-                arg_max,
-                max,
-                others,
-            }) => {
-                let total = 1.0 + others;
-                for (index, value) in lane.iter_mut().enumerate() {
-                    *value = if index == arg_max {
-                        1.0 / total
-                    } else {
-                        shifted_exp(*value, max) / total
-                    };
-                }
-            }
-            None => lane.fill(f64::NAN),
-        }
-    }
-    probabilities
+    log_softmax(logits, axis).mapv(f64::exp)
 }
 
 /// The log-softmax vector-Jacobian product: given g = ∂L/∂(log p), returns
@@ -124,15 +87,27 @@ pub fn log_softmax_backward<D: Dimension>(
     backward(log_probs, &log_probs.mapv(f64::exp), grad_log_probs, axis)
 }
 
-/// [`log_softmax_backward`] with p = [`softmax`] of the logits the log-probabilities came from, so
-/// that p_c keeps its digits where log p_c is large and negative.
+/// [`log_softmax_backward`] with p_c = exp(x_c − x_a)·p_a, a the arg-max, p_a = exp(log p_a)
+/// (`shifted_exp`): exp(log p_c) carries log p_c's rounding multiplied by |log p_c| (20 ulp at
+/// log p = −40), this form only |log p_a| ≤ |log p_c| times it.
 pub fn log_softmax_backward_from_logits<D: Dimension>(
     logits: &Array<f64, D>,
     log_probs: &Array<f64, D>,
     grad_log_probs: &Array<f64, D>,
     axis: usize,
 ) -> Array<f64, D> {
-    backward(log_probs, &softmax(logits, axis), grad_log_probs, axis)
+    let mut probabilities = logits.clone();
+    Zip::from(probabilities.lanes_mut(Axis(axis)))
+        .and(log_probs.lanes(Axis(axis)))
+        .for_each(|mut lane, log_prob_lane| {
+            let arg_max = arg_max(log_prob_lane);
+            if let (Some(&max), Some(&log_p_max)) = (lane.get(arg_max), log_prob_lane.get(arg_max))
+            {
+                let p_max = log_p_max.exp();
+                lane.mapv_inplace(|value| shifted_exp(value, max) * p_max);
+            }
+        });
+    backward(log_probs, &probabilities, grad_log_probs, axis)
 }
 
 /// The log-softmax backward of [`log_softmax_backward`] with the probabilities given.
@@ -202,11 +177,18 @@ mod tests {
         // relative error of 15 ulp (−4.6951575726311964e-18).
         let log_probs = log_softmax(&arr1(&[40.0, 0.1]).into_dyn(), 0);
         assert_eq!(log_probs[0], -4.6951575726311895e-18);
-        // p_1 = e^(0.1 − 40)/(1 + e^(0.1 − 40)) = 4.695157572631189680437…e-18; exp(log p_1) is
-        // 15 ulp off for the same reason (4.6951575726311964e-18).
+        // p_1 = e^(0.1 − 40)/(1 + e^(0.1 − 40)) = 4.695157572631189680437…e-18, and the gradient
+        // of −log p_0 is (−p_1, p_1); exp(log p_1) would be 15 ulp off for the same reason
+        // (4.6951575726311964e-18).
+        let grad = log_softmax_backward_from_logits(
+            &arr1(&[40.0, 0.1]).into_dyn(),
+            &log_probs,
+            &arr1(&[-1.0, 0.0]).into_dyn(),
+            0,
+        );
         assert_eq!(
-            softmax(&arr1(&[40.0, 0.1]), 0).as_slice().unwrap(),
-            &[1.0, 4.6951575726311895e-18]
+            grad.as_slice().unwrap(),
+            &[-4.6951575726311895e-18, 4.6951575726311895e-18]
         );
     }
 
