@@ -192,23 +192,28 @@ pub(crate) fn bce_with_logits_element(x: f64, t: f64, t_bar: f64, w: f64, pw: f6
     (loss, slope)
 }
 
-/// [`bce_with_logits_element`] over arrays x, t̄, t, w, pw of one shape: the loss map and ∂l/∂x.
-/// The targets are not validated (t = −100 is accepted).
+/// [`bce_with_logits_element`] over arrays x, t, w, pw of one shape, each target read as the pair
+/// (t, t̄) `targets` makes of it: the loss map and ∂l/∂x. The targets are not validated (t = −100
+/// is accepted).
 fn bce_with_logits_elements(
     x: &ArrayD<f64>,
     t: &ArrayD<f64>,
-    t_bar: &ArrayD<f64>,
     w: &ArrayD<f64>,
     pw: &ArrayD<f64>,
+    targets: impl Fn(f64) -> (f64, f64),
 ) -> (ArrayD<f64>, ArrayD<f64>) {
-    let pairs = Zip::from(x)
+    let mut loss = ArrayD::zeros(x.raw_dim());
+    let mut derivative = ArrayD::zeros(x.raw_dim());
+    Zip::from(&mut loss)
+        .and(&mut derivative)
+        .and(x)
         .and(t)
-        .and(t_bar)
         .and(w)
         .and(pw)
-        .map_collect(|&x, &t, &t_bar, &w, &pw| bce_with_logits_element(x, t, t_bar, w, pw));
-    let loss = pairs.mapv(|(loss, _)| loss);
-    let derivative = pairs.mapv(|(_, slope)| slope);
+        .for_each(|loss, derivative, &x, &t, &w, &pw| {
+            let (t, t_bar) = targets(t);
+            (*loss, *derivative) = bce_with_logits_element(x, t, t_bar, w, pw);
+        });
     (loss, derivative)
 }
 
@@ -272,8 +277,8 @@ pub fn binary_cross_entropy_with_logits(
     grad_output: Option<&ArrayD<f64>>,
 ) -> Result<LossOutput> {
     let call = check_logits_call(input, target, weight, pos_weight)?;
-    let t_bar = call.t.mapv(|t| 1.0 - t);
-    let (loss, derivative) = bce_with_logits_elements(&call.x, &call.t, &t_bar, &call.w, &call.pw);
+    let (loss, derivative) =
+        bce_with_logits_elements(&call.x, &call.t, &call.w, &call.pw, |t| (t, 1.0 - t));
     reduce_elementwise(loss, derivative, reduction, grad_output)
 }
 
@@ -298,18 +303,17 @@ pub fn smp_soft_bce_with_logits(
     options: &SoftBceOptions,
     grad_output: Option<&ArrayD<f64>>,
 ) -> Result<LossOutput> {
-    let mut call = check_logits_call(y_pred, y_true, weight, pos_weight)?;
+    let call = check_logits_call(y_pred, y_true, weight, pos_weight)?;
     let kept = call.t.mapv(|t| match options.ignore_index {
         Some(ignored) if t == ignored as f64 => 0.0,
         _ => 1.0,
     });
-    let mut t_bar = call.t.mapv(|t| 1.0 - t);
-    if let Some(s) = options.smooth_factor {
-        t_bar = call.t.mapv(|t| t * s + (1.0 - t) * (1.0 - s));
-        call.t.mapv_inplace(|t| (1.0 - t) * s + t * (1.0 - s));
-    }
+    let smoothed = |t: f64| match options.smooth_factor {
+        Some(s) => ((1.0 - t) * s + t * (1.0 - s), t * s + (1.0 - t) * (1.0 - s)),
+        None => (t, 1.0 - t),
+    };
     let (mut loss, mut derivative) =
-        bce_with_logits_elements(&call.x, &call.t, &t_bar, &call.w, &call.pw);
+        bce_with_logits_elements(&call.x, &call.t, &call.w, &call.pw, smoothed);
     loss *= &kept;
     derivative *= &kept;
     reduce_elementwise(loss, derivative, options.reduction, grad_output)

@@ -84,7 +84,7 @@ pub fn log_softmax_backward<D: Dimension>(
     grad_log_probs: &Array<f64, D>,
     axis: usize,
 ) -> Array<f64, D> {
-    backward(log_probs, &log_probs.mapv(f64::exp), grad_log_probs, axis)
+    backward(log_probs, None, grad_log_probs, axis)
 }
 
 /// [`log_softmax_backward`] with p_c = exp(x_c − x_a)·p_a, a the arg-max, p_a = exp(log p_a)
@@ -96,38 +96,35 @@ pub fn log_softmax_backward_from_logits<D: Dimension>(
     grad_log_probs: &Array<f64, D>,
     axis: usize,
 ) -> Array<f64, D> {
-    let mut probabilities = logits.clone();
-    Zip::from(probabilities.lanes_mut(Axis(axis)))
-        .and(log_probs.lanes(Axis(axis)))
-        .for_each(|mut lane, log_prob_lane| {
-            let arg_max = arg_max(log_prob_lane);
-            if let (Some(&max), Some(&log_p_max)) = (lane.get(arg_max), log_prob_lane.get(arg_max))
-            {
-                let p_max = log_p_max.exp();
-                lane.mapv_inplace(|value| shifted_exp(value, max) * p_max);
-            }
-        });
-    backward(log_probs, &probabilities, grad_log_probs, axis)
+    backward(log_probs, Some(logits), grad_log_probs, axis)
 }
 
-/// The log-softmax backward of [`log_softmax_backward`] with the probabilities given.
+/// The log-softmax backward of [`log_softmax_backward`], with p from the logits when given.
 fn backward<D: Dimension>(
     log_probs: &Array<f64, D>,
-    probabilities: &Array<f64, D>,
+    logits: Option<&Array<f64, D>>,
     grad_log_probs: &Array<f64, D>,
     axis: usize,
 ) -> Array<f64, D> {
     let mut grad_logits = grad_log_probs.clone();
     Zip::from(grad_logits.lanes_mut(Axis(axis)))
         .and(log_probs.lanes(Axis(axis)))
-        .and(probabilities.lanes(Axis(axis)))
-        .for_each(|mut grad_lane, log_prob_lane, probability_lane| {
+        .and(logits.unwrap_or(log_probs).lanes(Axis(axis)))
+        .for_each(|mut grad_lane, log_prob_lane, logit_lane| {
+            let arg_max = arg_max(log_prob_lane);
+            let max = logit_lane.get(arg_max).copied().unwrap_or(f64::NAN);
+            let p_max = log_prob_lane.get(arg_max).map_or(f64::NAN, |lp| lp.exp());
+            let probability = |logit: f64, log_prob: f64| match logits {
+                Some(_) => shifted_exp(logit, max) * p_max,
+                None => log_prob.exp(),
+            };
             let grad_sum = compensated_sum(grad_lane.iter().copied());
             let grad_sum_lo = compensated_sum(grad_lane.iter().copied().chain([-grad_sum]));
             Zip::from(&mut grad_lane)
                 .and(&log_prob_lane)
-                .and(&probability_lane)
-                .for_each(|grad, &log_prob, &p| {
+                .and(&logit_lane)
+                .for_each(|grad, &log_prob, &logit| {
+                    let p = probability(logit, log_prob);
                     if !grad_sum.is_finite() {
                         *grad -= p * grad_sum;
                         return;
