@@ -19,6 +19,35 @@ pub fn sigmoid(x: f64) -> f64 {
     1.0 / (1.0 + (-x).exp())
 }
 
+/// σ(x) as an unevaluated sum hi + lo, for callers that raise it to a power (which multiplies
+/// its relative error): 1 + e^{−x} is formed exactly by a two-sum and its reciprocal refined by
+/// one Newton step, so the only error left is exp's (½ ulp of e^{−x}, moving σ(x) by at most
+/// σ(−x)·½ ulp) and about 2^−104 of rounding. (0, 0) where σ(x) underflows.
+pub(crate) fn sigmoid_wide(x: f64) -> (f64, f64) {
+    let e = (-x).exp();
+    if e.is_infinite() {
+        return (0.0, 0.0);
+    }
+    let (s, s_lo) = two_sum(1.0, e);
+    let q = 1.0 / s;
+    let residual = (-q).mul_add(s, 1.0) - q * s_lo;
+    (q, q * residual)
+}
+
+/// a + b = s + e exactly, s the rounded sum (Knuth's two-sum).
+pub(crate) fn two_sum(a: f64, b: f64) -> (f64, f64) {
+    let s = a + b;
+    let b_virtual = s - a;
+    let a_virtual = s - b_virtual;
+    (s, (a - a_virtual) + (b - b_virtual))
+}
+
+/// a·b = p + e exactly, p the rounded product (the error by a fused multiply-add).
+pub(crate) fn two_product(a: f64, b: f64) -> (f64, f64) {
+    let p = a * b;
+    (p, a.mul_add(b, -p))
+}
+
 /// log σ(x) = min(x, 0) − log1p(exp(−|x|)), exact for logits of any size (PyTorch's kernel).
 pub fn log_sigmoid(x: f64) -> f64 {
     x.min(0.0) - (-x.abs()).exp().ln_1p()
@@ -89,8 +118,11 @@ pub(crate) fn reduce_elementwise(
 ///
 /// ```text
 /// l = −w·[t·max(log p, −100) + (1 − t)·max(log1p(−p), −100)]      mean = Σ l / (number of elements)
-/// ∂l/∂p = w·(p − t) / max(p·(1 − p), ε),   ε = 1e-12 as a float32 (9.99999996e-13)
+/// ∂l/∂p = w·[(p − t) / max(p·(1 − p), ε)],   ε = 1e-12 as a float32 (9.99999996e-13)
 /// ```
+///
+/// Both log terms are ≤ 0, so the forward does not cancel. The gradient divides before it
+/// multiplies by w: w·(p − t) underflows for p = 1e-300, w = 3e-16 where the quotient does not.
 ///
 /// The gradient is PyTorch's own backward, not the derivative of the clamped forward: at p = 0,
 /// t = 1 the loss is 100 and the gradient −1/ε ≈ −1.000000004e12 (PyTorch's ε is a `float`
@@ -130,37 +162,58 @@ pub fn binary_cross_entropy(
     let derivative = Zip::from(&p)
         .and(&t)
         .and(&w)
-        .map_collect(|&p, &t, &w| w * (p - t) / ((1.0 - p) * p).max(f64::from(1e-12_f32)));
+        .map_collect(|&p, &t, &w| w * ((p - t) / ((1.0 - p) * p).max(f64::from(1e-12_f32))));
     reduce_elementwise(loss, derivative, reduction, grad_output)
 }
 
-/// The elementwise BCE-with-logits of logits x against targets t with broadcast weights w and
-/// positive weights pw (PyTorch's `Loss.cpp`):
+/// One element of BCE-with-logits: logit x, target t and its complement t̄ = 1 − t (passed
+/// separately so that a caller forming t̄ from other quantities need not round 1 − t), weight w and
+/// positive weight pw (PyTorch's `Loss.cpp`, rewritten through softplus):
 ///
 /// ```text
-/// l = w·[(1 − t)·x − (1 + (pw − 1)·t)·log σ(x)]  =  w·[−pw·t·log σ(x) − (1 − t)·log σ(−x)]
-/// ∂l/∂x = w·[(pw·t + 1 − t)·σ(x) − pw·t]
+/// softplus(x) = log(1 + eˣ) = −log σ(−x)
+/// l     = w·[(1 − t)·x − (1 + (pw − 1)·t)·log σ(x)] = w·[pw·t·softplus(−x) + t̄·softplus(x)]
+/// ∂l/∂x = w·[(pw·t + 1 − t)·σ(x) − pw·t]           = w·[t̄·σ(x) − pw·t·σ(−x)]
 /// ```
 ///
-/// Returns the loss map and ∂l/∂x. The targets are not validated (t = −100 is accepted).
-pub(crate) fn bce_with_logits_elements(
+/// For t ∈ [0, 1] and pw ≥ 0 both forms on the right are sums of same-signed terms: the loss of a
+/// confident-correct logit does not cancel x against log σ(x), and the gradient does not subtract
+/// pw·t from a σ(x) that rounds to 1. One exp and one log1p serve all four functions of x: with
+/// e = exp(−|x|) and L = log1p(e), softplus(±x) = max(±x, 0) + L, and σ(|x|) = 1/(1 + e),
+/// σ(−|x|) = e/(1 + e). Returns (l, ∂l/∂x).
+pub(crate) fn bce_with_logits_element(x: f64, t: f64, t_bar: f64, w: f64, pw: f64) -> (f64, f64) {
+    let e = (-x.abs()).exp();
+    let log_term = e.ln_1p();
+    let (softplus_x, softplus_neg) = (x.max(0.0) + log_term, (-x).max(0.0) + log_term);
+    let (near, far) = (1.0 / (1.0 + e), e / (1.0 + e));
+    let (sigmoid_x, sigmoid_neg) = if x >= 0.0 { (near, far) } else { (far, near) };
+    let loss = w * (pw * t * softplus_neg + t_bar * softplus_x);
+    let slope = w * (t_bar * sigmoid_x - pw * t * sigmoid_neg);
+    (loss, slope)
+}
+
+/// [`bce_with_logits_element`] over arrays x, t, w, pw of one shape, each target read as the pair
+/// (t, t̄) `targets` makes of it: the loss map and ∂l/∂x. The targets are not validated (t = −100
+/// is accepted).
+fn bce_with_logits_elements(
     x: &ArrayD<f64>,
     t: &ArrayD<f64>,
     w: &ArrayD<f64>,
     pw: &ArrayD<f64>,
+    targets: impl Fn(f64) -> (f64, f64),
 ) -> (ArrayD<f64>, ArrayD<f64>) {
-    let loss = Zip::from(x)
+    let mut loss = ArrayD::zeros(x.raw_dim());
+    let mut derivative = ArrayD::zeros(x.raw_dim());
+    Zip::from(&mut loss)
+        .and(&mut derivative)
+        .and(x)
         .and(t)
         .and(w)
         .and(pw)
-        .map_collect(|&x, &t, &w, &pw| {
-            w * ((1.0 - t) * x - (1.0 + (pw - 1.0) * t) * log_sigmoid(x))
+        .for_each(|loss, derivative, &x, &t, &w, &pw| {
+            let (t, t_bar) = targets(t);
+            (*loss, *derivative) = bce_with_logits_element(x, t, t_bar, w, pw);
         });
-    let derivative = Zip::from(x)
-        .and(t)
-        .and(w)
-        .and(pw)
-        .map_collect(|&x, &t, &w, &pw| w * ((pw * t + 1.0 - t) * sigmoid(x) - pw * t));
     (loss, derivative)
 }
 
@@ -200,11 +253,21 @@ fn check_logits_call(
     })
 }
 
-/// `binary_cross_entropy_with_logits(input, target, weight, reduction, pos_weight)`: the
-/// elementwise loss of [`bce_with_logits_elements`], mean = Σ l / (number of elements).
+/// `binary_cross_entropy_with_logits(input, target, weight, reduction, pos_weight)`: with weights
+/// w and positive weights pw broadcast to the input,
 ///
-/// Stable for logits of any size (±1e4 gives 1e4 exactly); ±inf logits give NaN where 0·inf
-/// appears, as in PyTorch.
+/// ```text
+/// l     = w·[pw·t·softplus(−x) + (1 − t)·softplus(x)]      mean = Σ l / (number of elements)
+/// ∂l/∂x = w·[(1 − t)·σ(x) − pw·t·σ(−x)]
+/// ```
+///
+/// (PyTorch's (1 − t)·x − (1 + (pw − 1)·t)·log σ(x) and (pw·t + 1 − t)·σ(x) − pw·t, in forms that
+/// do not cancel; `bce_with_logits_element`).
+///
+/// Stable for logits of any size (±1e4 gives 1e4 exactly). An infinite logit gives NaN where a
+/// zero-weighted softplus is infinite (x = +inf, t = 1 and x = −inf, t = 0, as PyTorch, though
+/// the limit is 0); at x = −inf, t = 1 the loss is +inf, the limit, where PyTorch's
+/// (1 − t)·x gives 0·(−inf) = NaN.
 pub fn binary_cross_entropy_with_logits(
     input: &Tensor,
     target: &Tensor,
@@ -214,7 +277,8 @@ pub fn binary_cross_entropy_with_logits(
     grad_output: Option<&ArrayD<f64>>,
 ) -> Result<LossOutput> {
     let call = check_logits_call(input, target, weight, pos_weight)?;
-    let (loss, derivative) = bce_with_logits_elements(&call.x, &call.t, &call.w, &call.pw);
+    let (loss, derivative) =
+        bce_with_logits_elements(&call.x, &call.t, &call.w, &call.pw, |t| (t, 1.0 - t));
     reduce_elementwise(loss, derivative, reduction, grad_output)
 }
 
@@ -225,6 +289,7 @@ pub fn binary_cross_entropy_with_logits(
 ///
 /// ```text
 /// t' = (1 − t)·s + t·(1 − s)                      ({0, 1} → {s, 1 − s}, not ε/C)
+/// 1 − t' = t·s + (1 − t)·(1 − s)                  (formed directly: 1 − 0.9 would round)
 /// l  = BCE_with_logits(x, t', w, pw) · m
 /// mean = Σ l / (number of elements)               (ignored elements stay in the denominator)
 /// ```
@@ -238,15 +303,17 @@ pub fn smp_soft_bce_with_logits(
     options: &SoftBceOptions,
     grad_output: Option<&ArrayD<f64>>,
 ) -> Result<LossOutput> {
-    let mut call = check_logits_call(y_pred, y_true, weight, pos_weight)?;
+    let call = check_logits_call(y_pred, y_true, weight, pos_weight)?;
     let kept = call.t.mapv(|t| match options.ignore_index {
         Some(ignored) if t == ignored as f64 => 0.0,
         _ => 1.0,
     });
-    if let Some(s) = options.smooth_factor {
-        call.t.mapv_inplace(|t| (1.0 - t) * s + t * (1.0 - s));
-    }
-    let (mut loss, mut derivative) = bce_with_logits_elements(&call.x, &call.t, &call.w, &call.pw);
+    let smoothed = |t: f64| match options.smooth_factor {
+        Some(s) => ((1.0 - t) * s + t * (1.0 - s), t * s + (1.0 - t) * (1.0 - s)),
+        None => (t, 1.0 - t),
+    };
+    let (mut loss, mut derivative) =
+        bce_with_logits_elements(&call.x, &call.t, &call.w, &call.pw, smoothed);
     loss *= &kept;
     derivative *= &kept;
     reduce_elementwise(loss, derivative, options.reduction, grad_output)
@@ -282,6 +349,30 @@ mod tests {
         assert_eq!(log_sigmoid(1e4), 0.0);
         assert_eq!(log_sigmoid(-1e4), -1e4);
         assert!((log_sigmoid(0.0) + std::f64::consts::LN_2).abs() < 1e-16);
+    }
+
+    #[test]
+    fn wide_sigmoid_is_exact_at_zero_and_vanishes_past_the_exponent_range() {
+        assert_eq!(sigmoid_wide(0.0), (0.5, 0.0));
+        assert_eq!(sigmoid_wide(-800.0), (0.0, 0.0));
+        // Given e = fl(e^−1) = 0.36787944117144233, 1/(1 + e) = 0.73105857863000487260865353503981…
+        // (mpmath) = 0.7310585786300049 − 2.3439779703280473e-17 to 2^−108: hi + lo must match it
+        // to 2^−100, far beyond the 2^−55 of one float64.
+        assert_eq!((-1f64).exp(), 0.36787944117144233);
+        let (hi, lo) = sigmoid_wide(1.0);
+        assert_eq!(hi, 0.7310585786300049);
+        let error = (hi - 0.7310585786300049) + (lo + 2.3439779703280473e-17);
+        assert!(error.abs() <= 2f64.powi(-100), "{error:e}");
+    }
+
+    #[test]
+    fn two_sum_and_two_product_are_exact() {
+        assert_eq!(two_sum(1.0, 1e-20), (1.0, 1e-20));
+        let third = 1.0 / 3.0;
+        let (p, e) = two_product(third, 3.0);
+        assert_eq!(p, 1.0);
+        assert_eq!(e, third.mul_add(3.0, -1.0));
+        assert_eq!(e, -f64::EPSILON / 4.0);
     }
 
     #[test]

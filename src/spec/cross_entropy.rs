@@ -6,7 +6,7 @@
 
 use ndarray::{Array1, ArrayD, Dimension, IxDyn};
 
-use super::softmax::{log_softmax, log_softmax_backward};
+use super::softmax::{log_softmax, log_softmax_backward_from_logits};
 use super::{compensated_sum, reshaped, LossOutput, Reduction};
 use crate::error::Rejection;
 use crate::spec::Result;
@@ -124,7 +124,12 @@ pub fn cross_entropy(
         )?;
         return Ok(LossOutput {
             loss,
-            grad_input: log_softmax_backward(&log_probs, &grad_log_probs, axis),
+            grad_input: log_softmax_backward_from_logits(
+                &logits,
+                &log_probs,
+                &grad_log_probs,
+                axis,
+            ),
         });
     }
     check_label_smoothing(epsilon)?;
@@ -142,7 +147,12 @@ pub fn cross_entropy(
     )?;
     Ok(LossOutput {
         loss,
-        grad_input: log_softmax_backward(&log_probs, &grad_log_probs, checked.class_axis),
+        grad_input: log_softmax_backward_from_logits(
+            &logits,
+            &log_probs,
+            &grad_log_probs,
+            checked.class_axis,
+        ),
     })
 }
 

@@ -25,10 +25,13 @@
 
 use ndarray::{ArrayD, Axis, Dimension, IxDyn, Zip};
 
-use super::binary::{broadcast_to, check_same_shape, log_sigmoid, sigmoid};
+use super::binary::{
+    bce_with_logits_element, broadcast_to, check_same_shape, log_sigmoid, sigmoid, sigmoid_wide,
+    two_product, two_sum,
+};
 use super::cross_entropy::{class_index_loss, float_input, ClassIndexCall, MeanOver};
 use super::smp::SmpMode;
-use super::softmax::{log_softmax, log_softmax_backward};
+use super::softmax::{log_softmax, log_softmax_backward_from_logits};
 use super::{compensated_sum, monai, reshaped, LossOutput, Reduction};
 use crate::error::Rejection;
 use crate::spec::Result;
@@ -55,13 +58,15 @@ pub enum SoftTarget {
     Interpolated,
 }
 
-/// What the gradient of (1 − p_t)^γ is where 1 − p_t = 0 exactly (a saturated prediction).
+/// What the gradient of (1 − p_t)^γ is, for 0 < γ < 1, where the anchor's own rounded 1 − p_t is
+/// 0 (a saturated prediction). Elsewhere, and for γ = 0 or γ ≥ 1, the reference differentiates the
+/// exact 1 − p_t.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Saturation {
-    /// The chain rule evaluated literally: γ·0^(γ−1) is inf for γ < 1 and inf·0 makes the gradient
-    /// NaN (torchvision, smp, MONAI softmax). γ = 0 has a zero gradient, as PyTorch's pow backward.
+    /// The chain rule evaluated literally: γ·0^(γ−1) is inf and inf·0 makes the gradient NaN
+    /// (torchvision, smp, MONAI softmax).
     Literal,
-    /// The factor is detached where 1 − p_t = 0, so the gradient there is 0 (kornia).
+    /// The factor is detached there, so its gradient is 0 (kornia).
     Detached,
 }
 
@@ -137,24 +142,26 @@ struct Element {
 impl SigmoidFocal {
     /// l and m for logit x, target t, α pair (α₊, α₋) and pos_weight pw (only
     /// [`SoftTarget::Interpolated`] reads pw; the others take α_t = α₊·t + α₋·(1 − t)).
+    ///
+    /// BCE is t·softplus(−x) + (1 − t)·softplus(x) ([`bce_with_logits_element`]), never
+    /// (1 − t)·x − log σ(x), which cancels on confident-correct logits.
     fn forward(&self, x: f64, t: f64, alpha: Option<(f64, f64)>, pw: f64) -> Element {
         let gamma = self.gamma;
         let alpha_t = |loss: f64| match alpha {
             Some((positive, negative)) => loss * (positive * t + negative * (1.0 - t)),
             None => loss,
         };
-        let bce = (1.0 - t) * x - log_sigmoid(x);
+        let (bce, _) = bce_with_logits_element(x, t, 1.0 - t, 1.0, 1.0);
         match self.soft_target {
             SoftTarget::Linear => {
-                let p = sigmoid(x);
-                let m = (1.0 - (p * t + (1.0 - p) * (1.0 - t))).powf(gamma);
+                let m = power_wide(linear_complement(x, t), gamma);
                 Element {
                     loss: alpha_t(bce * m),
                     modulation: m,
                 }
             }
             SoftTarget::Geometric { reduced_threshold } => {
-                let m = geometric_modulation(bce, gamma, reduced_threshold).0;
+                let m = Geometric::new(x, t, bce, gamma, reduced_threshold).m;
                 Element {
                     loss: alpha_t(m * bce),
                     modulation: m,
@@ -163,14 +170,14 @@ impl SigmoidFocal {
             SoftTarget::LogSigmoid => {
                 let m = (log_sigmoid(-x * (t * 2.0 - 1.0)) * gamma).exp();
                 Element {
-                    loss: alpha_t(m * (x - x * t - log_sigmoid(x))),
+                    loss: alpha_t(m * bce),
                     modulation: m,
                 }
             }
             SoftTarget::Interpolated => {
                 let (positive, negative) = alpha.unwrap_or((1.0, 1.0));
                 let (log_p, log_q) = (log_sigmoid(x), log_sigmoid(-x));
-                let (m_pos, m_neg) = ((gamma * log_q).exp(), (gamma * log_p).exp());
+                let (m_pos, m_neg) = (sigmoid_power(-x, gamma), sigmoid_power(x, gamma));
                 Element {
                     loss: pw * positive * -(m_pos * t * log_p)
                         + negative * -(m_neg * (1.0 - t) * log_q),
@@ -180,15 +187,17 @@ impl SigmoidFocal {
         }
     }
 
-    /// ∂/∂x of upstream_loss·l + upstream_modulation·m, evaluated along the anchor's own chain, so
-    /// that saturation gives the anchor's NaN:
+    /// ∂/∂x of upstream_loss·l + upstream_modulation·m. With u = upstream_loss·α_t,
+    /// g_m = u·BCE + upstream_modulation and ∂BCE = (1 − t)·σ(x) − t·σ(−x):
     ///
-    /// * Linear: g_m = u·α_t·BCE + u_m; g_s = −g_m·γ(1 − p_t)^(γ−1)·(t − (1 − t));
-    ///   ∂ = u·α_t·m·(p − t) + g_s·p(1 − p).
-    /// * Geometric: g_m as above; g_{p_t} = −g_m·γ·base^(γ−1)/r (base = (1 − p_t)/r, r = 1 without
-    ///   threshold); ∂ = (u·α_t·m − g_{p_t}·p_t)·(p − t).
-    /// * LogSigmoid: ∂ = u·α_t·m·(1 − t − σ(−x)) − g_m·m·γ·σ(x(2t − 1))·(2t − 1).
+    /// * Linear: ∂ = u·m·∂BCE + g_m·γ·m·(1 − 2t)·ρ, ρ = σ(x)σ(−x)/(1 − p_t)
+    ///   = 1/(1 + t·e^{−x} + (1 − t)·e^{x}) (∂(1 − p_t) = (1 − 2t)·σ(x)σ(−x)).
+    /// * Geometric: ∂ = (u·m + g_m·γ·base^(γ−1)/r·p_t)·∂BCE (∂p_t = −p_t·∂BCE).
+    /// * LogSigmoid: ∂ = u·m·∂BCE − g_m·m·γ·σ(x(2t − 1))·(2t − 1).
     /// * Interpolated: the derivative of each term, with ∂log σ(x) = σ(−x), ∂log σ(−x) = −σ(x).
+    ///
+    /// Where the anchor's own rounded 1 − p_t is 0 and γ < 1 ([`anchor_saturates`]), the
+    /// gradient is the anchor's NaN.
     fn backward(
         &self,
         x: f64,
@@ -199,63 +208,149 @@ impl SigmoidFocal {
         upstream_modulation: f64,
     ) -> f64 {
         let gamma = self.gamma;
-        let g = match (alpha, self.soft_target) {
+        let u = match (alpha, self.soft_target) {
             (Some((positive, negative)), soft) if soft != SoftTarget::Interpolated => {
                 upstream_loss * (positive * t + negative * (1.0 - t))
             }
             _ => upstream_loss,
         };
-        let bce = (1.0 - t) * x - log_sigmoid(x);
-        let p = sigmoid(x);
+        let (bce, d_bce) = bce_with_logits_element(x, t, 1.0 - t, 1.0, 1.0);
+        let g_m = u * bce + upstream_modulation;
         match self.soft_target {
             SoftTarget::Linear => {
-                let base = 1.0 - (p * t + (1.0 - p) * (1.0 - t));
-                let m = base.powf(gamma);
-                let g_m = g * bce + upstream_modulation;
-                let g_pt = -(g_m * pow_slope(base, gamma));
-                let g_p = g_pt * t - g_pt * (1.0 - t);
-                g * m * (p - t) + g_p * ((1.0 - p) * p)
+                let p = sigmoid(x);
+                if anchor_saturates(1.0 - (p * t + (1.0 - p) * (1.0 - t)), gamma) {
+                    return f64::NAN;
+                }
+                let m = power_wide(linear_complement(x, t), gamma);
+                let weighted_exp =
+                    |weight: f64, y: f64| if weight == 0.0 { 0.0 } else { weight * y.exp() };
+                let rho = 1.0 / (1.0 + weighted_exp(t, -x) + weighted_exp(1.0 - t, x));
+                let d_m = if gamma == 0.0 {
+                    0.0
+                } else {
+                    gamma * m * (1.0 - 2.0 * t) * rho
+                };
+                u * m * d_bce + g_m * d_m
             }
             SoftTarget::Geometric { reduced_threshold } => {
-                let (m, pt, slope) = geometric_modulation(bce, gamma, reduced_threshold);
-                let g_pt = -((g * bce + upstream_modulation) * slope);
-                (g * m + -(g_pt * pt)) * (p - t)
+                let geometric = Geometric::new(x, t, bce, gamma, reduced_threshold);
+                if geometric.saturates {
+                    return f64::NAN;
+                }
+                (u * geometric.m + g_m * geometric.slope * geometric.pt) * d_bce
             }
             SoftTarget::LogSigmoid => {
-                let u = -x * (t * 2.0 - 1.0);
-                let m = (log_sigmoid(u) * gamma).exp();
-                let g_m = g * (x - x * t - log_sigmoid(x)) + upstream_modulation;
-                let g_u = g_m * m * gamma * sigmoid(-u);
-                g * m * (1.0 - t - sigmoid(-x)) + g_u * -(t * 2.0 - 1.0)
+                let sign = t * 2.0 - 1.0;
+                let m = (log_sigmoid(-x * sign) * gamma).exp();
+                u * m * d_bce - g_m * m * gamma * sigmoid(x * sign) * sign
             }
             SoftTarget::Interpolated => {
                 let (positive, negative) = alpha.unwrap_or((1.0, 1.0));
                 let (log_p, log_q) = (log_sigmoid(x), log_sigmoid(-x));
-                let (m_pos, m_neg) = ((gamma * log_q).exp(), (gamma * log_p).exp());
-                let (d_log_p, d_log_q) = (sigmoid(-x), -p);
+                let (m_pos, m_neg) = (sigmoid_power(-x, gamma), sigmoid_power(x, gamma));
+                let (d_log_p, d_log_q) = (sigmoid(-x), -sigmoid(x));
                 let (d_m_pos, d_m_neg) = (m_pos * gamma * d_log_q, m_neg * gamma * d_log_p);
                 let d_pos = -(pw * positive * t) * (d_m_pos * log_p + m_pos * d_log_p);
                 let d_neg = -(negative * (1.0 - t)) * (d_m_neg * log_q + m_neg * d_log_q);
-                g * (d_pos + d_neg) + upstream_modulation * (t * d_m_pos + (1.0 - t) * d_m_neg)
+                u * (d_pos + d_neg) + upstream_modulation * (t * d_m_pos + (1.0 - t) * d_m_neg)
             }
         }
     }
 }
 
+/// torchvision's 1 − p_t = 1 − [p·t + (1 − p)·(1 − t)] (and smp's for t ∈ {0, 1}), formed as
+/// t·σ(−x) + (1 − t)·σ(x): the same value without subtracting from 1, so it keeps its digits
+/// where p rounds to 1. A power multiplies the base's relative error by γ, so the base is carried
+/// as hi + lo, from exact products and sums of [`sigmoid_wide`].
+fn linear_complement(x: f64, t: f64) -> (f64, f64) {
+    let (q, q_lo) = sigmoid_wide(-x);
+    let (p, p_lo) = sigmoid_wide(x);
+    let (t_bar, t_bar_lo) = two_sum(1.0, -t);
+    let (positive, positive_lo) = two_product(t, q);
+    let (negative, negative_lo) = two_product(t_bar, p);
+    let (base, sum_lo) = two_sum(positive, negative);
+    let lo = sum_lo + positive_lo + t * q_lo + negative_lo + t_bar * p_lo + t_bar_lo * p;
+    two_sum(base, lo)
+}
+
+/// (hi + lo)^γ = hi^γ·(1 + γ·lo/hi), the first-order correction fused into the product.
+fn power_wide((hi, lo): (f64, f64), gamma: f64) -> f64 {
+    let m = hi.powf(gamma);
+    if hi == 0.0 || gamma == 0.0 {
+        m
+    } else {
+        m.mul_add(gamma * lo / hi, m)
+    }
+}
+
+/// σ(x)^γ: from the wide σ where σ(x) is a normal number, else as exp(γ·log σ(x)), which holds
+/// where σ(x) itself underflows.
+fn sigmoid_power(x: f64, gamma: f64) -> f64 {
+    let wide = sigmoid_wide(x);
+    if wide.0 >= f64::MIN_POSITIVE {
+        power_wide(wide, gamma)
+    } else {
+        (gamma * log_sigmoid(x)).exp()
+    }
+}
+
+/// Whether an anchor's chain meets 0^(γ−1) = inf: its own rounded 1 − p_t is 0 and 0 ≠ γ < 1.
+/// PyTorch's pow backward then multiplies inf by 0 and the anchor's gradient is NaN, although the
+/// exact gradient is finite (about 1e-27 at x = 50, t = 1, γ = ½). The reference keeps the
+/// anchor's NaN there, an anchor artefact its fixtures record.
+fn anchor_saturates(rounded_complement: f64, gamma: f64) -> bool {
+    rounded_complement == 0.0 && gamma < 1.0 && gamma != 0.0
+}
+
 /// smp's modulating factor from BCE: p_t = exp(−BCE), m = ((1 − p_t)/r)^γ (r = 1 without a
-/// threshold), m = 1 where p_t < r. Returns (m, p_t, ∂m/∂p_t up to sign: γ·base^(γ−1)/r, 0 where
-/// m is the constant 1).
-fn geometric_modulation(bce: f64, gamma: f64, reduced_threshold: Option<f64>) -> (f64, f64, f64) {
-    let pt = (-bce).exp();
-    match reduced_threshold {
-        Some(r) if pt < r => (1.0, pt, 0.0),
-        Some(r) => {
-            let base = (1.0 - pt) / r;
-            (base.powf(gamma), pt, pow_slope(base, gamma) / r)
-        }
-        None => {
-            let base = 1.0 - pt;
-            (base.powf(gamma), pt, pow_slope(base, gamma))
+/// threshold), m = 1 where p_t < r. 1 − p_t is formed without subtraction: as
+/// [`linear_complement`] for t ∈ {0, 1} (where exp(−BCE) is σ(±x)), else as −expm1(−BCE).
+struct Geometric {
+    /// m.
+    m: f64,
+    /// p_t.
+    pt: f64,
+    /// ∂m/∂(1 − p_t) = γ·base^(γ−1)/r, 0 where m is the constant 1.
+    slope: f64,
+    /// smp's own 1 − p_t rounds to 0 with γ < 1 ([`anchor_saturates`]).
+    saturates: bool,
+}
+
+impl Geometric {
+    fn new(x: f64, t: f64, bce: f64, gamma: f64, reduced_threshold: Option<f64>) -> Geometric {
+        let pt = (-bce).exp();
+        let saturates = anchor_saturates(1.0 - pt, gamma);
+        let r = match reduced_threshold {
+            Some(r) if pt < r => {
+                return Geometric {
+                    m: 1.0,
+                    pt,
+                    slope: 0.0,
+                    saturates: false,
+                }
+            }
+            Some(r) => r,
+            None => 1.0,
+        };
+        let (complement, complement_lo) = if t == 0.0 || t == 1.0 {
+            linear_complement(x, t)
+        } else {
+            (-(-bce).exp_m1(), 0.0)
+        };
+        let base = complement / r;
+        let base_lo = ((-base).mul_add(r, complement) + complement_lo) / r;
+        let m = power_wide((base, base_lo), gamma);
+        let slope = if base > 0.0 && gamma != 0.0 {
+            gamma * power_wide((base, base_lo), gamma - 1.0) / r
+        } else {
+            pow_slope(base, gamma) / r
+        };
+        Geometric {
+            m,
+            pt,
+            slope,
+            saturates,
         }
     }
 }
@@ -268,8 +363,9 @@ fn geometric_modulation(bce: f64, gamma: f64, reduced_threshold: Option<f64>) ->
 /// ∂l_c/∂log p_c = −α_c·t_c·[(1 − p_c)^γ − log p_c·γ(1 − p_c)^(γ−1)·p_c]
 /// ```
 ///
-/// evaluated along MONAI's chain (`-(1 - exp(lp)).pow(γ) * lp * t`), so a saturated class (p_c = 1)
-/// gives a NaN gradient for γ < 1 whatever t_c, unless [`Saturation::Detached`].
+/// with 1 − p_c = −expm1(log p_c). Where the anchor's own 1 − exp(log p_c) rounds to 0 and
+/// 0 < γ < 1 the gradient is MONAI's NaN whatever t_c ([`Saturation::Literal`]) or has kornia's 0
+/// from the detached factor ([`Saturation::Detached`]).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SoftmaxFocal {
     /// γ.
@@ -281,20 +377,22 @@ pub struct SoftmaxFocal {
 impl SoftmaxFocal {
     /// l_c (without α) for log-probability `log_p` and target `t`.
     fn forward(&self, log_p: f64, t: f64) -> f64 {
-        -(1.0 - log_p.exp()).powf(self.gamma) * log_p * t
+        -(-log_p.exp_m1()).powf(self.gamma) * log_p * t
     }
 
     /// ∂(g·l_c)/∂log p_c.
     fn backward(&self, log_p: f64, t: f64, g: f64) -> f64 {
-        let base = 1.0 - log_p.exp();
-        let m = base.powf(self.gamma);
-        let g_a = g * t;
+        let rounded_complement = 1.0 - log_p.exp();
         let slope = match self.saturation {
-            Saturation::Detached if base == 0.0 => 0.0,
-            _ => pow_slope(base, self.gamma),
+            Saturation::Literal if anchor_saturates(rounded_complement, self.gamma) => {
+                return f64::NAN
+            }
+            Saturation::Detached if anchor_saturates(rounded_complement, self.gamma) => 0.0,
+            _ => pow_slope(-log_p.exp_m1(), self.gamma),
         };
-        let g_base = -(g_a * log_p) * slope;
-        g_a * -m + -g_base * log_p.exp()
+        let m = (-log_p.exp_m1()).powf(self.gamma);
+        let g_a = g * t;
+        g_a * -m + g_a * log_p * slope * log_p.exp()
     }
 }
 
@@ -709,7 +807,7 @@ fn softmax_map(
             *value = focal.backward(log_probs[&index], te, g);
         }
     }
-    let mut grad_input = log_softmax_backward(&log_probs, &grad_log_probs, 1);
+    let mut grad_input = log_softmax_backward_from_logits(x, &log_probs, &grad_log_probs, 1);
     if mask.is_some() {
         for (index, value) in grad_input.indexed_iter_mut() {
             *value *= mask_at(&index);
@@ -780,7 +878,7 @@ fn to_f32(value: f64) -> f64 {
 ///    channel axis is rejected there (MONAI's `target[:, 1:]` fails), and with ignore_index at
 ///    the mask (MONAI reads `target.shape[1]`).
 /// 2. With ignore_index, a mask m of shape (B, 1, *) from the original target: label ≠ ii for a
-///    one-channel target; 1 − t_ii for a one-hot target when 0 ≤ ii < C; else [Σ_c t_c > 0].
+///    one-channel target; 1 − t_ii for a one-hot target when 0 ≤ ii < C; else \[Σ_c t_c > 0\].
 ///    Input and target are multiplied by m.
 /// 3. Everything is cast to float32: the reference rounds the masked input, target, mask, α and
 ///    weights to float32 and computes in f64 from there (MONAI's arithmetic itself is float32).
@@ -1354,7 +1452,7 @@ pub struct SoftCrossEntropyOptions {
 
 /// `segmentation_models_pytorch.losses.SoftCrossEntropyLoss(reduction, smooth_factor,
 /// ignore_index)(y_pred, y_true)`: fairseq's label-smoothed NLL over log_softmax on axis 1, the
-/// class-index cross entropy without weights ([`class_index_loss`]) with one change:
+/// class-index cross entropy without weights (`class_index_loss`) with one change:
 ///
 /// ```text
 /// l_n = (1 − ε)·(−log p_{n,y_n}) + (ε/C)·Σ_c(−log p_{n,c}),  0 where y_n = ignore_index
@@ -1414,7 +1512,8 @@ pub fn smp_soft_cross_entropy(
         }
         (given, _) => given.cloned(),
     };
-    let log_probs = log_softmax(&float_input(y_pred)?, 1);
+    let logits = float_input(y_pred)?;
+    let log_probs = log_softmax(&logits, 1);
     let (loss, grad_log_probs) = class_index_loss(
         &log_probs,
         &call,
@@ -1431,6 +1530,6 @@ pub fn smp_soft_cross_entropy(
     };
     Ok(LossOutput {
         loss,
-        grad_input: log_softmax_backward(&log_probs, &grad_log_probs, 1),
+        grad_input: log_softmax_backward_from_logits(&logits, &log_probs, &grad_log_probs, 1),
     })
 }
