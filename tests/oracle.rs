@@ -4,7 +4,9 @@
 //!
 //! The target is 4 ulp for every output. Where the reference does not reach it yet, the measured
 //! figure stands in [`OPEN_GAPS`] with its reason, and the test fails if the error grows past it
-//! (a regression) or drops to 4 ulp (the gap is closed: remove the entry).
+//! (a regression) or, for an accuracy gap, drops to 4 ulp (the gap is closed: remove the entry).
+//! An anchor-artefact entry (the anchor's own value is not the exact one) stays while the fixture
+//! holds the anchor's value: the reference may give either.
 //! `cargo test --test oracle -- --nocapture` prints the table.
 
 use std::collections::BTreeMap;
@@ -71,8 +73,6 @@ const NAN_ROWS: &str = "log_softmax's backward reads the NaN logits of ignored p
 const ZERO_SUM: &str = "the weights of the counted targets sum to 0, so the upstream is g/0 = inf; the log-softmax backward then forms inf - inf = NaN where the oracle's slope x (g/0) is +-inf";
 const SATURATED_FORWARD: &str = "torchvision forms 1 - p_t from p = sigmoid(x), which rounds to 1: the loss is 0 where the exact value is about e^(-1.5|x|)";
 const SATURATED_GRADIENT: &str = "torchvision's pow backward at 1 - p_t = 0 with gamma < 1 gives inf x 0 = NaN where the exact gradient is finite and tiny";
-const LOGITS_GRADIENT: &str = "(pw t + 1 - t) sigmoid(x) - pw t cancels where sigmoid(x) is near t; (1 - t) sigmoid(x) - pw t sigmoid(-x) keeps it";
-const FOCAL_CHAIN: &str = "the gradient follows torchvision's chain, 1 - p_t formed from p = sigmoid(x), and its terms cancel";
 
 /// The open accuracy gaps of the reference, measured against the oracle.
 const OPEN_GAPS: &[Gap] = &[
@@ -82,8 +82,6 @@ const OPEN_GAPS: &[Gap] = &[
     gap("cross_entropy", "cross_entropy/f64/N4C3/sum/ignore_index=1,label_smoothing=0.1,ignored_nan_logits", "gradient", f64::INFINITY, Cause::AnchorArtefact, NAN_ROWS),
     gap("cross_entropy", "cross_entropy/f64/N4C3/mean/weight=zero_sum", "gradient", f64::INFINITY, Cause::AnchorArtefact, ZERO_SUM),
     gap("nll_loss", "nll_loss/f64/N2C3H3W4/mean/weight,ignore_index=1", "forward", 4.8, Cause::Accuracy, "inputs of both signs make the weighted sum cancel; the compensated sum is rounded, then divided by the rounded sum of weights (PyTorch: 42 ulp)"),
-    gap("sigmoid_focal_loss", "sigmoid_focal_loss/f64/N2C3H3W4/sum/default", "gradient", 5.7, Cause::Accuracy, FOCAL_CHAIN),
-    gap("sigmoid_focal_loss", "sigmoid_focal_loss/f64/N2C3H3W4/sum/alpha=-1", "gradient", 4.7, Cause::Accuracy, FOCAL_CHAIN),
     gap("sigmoid_focal_loss", "sigmoid_focal_loss/f64/N2C3H3W4/mean/gamma=0.5,logits=saturated", "forward", 7.7e15, Cause::AnchorArtefact, SATURATED_FORWARD),
     gap("sigmoid_focal_loss", "sigmoid_focal_loss/f64/N2C3H3W4/none/gamma=0.5,logits=saturated", "forward", 5.9e15, Cause::AnchorArtefact, SATURATED_FORWARD),
     gap("sigmoid_focal_loss", "sigmoid_focal_loss/f64/N2C3H3W4/sum/gamma=0.5,logits=saturated", "forward", 7.8e15, Cause::AnchorArtefact, SATURATED_FORWARD),
@@ -91,15 +89,7 @@ const OPEN_GAPS: &[Gap] = &[
     gap("sigmoid_focal_loss", "sigmoid_focal_loss/f64/N2C3H3W4/none/gamma=0.5,logits=saturated", "gradient", f64::INFINITY, Cause::AnchorArtefact, SATURATED_GRADIENT),
     gap("sigmoid_focal_loss", "sigmoid_focal_loss/f64/N2C3H3W4/sum/gamma=0.5,logits=saturated", "gradient", f64::INFINITY, Cause::AnchorArtefact, SATURATED_GRADIENT),
     // Generated hard inputs.
-    gap("cross_entropy", "confident one-hot probability targets", "forward", 1.3e10, Cause::Accuracy, "log p of the dominant class is x - logsumexp(x), which cancels; ln1p of the others' sum keeps it"),
-    gap("cross_entropy", "confident one-hot probability targets", "gradient", 6.4e10, Cause::Accuracy, "p - t for the dominant class forms 1 - p from p; the others' sum over the total keeps it"),
-    gap("binary_cross_entropy", "the underflowing weighted gradient quoted in issue 10", "gradient", 3.7e7, Cause::Accuracy, "w (p - t) underflows before the division by max(p (1 - p), eps); dividing first keeps it"),
-    gap("binary_cross_entropy_with_logits", "confident-correct logits of magnitude 1e1-5e2", "forward", 1.1e6, Cause::Accuracy, "(1 - t) x - (1 + (pw - 1) t) log sigmoid(x) cancels at t = 0, x << 0; -pw t log sigmoid(x) - (1 - t) log sigmoid(-x) keeps it"),
-    gap("binary_cross_entropy_with_logits", "confident-correct logits of magnitude 1e1-5e2", "gradient", 1.2e5, Cause::Accuracy, LOGITS_GRADIENT),
-    gap("binary_cross_entropy_with_logits", "the confident-correct logit quoted in issue 10", "gradient", 128.0, Cause::Accuracy, LOGITS_GRADIENT),
     gap("sigmoid_focal_loss", "gamma 0.5, logits of magnitude 1e2-1e4", "gradient", f64::INFINITY, Cause::AnchorArtefact, SATURATED_GRADIENT),
-    gap("sigmoid_focal_loss", "gamma 2, logits within 30", "gradient", 17.0, Cause::Accuracy, FOCAL_CHAIN),
-    gap("sigmoid_focal_loss", "gamma 5, logits within 30", "gradient", 81.0, Cause::Accuracy, FOCAL_CHAIN),
     gap("segloss.soft_dice", "near-perfect match", "forward", 2.0e9, Cause::Accuracy, "1 - N/D cancels; sum(p (1 - t) + t (1 - p))/D keeps it"),
     gap("segloss.soft_iou", "near-perfect match", "forward", 1.1e9, Cause::Accuracy, "1 - N/U cancels; sum(p (1 - t) + t (1 - p))/U keeps it"),
 ];
@@ -715,7 +705,9 @@ fn the_reference_is_within_4_ulp_of_the_oracle_or_a_listed_gap() {
                         gap.worst_ulps,
                         gap.reason
                     ));
-                } else if graded.reference <= TARGET_ULPS {
+                } else if graded.reference <= TARGET_ULPS && gap.cause == Cause::Accuracy {
+                    // An anchor artefact stays listed for the anchor's sake: the reference may
+                    // give the anchor's value or the exact one.
                     problems.push(format!(
                         "{what}: {} ulp, the gap is closed: remove it from OPEN_GAPS",
                         ulps(graded.reference)
