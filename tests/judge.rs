@@ -448,6 +448,15 @@ fn explain_reports_a_failing_case_and_survives_a_loss_of_the_wrong_shape() {
         1,
         "only the gradient has comparable shapes"
     );
+    // The gradient agrees (NLL's is 0 off the target classes): a heatmap of differences has no
+    // black, non-finite cell — a ratio would (0/0).
+    let decoder = png::Decoder::new(std::io::BufReader::new(
+        std::fs::File::open(&explanation.heatmaps[0]).unwrap(),
+    ));
+    let mut reader = decoder.read_info().unwrap();
+    let mut pixels = vec![0; reader.output_buffer_size()];
+    reader.next_frame(&mut pixels).unwrap();
+    assert!(pixels.chunks_exact(3).all(|pixel| pixel != [0, 0, 0]));
     let passing = explain(&fixtures(), &Reference, case, Tier::Strict, dir.path()).unwrap();
     assert!(passing.passed, "{}", passing.text);
 }
