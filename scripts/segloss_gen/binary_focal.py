@@ -116,7 +116,15 @@ MATRICES = (
         BOTH,
         ("N2C1H3W4", "N2C3H3W4"),
         R,
-        ("default", "smooth_factor=0.1", "ignore_index=-1", "weight=channel,pos_weight=channel", "target=soft"),
+        (
+            "default",
+            "smooth_factor=0.1",
+            "ignore_index=-1",
+            "weight=channel,pos_weight=channel",
+            "target=soft",
+            "smooth_factor=0.1,target=int64",
+            "smooth_factor=0.1,ignore_index=-1,target=int64",
+        ),
     ),
     (
         "smp.SoftCrossEntropyLoss",
@@ -316,7 +324,11 @@ def _hard(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
 
 
 def _binary_target(rng: np.random.Generator, shape: tuple[int, ...], options: dict[str, str]) -> np.ndarray:
-    return rng.uniform(0.0, 1.0, shape) if options.get("target") == "soft" else _hard(rng, shape)
+    """Soft targets in [0, 1], or hard 0/1 targets (as int64 labels with `target=int64`)."""
+    if options.get("target") == "soft":
+        return rng.uniform(0.0, 1.0, shape)
+    hard = _hard(rng, shape)
+    return hard.astype(np.int64) if options.get("target") == "int64" else hard
 
 
 def _ignore_some(rng: np.random.Generator, array: np.ndarray, value: float, every: bool = False) -> np.ndarray:

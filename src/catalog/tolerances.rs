@@ -24,6 +24,15 @@ pub const TOLERANCE_OVERRIDES: &[ToleranceOverride] = &[
                  float64 cases carry the focal part's float32 rounding (float32 defaults)",
     },
     ToleranceOverride {
+        case_pattern: "smp.SoftBCEWithLogitsLoss/f64/*target=int64",
+        check: None,
+        tolerance: Tolerance { rtol: 1.3e-6, atol: 1e-5 },
+        reason: "smp smooths integer labels into float32 soft targets, and PyTorch's \
+                 binary_cross_entropy_with_logits returns a float64 input's loss in the target's \
+                 float32 (its gradient follows that rounding); the reference computes in f64 from \
+                 the same float32 targets (float32 defaults)",
+    },
+    ToleranceOverride {
         case_pattern: "smp.*/f64/*class_weights",
         check: None,
         tolerance: Tolerance {

@@ -108,6 +108,8 @@ const MATRICES: &[Matrix] = &[
             "ignore_index=-1",
             "weight=channel,pos_weight=channel",
             "target=soft",
+            "smooth_factor=0.1,target=int64",
+            "smooth_factor=0.1,ignore_index=-1,target=int64",
         ],
     },
     Matrix {

@@ -12,7 +12,7 @@ use super::cross_entropy::float_input;
 use super::{reshaped, LossOutput, Reduction};
 use crate::error::Rejection;
 use crate::spec::Result;
-use crate::tensor::Tensor;
+use crate::tensor::{DType, Tensor};
 
 /// σ(x) = 1 / (1 + exp(−x)).
 pub fn sigmoid(x: f64) -> f64 {
@@ -295,6 +295,11 @@ pub fn binary_cross_entropy_with_logits(
 /// ```
 ///
 /// smp reduces only `mean` and `sum`; any other reduction string returns the map unreduced.
+///
+/// Integer labels with a smooth_factor are smoothed the way PyTorch computes an integer tensor
+/// times a Python float, in float32 — t' = f32(f32(1 − t)·f32(s) + f32(t)·f32(1 − s)) — and the
+/// loss then takes those float32 soft targets (smp rejects integer targets only when there is no
+/// smoothing to turn them into floats); bool labels fail at 1 − t, as in PyTorch.
 pub fn smp_soft_bce_with_logits(
     y_pred: &Tensor,
     y_true: &Tensor,
@@ -303,12 +308,23 @@ pub fn smp_soft_bce_with_logits(
     options: &SoftBceOptions,
     grad_output: Option<&ArrayD<f64>>,
 ) -> Result<LossOutput> {
+    // The ignore mask compares the labels as given, before any smoothing.
+    let labels = y_true.to_f64();
+    let labels_smoothed_in_float32;
+    let (y_true, smooth_factor) = match (options.smooth_factor, y_true.dtype()) {
+        (Some(_), DType::Bool) => return Err(Rejection::BoolSubtraction { argument: "y_true" }),
+        (Some(s), dtype) if !dtype.is_floating() => {
+            labels_smoothed_in_float32 = smooth_labels_in_float32(y_true, s);
+            (&labels_smoothed_in_float32, None)
+        }
+        (smooth_factor, _) => (y_true, smooth_factor),
+    };
     let call = check_logits_call(y_pred, y_true, weight, pos_weight)?;
-    let kept = call.t.mapv(|t| match options.ignore_index {
+    let kept = labels.mapv(|t| match options.ignore_index {
         Some(ignored) if t == ignored as f64 => 0.0,
         _ => 1.0,
     });
-    let smoothed = |t: f64| match options.smooth_factor {
+    let smoothed = |t: f64| match smooth_factor {
         Some(s) => ((1.0 - t) * s + t * (1.0 - s), t * s + (1.0 - t) * (1.0 - s)),
         None => (t, 1.0 - t),
     };
@@ -317,6 +333,16 @@ pub fn smp_soft_bce_with_logits(
     loss *= &kept;
     derivative *= &kept;
     reduce_elementwise(loss, derivative, options.reduction, grad_output)
+}
+
+/// Integer labels t smoothed as PyTorch computes `(1 − t)·s + t·(1 − s)` for an integer tensor:
+/// every operation in float32.
+fn smooth_labels_in_float32(labels: &Tensor, s: f64) -> Tensor {
+    let (s, complement) = (s as f32, (1.0 - s) as f32);
+    Tensor::Float32(labels.to_f64().mapv(|t| {
+        let t = t as f32;
+        (1.0 - t) * s + t * complement
+    }))
 }
 
 /// The non-tensor arguments of smp's `SoftBCEWithLogitsLoss`, with smp's defaults.
