@@ -127,7 +127,8 @@ def run_one(name, dtype_name, runs):
         if seconds[0] > 20.0:
             break
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(json.dumps({"case": name, "dtype": dtype_name, "median_s": statistics.median(seconds), "loss_value": value, "peak_rss_bytes": peak}))
+    record = {"case": name, "dtype": dtype_name, "median_s": statistics.median(seconds)}
+    print(json.dumps(record | {"loss_value": value, "peak_rss_bytes": peak}))
 
 
 def reference_records(path):
@@ -171,8 +172,11 @@ def main():
         run_one(*args.one, args.runs)
         return
     reference = reference_records(args.reference)
-    header = f"{'case':<34} {'shape':<17} {'ref s':>7} {'f64 s':>7} {'ref/f64':>7} {'f32 s':>7} {'ref/f32':>7} {'ref MB':>7} {'ref/(in+g)':>10} {'f64 MB':>7} {'f32 MB':>7}  loss ref | f64 | f32"
-    print(header)
+    columns = ("ref s", "f64 s", "ref/f64", "f32 s", "ref/f32", "ref MB")
+    print(
+        f"{'case':<34} {'shape':<17} " + " ".join(f"{c:>7}" for c in columns)
+        + f" {'ref/(in+g)':>10} {'f64 MB':>7} {'f32 MB':>7}  loss ref | f64 | f32"
+    )
     for name, (shape, *_) in CASES.items():
         if args.cases and name not in args.cases:
             continue
@@ -181,7 +185,8 @@ def main():
         budget = ref["input_bytes"] + ref["gradient_bytes"]
         losses = " | ".join(f"{r['loss_value']:.12g}" if r else "n/a" for r in (ref, f64, f32))
         print(
-            f"{name:<34} {str(shape):<17} {ref['median_s']:>7.2f} {seconds_and_ratio(ref, f64)} {seconds_and_ratio(ref, f32)}"
+            f"{name:<34} {str(shape):<17} {ref['median_s']:>7.2f}"
+            f" {seconds_and_ratio(ref, f64)} {seconds_and_ratio(ref, f32)}"
             f" {ref['peak_rss_bytes'] / 1e6:>7.0f} {ref['peak_rss_bytes'] / budget:>10.2f} {megabytes(f64)} {megabytes(f32)}"
             f"  {losses}",
             flush=True,
