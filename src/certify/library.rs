@@ -13,7 +13,7 @@ use std::sync::Once;
 
 use ndarray::{ArrayD, Axis, IxDyn};
 
-use super::Outcome;
+use super::{panic_message, Outcome};
 use crate::catalog::LossCall;
 use crate::spec::cross_entropy::DEFAULT_IGNORE_INDEX;
 use crate::spec::{LossOutput, Reduction};
@@ -311,12 +311,10 @@ pub(crate) fn guarded(compute: impl FnOnce() -> Outcome) -> Outcome {
     let result = catch_unwind(AssertUnwindSafe(compute));
     GUARDED.with(|guarded| guarded.set(false));
     result.unwrap_or_else(|panic| {
-        let message = panic
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| panic.downcast_ref::<&str>().map(|text| text.to_string()))
-            .unwrap_or_else(|| "a panic without a message".to_string());
-        Outcome::Broken(format!("the library panicked: {message}"))
+        Outcome::Broken(format!(
+            "the library panicked: {}",
+            panic_message(panic.as_ref())
+        ))
     })
 }
 

@@ -316,13 +316,20 @@ fn judge_rejection(stated: Option<&str>, message: &str, kind: &str, anchor_said:
 /// Runs an implementation on a call; a panic is an answer too: no usable one.
 pub fn compute_guarded(implementation: &dyn Implementation, call: &LossCall) -> Outcome {
     catch_unwind(AssertUnwindSafe(|| implementation.compute(call))).unwrap_or_else(|payload| {
-        let message = payload
-            .downcast_ref::<&str>()
-            .map(|text| text.to_string())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "a non-text panic payload".to_string());
-        Outcome::Broken(format!("the implementation panicked: {message}"))
+        Outcome::Broken(format!(
+            "the implementation panicked: {}",
+            panic_message(payload.as_ref())
+        ))
     })
+}
+
+/// The message a panic carried (`panic!` with a literal or a formatted string).
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|text| text.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_string())
 }
 
 /// Loads one case, runs the implementation on it and judges every check at `tier`. A case that

@@ -116,6 +116,19 @@ struct ClassIndices {
     weights: Vec<Real>,
 }
 
+impl ClassIndices {
+    /// Σ w_y over the counted (not ignored) positions: the weighted mean's denominator.
+    fn counted_weight(&self) -> Real {
+        let counted: Vec<Real> = self
+            .labels
+            .iter()
+            .flatten()
+            .map(|&y| self.weights[y].clone())
+            .collect();
+        sum(&counted)
+    }
+}
+
 fn class_indices(call: &LossCall, at: Option<&ArrayD<Real>>) -> Option<ClassIndices> {
     let input = prediction(call, "input", at)?;
     let rank = input.ndim();
@@ -221,14 +234,9 @@ fn class_index_targets(call: &LossCall, at: Option<&ArrayD<Real>>, epsilon: f64)
         per_position.push(loss);
         slopes.push(Some(softmax.backward(&a)));
     }
-    let counted: Vec<Real> = checked
-        .labels
-        .iter()
-        .flatten()
-        .map(|&y| w[y].clone())
-        .collect();
+    let denominator = checked.counted_weight();
     let per_position = ArrayD::from_shape_vec(checked.positions, per_position).ok()?;
-    let (loss, upstream) = reduce(call, reduction, per_position, &sum(&counted))?;
+    let (loss, upstream) = reduce(call, reduction, per_position, &denominator)?;
     let grad_rows = slopes
         .into_iter()
         .zip(upstream.iter())
@@ -326,14 +334,9 @@ pub(super) fn nll_loss(call: &LossCall, at: Option<&ArrayD<Real>>) -> Option<Exa
             None => Real::zero(),
         })
         .collect();
-    let counted: Vec<Real> = checked
-        .labels
-        .iter()
-        .flatten()
-        .map(|&y| w[y].clone())
-        .collect();
+    let denominator = checked.counted_weight();
     let per_position = ArrayD::from_shape_vec(checked.positions, per_position).ok()?;
-    let (loss, upstream) = reduce(call, reduction, per_position, &sum(&counted))?;
+    let (loss, upstream) = reduce(call, reduction, per_position, &denominator)?;
     let grad_rows = checked
         .labels
         .iter()
