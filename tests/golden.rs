@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use libtest_mimic::{Arguments, Failed, Trial};
+use segloss::catalog::artefacts::{artefacts_for, ANCHOR_ARTEFACTS};
 use segloss::catalog::losses;
 use segloss::certify::kinds::message_shows_kind;
 use segloss::certify::known::KnownFailures;
@@ -55,6 +56,7 @@ fn coverage_trials(fixtures: Arc<Fixtures>) -> Vec<Trial> {
     let listed = fixtures.clone();
     let files = fixtures.clone();
     let errors = fixtures.clone();
+    let artefacts_cases = fixtures.clone();
     let provenance = fixtures;
     vec![
         Trial::test("coverage/error_kinds_match_anchor_messages", move || {
@@ -105,6 +107,20 @@ fn coverage_trials(fixtures: Arc<Fixtures>) -> Vec<Trial> {
                 "files are not in the manifest",
                 &files.unreferenced_files().map_err(Failed::from)?,
             )
+        })
+        .with_kind("coverage"),
+        Trial::test("coverage/anchor_artefacts_cover_cases", move || {
+            let unused: Vec<String> = ANCHOR_ARTEFACTS
+                .iter()
+                .filter(|rule| {
+                    !artefacts_cases.manifest.cases.iter().any(|case| {
+                        matches!(case.expected, ExpectedEntry::Values { .. })
+                            && artefacts_for(&case.id, rule.check).any(|covering| covering == *rule)
+                    })
+                })
+                .map(|rule| format!("{} ({} {})", rule.id, rule.case_pattern, rule.check.name()))
+                .collect();
+            report("anchor-artefact rules cover no value case", &unused)
         })
         .with_kind("coverage"),
         Trial::test("coverage/every_loss_declared", || {

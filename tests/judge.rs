@@ -9,6 +9,7 @@ use std::sync::{Arc, OnceLock};
 
 use libtest_mimic::{Arguments, FormatSetting};
 use ndarray::ArrayD;
+use segloss::catalog::artefacts::{artefacts_for, ANCHOR_ARTEFACTS};
 use segloss::certify::explain::explain;
 use segloss::certify::known::{KnownFailures, KnownGroup};
 use segloss::certify::report::Report;
@@ -459,4 +460,133 @@ fn explain_reports_a_failing_case_and_survives_a_loss_of_the_wrong_shape() {
     assert!(pixels.chunks_exact(3).all(|pixel| pixel != [0, 0, 0]));
     let passing = explain(&fixtures(), &Reference, case, Tier::Strict, dir.path()).unwrap();
     assert!(passing.passed, "{}", passing.text);
+}
+
+/// An implementation that returns the anchor's stored values for every case (what the fixture
+/// holds, NaN rows included), or the exact value moved by `offset` in the gradient.
+struct Replays {
+    fixtures: Fixtures,
+    gradient_offset: Option<f64>,
+}
+
+impl Implementation for Replays {
+    fn name(&self) -> &str {
+        "replays the anchor"
+    }
+
+    fn compute(&self, call: &LossCall) -> Outcome {
+        let entry = self
+            .fixtures
+            .manifest
+            .cases
+            .iter()
+            .find(|entry| entry.loss == call.loss && entry.params == call.params)
+            .expect("the call is a case of the corpus");
+        let case = self.fixtures.load(entry).unwrap();
+        let Expected::Values {
+            loss, grad_input, ..
+        } = case.expected
+        else {
+            return Outcome::Unsupported("an error case".into());
+        };
+        let output = LossOutput {
+            loss: loss.to_f64(),
+            grad_input: grad_input.to_f64(),
+        };
+        match self.gradient_offset {
+            None => Outcome::Computed(output),
+            Some(offset) => {
+                let exact = Reference.compute(call);
+                let Outcome::Computed(exact) = exact else {
+                    panic!("the reference computes {}", entry.id)
+                };
+                Outcome::Computed(LossOutput {
+                    grad_input: exact.grad_input.mapv(|value| value + offset),
+                    ..output
+                })
+            }
+        }
+    }
+}
+
+/// The corpus cut down to the cases an anchor-artefact rule covers, each of one reduction (the
+/// replaying implementation finds its case by loss and parameters).
+fn artefact_fixtures() -> Fixtures {
+    let mut fixtures =
+        Fixtures::open(&Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")).unwrap();
+    fixtures.manifest.cases.retain(|case| {
+        case.dtype == "f64"
+            && case.reduction == "none"
+            && ANCHOR_ARTEFACTS
+                .iter()
+                .any(|rule| artefacts_for(&case.id, rule.check).next().is_some())
+    });
+    fixtures
+}
+
+#[test]
+fn an_anchor_artefact_accepts_the_anchor_value_or_the_exact_one_and_says_which() {
+    let fixtures = artefact_fixtures();
+    let gradient_rules: Vec<_> = fixtures
+        .manifest
+        .cases
+        .iter()
+        .filter(|case| artefacts_for(&case.id, Check::Gradient).next().is_some())
+        .map(|case| case.id.clone())
+        .collect();
+    assert!(gradient_rules.len() >= 2, "{gradient_rules:?}");
+    let everything = |_: &_| true;
+
+    // The anchor's own values pass as plain passes.
+    let anchor = Replays {
+        fixtures: fixtures.clone(),
+        gradient_offset: None,
+    };
+    let results = certify(&fixtures, &anchor, Tier::Strict, everything, |_, _| {});
+    assert!(results
+        .iter()
+        .all(|result| matches!(result.verdict, Verdict::Passed(_))));
+
+    // The reference's exact gradients differ from the anchor's there, and are accepted, naming
+    // the rule.
+    let results = certify(&fixtures, &Reference, Tier::Strict, everything, |_, _| {});
+    let accepted: Vec<_> = results
+        .iter()
+        .filter_map(|result| match &result.verdict {
+            Verdict::Accepted { artefact, .. } => Some((result.case_id.clone(), artefact.id)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        accepted
+            .iter()
+            .map(|(id, _)| id.clone())
+            .collect::<Vec<_>>(),
+        gradient_rules
+    );
+    assert!(results.iter().all(|result| result.verdict.passed()));
+    let report = Report::new(
+        "reference",
+        Tier::Strict,
+        results,
+        &KnownFailures::default(),
+    );
+    assert!(report.terminal().contains("anchor artefact accepted"));
+
+    // A gradient that is neither the anchor's nor the exact one fails as a mismatch.
+    let wrong = Replays {
+        fixtures: fixtures.clone(),
+        gradient_offset: Some(1e-6),
+    };
+    let results = certify(&fixtures, &wrong, Tier::Strict, everything, |_, _| {});
+    for result in &results {
+        let is_gradient = result.check == CaseCheck::Values(Check::Gradient);
+        match &result.verdict {
+            Verdict::Failed(failure) => {
+                assert!(is_gradient, "{}", result.trial_name());
+                assert_eq!(failure.kind, FailureKind::Mismatch);
+            }
+            verdict => assert!(!is_gradient, "{}: {verdict:?}", result.trial_name()),
+        }
+    }
 }

@@ -8,6 +8,7 @@ use std::ops::Deref;
 use ndarray::ArrayD;
 use serde_json::Value;
 
+pub mod artefacts;
 mod binary_focal;
 mod cross_entropy;
 pub mod domain;

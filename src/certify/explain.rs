@@ -56,14 +56,22 @@ pub fn explain(
         serde_json::Value::from_iter(case.entry.params.clone())
     );
     let verdicts = judge(&case, &outcome, tier);
-    let passed = verdicts
-        .iter()
-        .all(|(_, verdict)| matches!(verdict, Verdict::Passed(_)));
+    let passed = verdicts.iter().all(|(_, verdict)| verdict.passed());
     for (check, verdict) in verdicts {
         let detail = match verdict {
             Verdict::Passed(agreement) => format!(
                 "passed (worst abs {:e}, worst rel {:e})",
                 agreement.max_abs, agreement.max_rel
+            ),
+            Verdict::Accepted {
+                agreement,
+                artefact,
+            } => format!(
+                "passed: not the anchor's value but the exact one, accepted as {} (worst abs {:e}, worst rel {:e} from the exact value)\n  {}",
+                artefact.label(),
+                agreement.max_abs,
+                agreement.max_rel,
+                artefact.reason
             ),
             Verdict::Failed(failure) => format!(
                 "FAILED ({})\n  {}",

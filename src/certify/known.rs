@@ -125,8 +125,10 @@ impl KnownFailures {
         let listed = self.group_of(&result.trial_name());
         match (&result.verdict, listed) {
             (Verdict::Unsupported(_), _) => Status::Unsupported,
-            (Verdict::Passed(_), None) => Status::Passed,
-            (Verdict::Passed(_), Some(group)) => Status::UnexpectedPass(group.reason.clone()),
+            (Verdict::Passed(_) | Verdict::Accepted { .. }, None) => Status::Passed,
+            (Verdict::Passed(_) | Verdict::Accepted { .. }, Some(group)) => {
+                Status::UnexpectedPass(group.reason.clone())
+            }
             (Verdict::Failed(_), None) => Status::Failed,
             (Verdict::Failed(failure), Some(group)) if failure.kind == group.fails_as => {
                 Status::KnownFailure(group.reason.clone())
@@ -153,7 +155,7 @@ impl KnownFailures {
     pub fn promote(&mut self, results: &[CheckResult], corpus_checks: &BTreeSet<String>) -> usize {
         let passing: BTreeSet<String> = results
             .iter()
-            .filter(|result| matches!(result.verdict, Verdict::Passed(_)))
+            .filter(|result| result.verdict.passed())
             .map(CheckResult::trial_name)
             .collect();
         let before: usize = self.groups.iter().map(|group| group.checks.len()).sum();

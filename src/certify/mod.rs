@@ -24,13 +24,16 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, OnceLock};
 
 use libtest_mimic::{Completion, Failed, Trial};
+use ndarray::ArrayD;
 use serde::{Deserialize, Serialize};
 
 use crate::catalog;
+use crate::catalog::artefacts::{artefacts_for, AnchorArtefact};
 /// The call an implementation computes, as the catalog describes it.
 pub use crate::catalog::LossCall;
-use crate::compare::{assert_close, tolerance_for, Agreement, Check, Tier};
+use crate::compare::{assert_close, tolerance_for, Agreement, Check, Tier, Tolerance};
 use crate::fixtures::{Case, CaseEntry, Expected, ExpectedEntry, Fixtures};
+use crate::oracle;
 /// What an implementation returns for a call: the loss and the gradient with respect to the
 /// prediction.
 pub use crate::spec::LossOutput;
@@ -146,6 +149,14 @@ impl CaseCheck {
 pub enum Verdict {
     /// Within tolerance (or rejected for the anchor's reason), with the worst differences seen.
     Passed(Agreement),
+    /// Not within tolerance of the anchor's value, where the anchor's value is a listed artefact,
+    /// but within tolerance of the exact value that the rule accepts instead.
+    Accepted {
+        /// The worst differences from the exact value.
+        agreement: Agreement,
+        /// The artefact rule that accepts it.
+        artefact: &'static AnchorArtefact,
+    },
     /// Not, with the kind of failure and the reason.
     Failed(Failure),
     /// The implementation does not support the case.
@@ -194,6 +205,20 @@ impl FailureKind {
 }
 
 impl Verdict {
+    /// Whether the check passed, against the anchor's value or an accepted alternative.
+    pub fn passed(&self) -> bool {
+        matches!(self, Verdict::Passed(_) | Verdict::Accepted { .. })
+    }
+
+    /// The worst differences of a passed check (from the anchor's value, or from the accepted
+    /// exact value).
+    pub fn agreement(&self) -> Option<Agreement> {
+        match self {
+            Verdict::Passed(agreement) | Verdict::Accepted { agreement, .. } => Some(*agreement),
+            Verdict::Failed(_) | Verdict::Unsupported(_) => None,
+        }
+    }
+
     /// A failed verdict.
     pub fn failed(kind: FailureKind, detail: impl Into<String>) -> Verdict {
         Verdict::Failed(Failure {
@@ -264,10 +289,13 @@ pub fn judge(case: &Case, outcome: &Outcome, tier: Tier) -> Vec<(CaseCheck, Verd
                 tolerance_for(&case.entry.id, case.input_dtype(), check, tier);
             let verdict = match assert_close(actual, &expected.to_f64(), tolerance) {
                 Ok(agreement) => Verdict::Passed(agreement),
-                Err(mismatch) => Verdict::failed(
-                    FailureKind::Mismatch,
-                    format!("{mismatch}\nTolerance reason: {reason}"),
-                ),
+                Err(mismatch) => accepted_alternative(case, check, actual, tolerance)
+                    .unwrap_or_else(|| {
+                        Verdict::failed(
+                            FailureKind::Mismatch,
+                            format!("{mismatch}\nTolerance reason: {reason}"),
+                        )
+                    }),
             };
             (CaseCheck::Values(check), verdict)
         })
@@ -288,6 +316,27 @@ pub fn judge(case: &Case, outcome: &Outcome, tier: Tier) -> Vec<(CaseCheck, Verd
             every_check(judge_rejection(got.as_deref(), message, kind, anchor_said))
         }
     }
+}
+
+/// The verdict on a value that misses the anchor's: accepted when an artefact rule covers the
+/// case's check and the value is within `tolerance` of the exact one.
+fn accepted_alternative(
+    case: &Case,
+    check: Check,
+    actual: &ArrayD<f64>,
+    tolerance: Tolerance,
+) -> Option<Verdict> {
+    let artefact = artefacts_for(&case.entry.id, check).next()?;
+    let exact = oracle::evaluate(&call_for(case))?;
+    let exact = match check {
+        Check::Forward => exact.loss_f64(),
+        Check::Gradient => exact.grad_input_f64(),
+    };
+    let agreement = assert_close(actual, &exact, tolerance).ok()?;
+    Some(Verdict::Accepted {
+        agreement,
+        artefact,
+    })
 }
 
 /// A rejection of an input the anchor rejects as `kind`: passed only for the anchor's reason.

@@ -43,6 +43,10 @@ pub struct Row {
     pub unexpected_passes: usize,
     /// Checks computed by emulating the option.
     pub emulated: usize,
+    /// Passed checks whose value is not the anchor's but the exact value an anchor-artefact rule
+    /// accepts instead.
+    #[serde(default)]
+    pub accepted: usize,
     /// The greatest absolute difference over passed value checks.
     #[serde(with = "infinite_as_null")]
     pub worst_abs: f64,
@@ -144,7 +148,10 @@ impl Report {
                 if result.emulated.is_some() {
                     row.emulated += 1;
                 }
-                if let Verdict::Passed(Agreement { max_abs, max_rel }) = result.verdict {
+                if matches!(result.verdict, Verdict::Accepted { .. }) {
+                    row.accepted += 1;
+                }
+                if let Some(Agreement { max_abs, max_rel }) = result.verdict.agreement() {
                     row.worst_abs = row.worst_abs.max(max_abs);
                     row.worst_rel = row.worst_rel.max(max_rel);
                 }
@@ -186,11 +193,14 @@ impl Report {
                 row.unexpected_passes,
                 row.worst_abs,
                 row.worst_rel,
-                if row.emulated > 0 {
-                    format!("  ({} emulated)", row.emulated)
-                } else {
-                    String::new()
-                }
+                [
+                    (row.emulated, "emulated"),
+                    (row.accepted, "anchor artefact accepted")
+                ]
+                .iter()
+                .filter(|(count, _)| *count > 0)
+                .map(|(count, label)| format!("  ({count} {label})"))
+                .collect::<String>()
             );
         }
         for (result, status) in &self.checks {
@@ -227,6 +237,15 @@ impl Report {
                     Verdict::Passed(agreement) => {
                         (Some(agreement.max_abs), Some(agreement.max_rel), None, None)
                     }
+                    Verdict::Accepted {
+                        agreement,
+                        artefact,
+                    } => (
+                        Some(agreement.max_abs),
+                        Some(agreement.max_rel),
+                        None,
+                        Some(format!("accepted: {}", artefact.label())),
+                    ),
                     Verdict::Failed(failure) => (
                         None,
                         None,
@@ -408,6 +427,7 @@ fn cell_text(row: &Row) -> String {
         (row.unsupported, "unsupported"),
         (row.unexpected_passes, "unexpected pass"),
         (row.emulated, "emulated"),
+        (row.accepted, "anchor artefact accepted"),
     ] {
         if count > 0 {
             parts.push(format!("{count} {label}"));

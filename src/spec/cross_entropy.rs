@@ -6,6 +6,7 @@
 
 use ndarray::{Array1, ArrayD, Dimension, IxDyn};
 
+use super::binary::two_product;
 use super::softmax::{log_softmax, log_softmax_backward_from_logits};
 use super::{compensated_sum, reshaped, LossOutput, Reduction};
 use crate::error::Rejection;
@@ -227,6 +228,7 @@ pub(crate) fn class_index_loss(
     };
 
     let mut per_position = ArrayD::<f64>::zeros(call.targets.raw_dim());
+    let mut residuals = Vec::new();
     for (position, &target) in call.targets.indexed_iter() {
         if !counted(target) {
             continue;
@@ -234,8 +236,11 @@ pub(crate) fn class_index_loss(
         let log_prob_of =
             |class: usize| log_probs[at_class(position.slice(), call.class_axis, class)];
         let target = target as usize;
-        let mut loss = (1.0 - smoothing) * call.weights[target] * -log_prob_of(target);
-        if smoothing != 0.0 {
+        let (mut loss, residual) = two_product(call.weights[target], -log_prob_of(target));
+        if smoothing == 0.0 {
+            residuals.push(residual);
+        } else {
+            loss *= 1.0 - smoothing;
             let smoothing_sum = compensated_sum(
                 (0..classes).map(|class| call.weights[class] * -log_prob_of(class)),
             );
@@ -261,7 +266,10 @@ pub(crate) fn class_index_loss(
             }
         }
     }
-    Ok((reduction.reduce(per_position, denominator), grad_log_probs))
+    Ok((
+        reduction.reduce_wide(per_position, &residuals, denominator),
+        grad_log_probs,
+    ))
 }
 
 /// Probability-target path: with t'_{n,c} = (1 − ε)·t_{n,c} + ε/C when ε > 0 (t' = t otherwise),

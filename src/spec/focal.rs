@@ -196,8 +196,10 @@ impl SigmoidFocal {
     /// * LogSigmoid: ∂ = u·m·∂BCE − g_m·m·γ·σ(x(2t − 1))·(2t − 1).
     /// * Interpolated: the derivative of each term, with ∂log σ(x) = σ(−x), ∂log σ(−x) = −σ(x).
     ///
-    /// Where the anchor's own rounded 1 − p_t is 0 and γ < 1 ([`anchor_saturates`]), the
-    /// gradient is the anchor's NaN.
+    /// Where smp's own rounded 1 − p_t is 0 and γ < 1 ([`anchor_saturates`]), the Geometric
+    /// gradient is smp's NaN. torchvision's NaN there (its 1 − p_t rounds to 0 too) is an anchor
+    /// artefact the reference does not copy (`saturated-focal-gradient`): the Linear gradient is
+    /// the exact one, finite.
     fn backward(
         &self,
         x: f64,
@@ -218,10 +220,6 @@ impl SigmoidFocal {
         let g_m = u * bce + upstream_modulation;
         match self.soft_target {
             SoftTarget::Linear => {
-                let p = sigmoid(x);
-                if anchor_saturates(1.0 - (p * t + (1.0 - p) * (1.0 - t)), gamma) {
-                    return f64::NAN;
-                }
                 let m = power_wide(linear_complement(x, t), gamma);
                 let weighted_exp =
                     |weight: f64, y: f64| if weight == 0.0 { 0.0 } else { weight * y.exp() };

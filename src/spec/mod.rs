@@ -59,15 +59,23 @@ impl Reduction {
     /// The denominator is the loss's convention (Σ w_y for weighted NLL, the number of positions
     /// for probability targets, …); 0/0 gives NaN exactly as PyTorch does.
     pub fn reduce(self, per_position: ArrayD<f64>, denominator: f64) -> ArrayD<f64> {
+        self.reduce_wide(per_position, &[], denominator)
+    }
+
+    /// [`Reduction::reduce`] for per-position losses carried as l_n + r_n, `residuals` holding
+    /// the r_n (the rounding errors exact products leave): `sum` and `mean` add both, so a sum of
+    /// losses of both signs that cancels keeps its digits; `none` returns the rounded l_n.
+    pub fn reduce_wide(
+        self,
+        per_position: ArrayD<f64>,
+        residuals: &[f64],
+        denominator: f64,
+    ) -> ArrayD<f64> {
+        let total = || compensated_sum(per_position.iter().chain(residuals).copied());
         match self {
             Reduction::None => per_position,
-            Reduction::Sum => {
-                ArrayD::from_elem(vec![], compensated_sum(per_position.iter().copied()))
-            }
-            Reduction::Mean => ArrayD::from_elem(
-                vec![],
-                compensated_sum(per_position.iter().copied()) / denominator,
-            ),
+            Reduction::Sum => ArrayD::from_elem(vec![], total()),
+            Reduction::Mean => ArrayD::from_elem(vec![], total() / denominator),
         }
     }
 

@@ -77,8 +77,10 @@ pub fn softmax<D: Dimension>(logits: &Array<f64, D>, axis: usize) -> Array<f64, 
 /// The right-hand form does not cancel where p_c ≈ 1 and g is concentrated on c (a confident
 /// correct class): 1 − p_c comes from log p_c without subtraction, and Σ_{k≠c} g_k is the sum
 /// carried as hi + lo (a compensated sum and its residual) minus g_c, exact where g has no other
-/// entries. Where Σ g is not finite the left-hand form is evaluated literally, as PyTorch does; a
-/// lane whose log p is NaN yields NaN even where g is zero (PyTorch's backward does the same).
+/// entries. Where Σ g is not finite the left-hand form is evaluated literally, as PyTorch does. A
+/// lane whose g is all zero (an ignored position) has the exact gradient 0 and is not read, so a
+/// NaN logit there stays out of the gradient (PyTorch's backward returns a NaN row there: the
+/// anchor artefact `ignored-nan-logits`).
 pub fn log_softmax_backward<D: Dimension>(
     log_probs: &Array<f64, D>,
     grad_log_probs: &Array<f64, D>,
@@ -111,6 +113,10 @@ fn backward<D: Dimension>(
         .and(log_probs.lanes(Axis(axis)))
         .and(logits.unwrap_or(log_probs).lanes(Axis(axis)))
         .for_each(|mut grad_lane, log_prob_lane, logit_lane| {
+            if grad_lane.iter().all(|&grad| grad == 0.0) {
+                grad_lane.fill(0.0);
+                return;
+            }
             let arg_max = arg_max(log_prob_lane);
             let max = logit_lane.get(arg_max).copied().unwrap_or(f64::NAN);
             let p_max = log_prob_lane.get(arg_max).map_or(f64::NAN, |lp| lp.exp());
