@@ -218,6 +218,42 @@ mod tests {
     }
 
     #[test]
+    fn reduction_names_round_trip_and_unknown_names_are_rejected() {
+        for (reduction, name) in [
+            (Reduction::None, "none"),
+            (Reduction::Mean, "mean"),
+            (Reduction::Sum, "sum"),
+        ] {
+            assert_eq!(reduction.name(), name);
+            assert_eq!(reduction.to_string(), name);
+            assert_eq!(name.parse::<Reduction>(), Ok(reduction));
+        }
+        assert_eq!(
+            "average".parse::<Reduction>(),
+            Err(Rejection::InvalidReduction {
+                value: "average".into()
+            })
+        );
+    }
+
+    #[test]
+    fn a_grad_output_of_another_shape_is_rejected() {
+        let given = ArrayD::<f64>::from_elem(vec![2], 3.0);
+        assert_eq!(
+            grad_output_or_ones(Some(&given), &[3]),
+            Err(Rejection::GradOutputShape {
+                expected: vec![3],
+                got: vec![2]
+            })
+        );
+        assert_eq!(grad_output_or_ones(Some(&given), &[2]), Ok(given));
+        assert_eq!(
+            grad_output_or_ones(None, &[2, 1]),
+            Ok(ArrayD::ones(vec![2, 1]))
+        );
+    }
+
+    #[test]
     fn mean_of_nothing_is_nan_and_sum_is_zero() {
         let empty = ArrayD::<f64>::zeros(vec![0]);
         assert!(scalar(&Reduction::Mean.reduce(empty.clone(), 0.0)).is_nan());
