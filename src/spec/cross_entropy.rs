@@ -4,11 +4,12 @@
 //! `(N, C, d1, …, dk)`; a class-index target has the input's shape without the class axis, a
 //! probability target has the input's shape. A *position* is one element of the target's shape.
 
-use ndarray::{Array1, ArrayD, Dimension, IxDyn};
+use ndarray::{Array1, ArrayD, IxDyn};
 
-use super::binary::two_product;
-use super::softmax::{log_softmax, log_softmax_backward_from_logits};
-use super::{compensated_sum, reshaped, LossOutput, Reduction};
+use super::binary::{two_product, two_sum};
+use super::positions::{sweep, Layout, Position, Swept, Values};
+use super::softmax::SoftmaxLane;
+use super::{compensated_sum, grad_output_or_ones, reshaped, scalar, LossOutput, Reduction};
 use crate::error::Rejection;
 use crate::spec::Result;
 use crate::tensor::{DType, Tensor};
@@ -67,23 +68,19 @@ pub fn nll_loss(
     grad_output: Option<&ArrayD<f64>>,
 ) -> Result<LossOutput> {
     let checked = check_class_index_call(input, target, weight)?;
-    let log_probs = input.to_f64();
-    let (loss, grad_input) = class_index_loss(
-        &log_probs,
+    class_index_nll(
+        input,
         &checked,
-        Some(options.ignore_index),
-        0.0,
-        MeanOver::TargetWeights,
+        options.ignore_index,
         options.reduction,
         grad_output,
-    )?;
-    Ok(LossOutput { loss, grad_input })
+    )
 }
 
 /// `cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing)`.
 ///
-/// A target with the input's shape is a probability target (see [`probability_loss`]); any other
-/// target holds class indices (see [`class_index_loss`]), and the loss is
+/// A target with the input's shape is a probability target (see [`probability_cross_entropy`]);
+/// any other target holds class indices (see [`class_index_cross_entropy`]), and the loss is
 /// `nll_loss(log_softmax(input), target)` plus, when ε > 0, the label-smoothing term.
 pub fn cross_entropy(
     input: &Tensor,
@@ -112,49 +109,29 @@ pub fn cross_entropy(
         let classes = input.shape().get(axis).copied().unwrap_or(1);
         let weights = class_weights(weight, classes, true)?;
         check_label_smoothing(epsilon)?;
-        let logits = float_input(input)?;
-        let log_probs = log_softmax(&logits, axis);
-        let (loss, grad_log_probs) = probability_loss(
-            &log_probs,
+        check_float_input(input)?;
+        return probability_cross_entropy(
+            input,
             axis,
-            &target.to_f64(),
+            target,
             &weights,
             epsilon,
             options.reduction,
             grad_output,
-        )?;
-        return Ok(LossOutput {
-            loss,
-            grad_input: log_softmax_backward_from_logits(
-                &logits,
-                &log_probs,
-                &grad_log_probs,
-                axis,
-            ),
-        });
+        );
     }
     check_label_smoothing(epsilon)?;
-    let logits = float_input(input)?;
+    check_float_input(input)?;
     let checked = check_class_index_call(input, target, weight)?;
-    let log_probs = log_softmax(&logits, checked.class_axis);
-    let (loss, grad_log_probs) = class_index_loss(
-        &log_probs,
+    class_index_cross_entropy(
+        input,
         &checked,
         Some(options.ignore_index),
         epsilon.max(0.0),
         MeanOver::TargetWeights,
         options.reduction,
         grad_output,
-    )?;
-    Ok(LossOutput {
-        loss,
-        grad_input: log_softmax_backward_from_logits(
-            &logits,
-            &log_probs,
-            &grad_log_probs,
-            checked.class_axis,
-        ),
-    })
+    )
 }
 
 /// A class-index call that passed its loss's checks.
@@ -180,30 +157,202 @@ pub(crate) enum MeanOver {
     Positions,
 }
 
-/// Class-index path, for log-probabilities log p (the input of `nll_loss`, or log_softmax of the
-/// logits). With w ≡ 1 without weight, ε = label_smoothing (0 meaning none; PyTorch's callers
-/// pass max(ε, 0)) and C classes, at each position n with y_n ≠ ignore_index:
+/// The upstream gradient of each position's loss: g/denominator (`mean`), g (`sum`), or the
+/// position's own grad_output (`none`, given in the positions' shape).
+enum Upstream {
+    /// The same for every position.
+    Scalar(f64),
+    /// One per position, in position order.
+    PerPosition(Vec<f64>),
+}
+
+impl Upstream {
+    fn new(
+        reduction: Reduction,
+        grad_output: Option<&ArrayD<f64>>,
+        positions_shape: &[usize],
+        denominator: f64,
+    ) -> Result<Upstream> {
+        let reduced_shape: &[usize] = match reduction {
+            Reduction::None => positions_shape,
+            Reduction::Mean | Reduction::Sum => &[],
+        };
+        let grad_output = grad_output_or_ones(grad_output, reduced_shape)?;
+        Ok(match reduction {
+            Reduction::None => Upstream::PerPosition(grad_output.iter().copied().collect()),
+            Reduction::Sum => Upstream::Scalar(scalar(&grad_output)),
+            Reduction::Mean => Upstream::Scalar(scalar(&grad_output) / denominator),
+        })
+    }
+
+    #[inline]
+    fn at(&self, position: Position) -> f64 {
+        match self {
+            Upstream::Scalar(value) => *value,
+            Upstream::PerPosition(values) => values[position.index],
+        }
+    }
+}
+
+/// The loss of a swept call: the per-position losses in the positions' shape (`none`), or Σ l_n
+/// (`sum`) or Σ l_n / denominator (`mean`), 0-d.
+fn reduced(
+    swept: &mut Swept,
+    reduction: Reduction,
+    positions_shape: &[usize],
+    denominator: f64,
+) -> ArrayD<f64> {
+    match (reduction, swept.losses.take()) {
+        (Reduction::None, Some(losses)) => {
+            ArrayD::from_shape_vec(IxDyn(positions_shape), losses).unwrap_or_default()
+        }
+        (Reduction::Mean, _) => ArrayD::from_elem(vec![], swept.total / denominator),
+        _ => ArrayD::from_elem(vec![], swept.total),
+    }
+}
+
+/// A float tensor's values, from a row-major copy when it is strided; a non-float tensor is
+/// rejected as log_softmax rejects it.
+fn with_values<R>(tensor: &Tensor, body: impl FnOnce(Values) -> R) -> Result<R> {
+    let standard;
+    let tensor = if tensor.is_standard_layout() {
+        tensor
+    } else {
+        standard = tensor.to_standard_layout();
+        &standard
+    };
+    Values::of(tensor).map(body).ok_or(Rejection::InputDtype {
+        got: tensor.dtype(),
+    })
+}
+
+/// The class-index cross entropy over logits x (`cross_entropy`, smp's `SoftCrossEntropyLoss`):
+/// with w ≡ 1 without weight, ε = label_smoothing (0 meaning none; PyTorch's callers pass
+/// max(ε, 0)), C classes and log p = log_softmax(x) over the class axis ([`SoftmaxLane`]), at each
+/// position n with y_n ≠ ignore_index:
 ///
 /// ```text
 /// l_n = (1 − ε)·w_{y_n}·(−log p_{n,y_n}) + (ε/C)·Σ_c w_c·(−log p_{n,c})
 /// mean = Σ_n l_n / Σ_{n: y_n ≠ ii} w_{y_n}          (MeanOver::TargetWeights; NaN when all ignored)
 /// mean = Σ_n l_n / (number of positions)           (MeanOver::Positions)
-/// ∂l_n/∂log p_{n,c} = −(1 − ε)·w_{y_n}·[c = y_n] − (ε/C)·w_c
+/// g_c = ∂l_n/∂log p_{n,c} = −u_n·[(1 − ε)·w_{y_n}·[c = y_n] + (ε/C)·w_c]
+/// Σ_{k≠c} g_k = −u_n·[(1 − ε)·w_{y_n}·[c ≠ y_n] + (ε/C)·Σ_{k≠c} w_k]
 /// ```
 ///
-/// and l_n = 0 with a zero gradient where y_n = ignore_index (`None`: nothing is ignored). The
-/// smoothing term uses every class weight, yet the weighted mean still divides by Σ w_{y_n}. Without
-/// smoothing only log p_{n,y_n} is read, so a −inf log-probability elsewhere does not reach the
-/// loss; with smoothing it makes the loss inf.
-pub(crate) fn class_index_loss(
-    log_probs: &ArrayD<f64>,
+/// u_n the upstream gradient, and l_n = 0 with a zero gradient where y_n = ignore_index (`None`:
+/// nothing is ignored): an ignored position's logits are not read. The smoothing term uses every
+/// class weight, yet the weighted mean still divides by Σ w_{y_n}. Without smoothing only
+/// log p_{n,y_n} enters the loss, so a −∞ logit elsewhere does not reach it; with smoothing it
+/// makes the loss ∞. w_{y_n}·(−log p_{n,y_n}) is an exact product whose rounding error joins the
+/// sum, so a `sum` or `mean` that cancels keeps its digits.
+pub(crate) fn class_index_cross_entropy(
+    input: &Tensor,
     call: &ClassIndexCall,
     ignore_index: Option<i64>,
     smoothing: f64,
     mean_over: MeanOver,
     reduction: Reduction,
     grad_output: Option<&ArrayD<f64>>,
-) -> Result<(ArrayD<f64>, ArrayD<f64>)> {
+) -> Result<LossOutput> {
+    let denominator = class_index_checks(call, ignore_index, smoothing, mean_over, reduction)?;
+    let upstream = Upstream::new(reduction, grad_output, call.targets.shape(), denominator)?;
+    let layout = Layout::of(input.shape(), call.class_axis);
+    let classes = layout.classes;
+    let targets: Vec<i64> = call.targets.iter().copied().collect();
+    let weights = call.weights.as_slice().unwrap_or_default();
+    let weight_of_others: Vec<f64> = (0..classes)
+        .map(|class| {
+            compensated_sum(
+                weights
+                    .iter()
+                    .enumerate()
+                    .filter(|&(other, _)| other != class)
+                    .map(|(_, &weight)| weight),
+            )
+        })
+        .collect();
+    let weight_total = compensated_sum(weights.iter().copied());
+    let share = smoothing / classes as f64;
+    let mut swept = with_values(input, |values| {
+        sweep(
+            layout,
+            reduction == Reduction::None,
+            |position, lane, scratch| {
+                let target = targets[position.index];
+                if Some(target) == ignore_index {
+                    (0..classes).for_each(|class| lane.set(class, 0.0));
+                    return (0.0, 0.0);
+                }
+                let target = target as usize;
+                scratch.resize(2 * classes, 0.0);
+                let (logits, exps) = scratch.split_at_mut(classes);
+                for (class, logit) in logits.iter_mut().enumerate() {
+                    *logit = values.at(position.element(&layout, class));
+                }
+                let u = upstream.at(position);
+                let picked = (1.0 - smoothing) * weights[target];
+                // Terms that are absent are not formed: u = ±∞ (a mean over weights summing to 0)
+                // times an absent 0 would be NaN.
+                let smoothing_part = |weight: f64| {
+                    if smoothing == 0.0 {
+                        0.0
+                    } else {
+                        -(share * weight * u)
+                    }
+                };
+                let own = |present: bool| if present { -(picked * u) } else { 0.0 };
+                let g = |class: usize| own(class == target) + smoothing_part(weights[class]);
+                let others =
+                    |class: usize| own(class != target) + smoothing_part(weight_of_others[class]);
+                let total = own(true) + smoothing_part(weight_total);
+                let silent = (0..classes).all(|class| g(class) == 0.0);
+                let softmax = SoftmaxLane::new(logits, exps);
+                for class in 0..classes {
+                    let grad = match &softmax {
+                        _ if silent => 0.0,
+                        None => f64::NAN,
+                        Some(softmax) => softmax.backward(
+                            class,
+                            logits[class],
+                            exps[class],
+                            g(class),
+                            others(class),
+                            total,
+                        ),
+                    };
+                    lane.set(class, grad);
+                }
+                let Some(softmax) = softmax else {
+                    return (f64::NAN, 0.0);
+                };
+                let (loss, residual) =
+                    two_product(weights[target], -softmax.log_prob(logits[target]));
+                if smoothing == 0.0 {
+                    return (loss, residual);
+                }
+                let smoothing_sum = compensated_sum(
+                    (0..classes).map(|class| weights[class] * -softmax.log_prob(logits[class])),
+                );
+                (loss * (1.0 - smoothing) + share * smoothing_sum, 0.0)
+            },
+        )
+    })?;
+    Ok(LossOutput {
+        loss: reduced(&mut swept, reduction, call.targets.shape(), denominator),
+        grad_input: ArrayD::from_shape_vec(IxDyn(input.shape()), swept.gradient)
+            .unwrap_or_default(),
+    })
+}
+
+/// The bounds and dtype checks a class-index loss makes before it computes, and the denominator
+/// of its mean.
+fn class_index_checks(
+    call: &ClassIndexCall,
+    ignore_index: Option<i64>,
+    smoothing: f64,
+    mean_over: MeanOver,
+    reduction: Reduction,
+) -> Result<f64> {
     let classes = call.weights.len();
     check_bounds(&call.targets, classes, ignore_index)?;
     let counted = |target: i64| Some(target) != ignore_index;
@@ -217,7 +366,7 @@ pub(crate) fn class_index_loss(
     {
         return Err(Rejection::TargetDtype { got: DType::UInt8 });
     }
-    let denominator = match mean_over {
+    Ok(match mean_over {
         MeanOver::TargetWeights => compensated_sum(
             call.targets
                 .iter()
@@ -225,110 +374,155 @@ pub(crate) fn class_index_loss(
                 .map(|&target| call.weights[target as usize]),
         ),
         MeanOver::Positions => call.targets.len() as f64,
-    };
-
-    let mut per_position = ArrayD::<f64>::zeros(call.targets.raw_dim());
-    let mut residuals = Vec::new();
-    for (position, &target) in call.targets.indexed_iter() {
-        if !counted(target) {
-            continue;
-        }
-        let log_prob_of =
-            |class: usize| log_probs[at_class(position.slice(), call.class_axis, class)];
-        let target = target as usize;
-        let (mut loss, residual) = two_product(call.weights[target], -log_prob_of(target));
-        if smoothing == 0.0 {
-            residuals.push(residual);
-        } else {
-            loss *= 1.0 - smoothing;
-            let smoothing_sum = compensated_sum(
-                (0..classes).map(|class| call.weights[class] * -log_prob_of(class)),
-            );
-            loss += smoothing / classes as f64 * smoothing_sum;
-        }
-        per_position[&position] = loss;
-    }
-
-    let upstream = reduction.upstream(grad_output, call.targets.shape(), denominator)?;
-    let mut grad_log_probs = ArrayD::<f64>::zeros(log_probs.raw_dim());
-    for (position, &target) in call.targets.indexed_iter() {
-        if !counted(target) {
-            continue;
-        }
-        let scale = upstream[&position];
-        let target = target as usize;
-        grad_log_probs[at_class(position.slice(), call.class_axis, target)] -=
-            (1.0 - smoothing) * call.weights[target] * scale;
-        if smoothing != 0.0 {
-            for class in 0..classes {
-                grad_log_probs[at_class(position.slice(), call.class_axis, class)] -=
-                    smoothing / classes as f64 * call.weights[class] * scale;
-            }
-        }
-    }
-    Ok((
-        reduction.reduce_wide(per_position, &residuals, denominator),
-        grad_log_probs,
-    ))
+    })
 }
 
-/// Probability-target path: with t'_{n,c} = (1 − ε)·t_{n,c} + ε/C when ε > 0 (t' = t otherwise),
+/// `nll_loss` over log-probabilities x: at each position n with y_n ≠ ignore_index,
+///
+/// ```text
+/// l_n = −w_{y_n}·x_{n,y_n},   ∂l_n/∂x_{n,c} = −w_{y_n}·[c = y_n]
+/// ```
+///
+/// and 0 where y_n = ignore_index; mean = Σ_n l_n / Σ_{n: y_n ≠ ii} w_{y_n}. The product is exact
+/// and its rounding error joins the sum.
+fn class_index_nll(
+    input: &Tensor,
+    call: &ClassIndexCall,
+    ignore_index: i64,
+    reduction: Reduction,
+    grad_output: Option<&ArrayD<f64>>,
+) -> Result<LossOutput> {
+    let denominator = class_index_checks(
+        call,
+        Some(ignore_index),
+        0.0,
+        MeanOver::TargetWeights,
+        reduction,
+    )?;
+    let upstream = Upstream::new(reduction, grad_output, call.targets.shape(), denominator)?;
+    let layout = Layout::of(input.shape(), call.class_axis);
+    let targets: Vec<i64> = call.targets.iter().copied().collect();
+    let weights = call.weights.as_slice().unwrap_or_default();
+    let mut swept = with_values(input, |values| {
+        sweep(layout, reduction == Reduction::None, |position, lane, _| {
+            (0..layout.classes).for_each(|class| lane.set(class, 0.0));
+            let target = targets[position.index];
+            if target == ignore_index {
+                return (0.0, 0.0);
+            }
+            let weight = weights[target as usize];
+            lane.set(target as usize, -(weight * upstream.at(position)));
+            let log_prob = values.at(position.element(&layout, target as usize));
+            two_product(weight, -log_prob)
+        })
+    })?;
+    Ok(LossOutput {
+        loss: reduced(&mut swept, reduction, call.targets.shape(), denominator),
+        grad_input: ArrayD::from_shape_vec(IxDyn(input.shape()), swept.gradient)
+            .unwrap_or_default(),
+    })
+}
+
+/// Probability targets: with t'_{n,c} = (1 − ε)·t_{n,c} + ε/C when ε > 0 (t' = t otherwise),
 ///
 /// ```text
 /// l_n = −Σ_c w_c·t'_{n,c}·log p_{n,c}
 /// mean = Σ_n l_n / (number of positions)          (not Σ w: weights do not normalise here)
-/// ∂l_n/∂log p_{n,c} = −w_c·t'_{n,c}
+/// g_c = ∂l_n/∂log p_{n,c} = −u_n·w_c·t'_{n,c}
 /// ```
 ///
-/// Targets are not validated: they need not sum to 1 and may be negative. A zero target at a −inf
-/// log-probability gives 0·(−inf) = NaN, as in PyTorch.
-fn probability_loss(
-    log_probs: &ArrayD<f64>,
+/// then the log-softmax backward of [`SoftmaxLane`], Σ_{k≠c} g_k as Σ g (compensated) minus g_c
+/// with the residual carried. Targets are not validated: they need not sum to 1 and may be
+/// negative. A zero target at a −∞ logit gives 0·(−∞) = NaN, as in PyTorch.
+fn probability_cross_entropy(
+    input: &Tensor,
     class_axis: usize,
-    targets: &ArrayD<f64>,
+    target: &Tensor,
     weights: &Array1<f64>,
     label_smoothing: f64,
     reduction: Reduction,
     grad_output: Option<&ArrayD<f64>>,
-) -> Result<(ArrayD<f64>, ArrayD<f64>)> {
-    let classes = weights.len();
-    let smoothed = |target: f64| {
+) -> Result<LossOutput> {
+    let layout = Layout::of(input.shape(), class_axis);
+    let classes = layout.classes;
+    let mut positions_shape = input.shape().to_vec();
+    positions_shape.remove(class_axis);
+    let denominator = layout.positions() as f64;
+    let upstream = Upstream::new(reduction, grad_output, &positions_shape, denominator)?;
+    let weights = weights.as_slice().unwrap_or_default();
+    let smoothed = |t: f64| {
         if label_smoothing > 0.0 {
-            target * (1.0 - label_smoothing) + label_smoothing / classes as f64
+            t * (1.0 - label_smoothing) + label_smoothing / classes as f64
         } else {
-            target
+            t
         }
     };
-    let mut positions_shape = log_probs.shape().to_vec();
-    positions_shape.remove(class_axis);
-    let positions = ArrayD::<()>::from_elem(positions_shape.clone(), ());
-
-    let mut per_position = ArrayD::<f64>::zeros(positions_shape.clone());
-    for (position, ()) in positions.indexed_iter() {
-        let index = |class: usize| at_class(position.slice(), class_axis, class);
-        per_position[&position] = -compensated_sum((0..classes).map(|class| {
-            log_probs[index(class)] * smoothed(targets[index(class)]) * weights[class]
-        }));
-    }
-
-    let denominator = positions.len() as f64;
-    let upstream = reduction.upstream(grad_output, &positions_shape, denominator)?;
-    let mut grad_log_probs = ArrayD::<f64>::zeros(log_probs.raw_dim());
-    for (position, ()) in positions.indexed_iter() {
-        for class in 0..classes {
-            let index = at_class(position.slice(), class_axis, class);
-            grad_log_probs[&index] =
-                -weights[class] * smoothed(targets[&index]) * upstream[&position];
+    let standard;
+    let target = if target.is_standard_layout() {
+        target
+    } else {
+        standard = target.to_standard_layout();
+        &standard
+    };
+    let converted;
+    let targets = match Values::of(target) {
+        Some(values) => values,
+        None => {
+            converted = target.to_f64().into_raw_vec_and_offset().0;
+            Values::F64(&converted)
         }
-    }
-    Ok((reduction.reduce(per_position, denominator), grad_log_probs))
-}
-
-/// The input index of `class` at a target position: the position with the class axis inserted.
-fn at_class(position: &[usize], class_axis: usize, class: usize) -> IxDyn {
-    let mut index = position.to_vec();
-    index.insert(class_axis, class);
-    IxDyn(&index)
+    };
+    let mut swept = with_values(input, |values| {
+        sweep(
+            layout,
+            reduction == Reduction::None,
+            |position, lane, scratch| {
+                scratch.resize(3 * classes, 0.0);
+                let (logits, rest) = scratch.split_at_mut(classes);
+                let (exps, g) = rest.split_at_mut(classes);
+                let u = upstream.at(position);
+                for class in 0..classes {
+                    let element = position.element(&layout, class);
+                    logits[class] = values.at(element);
+                    g[class] = -weights[class] * smoothed(targets.at(element)) * u;
+                }
+                let softmax = SoftmaxLane::new(logits, exps);
+                let loss = -compensated_sum((0..classes).map(|class| {
+                    let log_prob = softmax
+                        .as_ref()
+                        .map_or(f64::NAN, |softmax| softmax.log_prob(logits[class]));
+                    let element = position.element(&layout, class);
+                    log_prob * smoothed(targets.at(element)) * weights[class]
+                }));
+                let total = compensated_sum(g.iter().copied());
+                let total_lo = compensated_sum(g.iter().copied().chain([-total]));
+                for class in 0..classes {
+                    let grad = match &softmax {
+                        None => f64::NAN,
+                        Some(softmax) => {
+                            let (rest, rest_lo) = two_sum(total, -g[class]);
+                            let others = rest + (rest_lo + total_lo);
+                            softmax.backward(
+                                class,
+                                logits[class],
+                                exps[class],
+                                g[class],
+                                others,
+                                total,
+                            )
+                        }
+                    };
+                    lane.set(class, grad);
+                }
+                (loss, 0.0)
+            },
+        )
+    })?;
+    Ok(LossOutput {
+        loss: reduced(&mut swept, reduction, &positions_shape, denominator),
+        grad_input: ArrayD::from_shape_vec(IxDyn(input.shape()), swept.gradient)
+            .unwrap_or_default(),
+    })
 }
 
 /// The class axis PyTorch uses: 0 for a 1-D (unbatched) input, else 1.
@@ -342,8 +536,14 @@ fn class_axis(rank: usize) -> usize {
 
 /// The input as f64, rejecting non-float inputs as log_softmax does.
 pub(crate) fn float_input(input: &Tensor) -> Result<ArrayD<f64>> {
+    check_float_input(input)?;
+    Ok(input.to_f64())
+}
+
+/// Rejects a non-float input as log_softmax does.
+pub(crate) fn check_float_input(input: &Tensor) -> Result<()> {
     if input.dtype().is_floating() {
-        Ok(input.to_f64())
+        Ok(())
     } else {
         Err(Rejection::InputDtype { got: input.dtype() })
     }
@@ -455,7 +655,7 @@ fn check_class_index_call(
         .ok_or(Rejection::TargetDtype {
             got: target.dtype(),
         })?;
-    float_input(input)?;
+    check_float_input(input)?;
     if let Some(weight) = weight {
         if weight.dtype() != input.dtype() {
             return Err(Rejection::WeightDtype {

@@ -29,9 +29,11 @@ use super::binary::{
     bce_with_logits_element, broadcast_to, check_same_shape, log_sigmoid, sigmoid, sigmoid_wide,
     two_product, two_sum,
 };
-use super::cross_entropy::{class_index_loss, float_input, ClassIndexCall, MeanOver};
+use super::cross_entropy::{
+    check_float_input, class_index_cross_entropy, float_input, ClassIndexCall, MeanOver,
+};
 use super::smp::SmpMode;
-use super::softmax::{log_softmax, log_softmax_backward_from_logits};
+use super::softmax::{log_softmax, log_softmax_backward};
 use super::{compensated_sum, monai, reshaped, LossOutput, Reduction};
 use crate::error::Rejection;
 use crate::spec::Result;
@@ -805,7 +807,7 @@ fn softmax_map(
             *value = focal.backward(log_probs[&index], te, g);
         }
     }
-    let mut grad_input = log_softmax_backward_from_logits(x, &log_probs, &grad_log_probs, 1);
+    let mut grad_input = log_softmax_backward(x, &grad_log_probs, 1);
     if mask.is_some() {
         for (index, value) in grad_input.indexed_iter_mut() {
             *value *= mask_at(&index);
@@ -1510,10 +1512,9 @@ pub fn smp_soft_cross_entropy(
         }
         (given, _) => given.cloned(),
     };
-    let logits = float_input(y_pred)?;
-    let log_probs = log_softmax(&logits, 1);
-    let (loss, grad_log_probs) = class_index_loss(
-        &log_probs,
+    check_float_input(y_pred)?;
+    let LossOutput { loss, grad_input } = class_index_cross_entropy(
+        y_pred,
         &call,
         options.ignore_index,
         options.smooth_factor,
@@ -1526,8 +1527,5 @@ pub fn smp_soft_cross_entropy(
     } else {
         loss
     };
-    Ok(LossOutput {
-        loss,
-        grad_input: log_softmax_backward_from_logits(&logits, &log_probs, &grad_log_probs, 1),
-    })
+    Ok(LossOutput { loss, grad_input })
 }

@@ -11,6 +11,7 @@ pub mod lovasz;
 pub mod mcc;
 pub mod monai;
 pub mod overlap;
+mod positions;
 pub mod smp;
 pub mod softmax;
 

@@ -1,53 +1,127 @@
-//! Softmax and log-softmax over one axis (the class axis), with the log-softmax backward (from
-//! the log-probabilities, or more accurately from the logits they came from).
+//! Softmax and log-softmax over one axis (the class axis), lane by lane, and the log-softmax
+//! backward.
 
 use ndarray::{Array, ArrayView1, Axis, Dimension, Zip};
 
 use super::binary::two_sum;
 use super::compensated_sum;
 
-/// log softmax(x)_c = (x_c − m) − log1p(S), with m = x_a = max_k x_k at the first arg-max a and
-/// S = Σ_{k≠a} exp(x_k − m), each term with the rounding of x_k − m corrected (`shifted_exp`).
+/// One lane's log-softmax, around the arg-max a (m = x_a, the first largest logit):
 ///
-/// Subtracting the maximum keeps exp from overflowing, so logits of ±1e4 are exact; taking the
-/// arg-max's term (exactly 1) out of the sum lets log1p keep the digits of a small S, so a dominant
-/// class's log p_a = −log1p(S) is accurate to the last bit where log(1 + S) would round S away. As
-/// in PyTorch: a lane holding +inf or NaN becomes all NaN (m = +inf gives inf − inf), an all −inf
-/// lane is NaN, and a single −inf entry stays −inf while the others remain finite.
+/// ```text
+/// S = Σ_{c≠a} e^(x_c − m),   log p_c = (x_c − m) − log1p(S),   p_c = e^(x_c − m)·p_a,   p_a = e^(−log1p(S))
+/// ```
+///
+/// each e^(x_c − m) with the rounding of x_c − m folded back in ([`shifted_exp`]). Subtracting the
+/// maximum keeps exp from overflowing, so logits of ±1e4 are exact; taking the arg-max's term
+/// (exactly 1) out of the sum lets log1p keep the digits of a small S, so a dominant class's
+/// log p_a = −log1p(S) is accurate to the last bit where log(1 + S) would round S away. p_c from
+/// the shifted exponential carries only |log p_a| ≤ |log p_c| times log p's rounding, where
+/// exp(log p_c) would carry |log p_c| times it (20 ulp at log p = −40). As in PyTorch, a lane
+/// holding +∞ or NaN, or all −∞, has no log-softmax (every output there is NaN), and a single −∞
+/// entry stays −∞ while the others remain finite.
+pub(crate) struct SoftmaxLane {
+    arg_max: usize,
+    max: f64,
+    log_sum: f64,
+    p_max: f64,
+}
+
+impl SoftmaxLane {
+    /// The lane of `logits`, writing e^(x_c − m) into `exps` (1 at the arg-max); `None` for a lane
+    /// without a log-softmax.
+    pub(crate) fn new(logits: &[f64], exps: &mut [f64]) -> Option<SoftmaxLane> {
+        let (arg_max, max) = logits.iter().copied().enumerate().fold(
+            (0, f64::NEG_INFINITY),
+            |best, (class, value)| if value > best.1 { (class, value) } else { best },
+        );
+        let max = logits.get(arg_max).copied().unwrap_or(max);
+        if !max.is_finite() || logits.iter().any(|value| value.is_nan()) {
+            return None;
+        }
+        for (exp, &logit) in exps.iter_mut().zip(logits) {
+            *exp = shifted_exp(logit, max);
+        }
+        exps[arg_max] = 0.0;
+        let others = compensated_sum(exps.iter().copied());
+        exps[arg_max] = 1.0;
+        let log_sum = others.ln_1p();
+        Some(SoftmaxLane {
+            arg_max,
+            max,
+            log_sum,
+            p_max: (-log_sum).exp(),
+        })
+    }
+
+    /// log p_c, for the logit x_c.
+    #[inline]
+    pub(crate) fn log_prob(&self, logit: f64) -> f64 {
+        (logit - self.max) - self.log_sum
+    }
+
+    /// The vector-Jacobian product at class c (logit x_c, `exp` its e^(x_c − m)), for
+    /// g = ∂L/∂(log p):
+    ///
+    /// ```text
+    /// ∂L/∂x_c = g_c − p_c·Σ_k g_k = g_c·(1 − p_c) − p_c·Σ_{k≠c} g_k,   1 − p_c = −expm1(log p_c) for p_c > ½
+    /// ```
+    ///
+    /// `others` is Σ_{k≠c} g_k and `total` Σ_k g_k. The right-hand form does not cancel where
+    /// p_c ≈ 1 and g is concentrated on c (a confident correct class): 1 − p_c comes from log p_c
+    /// without subtraction. Where Σ g is not finite the left-hand form is evaluated literally, as
+    /// PyTorch does.
+    #[inline]
+    pub(crate) fn backward(
+        &self,
+        class: usize,
+        logit: f64,
+        exp: f64,
+        g: f64,
+        others: f64,
+        total: f64,
+    ) -> f64 {
+        let p = if class == self.arg_max {
+            self.p_max
+        } else {
+            exp * self.p_max
+        };
+        if !total.is_finite() {
+            return g - p * total;
+        }
+        // Only where p > ½ does 1 − p cancel.
+        let complement = if p > 0.5 {
+            -self.log_prob(logit).exp_m1()
+        } else {
+            1.0 - p
+        };
+        g * complement - p * others
+    }
+}
+
+/// log softmax(x) over `axis`, lane by lane ([`SoftmaxLane`]).
 pub fn log_softmax<D: Dimension>(logits: &Array<f64, D>, axis: usize) -> Array<f64, D> {
     let mut log_probs = logits.clone();
+    let mut scratch = Vec::new();
     for mut lane in log_probs.lanes_mut(Axis(axis)) {
-        let arg_max = arg_max(lane.view());
-        let max = lane.get(arg_max).copied().unwrap_or(f64::NAN);
-        if !max.is_finite() || lane.iter().any(|value| value.is_nan()) {
-            lane.fill(f64::NAN);
-            continue;
+        let (values, exps) = lane_scratch(&mut scratch, lane.view());
+        match SoftmaxLane::new(values, exps) {
+            Some(softmax) => lane.mapv_inplace(|logit| softmax.log_prob(logit)),
+            None => lane.fill(f64::NAN),
         }
-        let others = compensated_sum(
-            lane.iter()
-                .enumerate()
-                .filter(|&(index, _)| index != arg_max)
-                .map(|(_, &value)| shifted_exp(value, max)),
-        );
-        let log_sum_exp = others.ln_1p();
-        lane.mapv_inplace(|value| (value - max) - log_sum_exp);
     }
     log_probs
 }
 
-/// The index of the first largest value of a lane (0 for an empty or all-NaN lane).
-fn arg_max(lane: ArrayView1<f64>) -> usize {
-    lane.iter()
-        .copied()
-        .enumerate()
-        .fold((0, f64::NEG_INFINITY), |best, (index, value)| {
-            if value > best.1 {
-                (index, value)
-            } else {
-                best
-            }
-        })
-        .0
+/// The lane's values copied to the front of `scratch`, and as much room again after them.
+fn lane_scratch<'s>(
+    scratch: &'s mut Vec<f64>,
+    lane: ArrayView1<f64>,
+) -> (&'s mut [f64], &'s mut [f64]) {
+    scratch.clear();
+    scratch.extend(lane.iter().copied());
+    scratch.resize(2 * lane.len(), 0.0);
+    scratch.split_at_mut(lane.len())
 }
 
 /// exp(x − m) with the rounding of x − m folded back in: x − m = d + δ exactly, and
@@ -68,79 +142,39 @@ pub fn softmax<D: Dimension>(logits: &Array<f64, D>, axis: usize) -> Array<f64, 
     log_softmax(logits, axis).mapv(f64::exp)
 }
 
-/// The log-softmax vector-Jacobian product: given g = ∂L/∂(log p), returns
-///
-/// ```text
-/// ∂L/∂x_c = g_c − p_c·Σ_k g_k = g_c·(1 − p_c) − p_c·Σ_{k≠c} g_k,   1 − p_c = −expm1(log p_c) for p_c > ½
-/// ```
-///
-/// The right-hand form does not cancel where p_c ≈ 1 and g is concentrated on c (a confident
-/// correct class): 1 − p_c comes from log p_c without subtraction, and Σ_{k≠c} g_k is the sum
-/// carried as hi + lo (a compensated sum and its residual) minus g_c, exact where g has no other
-/// entries. Where Σ g is not finite the left-hand form is evaluated literally, as PyTorch does. A
-/// lane whose g is all zero (an ignored position) has the exact gradient 0 and is not read, so a
-/// NaN logit there stays out of the gradient (PyTorch's backward returns a NaN row there: the
-/// anchor artefact `ignored-nan-logits`).
+/// The log-softmax vector-Jacobian product: given g = ∂L/∂(log p), the lane backward of
+/// [`SoftmaxLane::backward`]. `lanes` holds the logits, or their log-probabilities (log_softmax of
+/// log p is log p): the logits give p_c to the last bit, the log-probabilities carry their own
+/// rounding (|log p_c| times an ulp). Σ_{k≠c} g_k is the compensated sum of g carried as hi + lo,
+/// minus g_c, exact where g has no other entries. A lane whose g is all zero (an ignored position)
+/// has the exact gradient 0 and is not read, so a NaN there stays out of the gradient (PyTorch's
+/// backward returns a NaN row there: the anchor artefact `ignored-nan-logits`).
 pub fn log_softmax_backward<D: Dimension>(
-    log_probs: &Array<f64, D>,
-    grad_log_probs: &Array<f64, D>,
-    axis: usize,
-) -> Array<f64, D> {
-    backward(log_probs, None, grad_log_probs, axis)
-}
-
-/// [`log_softmax_backward`] with p_c = exp(x_c − x_a)·p_a, a the arg-max, p_a = exp(log p_a)
-/// (`shifted_exp`): exp(log p_c) carries log p_c's rounding multiplied by |log p_c| (20 ulp at
-/// log p = −40), this form only |log p_a| ≤ |log p_c| times it.
-pub fn log_softmax_backward_from_logits<D: Dimension>(
-    logits: &Array<f64, D>,
-    log_probs: &Array<f64, D>,
-    grad_log_probs: &Array<f64, D>,
-    axis: usize,
-) -> Array<f64, D> {
-    backward(log_probs, Some(logits), grad_log_probs, axis)
-}
-
-/// The log-softmax backward of [`log_softmax_backward`], with p from the logits when given.
-fn backward<D: Dimension>(
-    log_probs: &Array<f64, D>,
-    logits: Option<&Array<f64, D>>,
+    lanes: &Array<f64, D>,
     grad_log_probs: &Array<f64, D>,
     axis: usize,
 ) -> Array<f64, D> {
     let mut grad_logits = grad_log_probs.clone();
+    let mut scratch = Vec::new();
     Zip::from(grad_logits.lanes_mut(Axis(axis)))
-        .and(log_probs.lanes(Axis(axis)))
-        .and(logits.unwrap_or(log_probs).lanes(Axis(axis)))
-        .for_each(|mut grad_lane, log_prob_lane, logit_lane| {
+        .and(lanes.lanes(Axis(axis)))
+        .for_each(|mut grad_lane, lane| {
             if grad_lane.iter().all(|&grad| grad == 0.0) {
                 grad_lane.fill(0.0);
                 return;
             }
-            let arg_max = arg_max(log_prob_lane);
-            let max = logit_lane.get(arg_max).copied().unwrap_or(f64::NAN);
-            let p_max = log_prob_lane.get(arg_max).map_or(f64::NAN, |lp| lp.exp());
-            let probability = |logit: f64, log_prob: f64| match logits {
-                Some(_) => shifted_exp(logit, max) * p_max,
-                None => log_prob.exp(),
+            let (values, exps) = lane_scratch(&mut scratch, lane);
+            let Some(softmax) = SoftmaxLane::new(values, exps) else {
+                grad_lane.fill(f64::NAN);
+                return;
             };
-            let grad_sum = compensated_sum(grad_lane.iter().copied());
-            let grad_sum_lo = compensated_sum(grad_lane.iter().copied().chain([-grad_sum]));
-            Zip::from(&mut grad_lane)
-                .and(&log_prob_lane)
-                .and(&logit_lane)
-                .for_each(|grad, &log_prob, &logit| {
-                    let p = probability(logit, log_prob);
-                    if !grad_sum.is_finite() {
-                        *grad -= p * grad_sum;
-                        return;
-                    }
-                    let (rest, rest_lo) = two_sum(grad_sum, -*grad);
-                    let others = rest + (rest_lo + grad_sum_lo);
-                    // Only where p > ½ does 1 − p cancel.
-                    let complement = if p > 0.5 { -log_prob.exp_m1() } else { 1.0 - p };
-                    *grad = *grad * complement - p * others;
-                });
+            let total = compensated_sum(grad_lane.iter().copied());
+            let total_lo = compensated_sum(grad_lane.iter().copied().chain([-total]));
+            for (class, grad) in grad_lane.iter_mut().enumerate() {
+                let (rest, rest_lo) = two_sum(total, -*grad);
+                let others = rest + (rest_lo + total_lo);
+                *grad = softmax.backward(class, values[class], exps[class], *grad, others, total);
+            }
         });
     grad_logits
 }
@@ -183,9 +217,8 @@ mod tests {
         // p_1 = e^(0.1 − 40)/(1 + e^(0.1 − 40)) = 4.695157572631189680437…e-18, and the gradient
         // of −log p_0 is (−p_1, p_1); exp(log p_1) would be 15 ulp off for the same reason
         // (4.6951575726311964e-18).
-        let grad = log_softmax_backward_from_logits(
+        let grad = log_softmax_backward(
             &arr1(&[40.0, 0.1]).into_dyn(),
-            &log_probs,
             &arr1(&[-1.0, 0.0]).into_dyn(),
             0,
         );

@@ -1,0 +1,283 @@
+//! The loop the class-axis losses share: every position of an `(N, C, S)` tensor (`S` the
+//! flattened spatial axes), its C class values read straight from the caller's float32 or float64
+//! data, its gradient lane written straight into the result.
+//!
+//! Positions are cut into fixed chunks, whatever the number of cores, and the chunks are shared
+//! among the cores. Each chunk sums its positions' losses with compensation, and the chunk sums
+//! are added in chunk order, so the result does not depend on how many cores ran it.
+
+use std::thread;
+
+use super::compensated_sum;
+use crate::tensor::Tensor;
+
+/// About this many positions make a chunk.
+const CHUNK_POSITIONS: usize = 8192;
+
+/// The shape of a class-axis tensor as `(N, C, S)`, row-major: the value of class c at position
+/// (n, s) is element (n·C + c)·S + s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Layout {
+    /// N (1 for an unbatched `(C)` input).
+    pub(crate) batch: usize,
+    /// C.
+    pub(crate) classes: usize,
+    /// S, the product of the spatial axes (1 for `(N, C)`).
+    pub(crate) spatial: usize,
+}
+
+impl Layout {
+    /// The layout of a shape whose class axis is `class_axis` (0 or 1).
+    pub(crate) fn of(shape: &[usize], class_axis: usize) -> Layout {
+        Layout {
+            batch: shape[..class_axis].iter().product(),
+            classes: shape.get(class_axis).copied().unwrap_or(1),
+            spatial: shape[class_axis + 1..].iter().product(),
+        }
+    }
+
+    /// N·S.
+    pub(crate) fn positions(&self) -> usize {
+        self.batch * self.spatial
+    }
+
+    /// N·C·S.
+    pub(crate) fn elements(&self) -> usize {
+        self.positions() * self.classes
+    }
+}
+
+/// A float tensor's values in row-major order, as the caller holds them.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Values<'a> {
+    /// float32 data, widened to f64 as it is read.
+    F32(&'a [f32]),
+    /// float64 data.
+    F64(&'a [f64]),
+}
+
+impl<'a> Values<'a> {
+    /// The values of a float tensor in standard layout; `None` for another dtype or layout.
+    pub(crate) fn of(tensor: &'a Tensor) -> Option<Values<'a>> {
+        match tensor {
+            Tensor::Float32(array) => array.as_slice().map(Values::F32),
+            Tensor::Float64(array) => array.as_slice().map(Values::F64),
+            _ => None,
+        }
+    }
+
+    /// Element `index`.
+    #[inline]
+    pub(crate) fn at(&self, index: usize) -> f64 {
+        match self {
+            Values::F32(values) => f64::from(values[index]),
+            Values::F64(values) => values[index],
+        }
+    }
+}
+
+/// One position: (n, s) and its flat index n·S + s.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Position {
+    /// n.
+    pub(crate) n: usize,
+    /// s.
+    pub(crate) s: usize,
+    /// n·S + s, the position's index in a per-position array.
+    pub(crate) index: usize,
+}
+
+impl Position {
+    /// The flat element index of class c here.
+    #[inline]
+    pub(crate) fn element(&self, layout: &Layout, class: usize) -> usize {
+        (self.n * layout.classes + class) * layout.spatial + self.s
+    }
+}
+
+/// The gradient lane of one position: the C entries a kernel writes.
+pub(crate) struct Lane<'c, 'g> {
+    pieces: &'c mut [&'g mut [f64]],
+    first_piece: usize,
+    offset: usize,
+}
+
+impl Lane<'_, '_> {
+    /// Sets the gradient of class c.
+    #[inline]
+    pub(crate) fn set(&mut self, class: usize, value: f64) {
+        self.pieces[self.first_piece + class][self.offset] = value;
+    }
+}
+
+/// What a loss sums over its positions: the sum of the losses and their residuals (the rounding
+/// errors of exact products), and the per-position losses when they are wanted.
+pub(crate) struct Swept {
+    /// The gradient, N·C·S in row-major order.
+    pub(crate) gradient: Vec<f64>,
+    /// l_n per position (N·S), when asked for.
+    pub(crate) losses: Option<Vec<f64>>,
+    /// Σ_n l_n, compensated, with the residuals the kernel returned.
+    pub(crate) total: f64,
+}
+
+/// A chunk: images n0.. (one, or several when S is small) and the span s0..s0 + len of each.
+struct Chunk<'g, 'l> {
+    n0: usize,
+    images: usize,
+    s0: usize,
+    len: usize,
+    /// The gradient's runs of this chunk: `images`·C pieces of `len`, piece i·C + c for class c of
+    /// image n0 + i.
+    gradient: Vec<&'g mut [f64]>,
+    /// The per-position losses of this chunk (images·len), when wanted.
+    losses: Option<&'l mut [f64]>,
+}
+
+/// Runs `kernel` at every position and gathers what it returns. The kernel gets the position, its
+/// gradient lane (every class must be set) and a scratch vector it may use as it likes, and
+/// returns the position's loss as value and residual.
+pub(crate) fn sweep<K>(layout: Layout, want_losses: bool, kernel: K) -> Swept
+where
+    K: Fn(Position, &mut Lane, &mut Vec<f64>) -> (f64, f64) + Sync,
+{
+    let mut gradient = vec![0.0; layout.elements()];
+    let mut losses = want_losses.then(|| vec![0.0; layout.positions()]);
+    let chunks = chunks(layout, &mut gradient, losses.as_deref_mut());
+    let count = chunks.len();
+    let threads = thread::available_parallelism()
+        .map_or(1, |cores| cores.get())
+        .min(count);
+    let mut sums = Vec::with_capacity(2 * count);
+    if threads <= 1 {
+        for chunk in chunks {
+            sums.extend(run_chunk(layout, chunk, &kernel));
+        }
+    } else {
+        let per_thread = count.div_ceil(threads);
+        let mut chunks = chunks.into_iter();
+        thread::scope(|scope| {
+            let workers: Vec<_> = (0..threads)
+                .map(|_| {
+                    let share: Vec<Chunk> = chunks.by_ref().take(per_thread).collect();
+                    let kernel = &kernel;
+                    scope.spawn(move || {
+                        share
+                            .into_iter()
+                            .flat_map(|chunk| run_chunk(layout, chunk, kernel))
+                            .collect::<Vec<f64>>()
+                    })
+                })
+                .collect();
+            for worker in workers {
+                match worker.join() {
+                    Ok(partial) => sums.extend(partial),
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
+            }
+        });
+    }
+    Swept {
+        gradient,
+        losses,
+        total: compensated_sum(sums),
+    }
+}
+
+/// Cuts the positions into chunks of about [`CHUNK_POSITIONS`], in position order.
+fn chunks<'g, 'l>(
+    layout: Layout,
+    gradient: &'g mut [f64],
+    mut losses: Option<&'l mut [f64]>,
+) -> Vec<Chunk<'g, 'l>> {
+    let Layout {
+        batch,
+        classes,
+        spatial,
+    } = layout;
+    let mut chunks = Vec::new();
+    if spatial == 0 || batch == 0 {
+        return chunks;
+    }
+    // Whole images per chunk when an image is small, else spans of one image.
+    let (images_per_chunk, span) = if spatial >= CHUNK_POSITIONS {
+        (1, CHUNK_POSITIONS)
+    } else {
+        ((CHUNK_POSITIONS / spatial).max(1), spatial)
+    };
+    let mut rows = gradient.chunks_mut(spatial.max(1));
+    let mut n0 = 0;
+    while n0 < batch {
+        let images = images_per_chunk.min(batch - n0);
+        // The rows of these images, each cut into spans: pieces[span][i·C + c].
+        let spans = spatial.div_ceil(span);
+        let mut pieces: Vec<Vec<&mut [f64]>> = (0..spans).map(|_| Vec::new()).collect();
+        for _ in 0..images * classes {
+            let row = rows.next().unwrap_or_default();
+            for (k, piece) in row.chunks_mut(span).enumerate() {
+                pieces[k].push(piece);
+            }
+        }
+        for (k, gradient) in pieces.into_iter().enumerate() {
+            let s0 = k * span;
+            let len = span.min(spatial - s0);
+            let chunk_losses = match losses.take() {
+                Some(rest) => {
+                    let (mine, rest) = rest.split_at_mut(images * len);
+                    losses = Some(rest);
+                    Some(mine)
+                }
+                None => None,
+            };
+            chunks.push(Chunk {
+                n0,
+                images,
+                s0,
+                len,
+                gradient,
+                losses: chunk_losses,
+            });
+        }
+        n0 += images;
+    }
+    chunks
+}
+
+/// Runs the kernel over a chunk; returns the chunk's loss sum as (sum, compensation).
+fn run_chunk<K>(layout: Layout, mut chunk: Chunk, kernel: &K) -> [f64; 2]
+where
+    K: Fn(Position, &mut Lane, &mut Vec<f64>) -> (f64, f64),
+{
+    let mut scratch = Vec::new();
+    let mut terms = Vec::with_capacity(2 * chunk.images * chunk.len);
+    for i in 0..chunk.images {
+        let n = chunk.n0 + i;
+        for j in 0..chunk.len {
+            let s = chunk.s0 + j;
+            let position = Position {
+                n,
+                s,
+                index: n * layout.spatial + s,
+            };
+            let mut lane = Lane {
+                pieces: &mut chunk.gradient,
+                first_piece: i * layout.classes,
+                offset: j,
+            };
+            let (loss, residual) = kernel(position, &mut lane, &mut scratch);
+            if let Some(losses) = chunk.losses.as_deref_mut() {
+                losses[i * chunk.len + j] = loss;
+            }
+            terms.push(loss);
+            if loss.is_finite() {
+                terms.push(residual);
+            }
+        }
+    }
+    let sum = compensated_sum(terms.iter().copied());
+    if !sum.is_finite() {
+        return [sum, 0.0];
+    }
+    let compensation = compensated_sum(terms.iter().copied().chain([-sum]));
+    [sum, compensation]
+}
