@@ -6,9 +6,10 @@
 //! position. `weight` and `pos_weight` broadcast against the input with PyTorch's right-aligned
 //! rule, so a `(C,)` tensor aligns with the *last* axis and `(C, 1, 1)` with the channel axis.
 
-use ndarray::{ArrayD, IxDyn, Zip};
+use ndarray::{ArrayD, IxDyn};
 
-use super::cross_entropy::float_input;
+use super::cross_entropy::check_float_input;
+use super::positions::{sweep, Layout, Upstream, Values};
 use super::{reshaped, LossOutput, Reduction};
 use crate::error::Rejection;
 use crate::spec::Result;
@@ -53,11 +54,11 @@ pub fn log_sigmoid(x: f64) -> f64 {
     x.min(0.0) - (-x.abs()).exp().ln_1p()
 }
 
-/// `tensor` broadcast to `shape` by PyTorch's right-aligned rule: the tensor's axes align with the
-/// last axes of `shape`, and each must be 1 or equal to the axis it meets. A tensor with more axes
-/// than `shape`, or whose broadcast would be larger than `shape`, is rejected (PyTorch computes
-/// these losses in place on the input's shape).
-pub fn broadcast_to(name: &str, tensor: &Tensor, shape: &[usize]) -> Result<ArrayD<f64>> {
+/// The axes `tensor` has once aligned with the last axes of `shape` (PyTorch's right-aligned rule:
+/// leading axes of 1 added), checked to broadcast: each must be 1 or equal to the axis it meets.
+/// A tensor with more axes than `shape`, or whose broadcast would be larger than `shape`, is
+/// rejected (PyTorch computes these losses in place on the input's shape).
+fn aligned_shape(name: &str, tensor: &Tensor, shape: &[usize]) -> Result<Vec<usize>> {
     let error = || Rejection::BroadcastShape {
         name: name.to_string(),
         shape: tensor.shape().to_vec(),
@@ -77,11 +78,71 @@ pub fn broadcast_to(name: &str, tensor: &Tensor, shape: &[usize]) -> Result<Arra
     }
     let mut aligned = vec![1; offset];
     aligned.extend_from_slice(own);
-    let values = reshaped(tensor.to_f64(), IxDyn(&aligned)).ok_or_else(error)?;
+    Ok(aligned)
+}
+
+/// `tensor` broadcast to `shape` ([`aligned_shape`]'s rule), as a full array.
+pub fn broadcast_to(name: &str, tensor: &Tensor, shape: &[usize]) -> Result<ArrayD<f64>> {
+    let aligned = aligned_shape(name, tensor, shape)?;
+    let values = reshaped(tensor.to_f64(), IxDyn(&aligned));
     values
-        .broadcast(IxDyn(shape))
+        .as_ref()
+        .and_then(|values| values.broadcast(IxDyn(shape)))
         .map(|view| view.to_owned())
-        .ok_or_else(error)
+        .ok_or_else(|| Rejection::BroadcastShape {
+            name: name.to_string(),
+            shape: tensor.shape().to_vec(),
+            to: shape.to_vec(),
+        })
+}
+
+/// An optional tensor broadcast to a shape without copying it out: element i of the broadcast
+/// reads the tensor's own element Σ_k ((i / inner_k) mod size_k)·stride_k over the axes k the
+/// tensor does not broadcast along. Absent, it is 1 everywhere.
+pub(crate) struct Broadcast<'a> {
+    values: Option<Values<'a>>,
+    /// (inner_k, size_k, stride_k): the element count inside axis k of the broadcast shape, the
+    /// axis's size, and the tensor's own row-major stride there.
+    axes: Vec<(usize, usize, usize)>,
+}
+
+impl<'a> Broadcast<'a> {
+    /// `tensor` broadcast to `shape`, or ones when absent; rejected as [`aligned_shape`] says.
+    pub(crate) fn new(name: &str, tensor: Option<&'a Tensor>, shape: &[usize]) -> Result<Self> {
+        let Some(tensor) = tensor else {
+            return Ok(Broadcast {
+                values: None,
+                axes: Vec::new(),
+            });
+        };
+        let aligned = aligned_shape(name, tensor, shape)?;
+        let mut axes = Vec::new();
+        let (mut inner, mut stride) = (1, 1);
+        for (&size, &own) in shape.iter().zip(&aligned).rev() {
+            if own != 1 {
+                axes.push((inner, size, stride));
+            }
+            inner *= size;
+            stride *= own;
+        }
+        Ok(Broadcast {
+            values: Some(Values::read(tensor)),
+            axes,
+        })
+    }
+
+    /// The broadcast's element `index`.
+    #[inline]
+    pub(crate) fn at(&self, index: usize) -> f64 {
+        match &self.values {
+            None => 1.0,
+            Some(values) => values.at(self
+                .axes
+                .iter()
+                .map(|&(inner, size, stride)| (index / inner) % size * stride)
+                .sum()),
+        }
+    }
 }
 
 /// Rejects a target whose shape is not the input's.
@@ -96,22 +157,29 @@ pub(crate) fn check_same_shape(input: &Tensor, target: &Tensor) -> Result<()> {
     }
 }
 
-/// Reduces an elementwise loss map `loss` whose element i has derivative `derivative[i]` with
-/// respect to its own input element: `none` → l, `sum` → Σ l, `mean` → Σ l / (number of
-/// elements); the gradient is upstream_i · derivative_i.
-pub(crate) fn reduce_elementwise(
-    loss: ArrayD<f64>,
-    derivative: ArrayD<f64>,
+/// An elementwise loss over `shape`: `kernel(i)` returns element i's loss l_i and its derivative
+/// with respect to its own input element. `none` → l, `sum` → Σ l, `mean` → Σ l / (number of
+/// elements); the gradient is upstream_i·∂l_i/∂x_i.
+pub(crate) fn elementwise(
+    shape: &[usize],
     reduction: Reduction,
     grad_output: Option<&ArrayD<f64>>,
+    kernel: impl Fn(usize) -> (f64, f64) + Sync,
 ) -> Result<LossOutput> {
-    let denominator = loss.len() as f64;
-    let mut grad_input = reduction.upstream(grad_output, loss.shape(), denominator)?;
-    grad_input.zip_mut_with(&derivative, |upstream, &slope| *upstream *= slope);
-    Ok(LossOutput {
-        loss: reduction.reduce(loss, denominator),
-        grad_input,
-    })
+    let count: usize = shape.iter().product();
+    let denominator = count as f64;
+    let upstream = Upstream::new(reduction, grad_output, shape, denominator)?;
+    let layout = Layout {
+        batch: 1,
+        classes: 1,
+        spatial: count,
+    };
+    let swept = sweep(layout, reduction == Reduction::None, |position, lane, _| {
+        let (loss, slope) = kernel(position.index);
+        lane.set(0, upstream.at(position) * slope);
+        (loss, 0.0)
+    });
+    Ok(swept.output(reduction, shape, denominator, shape))
 }
 
 /// `binary_cross_entropy(input, target, weight, reduction)` on probabilities p and targets t:
@@ -142,28 +210,23 @@ pub fn binary_cross_entropy(
             got: target.dtype(),
         });
     }
-    let p = float_input(input)?;
-    let t = target.to_f64();
-    let w = match weight {
-        Some(weight) => broadcast_to("weight", weight, input.shape())?,
-        None => ArrayD::ones(input.shape()),
-    };
+    check_float_input(input)?;
+    let (p, t) = (Values::read(input), Values::read(target));
+    let w = Broadcast::new("weight", weight, input.shape())?;
     for (argument, values) in [("input", &p), ("target", &t)] {
-        if let Some(&value) = values.iter().find(|value| !(0.0..=1.0).contains(*value)) {
+        if let Some(value) = values.iter().find(|value| !(0.0..=1.0).contains(value)) {
             return Err(Rejection::ProbabilityOutOfRange {
                 argument: argument.to_string(),
                 value,
             });
         }
     }
-    let loss = Zip::from(&p).and(&t).and(&w).map_collect(|&p, &t, &w| {
-        -w * (t * p.ln().max(-100.0) + (1.0 - t) * (-p).ln_1p().max(-100.0))
-    });
-    let derivative = Zip::from(&p)
-        .and(&t)
-        .and(&w)
-        .map_collect(|&p, &t, &w| w * ((p - t) / ((1.0 - p) * p).max(f64::from(1e-12_f32))));
-    reduce_elementwise(loss, derivative, reduction, grad_output)
+    elementwise(input.shape(), reduction, grad_output, |i| {
+        let (p, t, w) = (p.at(i), t.at(i), w.at(i));
+        let loss = -w * (t * p.ln().max(-100.0) + (1.0 - t) * (-p).ln_1p().max(-100.0));
+        let slope = w * ((p - t) / ((1.0 - p) * p).max(f64::from(1e-12_f32)));
+        (loss, slope)
+    })
 }
 
 /// One element of BCE-with-logits: logit x, target t and its complement t̄ = 1 − t (passed
@@ -192,48 +255,33 @@ pub(crate) fn bce_with_logits_element(x: f64, t: f64, t_bar: f64, w: f64, pw: f6
     (loss, slope)
 }
 
-/// [`bce_with_logits_element`] over arrays x, t, w, pw of one shape, each target read as the pair
-/// (t, t̄) `targets` makes of it: the loss map and ∂l/∂x. The targets are not validated (t = −100
-/// is accepted).
-fn bce_with_logits_elements(
-    x: &ArrayD<f64>,
-    t: &ArrayD<f64>,
-    w: &ArrayD<f64>,
-    pw: &ArrayD<f64>,
-    targets: impl Fn(f64) -> (f64, f64),
-) -> (ArrayD<f64>, ArrayD<f64>) {
-    let mut loss = ArrayD::zeros(x.raw_dim());
-    let mut derivative = ArrayD::zeros(x.raw_dim());
-    Zip::from(&mut loss)
-        .and(&mut derivative)
-        .and(x)
-        .and(t)
-        .and(w)
-        .and(pw)
-        .for_each(|loss, derivative, &x, &t, &w, &pw| {
-            let (t, t_bar) = targets(t);
-            (*loss, *derivative) = bce_with_logits_element(x, t, t_bar, w, pw);
-        });
-    (loss, derivative)
-}
-
 /// The checked arguments of a BCE-with-logits call: logits, targets, and the broadcast weight and
 /// pos_weight (ones when absent).
-struct LogitsCall {
-    x: ArrayD<f64>,
-    t: ArrayD<f64>,
-    w: ArrayD<f64>,
-    pw: ArrayD<f64>,
+struct LogitsCall<'a> {
+    x: Values<'a>,
+    t: Values<'a>,
+    w: Broadcast<'a>,
+    pw: Broadcast<'a>,
+}
+
+impl LogitsCall<'_> {
+    /// [`bce_with_logits_element`] at element i, the target read as the pair (t, t̄) `targets`
+    /// makes of it. The targets are not validated (t = −100 is accepted).
+    #[inline]
+    fn element(&self, i: usize, targets: impl Fn(f64) -> (f64, f64)) -> (f64, f64) {
+        let (t, t_bar) = targets(self.t.at(i));
+        bce_with_logits_element(self.x.at(i), t, t_bar, self.w.at(i), self.pw.at(i))
+    }
 }
 
 /// PyTorch's checks of `binary_cross_entropy_with_logits`: same shapes, a floating-point target
 /// (the result is written into a tensor of the target's dtype), weights that broadcast.
-fn check_logits_call(
-    input: &Tensor,
-    target: &Tensor,
-    weight: Option<&Tensor>,
-    pos_weight: Option<&Tensor>,
-) -> Result<LogitsCall> {
+fn check_logits_call<'a>(
+    input: &'a Tensor,
+    target: &'a Tensor,
+    weight: Option<&'a Tensor>,
+    pos_weight: Option<&'a Tensor>,
+) -> Result<LogitsCall<'a>> {
     check_same_shape(input, target)?;
     if !target.dtype().is_floating() {
         return Err(Rejection::TargetDtypeMismatch {
@@ -241,15 +289,14 @@ fn check_logits_call(
             got: target.dtype(),
         });
     }
-    let broadcast = |name: &str, tensor: Option<&Tensor>| match tensor {
-        Some(tensor) => broadcast_to(name, tensor, input.shape()),
-        None => Ok(ArrayD::ones(input.shape())),
-    };
+    check_float_input(input)?;
+    let w = Broadcast::new("weight", weight, input.shape())?;
+    let pw = Broadcast::new("pos_weight", pos_weight, input.shape())?;
     Ok(LogitsCall {
-        x: float_input(input)?,
-        t: target.to_f64(),
-        w: broadcast("weight", weight)?,
-        pw: broadcast("pos_weight", pos_weight)?,
+        x: Values::read(input),
+        t: Values::read(target),
+        w,
+        pw,
     })
 }
 
@@ -277,9 +324,9 @@ pub fn binary_cross_entropy_with_logits(
     grad_output: Option<&ArrayD<f64>>,
 ) -> Result<LossOutput> {
     let call = check_logits_call(input, target, weight, pos_weight)?;
-    let (loss, derivative) =
-        bce_with_logits_elements(&call.x, &call.t, &call.w, &call.pw, |t| (t, 1.0 - t));
-    reduce_elementwise(loss, derivative, reduction, grad_output)
+    elementwise(input.shape(), reduction, grad_output, |i| {
+        call.element(i, |t| (t, 1.0 - t))
+    })
 }
 
 /// smp's `SoftBCEWithLogitsLoss(weight, ignore_index, reduction, smooth_factor, pos_weight)`.
@@ -309,7 +356,7 @@ pub fn smp_soft_bce_with_logits(
     grad_output: Option<&ArrayD<f64>>,
 ) -> Result<LossOutput> {
     // The ignore mask compares the labels as given, before any smoothing.
-    let labels = y_true.to_f64();
+    let labels = Values::read(y_true);
     let labels_smoothed_in_float32;
     let (y_true, smooth_factor) = match (options.smooth_factor, y_true.dtype()) {
         (Some(_), DType::Bool) => return Err(Rejection::BoolSubtraction { argument: "y_true" }),
@@ -320,19 +367,18 @@ pub fn smp_soft_bce_with_logits(
         (smooth_factor, _) => (y_true, smooth_factor),
     };
     let call = check_logits_call(y_pred, y_true, weight, pos_weight)?;
-    let kept = labels.mapv(|t| match options.ignore_index {
-        Some(ignored) if t == ignored as f64 => 0.0,
-        _ => 1.0,
-    });
     let smoothed = |t: f64| match smooth_factor {
         Some(s) => ((1.0 - t) * s + t * (1.0 - s), t * s + (1.0 - t) * (1.0 - s)),
         None => (t, 1.0 - t),
     };
-    let (mut loss, mut derivative) =
-        bce_with_logits_elements(&call.x, &call.t, &call.w, &call.pw, smoothed);
-    loss *= &kept;
-    derivative *= &kept;
-    reduce_elementwise(loss, derivative, options.reduction, grad_output)
+    elementwise(y_pred.shape(), options.reduction, grad_output, |i| {
+        let kept = match options.ignore_index {
+            Some(ignored) if labels.at(i) == ignored as f64 => 0.0,
+            _ => 1.0,
+        };
+        let (loss, slope) = call.element(i, smoothed);
+        (loss * kept, slope * kept)
+    })
 }
 
 /// Integer labels t smoothed as PyTorch computes `(1 − t)·s + t·(1 − s)` for an integer tensor:

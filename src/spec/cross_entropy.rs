@@ -7,9 +7,9 @@
 use ndarray::{Array1, ArrayD, IxDyn};
 
 use super::binary::{two_product, two_sum};
-use super::positions::{sweep, Layout, Position, Swept, Values};
+use super::positions::{sweep, Layout, Upstream, Values};
 use super::softmax::SoftmaxLane;
-use super::{compensated_sum, grad_output_or_ones, reshaped, scalar, LossOutput, Reduction};
+use super::{compensated_sum, reshaped, LossOutput, Reduction};
 use crate::error::Rejection;
 use crate::spec::Result;
 use crate::tensor::{DType, Tensor};
@@ -157,75 +157,6 @@ pub(crate) enum MeanOver {
     Positions,
 }
 
-/// The upstream gradient of each position's loss: g/denominator (`mean`), g (`sum`), or the
-/// position's own grad_output (`none`, given in the positions' shape).
-enum Upstream {
-    /// The same for every position.
-    Scalar(f64),
-    /// One per position, in position order.
-    PerPosition(Vec<f64>),
-}
-
-impl Upstream {
-    fn new(
-        reduction: Reduction,
-        grad_output: Option<&ArrayD<f64>>,
-        positions_shape: &[usize],
-        denominator: f64,
-    ) -> Result<Upstream> {
-        let reduced_shape: &[usize] = match reduction {
-            Reduction::None => positions_shape,
-            Reduction::Mean | Reduction::Sum => &[],
-        };
-        let grad_output = grad_output_or_ones(grad_output, reduced_shape)?;
-        Ok(match reduction {
-            Reduction::None => Upstream::PerPosition(grad_output.iter().copied().collect()),
-            Reduction::Sum => Upstream::Scalar(scalar(&grad_output)),
-            Reduction::Mean => Upstream::Scalar(scalar(&grad_output) / denominator),
-        })
-    }
-
-    #[inline]
-    fn at(&self, position: Position) -> f64 {
-        match self {
-            Upstream::Scalar(value) => *value,
-            Upstream::PerPosition(values) => values[position.index],
-        }
-    }
-}
-
-/// The loss of a swept call: the per-position losses in the positions' shape (`none`), or Σ l_n
-/// (`sum`) or Σ l_n / denominator (`mean`), 0-d.
-fn reduced(
-    swept: &mut Swept,
-    reduction: Reduction,
-    positions_shape: &[usize],
-    denominator: f64,
-) -> ArrayD<f64> {
-    match (reduction, swept.losses.take()) {
-        (Reduction::None, Some(losses)) => {
-            ArrayD::from_shape_vec(IxDyn(positions_shape), losses).unwrap_or_default()
-        }
-        (Reduction::Mean, _) => ArrayD::from_elem(vec![], swept.total / denominator),
-        _ => ArrayD::from_elem(vec![], swept.total),
-    }
-}
-
-/// A float tensor's values, from a row-major copy when it is strided; a non-float tensor is
-/// rejected as log_softmax rejects it.
-fn with_values<R>(tensor: &Tensor, body: impl FnOnce(Values) -> R) -> Result<R> {
-    let standard;
-    let tensor = if tensor.is_standard_layout() {
-        tensor
-    } else {
-        standard = tensor.to_standard_layout();
-        &standard
-    };
-    Values::of(tensor).map(body).ok_or(Rejection::InputDtype {
-        got: tensor.dtype(),
-    })
-}
-
 /// The class-index cross entropy over logits x (`cross_entropy`, smp's `SoftCrossEntropyLoss`):
 /// with w ≡ 1 without weight, ε = label_smoothing (0 meaning none; PyTorch's callers pass
 /// max(ε, 0)), C classes and log p = log_softmax(x) over the class axis ([`SoftmaxLane`]), at each
@@ -273,75 +204,69 @@ pub(crate) fn class_index_cross_entropy(
         .collect();
     let weight_total = compensated_sum(weights.iter().copied());
     let share = smoothing / classes as f64;
-    let mut swept = with_values(input, |values| {
-        sweep(
-            layout,
-            reduction == Reduction::None,
-            |position, lane, scratch| {
-                let target = targets[position.index];
-                if Some(target) == ignore_index {
-                    (0..classes).for_each(|class| lane.set(class, 0.0));
-                    return (0.0, 0.0);
-                }
-                let target = target as usize;
-                scratch.resize(2 * classes, 0.0);
-                let (logits, exps) = scratch.split_at_mut(classes);
-                for (class, logit) in logits.iter_mut().enumerate() {
-                    *logit = values.at(position.element(&layout, class));
-                }
-                let u = upstream.at(position);
-                let picked = (1.0 - smoothing) * weights[target];
-                // Terms that are absent are not formed: u = ±∞ (a mean over weights summing to 0)
-                // times an absent 0 would be NaN.
-                let smoothing_part = |weight: f64| {
-                    if smoothing == 0.0 {
-                        0.0
-                    } else {
-                        -(share * weight * u)
-                    }
-                };
-                let own = |present: bool| if present { -(picked * u) } else { 0.0 };
-                let g = |class: usize| own(class == target) + smoothing_part(weights[class]);
-                let others =
-                    |class: usize| own(class != target) + smoothing_part(weight_of_others[class]);
-                let total = own(true) + smoothing_part(weight_total);
-                let silent = (0..classes).all(|class| g(class) == 0.0);
-                let softmax = SoftmaxLane::new(logits, exps);
-                for class in 0..classes {
-                    let grad = match &softmax {
-                        _ if silent => 0.0,
-                        None => f64::NAN,
-                        Some(softmax) => softmax.backward(
-                            class,
-                            logits[class],
-                            exps[class],
-                            g(class),
-                            others(class),
-                            total,
-                        ),
-                    };
-                    lane.set(class, grad);
-                }
-                let Some(softmax) = softmax else {
-                    return (f64::NAN, 0.0);
-                };
-                let (loss, residual) =
-                    two_product(weights[target], -softmax.log_prob(logits[target]));
+    let values = Values::read(input);
+    let swept = sweep(
+        layout,
+        reduction == Reduction::None,
+        |position, lane, scratch| {
+            let target = targets[position.index];
+            if Some(target) == ignore_index {
+                (0..classes).for_each(|class| lane.set(class, 0.0));
+                return (0.0, 0.0);
+            }
+            let target = target as usize;
+            scratch.resize(2 * classes, 0.0);
+            let (logits, exps) = scratch.split_at_mut(classes);
+            for (class, logit) in logits.iter_mut().enumerate() {
+                *logit = values.at(position.element(&layout, class));
+            }
+            let u = upstream.at(position);
+            let picked = (1.0 - smoothing) * weights[target];
+            // Terms that are absent are not formed: u = ±∞ (a mean over weights summing to 0)
+            // times an absent 0 would be NaN.
+            let smoothing_part = |weight: f64| {
                 if smoothing == 0.0 {
-                    return (loss, residual);
+                    0.0
+                } else {
+                    -(share * weight * u)
                 }
-                let smoothing_sum = compensated_sum(
-                    (0..classes).map(|class| weights[class] * -softmax.log_prob(logits[class])),
-                );
-                (loss * (1.0 - smoothing) + share * smoothing_sum, 0.0)
-            },
-        )
-    })?;
-    Ok(LossOutput {
-        loss: reduced(&mut swept, reduction, call.targets.shape(), denominator),
-        grad_input: ArrayD::from_shape_vec(IxDyn(input.shape()), swept.gradient)
-            .unwrap_or_default(),
-    })
+            };
+            let own = |present: bool| if present { -(picked * u) } else { 0.0 };
+            let g = |class: usize| own(class == target) + smoothing_part(weights[class]);
+            let others =
+                |class: usize| own(class != target) + smoothing_part(weight_of_others[class]);
+            let total = own(true) + smoothing_part(weight_total);
+            let silent = (0..classes).all(|class| g(class) == 0.0);
+            let softmax = SoftmaxLane::new(logits, exps);
+            for class in 0..classes {
+                let grad = match &softmax {
+                    _ if silent => 0.0,
+                    None => f64::NAN,
+                    Some(softmax) => softmax.backward(
+                        class,
+                        logits[class],
+                        exps[class],
+                        g(class),
+                        others(class),
+                        total,
+                    ),
+                };
+                lane.set(class, grad);
+            }
+            let Some(softmax) = softmax else {
+                return (f64::NAN, 0.0);
+            };
+            let (loss, residual) = two_product(weights[target], -softmax.log_prob(logits[target]));
+            if smoothing == 0.0 {
+                return (loss, residual);
+            }
+            let smoothing_sum = compensated_sum(
+                (0..classes).map(|class| weights[class] * -softmax.log_prob(logits[class])),
+            );
+            (loss * (1.0 - smoothing) + share * smoothing_sum, 0.0)
+        },
+    );
+    Ok(swept.output(reduction, call.targets.shape(), denominator, input.shape()))
 }
 
 /// The bounds and dtype checks a class-index loss makes before it computes, and the denominator
@@ -403,24 +328,19 @@ fn class_index_nll(
     let layout = Layout::of(input.shape(), call.class_axis);
     let targets: Vec<i64> = call.targets.iter().copied().collect();
     let weights = call.weights.as_slice().unwrap_or_default();
-    let mut swept = with_values(input, |values| {
-        sweep(layout, reduction == Reduction::None, |position, lane, _| {
-            (0..layout.classes).for_each(|class| lane.set(class, 0.0));
-            let target = targets[position.index];
-            if target == ignore_index {
-                return (0.0, 0.0);
-            }
-            let weight = weights[target as usize];
-            lane.set(target as usize, -(weight * upstream.at(position)));
-            let log_prob = values.at(position.element(&layout, target as usize));
-            two_product(weight, -log_prob)
-        })
-    })?;
-    Ok(LossOutput {
-        loss: reduced(&mut swept, reduction, call.targets.shape(), denominator),
-        grad_input: ArrayD::from_shape_vec(IxDyn(input.shape()), swept.gradient)
-            .unwrap_or_default(),
-    })
+    let values = Values::read(input);
+    let swept = sweep(layout, reduction == Reduction::None, |position, lane, _| {
+        (0..layout.classes).for_each(|class| lane.set(class, 0.0));
+        let target = targets[position.index];
+        if target == ignore_index {
+            return (0.0, 0.0);
+        }
+        let weight = weights[target as usize];
+        lane.set(target as usize, -(weight * upstream.at(position)));
+        let log_prob = values.at(position.element(&layout, target as usize));
+        two_product(weight, -log_prob)
+    });
+    Ok(swept.output(reduction, call.targets.shape(), denominator, input.shape()))
 }
 
 /// Probability targets: with t'_{n,c} = (1 − ε)·t_{n,c} + ε/C when ε > 0 (t' = t otherwise),
@@ -457,72 +377,46 @@ fn probability_cross_entropy(
             t
         }
     };
-    let standard;
-    let target = if target.is_standard_layout() {
-        target
-    } else {
-        standard = target.to_standard_layout();
-        &standard
-    };
-    let converted;
-    let targets = match Values::of(target) {
-        Some(values) => values,
-        None => {
-            converted = target.to_f64().into_raw_vec_and_offset().0;
-            Values::F64(&converted)
-        }
-    };
-    let mut swept = with_values(input, |values| {
-        sweep(
-            layout,
-            reduction == Reduction::None,
-            |position, lane, scratch| {
-                scratch.resize(3 * classes, 0.0);
-                let (logits, rest) = scratch.split_at_mut(classes);
-                let (exps, g) = rest.split_at_mut(classes);
-                let u = upstream.at(position);
-                for class in 0..classes {
-                    let element = position.element(&layout, class);
-                    logits[class] = values.at(element);
-                    g[class] = -weights[class] * smoothed(targets.at(element)) * u;
-                }
-                let softmax = SoftmaxLane::new(logits, exps);
-                let loss = -compensated_sum((0..classes).map(|class| {
-                    let log_prob = softmax
-                        .as_ref()
-                        .map_or(f64::NAN, |softmax| softmax.log_prob(logits[class]));
-                    let element = position.element(&layout, class);
-                    log_prob * smoothed(targets.at(element)) * weights[class]
-                }));
-                let total = compensated_sum(g.iter().copied());
-                let total_lo = compensated_sum(g.iter().copied().chain([-total]));
-                for class in 0..classes {
-                    let grad = match &softmax {
-                        None => f64::NAN,
-                        Some(softmax) => {
-                            let (rest, rest_lo) = two_sum(total, -g[class]);
-                            let others = rest + (rest_lo + total_lo);
-                            softmax.backward(
-                                class,
-                                logits[class],
-                                exps[class],
-                                g[class],
-                                others,
-                                total,
-                            )
-                        }
-                    };
-                    lane.set(class, grad);
-                }
-                (loss, 0.0)
-            },
-        )
-    })?;
-    Ok(LossOutput {
-        loss: reduced(&mut swept, reduction, &positions_shape, denominator),
-        grad_input: ArrayD::from_shape_vec(IxDyn(input.shape()), swept.gradient)
-            .unwrap_or_default(),
-    })
+    let targets = Values::read(target);
+    let values = Values::read(input);
+    let swept = sweep(
+        layout,
+        reduction == Reduction::None,
+        |position, lane, scratch| {
+            scratch.resize(3 * classes, 0.0);
+            let (logits, rest) = scratch.split_at_mut(classes);
+            let (exps, g) = rest.split_at_mut(classes);
+            let u = upstream.at(position);
+            for class in 0..classes {
+                let element = position.element(&layout, class);
+                logits[class] = values.at(element);
+                g[class] = -weights[class] * smoothed(targets.at(element)) * u;
+            }
+            let softmax = SoftmaxLane::new(logits, exps);
+            let loss = -compensated_sum((0..classes).map(|class| {
+                let log_prob = softmax
+                    .as_ref()
+                    .map_or(f64::NAN, |softmax| softmax.log_prob(logits[class]));
+                let element = position.element(&layout, class);
+                log_prob * smoothed(targets.at(element)) * weights[class]
+            }));
+            let total = compensated_sum(g.iter().copied());
+            let total_lo = compensated_sum(g.iter().copied().chain([-total]));
+            for class in 0..classes {
+                let grad = match &softmax {
+                    None => f64::NAN,
+                    Some(softmax) => {
+                        let (rest, rest_lo) = two_sum(total, -g[class]);
+                        let others = rest + (rest_lo + total_lo);
+                        softmax.backward(class, logits[class], exps[class], g[class], others, total)
+                    }
+                };
+                lane.set(class, grad);
+            }
+            (loss, 0.0)
+        },
+    );
+    Ok(swept.output(reduction, &positions_shape, denominator, input.shape()))
 }
 
 /// The class axis PyTorch uses: 0 for a 1-D (unbatched) input, else 1.

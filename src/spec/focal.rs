@@ -26,12 +26,13 @@
 use ndarray::{ArrayD, Axis, Dimension, IxDyn, Zip};
 
 use super::binary::{
-    bce_with_logits_element, broadcast_to, check_same_shape, log_sigmoid, sigmoid, sigmoid_wide,
-    two_product, two_sum,
+    bce_with_logits_element, broadcast_to, check_same_shape, elementwise, log_sigmoid, sigmoid,
+    sigmoid_wide, two_product, two_sum,
 };
 use super::cross_entropy::{
     check_float_input, class_index_cross_entropy, float_input, ClassIndexCall, MeanOver,
 };
+use super::positions::Values;
 use super::smp::SmpMode;
 use super::softmax::{log_softmax, log_softmax_backward};
 use super::{compensated_sum, monai, reshaped, LossOutput, Reduction};
@@ -479,8 +480,7 @@ fn grad_output_scalar(grad_output: Option<&ArrayD<f64>>) -> Result<f64> {
 /// mean = Σ l / (number of elements)
 /// ```
 ///
-/// α must lie in [0, 1] or be exactly −1. The modulating factor is a power of probabilities, so at
-/// saturation (1 − p_t = 0) with γ < 1 the gradient is NaN (Saturation::Literal).
+/// α must lie in [0, 1] or be exactly −1.
 pub fn sigmoid_focal_loss(
     inputs: &Tensor,
     targets: &Tensor,
@@ -499,8 +499,8 @@ pub fn sigmoid_focal_loss(
             got: targets.dtype(),
         });
     }
-    let x = float_input(inputs)?;
-    let t = targets.to_f64();
+    check_float_input(inputs)?;
+    let (x, t) = (Values::read(inputs), Values::read(targets));
     let focal = SigmoidFocal {
         gamma,
         soft_target: SoftTarget::Linear,
@@ -510,18 +510,12 @@ pub fn sigmoid_focal_loss(
     } else {
         Alpha::None
     };
-    let aggregation = Aggregation::plain(reduction);
-    sigmoid_map(
-        &x,
-        &t,
-        None,
-        &focal,
-        &alpha,
-        None,
-        None,
-        aggregation,
-        grad_output,
-    )
+    elementwise(inputs.shape(), reduction, grad_output, |i| {
+        let (x, t) = (x.at(i), t.at(i));
+        let pair = alpha.sigmoid_pair(0, t);
+        let loss = focal.forward(x, t, pair, 1.0).loss;
+        (loss, focal.backward(x, t, pair, 1.0, 1.0, 0.0))
+    })
 }
 
 /// The elements a sigmoid focal map leaves out.

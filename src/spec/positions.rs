@@ -8,7 +8,9 @@
 
 use std::thread;
 
-use super::compensated_sum;
+use ndarray::{ArrayD, IxDyn};
+
+use super::{compensated_sum, grad_output_or_ones, scalar, LossOutput, Reduction, Result};
 use crate::tensor::Tensor;
 
 /// About this many positions make a chunk.
@@ -47,23 +49,36 @@ impl Layout {
     }
 }
 
-/// A float tensor's values in row-major order, as the caller holds them.
-#[derive(Debug, Clone, Copy)]
+/// A tensor's values in row-major order, read as f64: borrowed where the caller holds float32 or
+/// float64 data in row-major order, else a converted copy.
+#[derive(Debug, Clone)]
 pub(crate) enum Values<'a> {
     /// float32 data, widened to f64 as it is read.
     F32(&'a [f32]),
     /// float64 data.
     F64(&'a [f64]),
+    /// Any other dtype or layout, converted.
+    Converted(Vec<f64>),
 }
 
 impl<'a> Values<'a> {
-    /// The values of a float tensor in standard layout; `None` for another dtype or layout.
-    pub(crate) fn of(tensor: &'a Tensor) -> Option<Values<'a>> {
-        match tensor {
+    /// The values of `tensor`, borrowed where they can be.
+    pub(crate) fn read(tensor: &'a Tensor) -> Values<'a> {
+        let borrowed = match tensor {
             Tensor::Float32(array) => array.as_slice().map(Values::F32),
             Tensor::Float64(array) => array.as_slice().map(Values::F64),
             _ => None,
-        }
+        };
+        borrowed.unwrap_or_else(|| {
+            Values::Converted(
+                tensor
+                    .to_f64()
+                    .as_standard_layout()
+                    .iter()
+                    .copied()
+                    .collect(),
+            )
+        })
     }
 
     /// Element `index`.
@@ -72,6 +87,60 @@ impl<'a> Values<'a> {
         match self {
             Values::F32(values) => f64::from(values[index]),
             Values::F64(values) => values[index],
+            Values::Converted(values) => values[index],
+        }
+    }
+
+    /// Every value, in order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = f64> + '_ {
+        (0..self.len()).map(|index| self.at(index))
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Values::F32(values) => values.len(),
+            Values::F64(values) => values.len(),
+            Values::Converted(values) => values.len(),
+        }
+    }
+}
+
+/// The upstream gradient of each position's loss: g/denominator (`mean`), g (`sum`), or the
+/// position's own grad_output (`none`, given in the positions' shape).
+pub(crate) enum Upstream {
+    /// The same for every position.
+    Scalar(f64),
+    /// One per position, in position order.
+    PerPosition(Vec<f64>),
+}
+
+impl Upstream {
+    /// The upstream of `reduction` for a grad_output of the reduced loss's shape (ones when
+    /// absent), positions of `positions_shape` and the mean's `denominator`.
+    pub(crate) fn new(
+        reduction: Reduction,
+        grad_output: Option<&ArrayD<f64>>,
+        positions_shape: &[usize],
+        denominator: f64,
+    ) -> Result<Upstream> {
+        let reduced_shape: &[usize] = match reduction {
+            Reduction::None => positions_shape,
+            Reduction::Mean | Reduction::Sum => &[],
+        };
+        let grad_output = grad_output_or_ones(grad_output, reduced_shape)?;
+        Ok(match reduction {
+            Reduction::None => Upstream::PerPosition(grad_output.iter().copied().collect()),
+            Reduction::Sum => Upstream::Scalar(scalar(&grad_output)),
+            Reduction::Mean => Upstream::Scalar(scalar(&grad_output) / denominator),
+        })
+    }
+
+    /// The upstream at `position`.
+    #[inline]
+    pub(crate) fn at(&self, position: Position) -> f64 {
+        match self {
+            Upstream::Scalar(value) => *value,
+            Upstream::PerPosition(values) => values[position.index],
         }
     }
 }
@@ -181,6 +250,31 @@ where
         gradient,
         losses,
         total: compensated_sum(sums),
+    }
+}
+
+impl Swept {
+    /// The loss and gradient: the per-position losses in `positions_shape` (`none`), Σ l_n
+    /// (`sum`) or Σ l_n / denominator (`mean`), 0-d; the gradient in `input_shape`.
+    pub(crate) fn output(
+        self,
+        reduction: Reduction,
+        positions_shape: &[usize],
+        denominator: f64,
+        input_shape: &[usize],
+    ) -> LossOutput {
+        let loss = match (reduction, self.losses) {
+            (Reduction::None, Some(losses)) => {
+                ArrayD::from_shape_vec(IxDyn(positions_shape), losses).unwrap_or_default()
+            }
+            (Reduction::Mean, _) => ArrayD::from_elem(vec![], self.total / denominator),
+            _ => ArrayD::from_elem(vec![], self.total),
+        };
+        LossOutput {
+            loss,
+            grad_input: ArrayD::from_shape_vec(IxDyn(input_shape), self.gradient)
+                .unwrap_or_default(),
+        }
     }
 }
 
