@@ -72,6 +72,10 @@ const fn gap(
 const NAN_ROWS: &str = "log_softmax's backward reads the NaN logits of ignored positions: NaN rows where the exact gradient is 0";
 const ZERO_SUM: &str = "the weights of the counted targets sum to 0, so the upstream is g/0 = inf; the log-softmax backward then forms inf - inf = NaN where the oracle's slope x (g/0) is +-inf";
 const SATURATED_FORWARD: &str = "torchvision forms 1 - p_t from p = sigmoid(x), which rounds to 1: the loss is 0 where the exact value is about e^(-1.5|x|)";
+const KORNIA_SATURATED_FORWARD: &str = "kornia's 1 - exp(log p) rounds to 0 at p = 1 - 2e-22: the loss is 0 where the exact value is about e^-75 (the reference keeps the exact value)";
+const KORNIA_SATURATED_GRADIENT: &str = "kornia's gradient is 0 where 1 - exp(log p) rounds to 0 (the modulating factor contributes nothing); the exact gradient is tiny but nonzero, and the reference keeps kornia's 0";
+const MONAI_FLOAT32_BCE: &str = "MONAI forms x - x t - log sigmoid(x) in float32, which cancels to 0 at x = -50, t = 0 where the exact loss is about e^-75 (the reference keeps the exact value)";
+const SATURATED_PROBABILITY_FORWARD: &str = "the anchor's 1 - p rounds to 0 at a saturated logit: the loss is 0 where the exact value is about e^-75 (the reference keeps the exact value)";
 const SATURATED_GRADIENT: &str = "torchvision's pow backward at 1 - p_t = 0 with gamma < 1 gives inf x 0 = NaN where the exact gradient is finite and tiny";
 
 /// The open accuracy gaps of the reference, measured against the oracle.
@@ -92,6 +96,32 @@ const OPEN_GAPS: &[Gap] = &[
     gap("sigmoid_focal_loss", "gamma 0.5, logits of magnitude 1e2-1e4", "gradient", f64::INFINITY, Cause::AnchorArtefact, SATURATED_GRADIENT),
     gap("segloss.soft_dice", "near-perfect match", "forward", 2.0e9, Cause::Accuracy, "1 - N/D cancels; sum(p (1 - t) + t (1 - p))/D keeps it"),
     gap("segloss.soft_iou", "near-perfect match", "forward", 1.1e9, Cause::Accuracy, "1 - N/U cancels; sum(p (1 - t) + t (1 - p))/U keeps it"),
+
+    // The library focal losses (kornia, MONAI, smp) and smp's SoftBCEWithLogitsLoss and
+    // SoftCrossEntropyLoss: fixtures.
+    gap("kornia.focal_loss", "kornia.focal_loss/f64/N2C3H3W4/mean/alpha=0.25,gamma=0.5,logits=saturated", "forward", 1.0, Cause::AnchorArtefact, KORNIA_SATURATED_FORWARD),
+    gap("kornia.focal_loss", "kornia.focal_loss/f64/N2C3H3W4/none/alpha=0.25,gamma=0.5,logits=saturated", "forward", 1.0, Cause::AnchorArtefact, KORNIA_SATURATED_FORWARD),
+    gap("kornia.focal_loss", "kornia.focal_loss/f64/N2C3H3W4/sum/alpha=0.25,gamma=0.5,logits=saturated", "forward", 1.0, Cause::AnchorArtefact, KORNIA_SATURATED_FORWARD),
+    gap("kornia.focal_loss", "kornia.focal_loss/f64/N2C3H3W4/mean/alpha=0.25,gamma=0.5,logits=saturated", "gradient", 2.7e15, Cause::AnchorArtefact, KORNIA_SATURATED_GRADIENT),
+    gap("kornia.focal_loss", "kornia.focal_loss/f64/N2C3H3W4/none/alpha=0.25,gamma=0.5,logits=saturated", "gradient", 2.0e15, Cause::AnchorArtefact, KORNIA_SATURATED_GRADIENT),
+    gap("kornia.focal_loss", "kornia.focal_loss/f64/N2C3H3W4/sum/alpha=0.25,gamma=0.5,logits=saturated", "gradient", 2.7e15, Cause::AnchorArtefact, KORNIA_SATURATED_GRADIENT),
+    gap("monai.FocalLoss", "monai.FocalLoss/f64/N2C3H3W4/mean/gamma=0.5,logits=saturated", "forward", 1.0, Cause::AnchorArtefact, MONAI_FLOAT32_BCE),
+    gap("monai.FocalLoss", "monai.FocalLoss/f64/N2C3H3W4/none/gamma=0.5,logits=saturated", "forward", 1.0, Cause::AnchorArtefact, MONAI_FLOAT32_BCE),
+    gap("monai.FocalLoss", "monai.FocalLoss/f64/N2C3H3W4/sum/gamma=0.5,logits=saturated", "forward", 1.0, Cause::AnchorArtefact, MONAI_FLOAT32_BCE),
+    gap("monai.FocalLoss", "monai.FocalLoss/f64/N2C3H3W4/mean/gamma=0.5,logits=saturated", "gradient", 1.0, Cause::AnchorArtefact, MONAI_FLOAT32_BCE),
+    gap("monai.FocalLoss", "monai.FocalLoss/f64/N2C3H3W4/none/gamma=0.5,logits=saturated", "gradient", 1.1, Cause::AnchorArtefact, MONAI_FLOAT32_BCE),
+    gap("monai.FocalLoss", "monai.FocalLoss/f64/N2C3H3W4/sum/gamma=0.5,logits=saturated", "gradient", 1.0, Cause::AnchorArtefact, MONAI_FLOAT32_BCE),
+    gap("monai.FocalLoss", "monai.FocalLoss/f64/N2C3H3W4/mean/use_softmax,gamma=0.5,logits=saturated", "forward", 1.0, Cause::AnchorArtefact, SATURATED_PROBABILITY_FORWARD),
+    gap("monai.FocalLoss", "monai.FocalLoss/f64/N2C3H3W4/none/use_softmax,gamma=0.5,logits=saturated", "forward", 1.0, Cause::AnchorArtefact, SATURATED_PROBABILITY_FORWARD),
+    gap("monai.FocalLoss", "monai.FocalLoss/f64/N2C3H3W4/sum/use_softmax,gamma=0.5,logits=saturated", "forward", 1.0, Cause::AnchorArtefact, SATURATED_PROBABILITY_FORWARD),
+    gap("monai.FocalLoss", "monai.FocalLoss/f64/N2C3H3W4/mean/use_softmax,gamma=0.5,logits=saturated", "gradient", f64::INFINITY, Cause::AnchorArtefact, SATURATED_GRADIENT),
+    gap("monai.FocalLoss", "monai.FocalLoss/f64/N2C3H3W4/none/use_softmax,gamma=0.5,logits=saturated", "gradient", f64::INFINITY, Cause::AnchorArtefact, SATURATED_GRADIENT),
+    gap("monai.FocalLoss", "monai.FocalLoss/f64/N2C3H3W4/sum/use_softmax,gamma=0.5,logits=saturated", "gradient", f64::INFINITY, Cause::AnchorArtefact, SATURATED_GRADIENT),
+    gap("smp.FocalLoss", "smp.FocalLoss/f64/N2C1H3W4/mean/mode=binary,gamma=0.5,logits=saturated", "forward", 1.0, Cause::AnchorArtefact, SATURATED_PROBABILITY_FORWARD),
+    gap("smp.FocalLoss", "smp.FocalLoss/f64/N2C1H3W4/none/mode=binary,gamma=0.5,logits=saturated", "forward", 1.0, Cause::AnchorArtefact, SATURATED_PROBABILITY_FORWARD),
+    gap("smp.FocalLoss", "smp.FocalLoss/f64/N2C1H3W4/mean/mode=binary,gamma=0.5,logits=saturated", "gradient", f64::INFINITY, Cause::AnchorArtefact, SATURATED_GRADIENT),
+    gap("smp.FocalLoss", "smp.FocalLoss/f64/N2C1H3W4/none/mode=binary,gamma=0.5,logits=saturated", "gradient", f64::INFINITY, Cause::AnchorArtefact, SATURATED_GRADIENT),
+    gap("smp.FocalLoss", "smp.FocalLoss/f64/N2C3H3W4/mean/mode=multiclass,gamma=0.5,logits=saturated", "gradient", f64::INFINITY, Cause::AnchorArtefact, SATURATED_GRADIENT),
 ];
 
 /// PyTorch's own float64 results on the fixtures agree with the oracle within this many ulps,
@@ -99,6 +129,32 @@ const OPEN_GAPS: &[Gap] = &[
 /// semantics (a convention differing would cost ~1e15 ulp). PyTorch's worst is 42 ulp, the NLL
 /// mean whose weighted sum cancels.
 const PYTORCH_AGREEMENT_ULPS: f64 = 64.0;
+
+/// Fixtures whose anchor computes in float32 whatever the input's dtype, as (loss, a part of the
+/// case id): MONAI's focal loss casts everything to float32, and PyTorch writes smp's BCE of
+/// float32 soft targets (integer labels smoothed by a Python float) into a float32 tensor. The
+/// oracle evaluates the casts the anchor makes to its inputs but not float32 arithmetic, so
+/// PyTorch's agreement there is [`PYTORCH_FLOAT32_AGREEMENT_ULPS`]: 16 float32 ulps (PyTorch's
+/// worst measured is 2).
+const FLOAT32_ANCHORS: &[(&str, &str)] = &[
+    ("monai.FocalLoss", "/"),
+    ("smp.SoftBCEWithLogitsLoss", "target=int64"),
+];
+
+/// 16 float32 ulps, in f64 ulps.
+const PYTORCH_FLOAT32_AGREEMENT_ULPS: f64 = 16.0 * (1_u64 << 29) as f64;
+
+/// The agreement PyTorch's fixture values must show with the oracle.
+fn pytorch_agreement(graded: &Graded) -> f64 {
+    let float32 = FLOAT32_ANCHORS
+        .iter()
+        .any(|(loss, part)| graded.loss == *loss && graded.subject.contains(part));
+    if float32 {
+        PYTORCH_FLOAT32_AGREEMENT_ULPS
+    } else {
+        PYTORCH_AGREEMENT_ULPS
+    }
+}
 
 /// One graded output: a fixture case or a hard set, forward or gradient.
 struct Graded {
@@ -723,7 +779,7 @@ fn the_reference_is_within_4_ulp_of_the_oracle_or_a_listed_gap() {
     }
     for graded in &fixtures {
         let pytorch = graded.pytorch.unwrap_or(0.0);
-        if !is_anchor_artefact(graded) && pytorch > PYTORCH_AGREEMENT_ULPS {
+        if !is_anchor_artefact(graded) && pytorch > pytorch_agreement(graded) {
             problems.push(format!(
                 "{} {}: PyTorch is {} ulp from the oracle",
                 graded.subject,
