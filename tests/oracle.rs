@@ -1271,75 +1271,74 @@ fn focal_difference_calls() -> Vec<LossCall> {
         );
         calls.push(call);
     };
-    for reduction in REDUCTIONS {
+    // Each reduction with its own γ and α, so that every option meets every reduction once.
+    let options = [(0.0, json!(0.25)), (0.5, json!(null)), (2.0, json!(0.75))];
+    for (reduction, (gamma, alpha)) in REDUCTIONS.into_iter().zip(options) {
         let x = draw.many(12, |d| d.uniform(-4.0, 4.0));
         let mut t = draw.many(12, |d| [0.0, 1.0, d.unit()][d.index(3)]);
         t[5] = -100.0;
         let per_class = |draw: &mut Draw| tensor(&[3], draw.many(3, |d| d.uniform(0.1, 2.0)));
-        for (gamma, alpha) in [(0.0, json!(0.25)), (0.5, json!(null)), (2.0, json!(0.75))] {
-            let binary = call(
-                "kornia.binary_focal_loss_with_logits",
-                json!({ "reduction": reduction, "gamma": gamma, "alpha": alpha }),
-                vec![
-                    ("pred", tensor(&[2, 3, 2], x.clone())),
-                    ("target", tensor(&[2, 3, 2], t.clone())),
-                    ("weight", per_class(&mut draw)),
-                    ("pos_weight", per_class(&mut draw)),
-                ],
-            );
-            add(binary, &mut draw);
-            let softmax = call(
-                "kornia.focal_loss",
-                json!({ "reduction": reduction, "gamma": gamma, "alpha": alpha }),
-                vec![
-                    ("pred", tensor(&[2, 3, 2], x.clone())),
-                    ("target", labels(&[2, 2], vec![0, 2, -100, 1])),
-                    ("weight", per_class(&mut draw)),
-                ],
-            );
-            add(softmax, &mut draw);
-        }
+        let binary = call(
+            "kornia.binary_focal_loss_with_logits",
+            json!({ "reduction": reduction, "gamma": gamma, "alpha": alpha }),
+            vec![
+                ("pred", tensor(&[2, 3, 2], x.clone())),
+                ("target", tensor(&[2, 3, 2], t.clone())),
+                ("weight", per_class(&mut draw)),
+                ("pos_weight", per_class(&mut draw)),
+            ],
+        );
+        add(binary, &mut draw);
+        let softmax = call(
+            "kornia.focal_loss",
+            json!({ "reduction": reduction, "gamma": gamma, "alpha": alpha }),
+            vec![
+                ("pred", tensor(&[2, 3, 2], x.clone())),
+                ("target", labels(&[2, 2], vec![0, 2, -100, 1])),
+                ("weight", per_class(&mut draw)),
+            ],
+        );
+        add(softmax, &mut draw);
         let soft: Vec<f64> = t.iter().map(|&t| t.max(0.0)).collect();
-        for gamma in [0.5, 2.0] {
-            let sigmoid = call(
-                "monai.FocalLoss",
-                json!({ "reduction": reduction, "gamma": gamma, "alpha": [0.25, 0.5, 0.75], "weight": [0.5, 1.5, 2.0] }),
-                vec![
-                    ("input", tensor(&[2, 3, 2], x.clone())),
-                    ("target", tensor(&[2, 3, 2], soft.clone())),
-                ],
-            );
-            add(sigmoid, &mut draw);
-            let sigmoid_masked = call(
-                "monai.FocalLoss",
-                json!({ "reduction": reduction, "gamma": gamma, "alpha": 0.25, "ignore_index": -1 }),
-                vec![
-                    ("input", tensor(&[2, 3, 2], x.clone())),
-                    (
-                        "target",
-                        tensor(
-                            &[2, 3, 2],
-                            t.iter()
-                                .map(|&t| if t < 0.0 { -1.0 } else { t.round() })
-                                .collect(),
-                        ),
+        let gamma = if gamma == 0.0 { 2.0 } else { gamma };
+        let sigmoid = call(
+            "monai.FocalLoss",
+            json!({ "reduction": reduction, "gamma": gamma, "alpha": [0.25, 0.5, 0.75], "weight": [0.5, 1.5, 2.0] }),
+            vec![
+                ("input", tensor(&[2, 3, 2], x.clone())),
+                ("target", tensor(&[2, 3, 2], soft.clone())),
+            ],
+        );
+        add(sigmoid, &mut draw);
+        let sigmoid_masked = call(
+            "monai.FocalLoss",
+            json!({ "reduction": reduction, "gamma": gamma, "alpha": 0.25, "ignore_index": -1 }),
+            vec![
+                ("input", tensor(&[2, 3, 2], x.clone())),
+                (
+                    "target",
+                    tensor(
+                        &[2, 3, 2],
+                        t.iter()
+                            .map(|&t| if t < 0.0 { -1.0 } else { t.round() })
+                            .collect(),
                     ),
-                ],
-            );
-            add(sigmoid_masked, &mut draw);
-            let softmax = call(
-                "monai.FocalLoss",
-                json!({
-                    "reduction": reduction, "gamma": gamma, "use_softmax": true, "to_onehot_y": true,
-                    "ignore_index": 1, "include_background": false, "alpha": [0.5, 2.0],
-                }),
-                vec![
-                    ("input", tensor(&[2, 3, 2], x.clone())),
-                    ("target", tensor(&[2, 1, 2], vec![0.0, 2.0, 1.0, 2.0])),
-                ],
-            );
-            add(softmax, &mut draw);
-        }
+                ),
+            ],
+        );
+        add(sigmoid_masked, &mut draw);
+        let softmax = call(
+            "monai.FocalLoss",
+            json!({
+                "reduction": reduction, "gamma": gamma, "use_softmax": true, "to_onehot_y": true,
+                "ignore_index": 1, "include_background": false, "alpha": [0.5, 2.0],
+            }),
+            vec![
+                ("input", tensor(&[2, 3, 2], x.clone())),
+                ("target", tensor(&[2, 1, 2], vec![0.0, 2.0, 1.0, 2.0])),
+            ],
+        );
+        add(softmax, &mut draw);
         let hard: Vec<f64> = t.iter().map(|&t| t.max(0.0).round()).collect();
         let smp_focal = [
             (

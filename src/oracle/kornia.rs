@@ -86,17 +86,28 @@ pub(super) fn binary_focal_loss_with_logits(
         let k = Real::from_f64(f64::from(u8::from(kept)));
         let l = Logistic::new(x);
         let (s, s_minus) = (&l.sigmoid, &l.sigmoid_of_minus);
-        let m_positive = power_from_log(&l.log_sigmoid_of_minus, gamma);
-        let m_negative = power_from_log(&l.log_sigmoid, gamma);
-        let a = -(&m_positive * &l.log_sigmoid);
-        let a_slope = &m_positive * &(&g * s * &l.log_sigmoid - s_minus);
-        let b = -(&m_negative * &l.log_sigmoid_of_minus);
-        let b_slope = &m_negative * &(s - &(&g * s_minus * &l.log_sigmoid_of_minus));
         let positive = &alpha_positive * &pos_weight[c] * &t;
         let negative = &alpha_negative * &(Real::one() - &t);
+        // A term whose factor is 0 is 0 at a finite logit: its powers are not evaluated.
+        let needed = |factor: &Real| !factor.is_zero() || !matches!(x, Real::Finite(_));
+        let (mut value, mut derivative) = (Real::zero(), Real::zero());
+        if needed(&positive) {
+            let m = power_from_log(&l.log_sigmoid_of_minus, gamma);
+            let a = -(&m * &l.log_sigmoid);
+            let a_slope = &m * &(&g * s * &l.log_sigmoid - s_minus);
+            value = &positive * &a;
+            derivative = &positive * &a_slope;
+        }
+        if needed(&negative) {
+            let m = power_from_log(&l.log_sigmoid, gamma);
+            let b = -(&m * &l.log_sigmoid_of_minus);
+            let b_slope = &m * &(s - &(&g * s_minus * &l.log_sigmoid_of_minus));
+            value = value + &negative * &b;
+            derivative = derivative + &negative * &b_slope;
+        }
         let scale = &k * &weight[c];
-        loss[&index] = &scale * &(&positive * &a + &negative * &b);
-        slope[&index] = &scale * &(&positive * &a_slope + &negative * &b_slope);
+        loss[&index] = &scale * &value;
+        slope[&index] = &scale * &derivative;
     }
     elementwise(call, reduction, loss, slope)
 }

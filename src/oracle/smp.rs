@@ -8,6 +8,7 @@ use ndarray::{ArrayD, Axis, Dimension, IxDyn};
 
 use super::binary::{bce_with_logits_element, broadcast, elementwise, Logistic};
 use super::cross_entropy::{from_lanes, lanes, Softmax};
+use super::kornia::power_from_log;
 use super::options::{flag, optional_integer, optional_number, text};
 use super::real::{sum, Real};
 use super::{number, prediction, reduce, Exact, LossCall, Reduce};
@@ -237,7 +238,20 @@ fn focal_element(
     let negative = Real::one() - &t_real;
     let bce = -(&t_real * &l.log_sigmoid) - &negative * &l.log_sigmoid_of_minus;
     let bce_slope = &negative * &l.sigmoid - &t_real * &l.sigmoid_of_minus;
-    let pt = (-&bce).exp();
+    // For a hard target p_t and 1 − p_t are σ(±x) and σ(∓x), whose logarithms are known.
+    let (pt, complement) = if t == 1.0 {
+        (
+            l.sigmoid.clone(),
+            Some((&l.sigmoid_of_minus, &l.log_sigmoid_of_minus)),
+        )
+    } else if t == 0.0 {
+        (
+            l.sigmoid_of_minus.clone(),
+            Some((&l.sigmoid, &l.log_sigmoid)),
+        )
+    } else {
+        ((-&bce).exp(), None)
+    };
     let alpha_t = match alpha {
         Some(alpha) => {
             let alpha = Real::from_f64(alpha);
@@ -250,15 +264,21 @@ fn focal_element(
         (Real::one(), Real::zero())
     } else {
         let r = Real::from_f64(threshold.unwrap_or(1.0));
-        let complement = if t == 1.0 {
-            l.sigmoid_of_minus.clone()
-        } else if t == 0.0 {
-            l.sigmoid.clone()
-        } else {
-            -(-&bce).exp_m1()
+        let (base, m) = match complement {
+            Some((complement, log)) => {
+                let log_base = if threshold.is_some() {
+                    log - &r.ln()
+                } else {
+                    log.clone()
+                };
+                (complement / &r, power_from_log(&log_base, gamma))
+            }
+            None => {
+                let base = -(-&bce).exp_m1() / &r;
+                let m = base.powf(gamma);
+                (base, m)
+            }
         };
-        let base = &complement / &r;
-        let m = base.powf(gamma);
         let lower = if base.is_positive() {
             &m / &base
         } else {
