@@ -37,6 +37,9 @@ enum Cause {
     /// anchor-artefact rule (an exact value accepted in place of the anchor's) covers only finite
     /// exact values.
     InfiniteExact,
+    /// The anchor's value is not the exact one and no artefact rule covers it yet: the
+    /// reference copies the anchor there (issue 10, item 3).
+    AnchorArtefact,
 }
 
 /// An output the reference does not yet compute within [`TARGET_ULPS`]: its measured worst error
@@ -74,6 +77,11 @@ const fn gap(
 }
 
 const ZERO_SUM: &str = "the weights of the counted targets sum to 0, so the upstream is g/0 = inf; the log-softmax backward then forms inf - inf = NaN where the oracle's slope x (g/0) is +-inf";
+const KORNIA_SATURATED_FORWARD: &str = "kornia's 1 - exp(log p) rounds to 0 at p = 1 - 2e-22: the loss is 0 where the exact value is about e^-75 (the reference keeps the exact value)";
+const KORNIA_SATURATED_GRADIENT: &str = "kornia's gradient is 0 where 1 - exp(log p) rounds to 0 (the modulating factor contributes nothing); the exact gradient is tiny but nonzero, and the reference keeps kornia's 0";
+const MONAI_FLOAT32_BCE: &str = "MONAI forms x - x t - log sigmoid(x) in float32, which cancels to 0 at x = -50, t = 0 where the exact loss is about e^-75 (the reference keeps the exact value)";
+const SATURATED_PROBABILITY_FORWARD: &str = "the anchor's 1 - p rounds to 0 at a saturated logit: the loss is 0 where the exact value is about e^-75 (the reference keeps the exact value)";
+const POW_AT_ZERO: &str = "the anchor's pow backward at its rounded 1 - p = 0 with gamma < 1 gives inf x 0 = NaN where the exact gradient is finite and tiny; the reference keeps the NaN";
 
 /// The open accuracy gaps of the reference, measured against the oracle.
 const OPEN_GAPS: &[Gap] = &[
@@ -103,6 +111,209 @@ const OPEN_GAPS: &[Gap] = &[
         Cause::Accuracy,
         "1 - N/U cancels; sum(p (1 - t) + t (1 - p))/U keeps it",
     ),
+    // The library focal losses (kornia, MONAI, smp) and smp's SoftBCEWithLogitsLoss and
+    // SoftCrossEntropyLoss: fixtures.
+    gap(
+        "kornia.focal_loss",
+        "kornia.focal_loss/f64/N2C3H3W4/mean/alpha=0.25,gamma=0.5,logits=saturated",
+        "forward",
+        1.0,
+        Cause::AnchorArtefact,
+        KORNIA_SATURATED_FORWARD,
+    ),
+    gap(
+        "kornia.focal_loss",
+        "kornia.focal_loss/f64/N2C3H3W4/none/alpha=0.25,gamma=0.5,logits=saturated",
+        "forward",
+        1.0,
+        Cause::AnchorArtefact,
+        KORNIA_SATURATED_FORWARD,
+    ),
+    gap(
+        "kornia.focal_loss",
+        "kornia.focal_loss/f64/N2C3H3W4/sum/alpha=0.25,gamma=0.5,logits=saturated",
+        "forward",
+        1.0,
+        Cause::AnchorArtefact,
+        KORNIA_SATURATED_FORWARD,
+    ),
+    gap(
+        "kornia.focal_loss",
+        "kornia.focal_loss/f64/N2C3H3W4/mean/alpha=0.25,gamma=0.5,logits=saturated",
+        "gradient",
+        2.7e15,
+        Cause::AnchorArtefact,
+        KORNIA_SATURATED_GRADIENT,
+    ),
+    gap(
+        "kornia.focal_loss",
+        "kornia.focal_loss/f64/N2C3H3W4/none/alpha=0.25,gamma=0.5,logits=saturated",
+        "gradient",
+        2.0e15,
+        Cause::AnchorArtefact,
+        KORNIA_SATURATED_GRADIENT,
+    ),
+    gap(
+        "kornia.focal_loss",
+        "kornia.focal_loss/f64/N2C3H3W4/sum/alpha=0.25,gamma=0.5,logits=saturated",
+        "gradient",
+        2.7e15,
+        Cause::AnchorArtefact,
+        KORNIA_SATURATED_GRADIENT,
+    ),
+    gap(
+        "monai.FocalLoss",
+        "monai.FocalLoss/f64/N2C3H3W4/mean/gamma=0.5,logits=saturated",
+        "forward",
+        1.0,
+        Cause::AnchorArtefact,
+        MONAI_FLOAT32_BCE,
+    ),
+    gap(
+        "monai.FocalLoss",
+        "monai.FocalLoss/f64/N2C3H3W4/none/gamma=0.5,logits=saturated",
+        "forward",
+        1.0,
+        Cause::AnchorArtefact,
+        MONAI_FLOAT32_BCE,
+    ),
+    gap(
+        "monai.FocalLoss",
+        "monai.FocalLoss/f64/N2C3H3W4/sum/gamma=0.5,logits=saturated",
+        "forward",
+        1.0,
+        Cause::AnchorArtefact,
+        MONAI_FLOAT32_BCE,
+    ),
+    gap(
+        "monai.FocalLoss",
+        "monai.FocalLoss/f64/N2C3H3W4/mean/gamma=0.5,logits=saturated",
+        "gradient",
+        1.0,
+        Cause::AnchorArtefact,
+        MONAI_FLOAT32_BCE,
+    ),
+    gap(
+        "monai.FocalLoss",
+        "monai.FocalLoss/f64/N2C3H3W4/none/gamma=0.5,logits=saturated",
+        "gradient",
+        1.1,
+        Cause::AnchorArtefact,
+        MONAI_FLOAT32_BCE,
+    ),
+    gap(
+        "monai.FocalLoss",
+        "monai.FocalLoss/f64/N2C3H3W4/sum/gamma=0.5,logits=saturated",
+        "gradient",
+        1.0,
+        Cause::AnchorArtefact,
+        MONAI_FLOAT32_BCE,
+    ),
+    gap(
+        "monai.FocalLoss",
+        "monai.FocalLoss/f64/N2C3H3W4/mean/use_softmax,gamma=0.5,logits=saturated",
+        "forward",
+        1.0,
+        Cause::AnchorArtefact,
+        SATURATED_PROBABILITY_FORWARD,
+    ),
+    gap(
+        "monai.FocalLoss",
+        "monai.FocalLoss/f64/N2C3H3W4/none/use_softmax,gamma=0.5,logits=saturated",
+        "forward",
+        1.0,
+        Cause::AnchorArtefact,
+        SATURATED_PROBABILITY_FORWARD,
+    ),
+    gap(
+        "monai.FocalLoss",
+        "monai.FocalLoss/f64/N2C3H3W4/sum/use_softmax,gamma=0.5,logits=saturated",
+        "forward",
+        1.0,
+        Cause::AnchorArtefact,
+        SATURATED_PROBABILITY_FORWARD,
+    ),
+    gap(
+        "monai.FocalLoss",
+        "monai.FocalLoss/f64/N2C3H3W4/mean/use_softmax,gamma=0.5,logits=saturated",
+        "gradient",
+        f64::INFINITY,
+        Cause::AnchorArtefact,
+        POW_AT_ZERO,
+    ),
+    gap(
+        "monai.FocalLoss",
+        "monai.FocalLoss/f64/N2C3H3W4/none/use_softmax,gamma=0.5,logits=saturated",
+        "gradient",
+        f64::INFINITY,
+        Cause::AnchorArtefact,
+        POW_AT_ZERO,
+    ),
+    gap(
+        "monai.FocalLoss",
+        "monai.FocalLoss/f64/N2C3H3W4/sum/use_softmax,gamma=0.5,logits=saturated",
+        "gradient",
+        f64::INFINITY,
+        Cause::AnchorArtefact,
+        POW_AT_ZERO,
+    ),
+    gap(
+        "smp.FocalLoss",
+        "smp.FocalLoss/f64/N2C1H3W4/mean/mode=binary,gamma=0.5,logits=saturated",
+        "forward",
+        1.0,
+        Cause::AnchorArtefact,
+        SATURATED_PROBABILITY_FORWARD,
+    ),
+    gap(
+        "smp.FocalLoss",
+        "smp.FocalLoss/f64/N2C1H3W4/none/mode=binary,gamma=0.5,logits=saturated",
+        "forward",
+        1.0,
+        Cause::AnchorArtefact,
+        SATURATED_PROBABILITY_FORWARD,
+    ),
+    gap(
+        "smp.FocalLoss",
+        "smp.FocalLoss/f64/N2C1H3W4/mean/mode=binary,gamma=0.5,logits=saturated",
+        "gradient",
+        f64::INFINITY,
+        Cause::AnchorArtefact,
+        POW_AT_ZERO,
+    ),
+    gap(
+        "smp.FocalLoss",
+        "smp.FocalLoss/f64/N2C1H3W4/none/mode=binary,gamma=0.5,logits=saturated",
+        "gradient",
+        f64::INFINITY,
+        Cause::AnchorArtefact,
+        POW_AT_ZERO,
+    ),
+    gap(
+        "smp.FocalLoss",
+        "smp.FocalLoss/f64/N2C3H3W4/mean/mode=multiclass,gamma=0.5,logits=saturated",
+        "gradient",
+        f64::INFINITY,
+        Cause::AnchorArtefact,
+        POW_AT_ZERO,
+    ),
+    // The library focal losses: generated hard inputs.
+    gap(
+        "monai.FocalLoss",
+        "softmax, gamma 0.5, logits of magnitude 1e2-1e4",
+        "gradient",
+        f64::INFINITY,
+        Cause::AnchorArtefact,
+        POW_AT_ZERO,
+    ),
+    gap(
+        "smp.FocalLoss",
+        "gamma 0.5, logits of magnitude 1e2-1e4",
+        "gradient",
+        f64::INFINITY,
+        Cause::AnchorArtefact,
+        POW_AT_ZERO,
+    ),
 ];
 
 /// PyTorch's own float64 results on the fixtures agree with the oracle within this many ulps,
@@ -110,6 +321,32 @@ const OPEN_GAPS: &[Gap] = &[
 /// semantics (a convention differing would cost ~1e15 ulp). PyTorch's worst is 42 ulp, the NLL
 /// mean whose weighted sum cancels.
 const PYTORCH_AGREEMENT_ULPS: f64 = 64.0;
+
+/// Fixtures whose anchor computes in float32 whatever the input's dtype, as (loss, a part of the
+/// case id): MONAI's focal loss casts everything to float32, and PyTorch writes smp's BCE of
+/// float32 soft targets (integer labels smoothed by a Python float) into a float32 tensor. The
+/// oracle evaluates the casts the anchor makes to its inputs but not float32 arithmetic, so
+/// PyTorch's agreement there is [`PYTORCH_FLOAT32_AGREEMENT_ULPS`]: 16 float32 ulps (PyTorch's
+/// worst measured is 2).
+const FLOAT32_ANCHORS: &[(&str, &str)] = &[
+    ("monai.FocalLoss", "/"),
+    ("smp.SoftBCEWithLogitsLoss", "target=int64"),
+];
+
+/// 16 float32 ulps, in f64 ulps.
+const PYTORCH_FLOAT32_AGREEMENT_ULPS: f64 = 16.0 * (1_u64 << 29) as f64;
+
+/// The agreement PyTorch's fixture values must show with the oracle.
+fn pytorch_agreement(graded: &Graded) -> f64 {
+    let float32 = FLOAT32_ANCHORS
+        .iter()
+        .any(|(loss, part)| graded.loss == *loss && graded.subject.contains(part));
+    if float32 {
+        PYTORCH_FLOAT32_AGREEMENT_ULPS
+    } else {
+        PYTORCH_AGREEMENT_ULPS
+    }
+}
 
 /// One graded output: a fixture case or a hard set, forward or gradient.
 struct Graded {
@@ -525,6 +762,336 @@ fn hard_sets() -> Vec<(&'static str, &'static str, Vec<LossCall>)> {
             )
         }));
     }
+    sets.extend(focal_sets());
+    sets
+}
+
+/// Soft targets for the logit losses: 0, 1, uniform, and within 1e-8..1e-1 of 1.
+fn soft_targets(draw: &mut Draw, count: usize) -> Vec<f64> {
+    draw.many(count, |d| {
+        [0.0, 1.0, d.unit(), 1.0 - d.magnitude(-8.0, -1.0).abs()][d.index(4)]
+    })
+}
+
+/// The generated hard inputs of the library focal losses (kornia, MONAI, smp) and smp's
+/// SoftBCEWithLogitsLoss and SoftCrossEntropyLoss.
+fn focal_sets() -> Vec<(&'static str, &'static str, Vec<LossCall>)> {
+    let mut sets = Vec::new();
+    let gammas = [
+        (0.0, "gamma 0, logits of magnitude 1e2-1e4"),
+        (0.5, "gamma 0.5, logits of magnitude 1e2-1e4"),
+        (2.0, "gamma 2, logits of magnitude 1e2-1e4"),
+        (5.0, "gamma 5, logits of magnitude 1e2-1e4"),
+    ];
+    let moderate = [
+        (0.0, "gamma 0, logits within 30"),
+        (0.5, "gamma 0.5, logits within 30"),
+        (2.0, "gamma 2, logits within 30"),
+        (5.0, "gamma 5, logits within 30"),
+    ];
+    let logits_of = |draw: &mut Draw, count: usize, name: &str| {
+        if name.contains("1e2-1e4") {
+            draw.many(count, |d| d.magnitude(2.0, 4.0))
+        } else {
+            draw.many(count, |d| d.magnitude(-1.0, 1.48))
+        }
+    };
+
+    // kornia's binary focal loss: soft targets, alpha, ignored elements.
+    for (gamma, name) in gammas.into_iter().chain(moderate) {
+        sets.push(set(
+            "kornia.binary_focal_loss_with_logits",
+            name,
+            |draw, reduction| {
+                let x = logits_of(draw, 40, name);
+                let mut t = soft_targets(draw, 40);
+                t[draw.index(40)] = -100.0;
+                call(
+                    "kornia.binary_focal_loss_with_logits",
+                    json!({ "reduction": reduction, "gamma": gamma, "alpha": 0.25 }),
+                    vec![
+                        ("pred", tensor(&[2, 4, 5], x)),
+                        ("target", tensor(&[2, 4, 5], t)),
+                    ],
+                )
+            },
+        ));
+    }
+    sets.push(set(
+        "kornia.binary_focal_loss_with_logits",
+        "weights and pos_weight 1e-30-1e30",
+        |draw, reduction| {
+            let x = draw.many(40, |d| d.uniform(-30.0, 30.0));
+            let t = soft_targets(draw, 40);
+            let w = draw.many(4, |d| d.magnitude(-30.0, 30.0).abs());
+            let pw = draw.many(4, |d| d.magnitude(-30.0, 30.0).abs());
+            call(
+                "kornia.binary_focal_loss_with_logits",
+                json!({ "reduction": reduction }),
+                vec![
+                    ("pred", tensor(&[2, 4, 5], x)),
+                    ("target", tensor(&[2, 4, 5], t)),
+                    ("weight", tensor(&[4], w)),
+                    ("pos_weight", tensor(&[4], pw)),
+                ],
+            )
+        },
+    ));
+
+    // kornia's softmax focal loss: class indices, an ignored position, weights.
+    for (gamma, name) in gammas.into_iter().chain(moderate) {
+        sets.push(set("kornia.focal_loss", name, |draw, reduction| {
+            let x = logits_of(draw, 40, name);
+            let mut y: Vec<i64> = (0..10).map(|_| draw.index(4) as i64).collect();
+            y[draw.index(10)] = -100;
+            call(
+                "kornia.focal_loss",
+                json!({ "reduction": reduction, "gamma": gamma, "alpha": 0.25 }),
+                vec![
+                    ("pred", tensor(&[2, 4, 5], x)),
+                    ("target", labels(&[2, 5], y)),
+                ],
+            )
+        }));
+    }
+    sets.push(set(
+        "kornia.focal_loss",
+        "class weights 1e-30-1e30",
+        |draw, reduction| {
+            let x = draw.many(40, |d| d.uniform(-4.0, 4.0));
+            let y = (0..10).map(|_| draw.index(4) as i64).collect();
+            let w = draw.many(4, |d| d.magnitude(-30.0, 30.0).abs());
+            call(
+                "kornia.focal_loss",
+                json!({ "reduction": reduction, "alpha": 0.25 }),
+                vec![
+                    ("pred", tensor(&[2, 4, 5], x)),
+                    ("target", labels(&[2, 5], y)),
+                    ("weight", tensor(&[4], w)),
+                ],
+            )
+        },
+    ));
+
+    // MONAI: sigmoid with soft targets and α, softmax with one-hot labels and an ignored label.
+    for (gamma, name) in gammas.into_iter().chain(moderate) {
+        sets.push(set("monai.FocalLoss", name, |draw, reduction| {
+            let x = logits_of(draw, 40, name);
+            let t = soft_targets(draw, 40);
+            call(
+                "monai.FocalLoss",
+                json!({ "reduction": reduction, "gamma": gamma, "alpha": 0.25 }),
+                vec![
+                    ("input", tensor(&[2, 4, 5], x)),
+                    ("target", tensor(&[2, 4, 5], t)),
+                ],
+            )
+        }));
+    }
+    for (gamma, name) in [
+        (0.5, "softmax, gamma 0.5, logits of magnitude 1e2-1e4"),
+        (2.0, "softmax, gamma 2, logits of magnitude 1e2-1e4"),
+        (2.0, "softmax, gamma 2, logits within 30"),
+    ] {
+        sets.push(set("monai.FocalLoss", name, |draw, reduction| {
+            let x = logits_of(draw, 40, name);
+            let y = draw.many(10, |d| d.index(4) as f64);
+            let params = json!({
+                "reduction": reduction, "gamma": gamma, "use_softmax": true,
+                "to_onehot_y": true, "ignore_index": 1,
+            });
+            call(
+                "monai.FocalLoss",
+                params,
+                vec![
+                    ("input", tensor(&[2, 4, 5], x)),
+                    ("target", tensor(&[2, 1, 5], y)),
+                ],
+            )
+        }));
+    }
+    sets.push(set(
+        "monai.FocalLoss",
+        "class weights 1e-30-1e30",
+        |draw, reduction| {
+            let x = draw.many(40, |d| d.uniform(-30.0, 30.0));
+            let t = soft_targets(draw, 40);
+            let w = draw.many(4, |d| d.magnitude(-30.0, 30.0).abs());
+            call(
+                "monai.FocalLoss",
+                json!({ "reduction": reduction, "weight": w }),
+                vec![
+                    ("input", tensor(&[2, 4, 5], x)),
+                    ("target", tensor(&[2, 4, 5], t)),
+                ],
+            )
+        },
+    ));
+
+    // smp's focal loss: binary with soft targets, multiclass one-vs-rest, probabilities near 0, 1.
+    for (gamma, name) in gammas.into_iter().chain(moderate) {
+        sets.push(set("smp.FocalLoss", name, |draw, reduction| {
+            let x = logits_of(draw, 40, name);
+            let t = soft_targets(draw, 40);
+            call(
+                "smp.FocalLoss",
+                json!({ "mode": "binary", "reduction": reduction, "gamma": gamma, "alpha": 0.25 }),
+                vec![
+                    ("y_pred", tensor(&[2, 1, 4, 5], x)),
+                    ("y_true", tensor(&[2, 1, 4, 5], t)),
+                ],
+            )
+        }));
+    }
+    sets.push(set(
+        "smp.FocalLoss",
+        "multiclass, normalized, ignore_index, logits of magnitude 1e2-1e4",
+        |draw, reduction| {
+            let x = draw.many(40, |d| d.magnitude(2.0, 4.0));
+            let mut y: Vec<i64> = (0..10).map(|_| draw.index(4) as i64).collect();
+            y[draw.index(10)] = 255;
+            let params = json!({
+                "mode": "multiclass", "reduction": reduction, "normalized": true,
+                "ignore_index": 255,
+            });
+            call(
+                "smp.FocalLoss",
+                params,
+                vec![
+                    ("y_pred", tensor(&[2, 4, 5], x)),
+                    ("y_true", labels(&[2, 5], y)),
+                ],
+            )
+        },
+    ));
+    sets.push(set(
+        "smp.FocalLoss",
+        "reduced threshold 0.5, soft targets",
+        |draw, reduction| {
+            let x = draw.many(40, |d| d.uniform(-30.0, 30.0));
+            let t = soft_targets(draw, 40);
+            let params = json!({
+                "mode": "multilabel", "reduction": reduction, "reduced_threshold": 0.5,
+            });
+            call(
+                "smp.FocalLoss",
+                params,
+                vec![
+                    ("y_pred", tensor(&[2, 4, 5], x)),
+                    ("y_true", tensor(&[2, 4, 5], t)),
+                ],
+            )
+        },
+    ));
+    sets.push(set(
+        "smp.FocalLoss",
+        "probabilities near 0 and 1",
+        |draw, reduction| {
+            let extremes = [1e-9, 1e-7, 1e-4, 0.5, 1.0 - 1e-4, 1.0 - 1e-7, 1.0 - 1e-9];
+            let p = draw.many(40, |d| extremes[d.index(extremes.len())]);
+            let t = draw.many(40, |d| [0.0, 1.0][d.index(2)]);
+            let params =
+                json!({ "mode": "multilabel", "reduction": reduction, "from_logits": false });
+            call(
+                "smp.FocalLoss",
+                params,
+                vec![
+                    ("y_pred", tensor(&[2, 4, 5], p)),
+                    ("y_true", tensor(&[2, 4, 5], t)),
+                ],
+            )
+        },
+    ));
+
+    // smp's BCE with two-sided smoothing and its label-smoothed CE.
+    sets.push(set(
+        "smp.SoftBCEWithLogitsLoss",
+        "logits of magnitude 1e2-1e4, smoothing 0.1",
+        |draw, reduction| {
+            let x = draw.many(40, |d| d.magnitude(2.0, 4.0));
+            let mut t = draw.many(40, |d| [0.0, 1.0][d.index(2)]);
+            t[draw.index(40)] = -100.0;
+            call(
+                "smp.SoftBCEWithLogitsLoss",
+                json!({ "reduction": reduction, "smooth_factor": 0.1 }),
+                vec![
+                    ("y_pred", tensor(&[2, 4, 5], x)),
+                    ("y_true", tensor(&[2, 4, 5], t)),
+                ],
+            )
+        },
+    ));
+    sets.push(set(
+        "smp.SoftBCEWithLogitsLoss",
+        "confident-correct logits of magnitude 1e1-5e2",
+        |draw, reduction| {
+            let x = draw.many(40, |d| d.magnitude(1.0, 2.7));
+            let t = x.iter().map(|&x| f64::from(u8::from(x > 0.0))).collect();
+            call(
+                "smp.SoftBCEWithLogitsLoss",
+                json!({ "reduction": reduction }),
+                vec![
+                    ("y_pred", tensor(&[2, 4, 5], x)),
+                    ("y_true", tensor(&[2, 4, 5], t)),
+                ],
+            )
+        },
+    ));
+    sets.push(set(
+        "smp.SoftBCEWithLogitsLoss",
+        "weights and pos_weight 1e-30-1e30",
+        |draw, reduction| {
+            let x = draw.many(40, |d| d.uniform(-30.0, 30.0));
+            let t = soft_targets(draw, 40);
+            let w = draw.many(5, |d| d.magnitude(-30.0, 30.0).abs());
+            let pw = draw.many(5, |d| d.magnitude(-30.0, 30.0).abs());
+            call(
+                "smp.SoftBCEWithLogitsLoss",
+                json!({ "reduction": reduction, "smooth_factor": 0.05 }),
+                vec![
+                    ("y_pred", tensor(&[2, 4, 5], x)),
+                    ("y_true", tensor(&[2, 4, 5], t)),
+                    ("weight", tensor(&[5], w)),
+                    ("pos_weight", tensor(&[5], pw)),
+                ],
+            )
+        },
+    ));
+    sets.push(set(
+        "smp.SoftCrossEntropyLoss",
+        "logits of magnitude 1e2-1e4, smoothing 0.1, ignore_index",
+        |draw, reduction| {
+            let x = draw.many(40, |d| d.magnitude(2.0, 4.0));
+            let mut y: Vec<i64> = (0..10).map(|_| draw.index(4) as i64).collect();
+            y[draw.index(10)] = -100;
+            call(
+                "smp.SoftCrossEntropyLoss",
+                json!({ "reduction": reduction, "smooth_factor": 0.1 }),
+                vec![
+                    ("y_pred", tensor(&[2, 4, 5], x)),
+                    ("y_true", labels(&[2, 5], y)),
+                ],
+            )
+        },
+    ));
+    sets.push(set(
+        "smp.SoftCrossEntropyLoss",
+        "C = 1000 with a dominant class",
+        |draw, reduction| {
+            let c = 1000;
+            let mut x = draw.many(c, |d| d.uniform(-3.0, 3.0));
+            let y = draw.index(c);
+            x[y] += 40.0;
+            call(
+                "smp.SoftCrossEntropyLoss",
+                json!({ "reduction": reduction, "smooth_factor": 0.0 }),
+                vec![
+                    ("y_pred", tensor(&[1, c], x)),
+                    ("y_true", labels(&[1], vec![y as i64])),
+                ],
+            )
+        },
+    ));
     sets
 }
 
@@ -634,7 +1201,7 @@ fn anchor_excused(graded: &Graded) -> bool {
     };
     artefacts_for(&graded.subject, check).next().is_some()
         || OPEN_GAPS.iter().any(|gap| {
-            gap.cause == Cause::InfiniteExact
+            gap.cause != Cause::Accuracy
                 && gap.subject == graded.subject
                 && gap.check == graded.check
         })
@@ -740,7 +1307,7 @@ fn the_reference_is_within_4_ulp_of_the_oracle_or_a_listed_gap() {
     }
     for graded in &fixtures {
         let pytorch = graded.pytorch.unwrap_or(0.0);
-        if !anchor_excused(graded) && pytorch > PYTORCH_AGREEMENT_ULPS {
+        if !anchor_excused(graded) && pytorch > pytorch_agreement(graded) {
             problems.push(format!(
                 "{} {}: PyTorch is {} ulp from the oracle",
                 graded.subject,
@@ -888,6 +1455,201 @@ fn difference_calls() -> Vec<LossCall> {
                 ],
             );
             add(overlap, &mut draw);
+        }
+    }
+    calls.extend(focal_difference_calls());
+    calls
+}
+
+/// The calls of [`difference_calls`] for the library focal losses and smp's BCE and CE.
+fn focal_difference_calls() -> Vec<LossCall> {
+    let mut draw = Draw(0xF0CA);
+    let mut calls = Vec::new();
+    let mut add = |mut call: LossCall, draw: &mut Draw| {
+        let shape = oracle::evaluate(&call)
+            .expect("the oracle evaluates the call")
+            .loss
+            .shape()
+            .to_vec();
+        let count = shape.iter().product();
+        call.grad_output = Some(
+            ArrayD::from_shape_vec(IxDyn(&shape), draw.many(count, |d| d.uniform(-2.0, 2.0)))
+                .expect("shape fits"),
+        );
+        calls.push(call);
+    };
+    // Each reduction with its own γ and α, so that every option meets every reduction once.
+    let options = [(0.0, json!(0.25)), (0.5, json!(null)), (2.0, json!(0.75))];
+    for (reduction, (gamma, alpha)) in REDUCTIONS.into_iter().zip(options) {
+        let x = draw.many(12, |d| d.uniform(-4.0, 4.0));
+        let mut t = draw.many(12, |d| [0.0, 1.0, d.unit()][d.index(3)]);
+        t[5] = -100.0;
+        let per_class = |draw: &mut Draw| tensor(&[3], draw.many(3, |d| d.uniform(0.1, 2.0)));
+        let binary = call(
+            "kornia.binary_focal_loss_with_logits",
+            json!({ "reduction": reduction, "gamma": gamma, "alpha": alpha }),
+            vec![
+                ("pred", tensor(&[2, 3, 2], x.clone())),
+                ("target", tensor(&[2, 3, 2], t.clone())),
+                ("weight", per_class(&mut draw)),
+                ("pos_weight", per_class(&mut draw)),
+            ],
+        );
+        add(binary, &mut draw);
+        let softmax = call(
+            "kornia.focal_loss",
+            json!({ "reduction": reduction, "gamma": gamma, "alpha": alpha }),
+            vec![
+                ("pred", tensor(&[2, 3, 2], x.clone())),
+                ("target", labels(&[2, 2], vec![0, 2, -100, 1])),
+                ("weight", per_class(&mut draw)),
+            ],
+        );
+        add(softmax, &mut draw);
+        let soft: Vec<f64> = t.iter().map(|&t| t.max(0.0)).collect();
+        let gamma = if gamma == 0.0 { 2.0 } else { gamma };
+        let sigmoid = call(
+            "monai.FocalLoss",
+            json!({ "reduction": reduction, "gamma": gamma, "alpha": [0.25, 0.5, 0.75], "weight": [0.5, 1.5, 2.0] }),
+            vec![
+                ("input", tensor(&[2, 3, 2], x.clone())),
+                ("target", tensor(&[2, 3, 2], soft.clone())),
+            ],
+        );
+        add(sigmoid, &mut draw);
+        let sigmoid_masked = call(
+            "monai.FocalLoss",
+            json!({ "reduction": reduction, "gamma": gamma, "alpha": 0.25, "ignore_index": -1 }),
+            vec![
+                ("input", tensor(&[2, 3, 2], x.clone())),
+                (
+                    "target",
+                    tensor(
+                        &[2, 3, 2],
+                        t.iter()
+                            .map(|&t| if t < 0.0 { -1.0 } else { t.round() })
+                            .collect(),
+                    ),
+                ),
+            ],
+        );
+        add(sigmoid_masked, &mut draw);
+        let softmax = call(
+            "monai.FocalLoss",
+            json!({
+                "reduction": reduction, "gamma": gamma, "use_softmax": true, "to_onehot_y": true,
+                "ignore_index": 1, "include_background": false, "alpha": [0.5, 2.0],
+            }),
+            vec![
+                ("input", tensor(&[2, 3, 2], x.clone())),
+                ("target", tensor(&[2, 1, 2], vec![0.0, 2.0, 1.0, 2.0])),
+            ],
+        );
+        add(softmax, &mut draw);
+        let hard: Vec<f64> = t.iter().map(|&t| t.max(0.0).round()).collect();
+        let smp_focal = [
+            (
+                json!({ "mode": "binary", "alpha": 0.25, "normalized": true }),
+                soft.clone(),
+            ),
+            (
+                json!({ "mode": "binary", "gamma": 0.5, "ignore_index": -100 }),
+                t.clone(),
+            ),
+            (
+                json!({ "mode": "multilabel", "reduced_threshold": 0.5 }),
+                soft.clone(),
+            ),
+            (
+                json!({ "mode": "multilabel", "from_logits": false, "class_weights": [0.5, 1.0, 2.0] }),
+                hard.clone(),
+            ),
+        ];
+        for (mut params, y_true) in smp_focal {
+            params["reduction"] = json!(reduction);
+            if reduction == "none" {
+                // Per-class weights fit only a stack of scalars (smp refuses them otherwise).
+                if let Some(map) = params.as_object_mut() {
+                    map.remove("class_weights");
+                }
+            }
+            let probabilities = params.get("from_logits").is_some();
+            let y_pred = if probabilities {
+                draw.many(12, |d| d.uniform(0.05, 0.95))
+            } else {
+                x.clone()
+            };
+            let focal = call(
+                "smp.FocalLoss",
+                params,
+                vec![
+                    ("y_pred", tensor(&[2, 3, 2], y_pred)),
+                    ("y_true", tensor(&[2, 3, 2], y_true)),
+                ],
+            );
+            add(focal, &mut draw);
+        }
+        for (mode, from_logits) in [("multiclass", true), ("multiclass", false)] {
+            let y_pred = if from_logits {
+                x.clone()
+            } else {
+                draw.many(12, |d| d.uniform(0.05, 0.95))
+            };
+            let focal = call(
+                "smp.FocalLoss",
+                json!({ "mode": mode, "reduction": reduction, "from_logits": from_logits, "ignore_index": 255, "normalized": true }),
+                vec![
+                    ("y_pred", tensor(&[2, 3, 2], y_pred)),
+                    ("y_true", labels(&[2, 2], vec![0, 255, 2, 1])),
+                ],
+            );
+            add(focal, &mut draw);
+        }
+        let bce = call(
+            "smp.SoftBCEWithLogitsLoss",
+            json!({ "reduction": reduction, "smooth_factor": 0.1, "ignore_index": -100 }),
+            vec![
+                ("y_pred", tensor(&[2, 3, 2], x.clone())),
+                ("y_true", tensor(&[2, 3, 2], t.clone())),
+                (
+                    "weight",
+                    tensor(&[2], draw.many(2, |d| d.uniform(0.1, 2.0))),
+                ),
+                (
+                    "pos_weight",
+                    tensor(&[3, 1], draw.many(3, |d| d.uniform(0.1, 3.0))),
+                ),
+            ],
+        );
+        add(bce, &mut draw);
+        let integer = call(
+            "smp.SoftBCEWithLogitsLoss",
+            json!({ "reduction": reduction, "smooth_factor": 0.1 }),
+            vec![
+                ("y_pred", tensor(&[2, 3, 2], x.clone())),
+                (
+                    "y_true",
+                    labels(&[2, 3, 2], hard.iter().map(|&t| t as i64).collect()),
+                ),
+            ],
+        );
+        add(integer, &mut draw);
+        for ignore_index in [json!(-1), json!(null)] {
+            let ce = call(
+                "smp.SoftCrossEntropyLoss",
+                json!({ "reduction": reduction, "smooth_factor": 0.1, "ignore_index": ignore_index }),
+                vec![
+                    ("y_pred", tensor(&[2, 3, 2], x.clone())),
+                    (
+                        "y_true",
+                        labels(
+                            &[2, 2],
+                            vec![0, if ignore_index.is_null() { 1 } else { -1 }, 2, 1],
+                        ),
+                    ),
+                ],
+            );
+            add(ce, &mut draw);
         }
     }
     calls
@@ -1183,6 +1945,103 @@ fn the_oracle_evaluates_extreme_inputs_without_panicking() {
             vec![
                 ("input", tensor(&[1, 2, 6], values(10))),
                 ("target", tensor(&[1, 2, 6], values(11))),
+            ],
+        ),
+    ];
+    for call in calls {
+        let exact = oracle::evaluate(&call).expect("the oracle evaluates the call");
+        assert_eq!(
+            exact.grad_input.shape(),
+            call.tensors[catalog::find(&call.loss).unwrap().prediction()].shape()
+        );
+    }
+}
+
+#[test]
+fn the_oracle_evaluates_extreme_focal_inputs_without_panicking() {
+    let extremes = [
+        f64::MAX,
+        -f64::MAX,
+        1e18,
+        -1e18,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        f64::NAN,
+        5e-324,
+        0.0,
+        1.0,
+        -1.0,
+        0.5,
+    ];
+    let values = |shift: usize| -> Vec<f64> {
+        (0..12)
+            .map(|i| extremes[(i + shift) % extremes.len()])
+            .collect()
+    };
+    let calls = [
+        call(
+            "kornia.binary_focal_loss_with_logits",
+            json!({ "gamma": 0.5, "reduction": "mean" }),
+            vec![
+                ("pred", tensor(&[2, 3, 2], values(0))),
+                ("target", tensor(&[2, 3, 2], values(1))),
+            ],
+        ),
+        call(
+            "kornia.focal_loss",
+            json!({ "alpha": 0.25, "gamma": 0.5 }),
+            vec![
+                ("pred", tensor(&[2, 3, 2], values(2))),
+                ("target", labels(&[2, 2], vec![0, 1, 2, -100])),
+            ],
+        ),
+        call(
+            "monai.FocalLoss",
+            json!({ "gamma": 0.5, "alpha": 0.25, "reduction": "sum" }),
+            vec![
+                ("input", tensor(&[2, 3, 2], values(3))),
+                ("target", tensor(&[2, 3, 2], values(4))),
+            ],
+        ),
+        call(
+            "monai.FocalLoss",
+            json!({ "use_softmax": true, "gamma": 0.5 }),
+            vec![
+                ("input", tensor(&[2, 3, 2], values(5))),
+                ("target", tensor(&[2, 3, 2], values(6))),
+            ],
+        ),
+        call(
+            "smp.FocalLoss",
+            json!({ "mode": "binary", "gamma": 0.5, "normalized": true, "reduced_threshold": 0.5 }),
+            vec![
+                ("y_pred", tensor(&[2, 3, 2], values(7))),
+                ("y_true", tensor(&[2, 3, 2], values(8))),
+            ],
+        ),
+        call(
+            "smp.FocalLoss",
+            json!({ "mode": "multilabel", "from_logits": false }),
+            vec![
+                ("y_pred", tensor(&[2, 3, 2], values(9))),
+                ("y_true", tensor(&[2, 3, 2], values(10))),
+            ],
+        ),
+        call(
+            "smp.SoftBCEWithLogitsLoss",
+            json!({ "smooth_factor": 0.1 }),
+            vec![
+                ("y_pred", tensor(&[2, 3, 2], values(11))),
+                ("y_true", tensor(&[2, 3, 2], values(0))),
+                ("pos_weight", tensor(&[2], values(1)[..2].to_vec())),
+            ],
+        ),
+        call(
+            "smp.SoftCrossEntropyLoss",
+            json!({ "smooth_factor": 0.3, "reduction": "sum" }),
+            vec![
+                ("y_pred", tensor(&[2, 3, 2], values(2))),
+                ("y_true", labels(&[2, 2], vec![0, 1, 2, -100])),
             ],
         ),
     ];

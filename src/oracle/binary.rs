@@ -16,15 +16,15 @@ const BCE_EPSILON: f32 = 1e-12;
 /// σ(x), σ(−x), ln σ(x) and ln σ(−x) from one exponential: with a = |x| and E = e^−a ≤ 1,
 /// σ(a) = 1/(1 + E), σ(−a) = E/(1 + E), ln σ(a) = −ln1p(E), ln σ(−a) = −a − ln1p(E)
 /// (sums of terms of one sign: nothing cancels).
-struct Logistic {
-    sigmoid: Real,
-    sigmoid_of_minus: Real,
-    log_sigmoid: Real,
-    log_sigmoid_of_minus: Real,
+pub(super) struct Logistic {
+    pub(super) sigmoid: Real,
+    pub(super) sigmoid_of_minus: Real,
+    pub(super) log_sigmoid: Real,
+    pub(super) log_sigmoid_of_minus: Real,
 }
 
 impl Logistic {
-    fn new(x: &Real) -> Logistic {
+    pub(super) fn new(x: &Real) -> Logistic {
         let a = x.abs();
         let e = (-&a).exp();
         let one_plus = Real::one() + &e;
@@ -50,7 +50,7 @@ impl Logistic {
 }
 
 /// An optional tensor broadcast to `shape` (ones when absent); `None` when it does not broadcast.
-fn broadcast(call: &LossCall, name: &str, shape: &[usize]) -> Option<ArrayD<f64>> {
+pub(super) fn broadcast(call: &LossCall, name: &str, shape: &[usize]) -> Option<ArrayD<f64>> {
     if !call.tensors.contains_key(name) {
         return Some(ArrayD::ones(shape));
     }
@@ -74,7 +74,7 @@ fn pair(
 
 /// Reduces an elementwise loss map whose element i has derivative `slope[i]`; the gradient is
 /// upstream_i·slope_i.
-fn elementwise(
+pub(super) fn elementwise(
     call: &LossCall,
     reduction: Reduce,
     loss: ArrayD<Real>,
@@ -146,13 +146,20 @@ pub(super) fn binary_cross_entropy_with_logits(
         .and(&pw)
         .for_each(|loss, slope, x, &t, &w, &pw| {
             let [t, w, pw] = [t, w, pw].map(Real::from_f64);
-            let positive = &pw * &t;
-            let negative = Real::one() - &t;
-            let l = Logistic::new(x);
-            *loss = &w * &(-(&positive * &l.log_sigmoid) - &negative * &l.log_sigmoid_of_minus);
-            *slope = &w * &(&negative * &l.sigmoid - &positive * &l.sigmoid_of_minus);
+            (*loss, *slope) = bce_with_logits_element(x, &t, &w, &pw);
         });
     elementwise(call, reduction, loss, slope)
+}
+
+/// One element of BCE with logits, (l, ∂l/∂x), as documented on
+/// [`binary_cross_entropy_with_logits`].
+pub(super) fn bce_with_logits_element(x: &Real, t: &Real, w: &Real, pw: &Real) -> (Real, Real) {
+    let positive = pw * t;
+    let negative = Real::one() - t;
+    let l = Logistic::new(x);
+    let loss = w * &(-(&positive * &l.log_sigmoid) - &negative * &l.log_sigmoid_of_minus);
+    let slope = w * &(&negative * &l.sigmoid - &positive * &l.sigmoid_of_minus);
+    (loss, slope)
 }
 
 /// torchvision's `sigmoid_focal_loss(inputs, targets, alpha=0.25, gamma=2, reduction="none")`:

@@ -23,17 +23,17 @@ use super::{
 const DEFAULT_IGNORE_INDEX: i64 = -100;
 
 /// The softmax quantities of one position.
-struct Softmax {
+pub(super) struct Softmax {
     /// log p_c.
-    log_p: Vec<Real>,
+    pub(super) log_p: Vec<Real>,
     /// p_c.
-    p: Vec<Real>,
+    pub(super) p: Vec<Real>,
     /// 1 − p_c.
-    q: Vec<Real>,
+    pub(super) q: Vec<Real>,
 }
 
 impl Softmax {
-    fn new(x: &[Real]) -> Softmax {
+    pub(super) fn new(x: &[Real]) -> Softmax {
         let mut arg_max = 0;
         let mut m = x.first().cloned().unwrap_or_else(Real::zero);
         for (c, value) in x.iter().enumerate() {
@@ -62,7 +62,7 @@ impl Softmax {
     }
 
     /// ∂(Σ_c a_c·log p_c)/∂x_k for every k.
-    fn backward(&self, a: &[Real]) -> Vec<Real> {
+    pub(super) fn backward(&self, a: &[Real]) -> Vec<Real> {
         let a_others = sums_of_others(a);
         (0..a.len())
             .map(|k| &a[k] * &self.q[k] - &self.p[k] * &a_others[k])
@@ -76,7 +76,7 @@ fn class_axis(rank: usize) -> usize {
 }
 
 /// The input's lanes along the class axis, one per position in row-major order.
-fn lanes<T: Clone>(values: &ArrayD<T>, axis: usize) -> Vec<Vec<T>> {
+pub(super) fn lanes<T: Clone>(values: &ArrayD<T>, axis: usize) -> Vec<Vec<T>> {
     values
         .lanes(Axis(axis))
         .into_iter()
@@ -85,7 +85,7 @@ fn lanes<T: Clone>(values: &ArrayD<T>, axis: usize) -> Vec<Vec<T>> {
 }
 
 /// An array of the input's shape with each position's lane along the class axis set from `rows`.
-fn from_lanes(shape: &[usize], axis: usize, rows: Vec<Vec<Real>>) -> ArrayD<Real> {
+pub(super) fn from_lanes(shape: &[usize], axis: usize, rows: Vec<Vec<Real>>) -> ArrayD<Real> {
     let mut out = ArrayD::from_elem(shape, Real::zero());
     for (mut lane, row) in out.lanes_mut(Axis(axis)).into_iter().zip(rows) {
         for (slot, value) in lane.iter_mut().zip(row) {

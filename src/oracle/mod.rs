@@ -16,8 +16,12 @@
 mod binary;
 mod cross_entropy;
 mod grade;
+mod kornia;
+mod monai;
+mod options;
 mod overlap;
 pub mod real;
+mod smp;
 
 use ndarray::ArrayD;
 use serde_json::Value;
@@ -36,6 +40,13 @@ pub const LOSSES: &[&str] = &[
     "sigmoid_focal_loss",
     "segloss.soft_dice",
     "segloss.soft_iou",
+    // The library focal losses and smp's BCE and CE.
+    "kornia.binary_focal_loss_with_logits",
+    "kornia.focal_loss",
+    "monai.FocalLoss",
+    "smp.FocalLoss",
+    "smp.SoftBCEWithLogitsLoss",
+    "smp.SoftCrossEntropyLoss",
 ];
 
 /// The exact loss and gradient of a call, at the oracle's precision.
@@ -77,6 +88,12 @@ pub fn evaluate_at(call: &LossCall, at: Option<&ArrayD<Real>>) -> Option<Exact> 
         "sigmoid_focal_loss" => binary::sigmoid_focal_loss(call, at),
         "segloss.soft_dice" => overlap::soft_overlap(call, at, overlap::Ratio::Dice),
         "segloss.soft_iou" => overlap::soft_overlap(call, at, overlap::Ratio::Iou),
+        "kornia.binary_focal_loss_with_logits" => kornia::binary_focal_loss_with_logits(call, at),
+        "kornia.focal_loss" => kornia::focal_loss(call, at),
+        "monai.FocalLoss" => monai::focal_loss(call, at),
+        "smp.FocalLoss" => smp::focal_loss(call, at),
+        "smp.SoftBCEWithLogitsLoss" => smp::soft_bce_with_logits(call, at),
+        "smp.SoftCrossEntropyLoss" => smp::soft_cross_entropy(call, at),
         _ => None,
     }
 }

@@ -137,6 +137,11 @@ impl Real {
         }
     }
 
+    /// The smaller of the two; NaN if either is.
+    pub fn min(&self, other: &Real) -> Real {
+        -(-self).max(&-other)
+    }
+
     /// ⌊log₂|x|⌋ of a finite nonzero value.
     pub fn exponent(&self) -> Option<isize> {
         match self {
@@ -148,13 +153,41 @@ impl Real {
         }
     }
 
+    /// Whether this is finite and below 2^−(PRECISION + 16) in magnitude, where eˣ rounds to 1
+    /// and eˣ − 1 to x (dashu's exp runs out of memory on arguments of exponent −10¹⁸).
+    fn is_negligible(&self) -> bool {
+        self.exponent()
+            .is_some_and(|e| e < -(PRECISION as isize) - 16)
+    }
+
     /// eˣ (e^−∞ = 0).
     pub fn exp(&self) -> Real {
         match self {
+            _ if self.is_negligible() => Real::one(),
             Real::Finite(big) => Real::finite(big.exp()),
             Real::PosInf => Real::PosInf,
             Real::NegInf => Real::zero(),
             Real::Nan => Real::Nan,
+        }
+    }
+
+    /// eˣ − 1, accurate for small x (e^−∞ − 1 = −1).
+    pub fn exp_m1(&self) -> Real {
+        match self {
+            _ if self.is_negligible() => self.clone(),
+            Real::Finite(big) => Real::finite(big.exp_m1()),
+            Real::PosInf => Real::PosInf,
+            Real::NegInf => -Real::one(),
+            Real::Nan => Real::Nan,
+        }
+    }
+
+    /// Rounded once to the nearest float32 (overflow to ±∞), as an extended real: a cast to
+    /// float32 that an anchor's semantics performs.
+    pub fn round_to_f32(&self) -> Real {
+        match self {
+            Real::Finite(big) => Real::from_f64(f64::from(big.to_f32().value())),
+            other => other.clone(),
         }
     }
 
@@ -355,5 +388,18 @@ mod tests {
         assert_eq!(Real::from_f64(1e300).exp(), Real::PosInf);
         assert_eq!(Real::from_f64(-1e300).exp().to_f64(), 0.0);
         assert_eq!(Real::from_f64(1e300).exp().ln(), Real::PosInf);
+        // Far below the precision, e^x is 1 and e^x − 1 is x.
+        let negligible = Real::from_f64(-1e18).exp();
+        assert_eq!(negligible.exp(), Real::one());
+        assert_eq!(negligible.exp_m1(), negligible);
+        // e^x − 1 keeps a tiny x; the float32 cast rounds once.
+        assert_eq!(Real::from_f64(-1e-300).exp_m1().to_f64(), -1e-300);
+        assert_eq!(
+            Real::from_f64(0.1).round_to_f32().to_f64(),
+            f64::from(0.1_f32)
+        );
+        let just_above =
+            Real::from_f64(1.0) + Real::from_f64(2_f64.powi(-24)) + Real::from_f64(1e-60);
+        assert_eq!(just_above.round_to_f32().to_f64(), 1.0 + 2_f64.powi(-23));
     }
 }
