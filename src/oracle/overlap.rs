@@ -681,7 +681,7 @@ fn cube<T: Clone>(values: ArrayD<T>, channels: usize) -> Option<Array3<T>> {
     let batch = *values.shape().first()?;
     let total = values.len();
     let per = batch.checked_mul(channels)?;
-    if per == 0 || total % per != 0 {
+    if per == 0 || !total.is_multiple_of(per) {
         return None;
     }
     let values = values.as_standard_layout().into_owned();
