@@ -1032,8 +1032,12 @@ fn print_table(fixtures: &[Graded], hard: &[Graded]) {
             row.case
         );
     }
-    println!("  (* anchor artefacts aside: cases OPEN_GAPS lists as Cause::AnchorArtefact; PyTorch*");
-    println!("     also leaves out the float32 cases held to a catalog tolerance override instead)");
+    println!(
+        "  (* anchor artefacts aside: cases OPEN_GAPS lists as Cause::AnchorArtefact; PyTorch*"
+    );
+    println!(
+        "     also leaves out the float32 cases held to a catalog tolerance override instead)"
+    );
     println!("\nworst normwise error in ulps of the reference on generated hard inputs:");
     for graded in hard {
         println!(
