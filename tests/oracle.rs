@@ -17,9 +17,10 @@ use ndarray::{ArrayD, IxDyn};
 use serde_json::{json, Value};
 
 use segloss::catalog::artefacts::{artefacts_for, ANCHOR_ARTEFACTS};
+use segloss::catalog::tolerances::TOLERANCE_OVERRIDES;
 use segloss::catalog::{self, LossCall};
 use segloss::certify::call_for;
-use segloss::compare::Check;
+use segloss::compare::{find_override, Check, Tolerance};
 use segloss::fixtures::{Case, CaseEntry, Expected, ExpectedEntry, Fixtures};
 use segloss::oracle::{self, Real};
 use segloss::spec::LossOutput;
@@ -314,39 +315,66 @@ const OPEN_GAPS: &[Gap] = &[
         Cause::AnchorArtefact,
         POW_AT_ZERO,
     ),
+    // The overlap family of smp, MONAI and kornia, and smp's MCC: fixtures.
+    gap("monai.TverskyLoss", "monai.TverskyLoss/f64/N2C3H3W4/none/sigmoid", "gradient", 4.7, Cause::Accuracy, SIGMOID_COMPLEMENT),
+    gap("smp.DiceLoss", "smp.DiceLoss/f64/N2C1H3W4/default/mode=binary,ignore_index=255", "gradient", 5.5, Cause::Accuracy, SIGMOID_COMPLEMENT),
+    gap("smp.DiceLoss", "smp.DiceLoss/f64/N2C3H3W4/default/mode=multiclass,log_loss,absent", "gradient", 4.3, Cause::Accuracy, SOFTMAX_CHAIN),
+    gap("smp.JaccardLoss", "smp.JaccardLoss/f64/N2C3H3W4/default/mode=multilabel,log_loss", "gradient", 4.1, Cause::Accuracy, SIGMOID_COMPLEMENT),
+    gap("kornia.dice_loss", "kornia.dice_loss/f64/N2C3H3W4/default/average=macro,absent", "gradient", 4.2, Cause::Accuracy, SOFTMAX_CHAIN),
+    gap("smp.MCCLoss", "smp.MCCLoss/f64/N2C1H3W4/default/perfect", "forward", 1.3e5, Cause::Accuracy, MCC_CANCELS),
+    // The overlap family: generated hard inputs.
+    gap("smp.DiceLoss", "near-perfect match", "forward", 1.4e7, Cause::Accuracy, ONE_MINUS_SCORE),
+    gap("smp.DiceLoss", "near-perfect match", "gradient", 8.1e6, Cause::Accuracy, SIGMOID_SATURATED),
+    gap("smp.DiceLoss", "logits of magnitude 1e2-1e4", "gradient", 1.3e15, Cause::Accuracy, SOFTMAX_SATURATED),
+    gap("smp.JaccardLoss", "near-perfect match", "forward", 5.2e7, Cause::Accuracy, ONE_MINUS_SCORE),
+    gap("smp.JaccardLoss", "near-perfect match", "gradient", 1.8e7, Cause::Accuracy, SIGMOID_SATURATED),
+    gap("smp.JaccardLoss", "logits of magnitude 1e2-1e4", "gradient", 6.4e15, Cause::Accuracy, SOFTMAX_SATURATED),
+    gap("smp.JaccardLoss", "all-zero targets", "gradient", 5.3, Cause::Accuracy, SIGMOID_COMPLEMENT),
+    gap("smp.TverskyLoss", "near-perfect match", "forward", 2.4e8, Cause::Accuracy, ONE_MINUS_SCORE),
+    gap("smp.TverskyLoss", "near-perfect match", "gradient", 1.1e7, Cause::Accuracy, SIGMOID_SATURATED),
+    gap("smp.TverskyLoss", "logits of magnitude 1e2-1e4", "gradient", 4.7e14, Cause::Accuracy, SOFTMAX_SATURATED),
+    gap("smp.MCCLoss", "near-perfect match", "forward", 3.7e5, Cause::Accuracy, MCC_CANCELS),
+    gap("monai.DiceLoss", "sigmoid of logits of magnitude 1e2-1e4", "gradient", 6.3e15, Cause::Accuracy, SIGMOID_SATURATED),
+    gap("monai.DiceLoss", "near-perfect match", "forward", 9.6e11, Cause::Accuracy, ONE_MINUS_SCORE),
+    gap("monai.DiceLoss", "near-perfect match", "gradient", 1.4e11, Cause::Accuracy, SOFTMAX_DOMINANT),
+    gap("monai.TverskyLoss", "sigmoid of logits of magnitude 1e2-1e4", "gradient", 4.7e15, Cause::Accuracy, SIGMOID_SATURATED),
+    gap("monai.TverskyLoss", "near-perfect match", "forward", 1.5e12, Cause::Accuracy, ONE_MINUS_SCORE),
+    gap("monai.TverskyLoss", "near-perfect match", "gradient", 6.8e10, Cause::Accuracy, SOFTMAX_DOMINANT),
+    gap("monai.GeneralizedDiceLoss", "sigmoid of logits of magnitude 1e2-1e4", "gradient", 7.1e15, Cause::Accuracy, SIGMOID_SATURATED),
+    gap("monai.GeneralizedDiceLoss", "near-perfect match", "forward", 7.2e11, Cause::Accuracy, ONE_MINUS_SCORE),
+    gap("monai.GeneralizedDiceLoss", "near-perfect match", "gradient", 1.4e11, Cause::Accuracy, SOFTMAX_DOMINANT),
+    gap("monai.GeneralizedDiceLoss", "small soft target sizes", "gradient", 2.0e2, Cause::Accuracy, "weights 1/T^2 of soft targets 1e-12-1e-1 span ~20 orders; the reference's per-element v_c (ds/dI t + ds/dP) subtracts two terms, then the softmax backward p (g - sum p g) subtracts again"),
+    gap("kornia.dice_loss", "near-perfect match", "forward", 1.3e9, Cause::Accuracy, ONE_MINUS_SCORE),
+    gap("kornia.dice_loss", "near-perfect match", "gradient", 1.7e11, Cause::Accuracy, SOFTMAX_DOMINANT),
+    gap("kornia.tversky_loss", "logits of magnitude 1e2-1e4", "gradient", 1.6e5, Cause::Accuracy, SOFTMAX_SATURATED),
+    gap("kornia.tversky_loss", "near-perfect match", "forward", 1.31e8, Cause::Accuracy, ONE_MINUS_SCORE),
+    gap("kornia.tversky_loss", "near-perfect match", "gradient", 1.7e11, Cause::Accuracy, SOFTMAX_DOMINANT),
 ];
+
+// Why the reference misses the target on the overlap family.
+const SIGMOID_COMPLEMENT: &str = "the sigmoid backward p (1 - p) forms 1 - p from the rounded p: at logits 2.5-4 its relative error is ulp(1)/(1 - p), 10-60 ulp, a few ulp normwise";
+const SIGMOID_SATURATED: &str = "the sigmoid backward p (1 - p) forms 1 - p from p rounded to (or near) 1: 0 or a few correct bits where the exact p q = e^-|x|/(1 + e^-|x|)^2 is tiny but representable";
+const SOFTMAX_CHAIN: &str = "the reference chains ds/dI dI/dp + ds/dP (terms of opposite sign), log_loss's 1/s and the softmax backward p (g - sum p g), which cancels again; each step rounds";
+const SOFTMAX_SATURATED: &str = "p = exp(log_softmax(x)) of saturated logits, and the softmax backward p (g - sum p g) subtracts terms that the exact p_k (g_k q_k - sum_{c != k} p_c g_c) never forms: 0 or no correct bits where the exact gradient is tiny";
+const SOFTMAX_DOMINANT: &str = "one class has p = 1 - O(e^-30): the softmax backward p (g - sum p g) cancels g_k against p_k g_k, and ds/dI dI/dp + ds/dP cancels too (exact: p_k (g_k q_k - sum_{c != k} p_c g_c))";
+const ONE_MINUS_SCORE: &str = "1 - N/D cancels where the score is near 1; (E + dr - nr)/D with E = alpha FP + beta FN summed from non-negative terms keeps it";
+const MCC_CANCELS: &str = "1 - num/den cancels where mcc is near 1; (den^2 - num^2)/(den (den + num)) with den^2 - num^2 as a sum of non-negative products keeps it";
+
+/// Fixtures where the anchor's own float64 arithmetic cancels, so that PyTorch misses the oracle by
+/// more than [`PYTORCH_AGREEMENT_ULPS`] with the semantics right: (case, check, measured worst, why).
+/// The test holds PyTorch to the figure.
+const ANCHOR_ROUNDING: &[(&str, &str, f64, &str)] = &[(
+    "smp.MCCLoss/f64/N2C1H3W4/default/perfect",
+    "forward",
+    1.3e5,
+    "smp forms 1 - num/den in float64 where mcc = 1 - 1.7e-6 (a perfect prediction, eps = 1e-5)",
+)];
 
 /// PyTorch's own float64 results on the fixtures agree with the oracle within this many ulps,
 /// except where a gap says the anchor itself is the artefact: the oracle computes PyTorch's
 /// semantics (a convention differing would cost ~1e15 ulp). PyTorch's worst is 42 ulp, the NLL
 /// mean whose weighted sum cancels.
 const PYTORCH_AGREEMENT_ULPS: f64 = 64.0;
-
-/// Fixtures whose anchor computes in float32 whatever the input's dtype, as (loss, a part of the
-/// case id): MONAI's focal loss casts everything to float32, and PyTorch writes smp's BCE of
-/// float32 soft targets (integer labels smoothed by a Python float) into a float32 tensor. The
-/// oracle evaluates the casts the anchor makes to its inputs but not float32 arithmetic, so
-/// PyTorch's agreement there is [`PYTORCH_FLOAT32_AGREEMENT_ULPS`]: 16 float32 ulps (PyTorch's
-/// worst measured is 2).
-const FLOAT32_ANCHORS: &[(&str, &str)] = &[
-    ("monai.FocalLoss", "/"),
-    ("smp.SoftBCEWithLogitsLoss", "target=int64"),
-];
-
-/// 16 float32 ulps, in f64 ulps.
-const PYTORCH_FLOAT32_AGREEMENT_ULPS: f64 = 16.0 * (1_u64 << 29) as f64;
-
-/// The agreement PyTorch's fixture values must show with the oracle.
-fn pytorch_agreement(graded: &Graded) -> f64 {
-    let float32 = FLOAT32_ANCHORS
-        .iter()
-        .any(|(loss, part)| graded.loss == *loss && graded.subject.contains(part));
-    if float32 {
-        PYTORCH_FLOAT32_AGREEMENT_ULPS
-    } else {
-        PYTORCH_AGREEMENT_ULPS
-    }
-}
 
 /// One graded output: a fixture case or a hard set, forward or gradient.
 struct Graded {
@@ -356,6 +384,10 @@ struct Graded {
     reference: f64,
     /// PyTorch's error on the same output (fixtures only).
     pytorch: Option<f64>,
+    /// Whether PyTorch is within the catalog's tolerance override of the exact value, for a
+    /// fixture that has one (its anchor computes parts in float32); such a fixture is held to that
+    /// tolerance rather than to [`PYTORCH_AGREEMENT_ULPS`].
+    pytorch_within_override: Option<bool>,
 }
 
 fn tensor(shape: &[usize], values: Vec<f64>) -> Tensor {
@@ -762,6 +794,278 @@ fn hard_sets() -> Vec<(&'static str, &'static str, Vec<LossCall>)> {
             )
         }));
     }
+    sets.extend(overlap_sets());
+    sets
+}
+
+/// Binary targets and logits of matching sign, |x| from 10^low to 10^high: a near-perfect (or,
+/// for large |x|, saturated) prediction.
+fn confident(draw: &mut Draw, count: usize, low: f64, high: f64) -> (Vec<f64>, Vec<f64>) {
+    let t = draw.many(count, |d| [0.0, 1.0][d.index(2)]);
+    let x = t
+        .iter()
+        .map(|&t| {
+            let magnitude = draw.magnitude(low, high).abs();
+            if t == 1.0 {
+                magnitude
+            } else {
+                -magnitude
+            }
+        })
+        .collect();
+    (x, t)
+}
+
+/// Class labels and logits `(n, c, positions)` whose labelled class leads by `lead`.
+fn leading_logits(
+    draw: &mut Draw,
+    (n, c, positions): (usize, usize, usize),
+    lead: f64,
+) -> (Vec<f64>, Vec<i64>) {
+    let labels: Vec<i64> = (0..n * positions).map(|_| draw.index(c) as i64).collect();
+    let mut logits = draw.many(n * c * positions, |d| d.uniform(-2.0, 2.0));
+    for (i, &label) in labels.iter().enumerate() {
+        let (image, position) = (i / positions, i % positions);
+        logits[(image * c + label as usize) * positions + position] += lead;
+    }
+    (logits, labels)
+}
+
+/// The generated hard inputs of the overlap family of smp, MONAI and kornia (and smp's MCC):
+/// near-perfect matches, all-zero targets (absent classes), logits of magnitude 1e2-1e4, tiny and
+/// large smoothing, weights. smp's and kornia's losses take no reduction: their three calls are
+/// three draws.
+fn overlap_sets() -> Vec<(&'static str, &'static str, Vec<LossCall>)> {
+    let mut sets = Vec::new();
+    for loss in ["smp.DiceLoss", "smp.JaccardLoss", "smp.TverskyLoss"] {
+        sets.push(set(loss, "near-perfect match", |draw, _| {
+            let (x, t) = confident(draw, 48, 1.2, 1.6);
+            let smooth = [0.0, 1e-12, 1.0][draw.index(3)];
+            call(
+                loss,
+                json!({ "mode": "binary", "smooth": smooth }),
+                vec![
+                    ("y_pred", tensor(&[2, 1, 24], x)),
+                    ("y_true", tensor(&[2, 1, 24], t)),
+                ],
+            )
+        }));
+        sets.push(set(loss, "logits of magnitude 1e2-1e4", |draw, _| {
+            let x = draw.many(72, |d| d.magnitude(2.0, 4.0));
+            let y = (0..24).map(|_| draw.index(3) as i64).collect();
+            let weights: Vec<f64> = draw.many(3, |d| d.uniform(1e-3, 2.0));
+            call(
+                loss,
+                json!({ "mode": "multiclass", "class_weights": weights, "log_loss": draw.index(2) == 1 }),
+                vec![
+                    ("y_pred", tensor(&[2, 3, 12], x)),
+                    ("y_true", labels(&[2, 12], y)),
+                ],
+            )
+        }));
+        sets.push(set(loss, "all-zero targets", |draw, _| {
+            let x = draw.many(72, |d| d.uniform(-4.0, 4.0));
+            let mut t = draw.many(72, |d| [0.0, 1.0][d.index(2)]);
+            // Class 1 is absent from every image.
+            for image in 0..2 {
+                for s in 0..12 {
+                    t[(image * 3 + 1) * 12 + s] = 0.0;
+                }
+            }
+            let smooth = [1e-12, 1.0][draw.index(2)];
+            call(
+                loss,
+                json!({ "mode": "multilabel", "smooth": smooth, "log_loss": draw.index(2) == 1 }),
+                vec![
+                    ("y_pred", tensor(&[2, 3, 12], x)),
+                    ("y_true", tensor(&[2, 3, 12], t)),
+                ],
+            )
+        }));
+    }
+    sets.push(set("smp.MCCLoss", "near-perfect match", |draw, _| {
+        let t = draw.many(48, |d| [0.0, 1.0][d.index(2)]);
+        let p = t
+            .iter()
+            .map(|&t| {
+                let off = draw.magnitude(-12.0, -6.0).abs();
+                if t == 1.0 {
+                    1.0 - off
+                } else {
+                    off
+                }
+            })
+            .collect();
+        call(
+            "smp.MCCLoss",
+            json!({ "eps": ([1e-5, 1e-8][draw.index(2)]) }),
+            vec![
+                ("y_pred", tensor(&[2, 1, 24], p)),
+                ("y_true", tensor(&[2, 1, 24], t)),
+            ],
+        )
+    }));
+
+    // MONAI: (N, C, H, W) = (2, 3, 3, 4).
+    let monai_shape = [2, 3, 3, 4];
+    for loss in [
+        "monai.DiceLoss",
+        "monai.TverskyLoss",
+        "monai.GeneralizedDiceLoss",
+    ] {
+        sets.push(set(
+            loss,
+            "sigmoid of logits of magnitude 1e2-1e4",
+            |draw, reduction| {
+                let x = draw.many(72, |d| d.magnitude(2.0, 4.0));
+                let t = draw.many(72, |d| [0.0, 1.0][d.index(2)]);
+                call(
+                    loss,
+                    json!({ "reduction": reduction, "sigmoid": true }),
+                    vec![
+                        ("input", tensor(&monai_shape, x)),
+                        ("target", tensor(&monai_shape, t)),
+                    ],
+                )
+            },
+        ));
+        sets.push(set(loss, "near-perfect match", |draw, reduction| {
+            let (x, labels) = leading_logits(draw, (2, 3, 12), 30.0);
+            let smooth = [1e-12, 1e-5, 1.0][draw.index(3)];
+            call(
+                loss,
+                json!({ "reduction": reduction, "softmax": true, "to_onehot_y": true,
+                        "smooth_nr": smooth, "smooth_dr": smooth, "batch": draw.index(2) == 1 }),
+                vec![
+                    ("input", tensor(&monai_shape, x)),
+                    (
+                        "target",
+                        Tensor::Int64(
+                            ArrayD::from_shape_vec(IxDyn(&[2, 1, 3, 4]), labels)
+                                .expect("shape fits"),
+                        ),
+                    ),
+                ],
+            )
+        }));
+        sets.push(set(loss, "all-zero targets, tiny smoothing", |draw, reduction| {
+            let x = draw.many(72, |d| d.uniform(-4.0, 4.0));
+            let mut t = draw.many(72, |d| d.unit());
+            for value in t.iter_mut().skip(24).take(24) {
+                *value = 0.0;
+            }
+            call(
+                loss,
+                json!({ "reduction": reduction, "sigmoid": true, "smooth_nr": 0.0, "smooth_dr": 1e-12 }),
+                vec![
+                    ("input", tensor(&monai_shape, x)),
+                    ("target", tensor(&monai_shape, t)),
+                ],
+            )
+        }));
+    }
+    sets.push(set(
+        "monai.DiceLoss",
+        "weights, jaccard, squared_pred",
+        |draw, reduction| {
+            let x = draw.many(72, |d| d.uniform(-6.0, 6.0));
+            let t = draw.many(72, |d| d.unit());
+            let weight: Vec<f64> = draw.many(3, |d| d.magnitude(-6.0, 0.3).abs());
+            call(
+                "monai.DiceLoss",
+                json!({ "reduction": reduction, "sigmoid": true, "jaccard": true,
+                    "squared_pred": true, "weight": weight }),
+                vec![
+                    ("input", tensor(&monai_shape, x)),
+                    ("target", tensor(&monai_shape, t)),
+                ],
+            )
+        },
+    ));
+    sets.push(set("monai.GeneralizedDiceLoss", "small soft target sizes", |draw, reduction| {
+        let x = draw.many(72, |d| d.uniform(-4.0, 4.0));
+        let t = draw.many(72, |d| d.magnitude(-12.0, -1.0).abs());
+        let w_type = ["square", "simple", "uniform"][draw.index(3)];
+        call(
+            "monai.GeneralizedDiceLoss",
+            json!({ "reduction": reduction, "softmax": true, "w_type": w_type, "soft_label": true }),
+            vec![
+                ("input", tensor(&monai_shape, x)),
+                ("target", tensor(&monai_shape, t)),
+            ],
+        )
+    }));
+    for (name, weighted) in [
+        ("logits of magnitude 1e2-1e4", false),
+        ("logits of magnitude 1e2-1e4, weights", true),
+    ] {
+        sets.push(set("monai.DiceCELoss", name, |draw, _| {
+            let x = draw.many(72, |d| d.magnitude(2.0, 4.0));
+            let labels: Vec<i64> = (0..24).map(|_| draw.index(3) as i64).collect();
+            let reduction = ["mean", "sum"][draw.index(2)];
+            let mut tensors = vec![
+                ("input", tensor(&monai_shape, x)),
+                (
+                    "target",
+                    Tensor::Int64(
+                        ArrayD::from_shape_vec(IxDyn(&[2, 1, 3, 4]), labels).expect("shape fits"),
+                    ),
+                ),
+            ];
+            if weighted {
+                tensors.push((
+                    "weight",
+                    tensor(&[3], draw.many(3, |d| d.uniform(1e-3, 2.0))),
+                ));
+            }
+            call(
+                "monai.DiceCELoss",
+                json!({ "reduction": reduction, "softmax": true, "to_onehot_y": true,
+                        "lambda_dice": 0.7, "lambda_ce": 0.4 }),
+                tensors,
+            )
+        }));
+    }
+
+    // kornia: (B, C, H, W) = (2, 3, 3, 4), labels (2, 3, 4).
+    for (loss, name, lead) in [
+        ("kornia.dice_loss", "logits of magnitude 1e2-1e4", f64::NAN),
+        ("kornia.dice_loss", "near-perfect match", 30.0),
+        (
+            "kornia.tversky_loss",
+            "logits of magnitude 1e2-1e4",
+            f64::NAN,
+        ),
+        ("kornia.tversky_loss", "near-perfect match", 30.0),
+    ] {
+        sets.push(set(loss, name, |draw, _| {
+            let (x, labels) = if lead.is_nan() {
+                let x = draw.many(72, |d| d.magnitude(2.0, 4.0));
+                (x, (0..24).map(|_| draw.index(3) as i64).collect())
+            } else {
+                leading_logits(draw, (2, 3, 12), lead)
+            };
+            let mut tensors = vec![
+                ("pred", tensor(&monai_shape, x)),
+                (
+                    "target",
+                    Tensor::Int64(
+                        ArrayD::from_shape_vec(IxDyn(&[2, 3, 4]), labels).expect("shape fits"),
+                    ),
+                ),
+            ];
+            let params = if loss == "kornia.dice_loss" {
+                tensors.push((
+                    "weight",
+                    tensor(&[3], draw.many(3, |d| d.uniform(1e-3, 2.0))),
+                ));
+                json!({ "average": (["micro", "macro"][draw.index(2)]) })
+            } else {
+                json!({ "alpha": 0.3, "beta": 0.7 })
+            };
+            call(loss, params, tensors)
+        }));
+    }
     sets.extend(focal_sets());
     sets
 }
@@ -1129,8 +1433,36 @@ fn grade_fixture(case: &Case) -> Vec<Graded> {
         check,
         reference: oracle::ulps(reference, exact),
         pytorch: Some(oracle::ulps(&pytorch.to_f64(), exact)),
+        pytorch_within_override: within_override(&case.entry.id, check, &pytorch.to_f64(), exact),
     })
     .collect()
+}
+
+/// For a fixture with a tolerance override in the catalog (its anchor computes parts in float32:
+/// smp's float32 Σw, MONAI's float32 Σt² with squared_pred), whether PyTorch is within it of the
+/// exact value elementwise, |pytorch − exact| ≤ atol + rtol·|exact|; `None` without one.
+fn within_override(
+    case: &str,
+    check: &str,
+    pytorch: &ArrayD<f64>,
+    exact: &ArrayD<Real>,
+) -> Option<bool> {
+    let check = if check == "forward" {
+        Check::Forward
+    } else {
+        Check::Gradient
+    };
+    let rule = find_override(TOLERANCE_OVERRIDES, case, check)?;
+    let Tolerance { rtol, atol } = rule.tolerance;
+    Some(
+        pytorch.shape() == exact.shape()
+            && pytorch.iter().zip(exact).all(|(&value, exact)| {
+                let exact = exact.to_f64();
+                (value - exact).abs() <= atol + rtol * exact.abs()
+                    || (value.is_nan() && exact.is_nan())
+                    || value == exact
+            }),
+    )
 }
 
 /// Grades every f64 value fixture of the covered losses, on two threads.
@@ -1186,6 +1518,7 @@ fn hard_grades() -> Vec<Graded> {
                 check,
                 reference: worst,
                 pytorch: None,
+                pytorch_within_override: None,
             });
         }
     }
@@ -1236,7 +1569,9 @@ fn print_table(fixtures: &[Graded], hard: &[Graded]) {
         }
         if !anchor_excused(graded) {
             row.reference = row.reference.max(graded.reference);
-            row.pytorch = row.pytorch.max(graded.pytorch.unwrap_or(0.0));
+            if graded.pytorch_within_override.is_none() {
+                row.pytorch = row.pytorch.max(graded.pytorch.unwrap_or(0.0));
+            }
         }
     }
     println!("\nworst normwise error in ulps on the f64 fixtures:");
@@ -1253,7 +1588,10 @@ fn print_table(fixtures: &[Graded], hard: &[Graded]) {
             row.case
         );
     }
-    println!("  (* aside: anchor artefacts, and exact values that are infinite)");
+    println!(
+        "  (* aside: anchor artefacts, and exact values that are infinite; PyTorch* also leaves"
+    );
+    println!("     out the float32 cases held to a catalog tolerance override instead)");
     println!("\nworst normwise error in ulps of the reference on generated hard inputs:");
     for graded in hard {
         println!(
@@ -1307,7 +1645,15 @@ fn the_reference_is_within_4_ulp_of_the_oracle_or_a_listed_gap() {
     }
     for graded in &fixtures {
         let pytorch = graded.pytorch.unwrap_or(0.0);
-        if !anchor_excused(graded) && pytorch > pytorch_agreement(graded) {
+        let allowed = ANCHOR_ROUNDING
+            .iter()
+            .find(|(case, check, ..)| *case == graded.subject && *check == graded.check)
+            .map_or(PYTORCH_AGREEMENT_ULPS, |&(_, _, worst, _)| worst);
+        let disagrees = match graded.pytorch_within_override {
+            Some(within) => !within,
+            None => pytorch > allowed,
+        };
+        if disagrees && !anchor_excused(graded) {
             problems.push(format!(
                 "{} {}: PyTorch is {} ulp from the oracle",
                 graded.subject,
@@ -1652,6 +1998,173 @@ fn focal_difference_calls() -> Vec<LossCall> {
             add(ce, &mut draw);
         }
     }
+    for mut call in overlap_difference_calls(&mut draw) {
+        let shape = oracle::evaluate(&call)
+            .expect("the oracle evaluates the call")
+            .loss
+            .shape()
+            .to_vec();
+        let count = shape.iter().product();
+        call.grad_output = Some(
+            ArrayD::from_shape_vec(IxDyn(&shape), draw.many(count, |d| d.uniform(-2.0, 2.0)))
+                .expect("shape fits"),
+        );
+        calls.push(call);
+    }
+    calls
+}
+
+/// Small calls of the overlap family of smp, MONAI and kornia (and smp's MCC), every option
+/// family, away from the kinks (p = t) and guards (D ≤ eps), for the finite-difference check.
+fn overlap_difference_calls(draw: &mut Draw) -> Vec<LossCall> {
+    let mut calls = Vec::new();
+    let logits = |draw: &mut Draw, count: usize| draw.many(count, |d| d.uniform(-3.0, 3.0));
+    let soft = |draw: &mut Draw, count: usize| draw.many(count, |d| d.uniform(0.05, 0.95));
+    let int64 = |shape: &[usize], values: Vec<i64>| labels(shape, values);
+    calls.push(call(
+        "smp.DiceLoss",
+        json!({ "mode": "binary", "smooth": 0.5, "ignore_index": 255 }),
+        vec![
+            ("y_pred", tensor(&[2, 1, 6], logits(draw, 12))),
+            (
+                "y_true",
+                tensor(
+                    &[2, 1, 6],
+                    vec![
+                        1.0, 0.0, 255.0, 1.0, 1.0, 0.0, 0.0, 1.0, 1.0, 255.0, 0.0, 1.0,
+                    ],
+                ),
+            ),
+        ],
+    ));
+    calls.push(call(
+        "smp.JaccardLoss",
+        json!({ "mode": "multiclass", "log_loss": true, "classes": [0, 2, -1],
+                "class_weights": [0.5, 1.25, 2.0] }),
+        vec![
+            ("y_pred", tensor(&[2, 3, 4], logits(draw, 24))),
+            ("y_true", int64(&[2, 4], vec![0, 2, 1, 2, 2, 0, 0, 1])),
+        ],
+    ));
+    calls.push(call(
+        "smp.TverskyLoss",
+        json!({ "mode": "multilabel", "alpha": 0.3, "beta": 0.7, "gamma": 2.0, "smooth": 0.1 }),
+        vec![
+            ("y_pred", tensor(&[2, 3, 2], logits(draw, 12))),
+            ("y_true", tensor(&[2, 3, 2], soft(draw, 12))),
+        ],
+    ));
+    calls.push(call(
+        "smp.TverskyLoss",
+        json!({ "mode": "multiclass", "from_logits": false, "gamma": 0.5 }),
+        vec![
+            ("y_pred", tensor(&[1, 3, 4], soft(draw, 12))),
+            ("y_true", int64(&[1, 4], vec![2, 0, 1, 1])),
+        ],
+    ));
+    calls.push(call(
+        "smp.MCCLoss",
+        json!({}),
+        vec![
+            ("y_pred", tensor(&[2, 1, 6], soft(draw, 12))),
+            ("y_true", tensor(&[2, 6], soft(draw, 12))),
+        ],
+    ));
+    calls.push(call(
+        "smp.MCCLoss",
+        json!({ "eps": 1e-3 }),
+        vec![
+            ("y_pred", tensor(&[2, 1, 6], soft(draw, 12))),
+            ("y_true", int64(&[2], vec![1, 0])),
+        ],
+    ));
+    for reduction in REDUCTIONS {
+        calls.push(call(
+            "monai.DiceLoss",
+            json!({ "reduction": reduction, "sigmoid": true, "soft_label": true, "jaccard": true,
+                    "weight": [0.5, 1.5, 1.0], "smooth_nr": 0.1, "smooth_dr": 0.2 }),
+            vec![
+                ("input", tensor(&[2, 3, 2], logits(draw, 12))),
+                ("target", tensor(&[2, 3, 2], soft(draw, 12))),
+            ],
+        ));
+        calls.push(call(
+            "monai.DiceLoss",
+            json!({ "reduction": reduction, "softmax": true, "to_onehot_y": true,
+                    "squared_pred": true, "include_background": false, "batch": true,
+                    "ignore_index": 1 }),
+            vec![
+                ("input", tensor(&[2, 3, 3], logits(draw, 18))),
+                ("target", int64(&[2, 1, 3], vec![0, 1, 2, 2, 0, 1])),
+            ],
+        ));
+        calls.push(call(
+            "monai.TverskyLoss",
+            json!({ "reduction": reduction, "sigmoid": true, "alpha": 0.3, "beta": 0.7,
+                    "ignore_index": 0 }),
+            vec![
+                ("input", tensor(&[2, 3, 2], logits(draw, 12))),
+                ("target", tensor(&[2, 3, 2], soft(draw, 12))),
+            ],
+        ));
+        calls.push(call(
+            "monai.GeneralizedDiceLoss",
+            json!({ "reduction": reduction, "softmax": true, "w_type": (["square", "simple", "uniform"][draw.index(3)]),
+                    "batch": reduction == "sum" }),
+            vec![
+                ("input", tensor(&[2, 3, 2], logits(draw, 12))),
+                ("target", tensor(&[2, 3, 2], soft(draw, 12))),
+            ],
+        ));
+    }
+    for reduction in ["mean", "sum"] {
+        calls.push(call(
+            "monai.DiceCELoss",
+            json!({ "reduction": reduction, "softmax": true, "to_onehot_y": true,
+                    "label_smoothing": 0.1, "lambda_dice": 0.7, "lambda_ce": 0.4 }),
+            vec![
+                ("input", tensor(&[2, 3, 2], logits(draw, 12))),
+                ("target", int64(&[2, 1, 2], vec![0, 2, 1, 1])),
+                ("weight", tensor(&[3], vec![0.5, 1.5, 1.0])),
+            ],
+        ));
+        calls.push(call(
+            "monai.DiceCELoss",
+            json!({ "reduction": reduction, "sigmoid": true }),
+            vec![
+                ("input", tensor(&[2, 1, 4], logits(draw, 8))),
+                ("target", tensor(&[2, 1, 4], soft(draw, 8))),
+                ("weight", tensor(&[1], vec![1.5])),
+            ],
+        ));
+    }
+    let kornia_target = || int64(&[2, 2, 2], vec![0, 2, 2, 255, 0, 0, 0, 1]);
+    calls.push(call(
+        "kornia.dice_loss",
+        json!({ "ignore_index": 255 }),
+        vec![
+            ("pred", tensor(&[2, 3, 2, 2], logits(draw, 24))),
+            ("target", kornia_target()),
+            ("weight", tensor(&[3], vec![0.5, 1.5, 1.0])),
+        ],
+    ));
+    calls.push(call(
+        "kornia.dice_loss",
+        json!({ "average": "macro", "ignore_index": 255 }),
+        vec![
+            ("pred", tensor(&[2, 3, 2, 2], logits(draw, 24))),
+            ("target", kornia_target()),
+            ("weight", tensor(&[3], vec![0.5, 1.5, 1.0])),
+        ],
+    ));
+    calls.push(call(
+        "kornia.tversky_loss",
+        json!({ "alpha": 0.3, "beta": 0.7, "ignore_index": 255 }),
+        vec![
+            ("pred", tensor(&[2, 3, 2, 2], logits(draw, 24))),
+            ("target", kornia_target()),
+        ],
+    ));
     calls
 }
 
@@ -1948,7 +2461,57 @@ fn the_oracle_evaluates_extreme_inputs_without_panicking() {
             ],
         ),
     ];
-    for call in calls {
+    let overlap_calls = [
+        call(
+            "smp.DiceLoss",
+            json!({ "mode": "multiclass", "log_loss": true }),
+            vec![
+                ("y_pred", tensor(&[1, 3, 4], values(0))),
+                ("y_true", labels(&[1, 4], vec![0, 2, 1, 2])),
+            ],
+        ),
+        call(
+            "smp.TverskyLoss",
+            json!({ "mode": "multilabel", "gamma": 0.5 }),
+            vec![
+                ("y_pred", tensor(&[1, 3, 4], values(1))),
+                ("y_true", tensor(&[1, 3, 4], values(2))),
+            ],
+        ),
+        call(
+            "smp.MCCLoss",
+            json!({}),
+            vec![
+                ("y_pred", tensor(&[2, 1, 6], values(3))),
+                ("y_true", tensor(&[2, 1, 6], values(4))),
+            ],
+        ),
+        call(
+            "monai.GeneralizedDiceLoss",
+            json!({ "softmax": true, "smooth_nr": 0.0, "smooth_dr": 0.0 }),
+            vec![
+                ("input", tensor(&[1, 3, 4], values(5))),
+                ("target", tensor(&[1, 3, 4], values(6))),
+            ],
+        ),
+        call(
+            "monai.DiceLoss",
+            json!({ "sigmoid": true, "soft_label": true, "reduction": "none" }),
+            vec![
+                ("input", tensor(&[1, 3, 4], values(7))),
+                ("target", tensor(&[1, 3, 4], values(8))),
+            ],
+        ),
+        call(
+            "kornia.dice_loss",
+            json!({ "average": "macro", "eps": 0.0 }),
+            vec![
+                ("pred", tensor(&[1, 3, 2, 2], values(9))),
+                ("target", labels(&[1, 2, 2], vec![0, 1, 1, 2])),
+            ],
+        ),
+    ];
+    for call in calls.into_iter().chain(overlap_calls) {
         let exact = oracle::evaluate(&call).expect("the oracle evaluates the call");
         assert_eq!(
             exact.grad_input.shape(),

@@ -17,6 +17,7 @@ mod binary;
 mod cross_entropy;
 mod grade;
 mod kornia;
+mod mcc;
 mod monai;
 mod options;
 mod overlap;
@@ -47,6 +48,17 @@ pub const LOSSES: &[&str] = &[
     "smp.FocalLoss",
     "smp.SoftBCEWithLogitsLoss",
     "smp.SoftCrossEntropyLoss",
+    // The overlap family of the libraries.
+    "smp.DiceLoss",
+    "smp.JaccardLoss",
+    "smp.TverskyLoss",
+    "smp.MCCLoss",
+    "monai.DiceLoss",
+    "monai.GeneralizedDiceLoss",
+    "monai.TverskyLoss",
+    "monai.DiceCELoss",
+    "kornia.dice_loss",
+    "kornia.tversky_loss",
 ];
 
 /// The exact loss and gradient of a call, at the oracle's precision.
@@ -86,8 +98,18 @@ pub fn evaluate_at(call: &LossCall, at: Option<&ArrayD<Real>>) -> Option<Exact> 
         "binary_cross_entropy" => binary::binary_cross_entropy(call, at),
         "binary_cross_entropy_with_logits" => binary::binary_cross_entropy_with_logits(call, at),
         "sigmoid_focal_loss" => binary::sigmoid_focal_loss(call, at),
-        "segloss.soft_dice" => overlap::soft_overlap(call, at, overlap::Ratio::Dice),
-        "segloss.soft_iou" => overlap::soft_overlap(call, at, overlap::Ratio::Iou),
+        "segloss.soft_dice" => overlap::textbook(call, at, overlap::Textbook::Dice),
+        "segloss.soft_iou" => overlap::textbook(call, at, overlap::Textbook::Iou),
+        "smp.DiceLoss" => overlap::smp(call, at, overlap::Smp::Dice),
+        "smp.JaccardLoss" => overlap::smp(call, at, overlap::Smp::Jaccard),
+        "smp.TverskyLoss" => overlap::smp(call, at, overlap::Smp::Tversky),
+        "smp.MCCLoss" => mcc::smp_mcc(call, at),
+        "monai.DiceLoss" | "monai.GeneralizedDiceLoss" | "monai.TverskyLoss" => {
+            overlap::monai(call, at, &call.loss)
+        }
+        "monai.DiceCELoss" => overlap::monai_dice_ce(call, at),
+        "kornia.dice_loss" => overlap::kornia(call, at, overlap::Kornia::Dice),
+        "kornia.tversky_loss" => overlap::kornia(call, at, overlap::Kornia::Tversky),
         "kornia.binary_focal_loss_with_logits" => kornia::binary_focal_loss_with_logits(call, at),
         "kornia.focal_loss" => kornia::focal_loss(call, at),
         "monai.FocalLoss" => monai::focal_loss(call, at),
