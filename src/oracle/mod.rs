@@ -16,6 +16,7 @@
 mod binary;
 mod cross_entropy;
 mod grade;
+mod lovasz;
 mod overlap;
 pub mod real;
 
@@ -36,6 +37,9 @@ pub const LOSSES: &[&str] = &[
     "sigmoid_focal_loss",
     "segloss.soft_dice",
     "segloss.soft_iou",
+    "kornia.lovasz_hinge_loss",
+    "kornia.lovasz_softmax_loss",
+    "smp.LovaszLoss",
 ];
 
 /// The exact loss and gradient of a call, at the oracle's precision.
@@ -77,6 +81,9 @@ pub fn evaluate_at(call: &LossCall, at: Option<&ArrayD<Real>>) -> Option<Exact> 
         "sigmoid_focal_loss" => binary::sigmoid_focal_loss(call, at),
         "segloss.soft_dice" => overlap::soft_overlap(call, at, overlap::Ratio::Dice),
         "segloss.soft_iou" => overlap::soft_overlap(call, at, overlap::Ratio::Iou),
+        "kornia.lovasz_hinge_loss" => lovasz::kornia_hinge(call, at),
+        "kornia.lovasz_softmax_loss" => lovasz::kornia_softmax(call, at),
+        "smp.LovaszLoss" => lovasz::smp_lovasz(call, at),
         _ => None,
     }
 }
