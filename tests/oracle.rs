@@ -92,7 +92,17 @@ const OPEN_GAPS: &[Gap] = &[
     gap("sigmoid_focal_loss", "gamma 0.5, logits of magnitude 1e2-1e4", "gradient", f64::INFINITY, Cause::AnchorArtefact, SATURATED_GRADIENT),
     gap("segloss.soft_dice", "near-perfect match", "forward", 2.0e9, Cause::Accuracy, "1 - N/D cancels; sum(p (1 - t) + t (1 - p))/D keeps it"),
     gap("segloss.soft_iou", "near-perfect match", "forward", 1.1e9, Cause::Accuracy, "1 - N/U cancels; sum(p (1 - t) + t (1 - p))/U keeps it"),
+    // The Lovász losses (generated hard inputs).
+    gap("kornia.lovasz_hinge_loss", "logits of magnitude 1e2-1e4", "gradient", 5.4, Cause::Accuracy, LOVASZ_WEIGHTS),
+    gap("kornia.lovasz_hinge_loss", "near-ties", "gradient", 3.1e15, Cause::Accuracy, "1 - x s rounds errors that differ by an ulp of x to one f64: the sort ties them in position order where their exact order differs, and hands the Lovász weights of their ranks to the wrong elements"),
+    gap("kornia.lovasz_hinge_loss", "logits of exactly +-1 (relu kinks)", "gradient", 11.0, Cause::Accuracy, LOVASZ_WEIGHTS),
+    gap("kornia.lovasz_hinge_loss", "exact ties", "gradient", 11.0, Cause::Accuracy, LOVASZ_WEIGHTS),
+    gap("smp.LovaszLoss", "binary, near-ties", "gradient", 10.7, Cause::Accuracy, LOVASZ_WEIGHTS),
+    gap("smp.LovaszLoss", "multilabel, per image, ignore_index", "gradient", 10.7, Cause::Accuracy, LOVASZ_WEIGHTS),
+    gap("smp.LovaszLoss", "multiclass, logits of magnitude 1e2-1e4", "gradient", 7.1e83, Cause::Accuracy, "p = softmax(x) rounds to 1 for a confident class: |1 - p| loses its value and the softmax backward p_k (G_k - sum_c G_c p_c) cancels, leaving rounding noise (here 5e-30) where the exact gradient is at most 3e-98"),
 ];
+
+const LOVASZ_WEIGHTS: &str = "the Lovász weights are formed as J_i - J_(i-1) from Jaccard values near 1: an absolute error of an ulp of 1 against weights near 1/g (g positives), so about g/2 ulp normwise";
 
 /// PyTorch's own float64 results on the fixtures agree with the oracle within this many ulps,
 /// except where a gap says the anchor itself is the artefact: the oracle computes PyTorch's
@@ -514,6 +524,233 @@ fn hard_sets() -> Vec<(&'static str, &'static str, Vec<LossCall>)> {
             )
         }));
     }
+    sets.extend(lovasz_sets());
+    sets
+}
+
+fn float32(shape: &[usize], values: Vec<f64>) -> Tensor {
+    let values = values.into_iter().map(|value| value as f32).collect();
+    Tensor::Float32(ArrayD::from_shape_vec(IxDyn(shape), values).expect("shape fits"))
+}
+
+/// `count` values within a few ulps of one another (many exactly equal), around a random base.
+fn near_ties(draw: &mut Draw, count: usize, single: bool) -> Vec<f64> {
+    let base = draw.uniform(-2.0, 2.0);
+    (0..count)
+        .map(|_| {
+            let steps = draw.index(5) as u32;
+            if single {
+                f64::from(f32::from_bits((base as f32).to_bits().wrapping_add(steps)))
+            } else {
+                f64::from_bits(base.to_bits().wrapping_add(u64::from(steps)))
+            }
+        })
+        .collect()
+}
+
+/// The Lovász losses' hard inputs (no reduction: each set's three calls are three draws). smp's
+/// LovaszLoss takes float32 predictions only; the reference computes on their exact values in f64.
+fn lovasz_sets() -> Vec<(&'static str, &'static str, Vec<LossCall>)> {
+    let mut sets = Vec::new();
+    let binary = |draw: &mut Draw, count: usize| -> Vec<i64> {
+        (0..count).map(|_| draw.index(2) as i64).collect()
+    };
+    let hinge = |pred: Vec<f64>, target: Vec<i64>| {
+        call(
+            "kornia.lovasz_hinge_loss",
+            json!({}),
+            vec![
+                ("pred", tensor(&[2, 1, 4, 6], pred)),
+                ("target", labels(&[2, 4, 6], target)),
+            ],
+        )
+    };
+    let hinge_sets: [(&str, fn(&mut Draw) -> Vec<f64>, bool); 5] = [
+        (
+            "logits of magnitude 1e2-1e4",
+            |d| d.many(48, |d| d.magnitude(2.0, 4.0)),
+            false,
+        ),
+        ("near-ties", |d| near_ties(d, 48, false), false),
+        (
+            "all-background targets",
+            |d| d.many(48, |d| d.uniform(-3.0, 3.0)),
+            true,
+        ),
+        (
+            "logits of exactly +-1 (relu kinks)",
+            |d| d.many(48, |d| [1.0, -1.0, d.uniform(-3.0, 3.0)][d.index(3)]),
+            false,
+        ),
+        (
+            "exact ties",
+            |d| d.many(48, |d| [-0.5, 0.25, 1.5][d.index(3)]),
+            false,
+        ),
+    ];
+    for (name, logits, background) in hinge_sets {
+        sets.push(set("kornia.lovasz_hinge_loss", name, |draw, _| {
+            let pred = logits(draw);
+            let target = if background {
+                vec![0; 48]
+            } else {
+                binary(draw, 48)
+            };
+            hinge(pred, target)
+        }));
+    }
+
+    let (c, h, w) = (4, 3, 4);
+    let softmax = |pred: Vec<f64>, batch: usize, target: Vec<i64>, weight: Option<Vec<f64>>| {
+        let mut tensors = vec![
+            ("pred", tensor(&[batch, c, h, w], pred)),
+            ("target", labels(&[2, h, w], target)),
+        ];
+        if let Some(weight) = weight {
+            tensors.push(("weight", tensor(&[c], weight)));
+        }
+        call("kornia.lovasz_softmax_loss", json!({}), tensors)
+    };
+    let classes =
+        |draw: &mut Draw| -> Vec<i64> { (0..2 * h * w).map(|_| draw.index(c) as i64).collect() };
+    sets.push(set(
+        "kornia.lovasz_softmax_loss",
+        "logits of magnitude 1e2-1e4",
+        |draw, _| {
+            let pred = draw.many(2 * c * h * w, |d| d.magnitude(2.0, 4.0));
+            softmax(pred, 2, classes(draw), None)
+        },
+    ));
+    sets.push(set("kornia.lovasz_softmax_loss", "near-ties", |draw, _| {
+        let pred = near_ties(draw, 2 * c * h * w, false);
+        softmax(pred, 2, classes(draw), None)
+    }));
+    sets.push(set(
+        "kornia.lovasz_softmax_loss",
+        "absent classes",
+        |draw, _| {
+            let pred = draw.many(2 * c * h * w, |d| d.uniform(-3.0, 3.0));
+            let target = (0..2 * h * w).map(|_| draw.index(2) as i64).collect();
+            softmax(pred, 2, target, None)
+        },
+    ));
+    sets.push(set(
+        "kornia.lovasz_softmax_loss",
+        "class weights 1e-30-1e30",
+        |draw, _| {
+            let pred = draw.many(2 * c * h * w, |d| d.uniform(-3.0, 3.0));
+            let weight = draw.many(c, |d| d.magnitude(-30.0, 30.0).abs());
+            softmax(pred, 2, classes(draw), Some(weight))
+        },
+    ));
+    sets.push(set(
+        "kornia.lovasz_softmax_loss",
+        "one pred image for every target image",
+        |draw, _| {
+            let pred = draw.many(c * h * w, |d| d.uniform(-3.0, 3.0));
+            softmax(pred, 1, classes(draw), None)
+        },
+    ));
+
+    // smp: (2, C, 3, 4) float32 predictions.
+    let smp = |mode: &str, per_image: bool, ignore: Option<i64>, pred: Vec<f64>, target: Tensor| {
+        let channels = pred.len() / (2 * h * w);
+        call(
+            "smp.LovaszLoss",
+            json!({ "mode": mode, "per_image": per_image, "ignore_index": ignore }),
+            vec![
+                ("y_pred", float32(&[2, channels, h, w], pred)),
+                ("y_true", target),
+            ],
+        )
+    };
+    let with_ignored = |draw: &mut Draw, mut target: Vec<i64>| {
+        for label in &mut target {
+            if draw.index(4) == 0 {
+                *label = 255;
+            }
+        }
+        target
+    };
+    sets.push(set(
+        "smp.LovaszLoss",
+        "binary, per image, logits of magnitude 1e2-1e4",
+        |draw, _| {
+            let pred = draw.many(2 * h * w, |d| d.magnitude(2.0, 4.0));
+            let target = binary(draw, 2 * h * w);
+            smp("binary", true, None, pred, labels(&[2, h, w], target))
+        },
+    ));
+    sets.push(set(
+        "smp.LovaszLoss",
+        "binary, ignore_index, all-background targets",
+        |draw, _| {
+            let pred = draw.many(2 * h * w, |d| d.uniform(-3.0, 3.0));
+            let target = with_ignored(draw, vec![0; 2 * h * w]);
+            smp("binary", false, Some(255), pred, labels(&[2, h, w], target))
+        },
+    ));
+    sets.push(set("smp.LovaszLoss", "binary, near-ties", |draw, _| {
+        let pred = near_ties(draw, 2 * h * w, true);
+        let target = binary(draw, 2 * h * w);
+        smp("binary", false, None, pred, labels(&[2, h, w], target))
+    }));
+    sets.push(set(
+        "smp.LovaszLoss",
+        "multilabel, per image, ignore_index",
+        |draw, _| {
+            let pred = draw.many(2 * c * h * w, |d| d.uniform(-3.0, 3.0));
+            let target = binary(draw, 2 * c * h * w);
+            let target = with_ignored(draw, target);
+            smp(
+                "multilabel",
+                true,
+                Some(255),
+                pred,
+                labels(&[2, c, h, w], target),
+            )
+        },
+    ));
+    sets.push(set(
+        "smp.LovaszLoss",
+        "multiclass, logits of magnitude 1e2-1e4",
+        |draw, _| {
+            let pred = draw.many(2 * c * h * w, |d| d.magnitude(2.0, 4.0));
+            smp(
+                "multiclass",
+                false,
+                None,
+                pred,
+                labels(&[2, h, w], classes(draw)),
+            )
+        },
+    ));
+    sets.push(set(
+        "smp.LovaszLoss",
+        "multiclass, per image, ignore_index, absent classes",
+        |draw, _| {
+            let pred = draw.many(2 * c * h * w, |d| d.uniform(-3.0, 3.0));
+            let target = (0..2 * h * w).map(|_| draw.index(2) as i64).collect();
+            let target = with_ignored(draw, target);
+            smp(
+                "multiclass",
+                true,
+                Some(255),
+                pred,
+                labels(&[2, h, w], target),
+            )
+        },
+    ));
+    sets.push(set("smp.LovaszLoss", "multiclass, near-ties", |draw, _| {
+        let pred = near_ties(draw, 2 * c * h * w, true);
+        smp(
+            "multiclass",
+            false,
+            None,
+            pred,
+            labels(&[2, h, w], classes(draw)),
+        )
+    }));
     sets
 }
 
