@@ -1097,6 +1097,94 @@ fn difference_calls() -> Vec<LossCall> {
             add(overlap, &mut draw);
         }
     }
+    for call in lovasz_difference_calls(&mut draw) {
+        add(call, &mut draw);
+    }
+    calls
+}
+
+/// The Lovász losses' calls for the finite-difference check: continuous random logits, so that no
+/// two errors of a group tie and no hinge error is 0 (the extension is differentiable there).
+fn lovasz_difference_calls(draw: &mut Draw) -> Vec<LossCall> {
+    let logits = |draw: &mut Draw, count: usize| draw.many(count, |d| d.uniform(-3.0, 3.0));
+    let classes = |draw: &mut Draw, count: usize, below: usize| -> Vec<i64> {
+        (0..count).map(|_| draw.index(below) as i64).collect()
+    };
+    let mut calls = vec![
+        call(
+            "kornia.lovasz_hinge_loss",
+            json!({}),
+            vec![
+                ("pred", tensor(&[2, 1, 2, 3], logits(draw, 12))),
+                ("target", labels(&[2, 2, 3], classes(draw, 12, 2))),
+            ],
+        ),
+        call(
+            "kornia.lovasz_hinge_loss",
+            json!({}),
+            vec![
+                ("pred", tensor(&[1, 1, 2, 3], logits(draw, 6))),
+                ("target", labels(&[1, 2, 3], vec![0; 6])),
+            ],
+        ),
+        call(
+            "kornia.lovasz_softmax_loss",
+            json!({}),
+            vec![
+                ("pred", tensor(&[2, 3, 2, 2], logits(draw, 24))),
+                ("target", labels(&[2, 2, 2], classes(draw, 8, 3))),
+                (
+                    "weight",
+                    tensor(&[3], draw.many(3, |d| d.uniform(0.1, 2.0))),
+                ),
+            ],
+        ),
+        call(
+            "kornia.lovasz_softmax_loss",
+            json!({}),
+            vec![
+                ("pred", tensor(&[1, 3, 2, 2], logits(draw, 12))),
+                ("target", labels(&[2, 2, 2], classes(draw, 8, 2))),
+                (
+                    "weight",
+                    tensor(&[3, 1], draw.many(3, |d| d.uniform(0.1, 2.0))),
+                ),
+            ],
+        ),
+    ];
+    for (mode, per_image, ignore_index) in [
+        ("binary", false, Some(255)),
+        ("binary", true, None),
+        ("multilabel", true, Some(255)),
+        ("multiclass", false, Some(255)),
+        ("multiclass", true, None),
+    ] {
+        let channels = if mode == "binary" { 1 } else { 3 };
+        let (pred, true_shape, target) = match mode {
+            "multiclass" => (
+                logits(draw, 2 * channels * 4),
+                vec![2, 2, 2],
+                classes(draw, 8, 2),
+            ),
+            _ => (
+                logits(draw, 2 * channels * 4),
+                vec![2, channels, 2, 2],
+                classes(draw, 2 * channels * 4, 2),
+            ),
+        };
+        let target = target
+            .into_iter()
+            .map(|label| if draw.index(5) == 0 { 255 } else { label })
+            .collect();
+        calls.push(call(
+            "smp.LovaszLoss",
+            json!({ "mode": mode, "per_image": per_image, "ignore_index": ignore_index }),
+            vec![
+                ("y_pred", tensor(&[2, channels, 2, 2], pred)),
+                ("y_true", labels(&true_shape, target)),
+            ],
+        ));
+    }
     calls
 }
 
@@ -1390,6 +1478,44 @@ fn the_oracle_evaluates_extreme_inputs_without_panicking() {
             vec![
                 ("input", tensor(&[1, 2, 6], values(10))),
                 ("target", tensor(&[1, 2, 6], values(11))),
+            ],
+        ),
+        call(
+            "kornia.lovasz_hinge_loss",
+            json!({}),
+            vec![
+                ("pred", tensor(&[1, 1, 3, 4], values(0))),
+                (
+                    "target",
+                    labels(&[1, 3, 4], vec![0, 1, 1, 0, 1, 0, 0, 1, 1, 1, 0, 0]),
+                ),
+            ],
+        ),
+        call(
+            "kornia.lovasz_softmax_loss",
+            json!({}),
+            vec![
+                ("pred", tensor(&[1, 3, 2, 2], values(1))),
+                ("target", labels(&[1, 2, 2], vec![0, 2, 1, 2])),
+            ],
+        ),
+        call(
+            "smp.LovaszLoss",
+            json!({ "mode": "multiclass", "per_image": true }),
+            vec![
+                ("y_pred", tensor(&[1, 3, 2, 2], values(2))),
+                ("y_true", labels(&[1, 2, 2], vec![0, 1, 1, 2])),
+            ],
+        ),
+        call(
+            "smp.LovaszLoss",
+            json!({ "mode": "multilabel" }),
+            vec![
+                ("y_pred", tensor(&[1, 2, 6], values(3))),
+                (
+                    "y_true",
+                    labels(&[1, 2, 6], vec![1, 0, 1, 0, 0, 1, 1, 1, 0, 0, 1, 0]),
+                ),
             ],
         ),
     ];
