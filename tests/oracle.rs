@@ -1527,3 +1527,55 @@ fn the_oracle_evaluates_extreme_inputs_without_panicking() {
         );
     }
 }
+
+/// The anchors' float32 Lovász fixtures agree with the oracle within this many float32 ulps,
+/// normwise: smp's LovaszLoss has values only in float32, so this is where the oracle's smp
+/// semantics meet the anchor (a differing convention costs ~1e6 float32 ulps or more). The worst,
+/// 36 ulp, is smp's pooled multilabel gradient over 72 elements: float32 Lovász weights formed as
+/// J_i − J_(i−1) lose about g/2 ulp with g positives.
+const LOVASZ_FLOAT32_AGREEMENT_ULPS: f64 = 64.0;
+
+#[test]
+fn the_oracle_agrees_with_the_float32_lovasz_fixtures() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+    let fixtures = Fixtures::open(&root).expect("the bundled fixtures open");
+    // An f64 ulp is 2⁻²⁹ of a float32 ulp at the same magnitude.
+    let float32_ulps = |f64_ulps: f64| f64_ulps / 2_f64.powi(29);
+    let mut worst = BTreeMap::new();
+    let mut problems = Vec::new();
+    for entry in fixtures.manifest.cases.iter().filter(|entry| {
+        [
+            "smp.LovaszLoss",
+            "kornia.lovasz_hinge_loss",
+            "kornia.lovasz_softmax_loss",
+        ]
+        .contains(&entry.loss.as_str())
+            && entry.dtype == "f32"
+            && matches!(entry.expected, ExpectedEntry::Values { .. })
+    }) {
+        let case = fixtures.load(entry).expect("fixture loads");
+        let exact = oracle::evaluate(&call_for(&case)).expect("the oracle evaluates the fixture");
+        let Expected::Values {
+            loss, grad_input, ..
+        } = &case.expected
+        else {
+            unreachable!("only value cases are graded")
+        };
+        for (check, anchor, exact) in [
+            ("forward", loss, &exact.loss),
+            ("gradient", grad_input, &exact.grad_input),
+        ] {
+            let error = float32_ulps(oracle::ulps(&anchor.to_f64(), exact));
+            let slot = worst.entry((entry.loss.clone(), check)).or_insert(0.0_f64);
+            *slot = slot.max(error);
+            if error > LOVASZ_FLOAT32_AGREEMENT_ULPS {
+                problems.push(format!("{} {check}: {error} float32 ulp", entry.id));
+            }
+        }
+    }
+    for ((loss, check), error) in &worst {
+        println!("float32 anchor vs oracle, {loss} {check}: {error:.2} float32 ulp");
+    }
+    assert!(!worst.is_empty(), "no float32 Lovász fixture was graded");
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
