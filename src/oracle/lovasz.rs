@@ -76,15 +76,42 @@ fn decreasing(a: &Real, b: &Real) -> Ordering {
     }
 }
 
+/// Hinge errors e = 1 − m in decreasing order, compared through their margins m = x·s (increasing;
+/// NaN first): x·s is exact at the working precision, 1 − x·s need not be (x = 10⁻³⁰⁰).
+fn by_margin(a: &Real, b: &Real) -> Ordering {
+    match (a.is_nan(), b.is_nan()) {
+        (false, false) => decreasing(b, a),
+        _ => decreasing(a, b),
+    }
+}
+
+/// Softmax errors e in [0, 1], given as (e, 1 − e), in decreasing order: by e up to 1/2 and by
+/// 1 − e above it, so that errors near 1 (a confident wrong class), which differ by less than the
+/// working precision resolves near 1, are ordered by their accurately known distances to 1.
+fn by_error(a: &(Real, Real), b: &(Real, Real)) -> Ordering {
+    let high = |key: &(Real, Real)| (&key.0 - &Real::from_f64(0.5)).is_positive();
+    match (a.0.is_nan() || b.0.is_nan(), high(a), high(b)) {
+        (true, _, _) => decreasing(&a.0, &b.0),
+        (false, true, true) => decreasing(&b.1, &a.1),
+        (false, false, false) => decreasing(&a.0, &b.0),
+        (false, true, false) => Ordering::Less,
+        (false, false, true) => Ordering::Greater,
+    }
+}
+
 /// The Lovász weight Δ of each element (in the elements' own order) for its rank in the stable
-/// decreasing order of the errors.
-fn weights_by_rank(errors: &[Real], truth: &[Real]) -> Vec<Real> {
-    let mut order: Vec<usize> = (0..errors.len()).collect();
+/// decreasing order of the errors, given by their sort keys and comparator.
+fn weights_by_rank<K>(
+    keys: &[K],
+    truth: &[Real],
+    compare: impl Fn(&K, &K) -> Ordering,
+) -> Vec<Real> {
+    let mut order: Vec<usize> = (0..keys.len()).collect();
     // `sort_by` is stable: equal errors keep their position order.
-    order.sort_by(|&a, &b| decreasing(&errors[a], &errors[b]));
+    order.sort_by(|&a, &b| compare(&keys[a], &keys[b]));
     let one = Real::one();
     let g = sum(truth);
-    let mut weights = vec![Real::zero(); errors.len()];
+    let mut weights = vec![Real::zero(); keys.len()];
     let (mut hits, mut misses) = (Real::zero(), Real::zero());
     let mut previous: Option<(Real, Real)> = None; // (U_{i−1}, J_{i−1})
     for (rank, &element) in order.iter().enumerate() {
@@ -122,16 +149,24 @@ fn hinge(logits: &[Real], pairs: &[(usize, f64)]) -> Scored {
         .iter()
         .map(|&(_, label)| Real::from_f64(label))
         .collect();
-    let errors: Vec<Real> = pairs
+    let margins: Vec<Real> = pairs
         .iter()
         .zip(&signs)
-        .map(|(&(index, _), s)| &one - &(&logits[index] * s))
+        .map(|(&(index, _), s)| &logits[index] * s)
         .collect();
-    let weights = weights_by_rank(&errors, &truth);
+    let errors: Vec<Real> = margins.iter().map(|m| &one - m).collect();
+    let weights = weights_by_rank(&margins, &truth, by_margin);
     let mut terms = Vec::with_capacity(pairs.len());
     let mut grad = Vec::with_capacity(pairs.len());
-    for (((&(index, _), s), e), w) in pairs.iter().zip(&signs).zip(&errors).zip(&weights) {
-        let (value, slope) = if e.is_nan() || e.is_positive() {
+    for ((((&(index, _), s), m), e), w) in pairs
+        .iter()
+        .zip(&signs)
+        .zip(&margins)
+        .zip(&errors)
+        .zip(&weights)
+    {
+        // relu'(e) = 1 where e = 1 − m > 0, i.e. m < 1 (compared exactly), and for NaN.
+        let (value, slope) = if m.is_nan() || (&one - m).is_positive() {
             (e.clone(), one.clone())
         } else {
             (Real::zero(), Real::zero())
@@ -145,21 +180,24 @@ fn hinge(logits: &[Real], pairs: &[(usize, f64)]) -> Scored {
 /// The Lovász-softmax term of one class over positions given as (flat index of the class's
 /// probability, whether the position's label is the class): errors |fg − p|, loss and ∂loss/∂p.
 fn softmax_class(p: &[Real], q: &[Real], positions: &[(usize, bool)]) -> Scored {
-    let errors: Vec<Real> = positions
+    // Each error with its complement: (q, p) where fg = 1, (p, q) where fg = 0.
+    let keys: Vec<(Real, Real)> = positions
         .iter()
         .map(|&(index, fg)| {
-            if fg {
-                q[index].clone()
+            let (e, rest) = if fg {
+                (&q[index], &p[index])
             } else {
-                p[index].clone()
-            }
+                (&p[index], &q[index])
+            };
+            (e.clone(), rest.clone())
         })
         .collect();
+    let errors: Vec<Real> = keys.iter().map(|(e, _)| e.clone()).collect();
     let truth: Vec<Real> = positions
         .iter()
         .map(|&(_, fg)| Real::from_f64(f64::from(u8::from(fg))))
         .collect();
-    let weights = weights_by_rank(&errors, &truth);
+    let weights = weights_by_rank(&keys, &truth, by_error);
     let terms: Vec<Real> = errors.iter().zip(&weights).map(|(e, w)| e * w).collect();
     let grad = positions
         .iter()
@@ -614,13 +652,17 @@ mod tests {
     #[test]
     fn weights_are_the_jaccard_increments() {
         // Errors already decreasing, gt = [1, 0, 1]: J = [1/2, 2/3, 1].
-        let weights = weights_by_rank(&reals(&[3.0, 2.0, 1.0]), &reals(&[1.0, 0.0, 1.0]));
+        let weights = weights_by_rank(
+            &reals(&[3.0, 2.0, 1.0]),
+            &reals(&[1.0, 0.0, 1.0]),
+            decreasing,
+        );
         let expected = [0.5, 1.0 / 6.0, 1.0 / 3.0];
         for (got, want) in weights.iter().zip(expected) {
             assert_eq!(got.to_f64(), want);
         }
         // No positives: the largest error takes weight 1, the rest exactly 0.
-        let weights = weights_by_rank(&reals(&[0.2, 0.7, 0.1]), &reals(&[0.0; 3]));
+        let weights = weights_by_rank(&reals(&[0.2, 0.7, 0.1]), &reals(&[0.0; 3]), decreasing);
         let got: Vec<f64> = weights.iter().map(Real::to_f64).collect();
         assert_eq!(got, [0.0, 1.0, 0.0]);
     }
@@ -628,9 +670,9 @@ mod tests {
     #[test]
     fn ties_keep_position_order_and_leave_the_loss_unchanged() {
         let truth = reals(&[0.0, 1.0, 0.0, 1.0]);
-        let tied = weights_by_rank(&reals(&[0.5, 0.5, 0.5, 0.1]), &truth);
+        let tied = weights_by_rank(&reals(&[0.5, 0.5, 0.5, 0.1]), &truth, decreasing);
         // Position order among the tied: ranks 1, 2, 3 go to elements 0, 1, 2.
-        let in_order = weights_by_rank(&reals(&[0.7, 0.6, 0.5, 0.1]), &truth);
+        let in_order = weights_by_rank(&reals(&[0.7, 0.6, 0.5, 0.1]), &truth, decreasing);
         assert_eq!(tied, in_order);
         // Any order of the tied elements gives the same loss.
         let loss = |errors: &[f64], weights: &[Real]| {
@@ -640,12 +682,29 @@ mod tests {
                 .map(|(e, w)| e * w)
                 .collect::<Vec<_>>())
         };
-        let reordered = weights_by_rank(&reals(&[0.6, 0.7, 0.5, 0.1]), &truth);
+        let reordered = weights_by_rank(&reals(&[0.6, 0.7, 0.5, 0.1]), &truth, decreasing);
         assert_ne!(tied, reordered);
         let errors = [0.5, 0.5, 0.5, 0.1];
         assert_eq!(
             loss(&errors, &tied).to_f64(),
             loss(&errors, &reordered).to_f64()
         );
+    }
+
+    #[test]
+    fn errors_are_ordered_beyond_what_the_working_precision_resolves_near_1() {
+        // Hinge errors 1 + 10⁻³⁰⁰ and 1 + 2·10⁻³⁰⁰ (labels 0) both round to 1 at 256 bits; the
+        // margins order them: the second is larger and takes weight 1, the first 0.
+        let logits = reals(&[1e-300, 2e-300]);
+        let (_, grad) = hinge(&logits, &[(0, 0.0), (1, 0.0)]);
+        let got: Vec<f64> = grad.iter().map(|(_, g)| g.to_f64()).collect();
+        assert_eq!(got, [0.0, 1.0]);
+        // Softmax errors 1 − ~e⁻³⁰⁰ and 1 − ~e⁻³⁰¹ of an absent class: the second is larger.
+        let x = ArrayD::from_shape_vec(vec![2, 2], reals(&[300.0, 0.0, 301.0, 0.0])).unwrap();
+        let (p, q) = softmax(&x);
+        let (p, q) = (p.as_slice().unwrap(), q.as_slice().unwrap());
+        let (_, grad) = softmax_class(p, q, &[(0, false), (2, false)]);
+        let got: Vec<f64> = grad.iter().map(|(_, g)| g.to_f64()).collect();
+        assert_eq!(got, [0.0, 1.0]);
     }
 }
