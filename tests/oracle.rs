@@ -567,7 +567,9 @@ fn lovasz_sets() -> Vec<(&'static str, &'static str, Vec<LossCall>)> {
             ],
         )
     };
-    let hinge_sets: [(&str, fn(&mut Draw) -> Vec<f64>, bool); 5] = [
+    /// A set's name, its logits, and whether its targets are all background.
+    type HingeSet = (&'static str, fn(&mut Draw) -> Vec<f64>, bool);
+    let hinge_sets: [HingeSet; 5] = [
         (
             "logits of magnitude 1e2-1e4",
             |d| d.many(48, |d| d.magnitude(2.0, 4.0)),
