@@ -34,10 +34,17 @@
 //! `stable`: on CPU that is `std::sort` (an introsort, stable in effect only for n ≤ 16, where it
 //! is an insertion sort) or, in builds with x86-simd-sort for float32/float64, a vectorised
 //! quicksort whose order of equal keys is unspecified. So at exact ties the anchors' gradient is
-//! the oracle's only up to that order, and the fixtures keep errors apart. Errors are compared
-//! exactly (NaN first, as torch's descending comparator puts it), so errors that differ only
-//! beyond f64's precision are ordered by their true values: away from ties the oracle's gradient
-//! is the derivative.
+//! the oracle's only up to that order, and the fixtures keep errors apart.
+//!
+//! Away from ties the oracle's gradient is the derivative, because errors are ordered by their
+//! true values, also where they differ beyond f64's precision (NaN first, as torch's descending
+//! comparator puts it): hinge errors by their margins x·s, which are exact at the working
+//! precision where 1 − x·s need not be (x = 10⁻³⁰⁰); softmax errors up to 1/2 by themselves and
+//! above 1/2 by their complements (q for an error p, p for an error q), because an error
+//! 1 − e^−300 of a confident wrong class is not told from 1 at 256 bits but its complement is
+//! known to 2⁻²⁵⁶ relative. The one limit left: two softmax errors within ~2⁻²⁵⁰ relative of
+//! each other (both small, or both complements small) are treated as tied; that needs logits that
+//! agree to about 250 bits, i.e. tiny logits (|x| ≲ 2⁻²⁰⁰) a few f64 ulps apart.
 //!
 //! **Averaging.** kornia's losses are plain means. smp's `mean(values)` helper folds lazily:
 //! `acc = v_1; acc += v_k; acc / n` (n > 1), the Python number 0 for no values. A softmax group
