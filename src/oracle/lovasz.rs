@@ -43,8 +43,9 @@
 //! above 1/2 by their complements (q for an error p, p for an error q), because an error
 //! 1 − e^−300 of a confident wrong class is not told from 1 at 256 bits but its complement is
 //! known to 2⁻²⁵⁶ relative. The one limit left: two softmax errors within ~2⁻²⁵⁰ relative of
-//! each other (both small, or both complements small) are treated as tied; that needs logits that
-//! agree to about 250 bits, i.e. tiny logits (|x| ≲ 2⁻²⁰⁰) a few f64 ulps apart.
+//! each other (both small, or both complements small) are treated as tied. With two classes that
+//! takes logit gaps a few f64 ulps apart at magnitudes below ~2⁻²⁰⁰; with more, sums of
+//! exponentials that coincide to ~250 bits (not met by chance).
 //!
 //! **Averaging.** kornia's losses are plain means. smp's `mean(values)` helper folds lazily:
 //! `acc = v_1; acc += v_k; acc / n` (n > 1), the Python number 0 for no values. A softmax group
