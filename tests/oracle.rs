@@ -92,6 +92,9 @@ const OPEN_GAPS: &[Gap] = &[
     gap("sigmoid_focal_loss", "gamma 0.5, logits of magnitude 1e2-1e4", "gradient", f64::INFINITY, Cause::AnchorArtefact, SATURATED_GRADIENT),
     gap("segloss.soft_dice", "near-perfect match", "forward", 2.0e9, Cause::Accuracy, "1 - N/D cancels; sum(p (1 - t) + t (1 - p))/D keeps it"),
     gap("segloss.soft_iou", "near-perfect match", "forward", 1.1e9, Cause::Accuracy, "1 - N/U cancels; sum(p (1 - t) + t (1 - p))/U keeps it"),
+    // smp's MCC loss.
+    gap("smp.MCCLoss", "smp.MCCLoss/f64/N2C1H3W4/default/perfect", "forward", 1.3e5, Cause::AnchorArtefact, MCC_CANCELS),
+    gap("smp.MCCLoss", "near-perfect prediction", "forward", 1.0e6, Cause::Accuracy, "1 - num/den cancels as num/den nears 1; (den^2 - num^2)/(den (den + num)) with den^2 - num^2 = 4XY + (X + Y)(u + v) + uv keeps it"),
     // The Lovász losses (generated hard inputs).
     gap("kornia.lovasz_hinge_loss", "logits of magnitude 1e2-1e4", "gradient", 5.4, Cause::Accuracy, LOVASZ_WEIGHTS),
     gap("kornia.lovasz_hinge_loss", "near-ties", "gradient", 3.1e15, Cause::Accuracy, "1 - x s rounds errors that differ by an ulp of x to one f64: the sort ties them in position order where their exact order differs, and hands the Lovász weights of their ranks to the wrong elements"),
@@ -103,6 +106,7 @@ const OPEN_GAPS: &[Gap] = &[
     gap("smp.LovaszLoss", "multiclass, logits of magnitude 1e2-1e4", "gradient", 1.5e84, Cause::Accuracy, CONFIDENT_SOFTMAX),
 ];
 
+const MCC_CANCELS: &str = "1 - num/den cancels for a near-perfect prediction: PyTorch's float64 value itself is 1.27e5 ulp off (checked against a 100-digit evaluation), and the reference computes the same literal formula; (den^2 - num^2)/(den (den + num)) with den^2 - num^2 = 4XY + (X + Y)(u + v) + uv keeps it";
 const CONFIDENT_SOFTMAX: &str = "p = softmax(x) rounds to 1 for a confident class: the errors p of confident wrong classes (and 1 - p of confident right ones) tie in the f64 sort in position order where their exact order differs, and the softmax backward p_k (G_k - sum_c G_c p_c) cancels to rounding noise where the exact gradient is e^-100 or smaller";
 const LOVASZ_WEIGHTS: &str = "the Lovász weights are formed as J_i - J_(i-1) from Jaccard values near 1: an absolute error of an ulp of 1 against weights near 1/g (g positives), so about g/2 ulp normwise";
 
@@ -527,6 +531,7 @@ fn hard_sets() -> Vec<(&'static str, &'static str, Vec<LossCall>)> {
         }));
     }
     sets.extend(lovasz_sets());
+    sets.extend(mcc_sets());
     sets
 }
 
@@ -548,6 +553,49 @@ fn near_ties(draw: &mut Draw, count: usize, single: bool) -> Vec<f64> {
             }
         })
         .collect()
+}
+
+/// smp's MCC loss's hard inputs (no reduction: three draws).
+fn mcc_sets() -> Vec<(&'static str, &'static str, Vec<LossCall>)> {
+    let mcc = |p: Vec<f64>, t: Vec<i64>, true_shape: &[usize], eps: f64| {
+        call(
+            "smp.MCCLoss",
+            json!({ "eps": eps }),
+            vec![
+                ("y_pred", tensor(&[2, 1, 3, 4], p)),
+                ("y_true", labels(true_shape, t)),
+            ],
+        )
+    };
+    let near_perfect = |draw: &mut Draw, t: &[i64]| -> Vec<f64> {
+        t.iter()
+            .map(|&t| {
+                let off = draw.magnitude(-16.0, -6.0).abs();
+                if t == 1 {
+                    1.0 - off
+                } else {
+                    off
+                }
+            })
+            .collect()
+    };
+    vec![
+        set("smp.MCCLoss", "near-perfect prediction", |draw, _| {
+            let t: Vec<i64> = (0..24).map(|_| draw.index(2) as i64).collect();
+            let eps = [1e-5, 0.0][draw.index(2)];
+            mcc(near_perfect(draw, &t), t, &[2, 3, 4], eps)
+        }),
+        set("smp.MCCLoss", "random probabilities", |draw, _| {
+            let p = draw.many(24, |d| d.unit());
+            let t = (0..24).map(|_| draw.index(2) as i64).collect();
+            mcc(p, t, &[2, 3, 4], 1e-5)
+        }),
+        set("smp.MCCLoss", "one label per image", |draw, _| {
+            let p = draw.many(24, |d| d.unit());
+            let t = (0..2).map(|_| draw.index(2) as i64).collect();
+            mcc(p, t, &[2, 1], 1e-5)
+        }),
+    ]
 }
 
 /// The Lovász losses' hard inputs (no reduction: each set's three calls are three draws). smp's
@@ -1100,6 +1148,18 @@ fn difference_calls() -> Vec<LossCall> {
             );
             add(overlap, &mut draw);
         }
+    }
+    for t in [vec![1, 0, 0, 1, 1, 0, 1, 0], vec![1, 0]] {
+        let true_shape = if t.len() == 2 { vec![2, 1] } else { vec![2, 4] };
+        let mcc = call(
+            "smp.MCCLoss",
+            json!({ "eps": 1e-3 }),
+            vec![
+                ("y_pred", tensor(&[2, 1, 4], draw.many(8, |d| d.unit()))),
+                ("y_true", labels(&true_shape, t)),
+            ],
+        );
+        add(mcc, &mut draw);
     }
     for call in lovasz_difference_calls(&mut draw) {
         add(call, &mut draw);

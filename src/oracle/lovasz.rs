@@ -43,7 +43,7 @@
 //! above 1/2 by their complements (q for an error p, p for an error q), because an error
 //! 1 − e^−300 of a confident wrong class is not told from 1 at 256 bits but its complement is
 //! known to 2⁻²⁵⁶ relative. The one limit left: two softmax errors within ~2⁻²⁵⁰ relative of
-//! each other (both small, or both complements small) are treated as tied. With two classes that
+//! each other (both small, or both complements small) may be tied or misordered. With two classes that
 //! takes logit gaps a few f64 ulps apart at magnitudes below ~2⁻²⁰⁰; with more, sums of
 //! exponentials that coincide to ~250 bits (not met by chance).
 //!

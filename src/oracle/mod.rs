@@ -17,6 +17,7 @@ mod binary;
 mod cross_entropy;
 mod grade;
 mod lovasz;
+mod mcc;
 mod overlap;
 pub mod real;
 
@@ -40,6 +41,7 @@ pub const LOSSES: &[&str] = &[
     "kornia.lovasz_hinge_loss",
     "kornia.lovasz_softmax_loss",
     "smp.LovaszLoss",
+    "smp.MCCLoss",
 ];
 
 /// The exact loss and gradient of a call, at the oracle's precision.
@@ -84,6 +86,7 @@ pub fn evaluate_at(call: &LossCall, at: Option<&ArrayD<Real>>) -> Option<Exact> 
         "kornia.lovasz_hinge_loss" => lovasz::kornia_hinge(call, at),
         "kornia.lovasz_softmax_loss" => lovasz::kornia_softmax(call, at),
         "smp.LovaszLoss" => lovasz::smp_lovasz(call, at),
+        "smp.MCCLoss" => mcc::smp_mcc(call, at),
         _ => None,
     }
 }
