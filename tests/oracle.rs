@@ -349,7 +349,21 @@ const OPEN_GAPS: &[Gap] = &[
     gap("kornia.tversky_loss", "logits of magnitude 1e2-1e4", "gradient", 1.6e5, Cause::Accuracy, SOFTMAX_SATURATED),
     gap("kornia.tversky_loss", "near-perfect match", "forward", 1.31e8, Cause::Accuracy, ONE_MINUS_SCORE),
     gap("kornia.tversky_loss", "near-perfect match", "gradient", 1.7e11, Cause::Accuracy, SOFTMAX_DOMINANT),
+    // smp's MCC loss.
+    gap("smp.MCCLoss", "near-perfect prediction", "forward", 1.0e6, Cause::Accuracy, "1 - num/den cancels as num/den nears 1; (den^2 - num^2)/(den (den + num)) with den^2 - num^2 = 4XY + (X + Y)(u + v) + uv keeps it"),
+    // The Lovász losses (generated hard inputs).
+    gap("kornia.lovasz_hinge_loss", "logits of magnitude 1e2-1e4", "gradient", 5.4, Cause::Accuracy, LOVASZ_WEIGHTS),
+    gap("kornia.lovasz_hinge_loss", "near-ties", "gradient", 3.1e15, Cause::Accuracy, "1 - x s rounds errors that differ by an ulp of x to one f64: the sort ties them in position order where their exact order differs, and hands the Lovász weights of their ranks to the wrong elements"),
+    gap("kornia.lovasz_hinge_loss", "logits of exactly +-1 (relu kinks)", "gradient", 11.0, Cause::Accuracy, LOVASZ_WEIGHTS),
+    gap("kornia.lovasz_hinge_loss", "exact ties", "gradient", 11.0, Cause::Accuracy, LOVASZ_WEIGHTS),
+    gap("smp.LovaszLoss", "binary, near-ties", "gradient", 10.7, Cause::Accuracy, LOVASZ_WEIGHTS),
+    gap("smp.LovaszLoss", "multilabel, per image, ignore_index", "gradient", 10.7, Cause::Accuracy, LOVASZ_WEIGHTS),
+    gap("kornia.lovasz_softmax_loss", "logits of magnitude 1e2-1e4", "gradient", 1.1e16, Cause::Accuracy, CONFIDENT_SOFTMAX),
+    gap("smp.LovaszLoss", "multiclass, logits of magnitude 1e2-1e4", "gradient", 1.5e84, Cause::Accuracy, CONFIDENT_SOFTMAX),
 ];
+
+const CONFIDENT_SOFTMAX: &str = "p = softmax(x) rounds to 1 for a confident class: the errors p of confident wrong classes (and 1 - p of confident right ones) tie in the f64 sort in position order where their exact order differs, and the softmax backward p_k (G_k - sum_c G_c p_c) cancels to rounding noise where the exact gradient is e^-100 or smaller";
+const LOVASZ_WEIGHTS: &str = "the Lovász weights are formed as J_i - J_(i-1) from Jaccard values near 1: an absolute error of an ulp of 1 against weights near 1/g (g positives), so about g/2 ulp normwise";
 
 // Why the reference misses the target on the overlap family.
 const SIGMOID_COMPLEMENT: &str = "the sigmoid backward p (1 - p) forms 1 - p from the rounded p: at logits 2.5-4 its relative error is ulp(1)/(1 - p), 10-60 ulp, a few ulp normwise";
@@ -795,6 +809,279 @@ fn hard_sets() -> Vec<(&'static str, &'static str, Vec<LossCall>)> {
         }));
     }
     sets.extend(overlap_sets());
+    sets.extend(lovasz_sets());
+    sets.extend(mcc_sets());
+    sets
+}
+
+fn float32(shape: &[usize], values: Vec<f64>) -> Tensor {
+    let values = values.into_iter().map(|value| value as f32).collect();
+    Tensor::Float32(ArrayD::from_shape_vec(IxDyn(shape), values).expect("shape fits"))
+}
+
+/// `count` values within a few ulps of one another (many exactly equal), around a random base.
+fn near_ties(draw: &mut Draw, count: usize, single: bool) -> Vec<f64> {
+    let base = draw.uniform(-2.0, 2.0);
+    (0..count)
+        .map(|_| {
+            let steps = draw.index(5) as u32;
+            if single {
+                f64::from(f32::from_bits((base as f32).to_bits().wrapping_add(steps)))
+            } else {
+                f64::from_bits(base.to_bits().wrapping_add(u64::from(steps)))
+            }
+        })
+        .collect()
+}
+
+/// smp's MCC loss's hard inputs (no reduction: three draws).
+fn mcc_sets() -> Vec<(&'static str, &'static str, Vec<LossCall>)> {
+    let mcc = |p: Vec<f64>, t: Vec<i64>, true_shape: &[usize], eps: f64| {
+        call(
+            "smp.MCCLoss",
+            json!({ "eps": eps }),
+            vec![
+                ("y_pred", tensor(&[2, 1, 3, 4], p)),
+                ("y_true", labels(true_shape, t)),
+            ],
+        )
+    };
+    let near_perfect = |draw: &mut Draw, t: &[i64]| -> Vec<f64> {
+        t.iter()
+            .map(|&t| {
+                let off = draw.magnitude(-16.0, -6.0).abs();
+                if t == 1 {
+                    1.0 - off
+                } else {
+                    off
+                }
+            })
+            .collect()
+    };
+    vec![
+        set("smp.MCCLoss", "near-perfect prediction", |draw, _| {
+            let t: Vec<i64> = (0..24).map(|_| draw.index(2) as i64).collect();
+            let eps = [1e-5, 0.0][draw.index(2)];
+            mcc(near_perfect(draw, &t), t, &[2, 3, 4], eps)
+        }),
+        set("smp.MCCLoss", "random probabilities", |draw, _| {
+            let p = draw.many(24, |d| d.unit());
+            let t = (0..24).map(|_| draw.index(2) as i64).collect();
+            mcc(p, t, &[2, 3, 4], 1e-5)
+        }),
+        set("smp.MCCLoss", "one label per image", |draw, _| {
+            let p = draw.many(24, |d| d.unit());
+            let t = (0..2).map(|_| draw.index(2) as i64).collect();
+            mcc(p, t, &[2, 1], 1e-5)
+        }),
+    ]
+}
+
+/// The Lovász losses' hard inputs (no reduction: each set's three calls are three draws). smp's
+/// LovaszLoss takes float32 predictions only; the reference computes on their exact values in f64.
+fn lovasz_sets() -> Vec<(&'static str, &'static str, Vec<LossCall>)> {
+    let mut sets = Vec::new();
+    let binary = |draw: &mut Draw, count: usize| -> Vec<i64> {
+        (0..count).map(|_| draw.index(2) as i64).collect()
+    };
+    let hinge = |pred: Vec<f64>, target: Vec<i64>| {
+        call(
+            "kornia.lovasz_hinge_loss",
+            json!({}),
+            vec![
+                ("pred", tensor(&[2, 1, 4, 6], pred)),
+                ("target", labels(&[2, 4, 6], target)),
+            ],
+        )
+    };
+    /// A set's name, its logits, and whether its targets are all background.
+    type HingeSet = (&'static str, fn(&mut Draw) -> Vec<f64>, bool);
+    let hinge_sets: [HingeSet; 5] = [
+        (
+            "logits of magnitude 1e2-1e4",
+            |d| d.many(48, |d| d.magnitude(2.0, 4.0)),
+            false,
+        ),
+        ("near-ties", |d| near_ties(d, 48, false), false),
+        (
+            "all-background targets",
+            |d| d.many(48, |d| d.uniform(-3.0, 3.0)),
+            true,
+        ),
+        (
+            "logits of exactly +-1 (relu kinks)",
+            |d| d.many(48, |d| [1.0, -1.0, d.uniform(-3.0, 3.0)][d.index(3)]),
+            false,
+        ),
+        (
+            "exact ties",
+            |d| d.many(48, |d| [-0.5, 0.25, 1.5][d.index(3)]),
+            false,
+        ),
+    ];
+    for (name, logits, background) in hinge_sets {
+        sets.push(set("kornia.lovasz_hinge_loss", name, |draw, _| {
+            let pred = logits(draw);
+            let target = if background {
+                vec![0; 48]
+            } else {
+                binary(draw, 48)
+            };
+            hinge(pred, target)
+        }));
+    }
+
+    let (c, h, w) = (4, 3, 4);
+    let softmax = |pred: Vec<f64>, batch: usize, target: Vec<i64>, weight: Option<Vec<f64>>| {
+        let mut tensors = vec![
+            ("pred", tensor(&[batch, c, h, w], pred)),
+            ("target", labels(&[2, h, w], target)),
+        ];
+        if let Some(weight) = weight {
+            tensors.push(("weight", tensor(&[c], weight)));
+        }
+        call("kornia.lovasz_softmax_loss", json!({}), tensors)
+    };
+    let classes =
+        |draw: &mut Draw| -> Vec<i64> { (0..2 * h * w).map(|_| draw.index(c) as i64).collect() };
+    sets.push(set(
+        "kornia.lovasz_softmax_loss",
+        "logits of magnitude 1e2-1e4",
+        |draw, _| {
+            let pred = draw.many(2 * c * h * w, |d| d.magnitude(2.0, 4.0));
+            softmax(pred, 2, classes(draw), None)
+        },
+    ));
+    sets.push(set("kornia.lovasz_softmax_loss", "near-ties", |draw, _| {
+        let pred = near_ties(draw, 2 * c * h * w, false);
+        softmax(pred, 2, classes(draw), None)
+    }));
+    sets.push(set(
+        "kornia.lovasz_softmax_loss",
+        "absent classes",
+        |draw, _| {
+            let pred = draw.many(2 * c * h * w, |d| d.uniform(-3.0, 3.0));
+            let target = (0..2 * h * w).map(|_| draw.index(2) as i64).collect();
+            softmax(pred, 2, target, None)
+        },
+    ));
+    sets.push(set(
+        "kornia.lovasz_softmax_loss",
+        "class weights 1e-30-1e30",
+        |draw, _| {
+            let pred = draw.many(2 * c * h * w, |d| d.uniform(-3.0, 3.0));
+            let weight = draw.many(c, |d| d.magnitude(-30.0, 30.0).abs());
+            softmax(pred, 2, classes(draw), Some(weight))
+        },
+    ));
+    sets.push(set(
+        "kornia.lovasz_softmax_loss",
+        "one pred image for every target image",
+        |draw, _| {
+            let pred = draw.many(c * h * w, |d| d.uniform(-3.0, 3.0));
+            softmax(pred, 1, classes(draw), None)
+        },
+    ));
+
+    // smp: (2, C, 3, 4) float32 predictions.
+    let smp = |mode: &str, per_image: bool, ignore: Option<i64>, pred: Vec<f64>, target: Tensor| {
+        let channels = pred.len() / (2 * h * w);
+        call(
+            "smp.LovaszLoss",
+            json!({ "mode": mode, "per_image": per_image, "ignore_index": ignore }),
+            vec![
+                ("y_pred", float32(&[2, channels, h, w], pred)),
+                ("y_true", target),
+            ],
+        )
+    };
+    let with_ignored = |draw: &mut Draw, mut target: Vec<i64>| {
+        for label in &mut target {
+            if draw.index(4) == 0 {
+                *label = 255;
+            }
+        }
+        target
+    };
+    sets.push(set(
+        "smp.LovaszLoss",
+        "binary, per image, logits of magnitude 1e2-1e4",
+        |draw, _| {
+            let pred = draw.many(2 * h * w, |d| d.magnitude(2.0, 4.0));
+            let target = binary(draw, 2 * h * w);
+            smp("binary", true, None, pred, labels(&[2, h, w], target))
+        },
+    ));
+    sets.push(set(
+        "smp.LovaszLoss",
+        "binary, ignore_index, all-background targets",
+        |draw, _| {
+            let pred = draw.many(2 * h * w, |d| d.uniform(-3.0, 3.0));
+            let target = with_ignored(draw, vec![0; 2 * h * w]);
+            smp("binary", false, Some(255), pred, labels(&[2, h, w], target))
+        },
+    ));
+    sets.push(set("smp.LovaszLoss", "binary, near-ties", |draw, _| {
+        let pred = near_ties(draw, 2 * h * w, true);
+        let target = binary(draw, 2 * h * w);
+        smp("binary", false, None, pred, labels(&[2, h, w], target))
+    }));
+    sets.push(set(
+        "smp.LovaszLoss",
+        "multilabel, per image, ignore_index",
+        |draw, _| {
+            let pred = draw.many(2 * c * h * w, |d| d.uniform(-3.0, 3.0));
+            let target = binary(draw, 2 * c * h * w);
+            let target = with_ignored(draw, target);
+            smp(
+                "multilabel",
+                true,
+                Some(255),
+                pred,
+                labels(&[2, c, h, w], target),
+            )
+        },
+    ));
+    sets.push(set(
+        "smp.LovaszLoss",
+        "multiclass, logits of magnitude 1e2-1e4",
+        |draw, _| {
+            let pred = draw.many(2 * c * h * w, |d| d.magnitude(2.0, 4.0));
+            smp(
+                "multiclass",
+                false,
+                None,
+                pred,
+                labels(&[2, h, w], classes(draw)),
+            )
+        },
+    ));
+    sets.push(set(
+        "smp.LovaszLoss",
+        "multiclass, per image, ignore_index, absent classes",
+        |draw, _| {
+            let pred = draw.many(2 * c * h * w, |d| d.uniform(-3.0, 3.0));
+            let target = (0..2 * h * w).map(|_| draw.index(2) as i64).collect();
+            let target = with_ignored(draw, target);
+            smp(
+                "multiclass",
+                true,
+                Some(255),
+                pred,
+                labels(&[2, h, w], target),
+            )
+        },
+    ));
+    sets.push(set("smp.LovaszLoss", "multiclass, near-ties", |draw, _| {
+        let pred = near_ties(draw, 2 * c * h * w, true);
+        smp(
+            "multiclass",
+            false,
+            None,
+            pred,
+            labels(&[2, h, w], classes(draw)),
+        )
+    }));
     sets
 }
 
@@ -1998,18 +2285,108 @@ fn focal_difference_calls() -> Vec<LossCall> {
             add(ce, &mut draw);
         }
     }
-    for mut call in overlap_difference_calls(&mut draw) {
-        let shape = oracle::evaluate(&call)
-            .expect("the oracle evaluates the call")
-            .loss
-            .shape()
-            .to_vec();
-        let count = shape.iter().product();
-        call.grad_output = Some(
-            ArrayD::from_shape_vec(IxDyn(&shape), draw.many(count, |d| d.uniform(-2.0, 2.0)))
-                .expect("shape fits"),
+    for call in overlap_difference_calls(&mut draw) {
+        add(call, &mut draw);
+    }
+    for t in [vec![1, 0, 0, 1, 1, 0, 1, 0], vec![1, 0]] {
+        let true_shape = if t.len() == 2 { vec![2, 1] } else { vec![2, 4] };
+        let mcc = call(
+            "smp.MCCLoss",
+            json!({ "eps": 1e-3 }),
+            vec![
+                ("y_pred", tensor(&[2, 1, 4], draw.many(8, |d| d.unit()))),
+                ("y_true", labels(&true_shape, t)),
+            ],
         );
-        calls.push(call);
+        add(mcc, &mut draw);
+    }
+    for call in lovasz_difference_calls(&mut draw) {
+        add(call, &mut draw);
+    }
+    calls
+}
+
+/// The Lovász losses' calls for the finite-difference check: continuous random logits, so that no
+/// two errors of a group tie and no hinge error is 0 (the extension is differentiable there).
+fn lovasz_difference_calls(draw: &mut Draw) -> Vec<LossCall> {
+    let logits = |draw: &mut Draw, count: usize| draw.many(count, |d| d.uniform(-3.0, 3.0));
+    let classes = |draw: &mut Draw, count: usize, below: usize| -> Vec<i64> {
+        (0..count).map(|_| draw.index(below) as i64).collect()
+    };
+    let mut calls = vec![
+        call(
+            "kornia.lovasz_hinge_loss",
+            json!({}),
+            vec![
+                ("pred", tensor(&[2, 1, 2, 3], logits(draw, 12))),
+                ("target", labels(&[2, 2, 3], classes(draw, 12, 2))),
+            ],
+        ),
+        call(
+            "kornia.lovasz_hinge_loss",
+            json!({}),
+            vec![
+                ("pred", tensor(&[1, 1, 2, 3], logits(draw, 6))),
+                ("target", labels(&[1, 2, 3], vec![0; 6])),
+            ],
+        ),
+        call(
+            "kornia.lovasz_softmax_loss",
+            json!({}),
+            vec![
+                ("pred", tensor(&[2, 3, 2, 2], logits(draw, 24))),
+                ("target", labels(&[2, 2, 2], classes(draw, 8, 3))),
+                (
+                    "weight",
+                    tensor(&[3], draw.many(3, |d| d.uniform(0.1, 2.0))),
+                ),
+            ],
+        ),
+        call(
+            "kornia.lovasz_softmax_loss",
+            json!({}),
+            vec![
+                ("pred", tensor(&[1, 3, 2, 2], logits(draw, 12))),
+                ("target", labels(&[2, 2, 2], classes(draw, 8, 2))),
+                (
+                    "weight",
+                    tensor(&[3, 1], draw.many(3, |d| d.uniform(0.1, 2.0))),
+                ),
+            ],
+        ),
+    ];
+    for (mode, per_image, ignore_index) in [
+        ("binary", false, Some(255)),
+        ("binary", true, None),
+        ("multilabel", true, Some(255)),
+        ("multiclass", false, Some(255)),
+        ("multiclass", true, None),
+    ] {
+        let channels = if mode == "binary" { 1 } else { 3 };
+        let (pred, true_shape, target) = match mode {
+            "multiclass" => (
+                logits(draw, 2 * channels * 4),
+                vec![2, 2, 2],
+                classes(draw, 8, 2),
+            ),
+            _ => (
+                logits(draw, 2 * channels * 4),
+                vec![2, channels, 2, 2],
+                classes(draw, 2 * channels * 4, 2),
+            ),
+        };
+        let target = target
+            .into_iter()
+            .map(|label| if draw.index(5) == 0 { 255 } else { label })
+            .collect();
+        calls.push(call(
+            "smp.LovaszLoss",
+            json!({ "mode": mode, "per_image": per_image, "ignore_index": ignore_index }),
+            vec![
+                ("y_pred", tensor(&[2, channels, 2, 2], pred)),
+                ("y_true", labels(&true_shape, target)),
+            ],
+        ));
     }
     calls
 }
@@ -2607,6 +2984,44 @@ fn the_oracle_evaluates_extreme_focal_inputs_without_panicking() {
                 ("y_true", labels(&[2, 2], vec![0, 1, 2, -100])),
             ],
         ),
+        call(
+            "kornia.lovasz_hinge_loss",
+            json!({}),
+            vec![
+                ("pred", tensor(&[1, 1, 3, 4], values(0))),
+                (
+                    "target",
+                    labels(&[1, 3, 4], vec![0, 1, 1, 0, 1, 0, 0, 1, 1, 1, 0, 0]),
+                ),
+            ],
+        ),
+        call(
+            "kornia.lovasz_softmax_loss",
+            json!({}),
+            vec![
+                ("pred", tensor(&[1, 3, 2, 2], values(1))),
+                ("target", labels(&[1, 2, 2], vec![0, 2, 1, 2])),
+            ],
+        ),
+        call(
+            "smp.LovaszLoss",
+            json!({ "mode": "multiclass", "per_image": true }),
+            vec![
+                ("y_pred", tensor(&[1, 3, 2, 2], values(2))),
+                ("y_true", labels(&[1, 2, 2], vec![0, 1, 1, 2])),
+            ],
+        ),
+        call(
+            "smp.LovaszLoss",
+            json!({ "mode": "multilabel" }),
+            vec![
+                ("y_pred", tensor(&[1, 2, 6], values(3))),
+                (
+                    "y_true",
+                    labels(&[1, 2, 6], vec![1, 0, 1, 0, 0, 1, 1, 1, 0, 0, 1, 0]),
+                ),
+            ],
+        ),
     ];
     for call in calls {
         let exact = oracle::evaluate(&call).expect("the oracle evaluates the call");
@@ -2615,4 +3030,56 @@ fn the_oracle_evaluates_extreme_focal_inputs_without_panicking() {
             call.tensors[catalog::find(&call.loss).unwrap().prediction()].shape()
         );
     }
+}
+
+/// The anchors' float32 Lovász fixtures agree with the oracle within this many float32 ulps,
+/// normwise: smp's LovaszLoss has values only in float32, so this is where the oracle's smp
+/// semantics meet the anchor (a differing convention costs ~1e6 float32 ulps or more). The worst,
+/// 36 ulp, is smp's pooled multilabel gradient over 72 elements: float32 Lovász weights formed as
+/// J_i − J_(i−1) lose about g/2 ulp with g positives.
+const LOVASZ_FLOAT32_AGREEMENT_ULPS: f64 = 64.0;
+
+#[test]
+fn the_oracle_agrees_with_the_float32_lovasz_fixtures() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+    let fixtures = Fixtures::open(&root).expect("the bundled fixtures open");
+    // An f64 ulp is 2⁻²⁹ of a float32 ulp at the same magnitude.
+    let float32_ulps = |f64_ulps: f64| f64_ulps / 2_f64.powi(29);
+    let mut worst = BTreeMap::new();
+    let mut problems = Vec::new();
+    for entry in fixtures.manifest.cases.iter().filter(|entry| {
+        [
+            "smp.LovaszLoss",
+            "kornia.lovasz_hinge_loss",
+            "kornia.lovasz_softmax_loss",
+        ]
+        .contains(&entry.loss.as_str())
+            && entry.dtype == "f32"
+            && matches!(entry.expected, ExpectedEntry::Values { .. })
+    }) {
+        let case = fixtures.load(entry).expect("fixture loads");
+        let exact = oracle::evaluate(&call_for(&case)).expect("the oracle evaluates the fixture");
+        let Expected::Values {
+            loss, grad_input, ..
+        } = &case.expected
+        else {
+            unreachable!("only value cases are graded")
+        };
+        for (check, anchor, exact) in [
+            ("forward", loss, &exact.loss),
+            ("gradient", grad_input, &exact.grad_input),
+        ] {
+            let error = float32_ulps(oracle::ulps(&anchor.to_f64(), exact));
+            let slot = worst.entry((entry.loss.clone(), check)).or_insert(0.0_f64);
+            *slot = slot.max(error);
+            if error > LOVASZ_FLOAT32_AGREEMENT_ULPS {
+                problems.push(format!("{} {check}: {error} float32 ulp", entry.id));
+            }
+        }
+    }
+    for ((loss, check), error) in &worst {
+        println!("float32 anchor vs oracle, {loss} {check}: {error:.2} float32 ulp");
+    }
+    assert!(!worst.is_empty(), "no float32 Lovász fixture was graded");
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }

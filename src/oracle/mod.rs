@@ -17,6 +17,7 @@ mod binary;
 mod cross_entropy;
 mod grade;
 mod kornia;
+mod lovasz;
 mod mcc;
 mod monai;
 mod options;
@@ -59,6 +60,10 @@ pub const LOSSES: &[&str] = &[
     "monai.DiceCELoss",
     "kornia.dice_loss",
     "kornia.tversky_loss",
+    // The Lovász losses.
+    "kornia.lovasz_hinge_loss",
+    "kornia.lovasz_softmax_loss",
+    "smp.LovaszLoss",
 ];
 
 /// The exact loss and gradient of a call, at the oracle's precision.
@@ -116,6 +121,9 @@ pub fn evaluate_at(call: &LossCall, at: Option<&ArrayD<Real>>) -> Option<Exact> 
         "smp.FocalLoss" => smp::focal_loss(call, at),
         "smp.SoftBCEWithLogitsLoss" => smp::soft_bce_with_logits(call, at),
         "smp.SoftCrossEntropyLoss" => smp::soft_cross_entropy(call, at),
+        "kornia.lovasz_hinge_loss" => lovasz::kornia_hinge(call, at),
+        "kornia.lovasz_softmax_loss" => lovasz::kornia_softmax(call, at),
+        "smp.LovaszLoss" => lovasz::smp_lovasz(call, at),
         _ => None,
     }
 }
