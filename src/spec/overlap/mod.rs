@@ -2,10 +2,10 @@
 //!
 //! Every library writes these as one ratio of sums, and differs in which sums, which constants,
 //! and how the ratios are averaged. [`overlap`] is that ratio once, with every convention an explicit
-//! field of [`Convention`]; each library's loss below is a front end that validates the call as the
-//! library does, turns its prediction and target into the operands (probabilities `p` and targets `t`
-//! of shape `(N, C, S)`, `S` the flattened spatial axes, with an optional position mask), and picks
-//! a convention:
+//! field of [`Convention`]. Each library's loss is a thin front end in its own module that
+//! validates the call as the library does, turns its prediction and target into the operands
+//! (probabilities `p` and targets `t` of shape `(N, C, S)`, `S` the flattened spatial axes, with an
+//! optional position mask), and picks a convention:
 //!
 //! | instance | intersection | score (k·I + nr)/(k·I + α·FP + β·FN + dr) | groups | absent classes | weights |
 //! |---|---|---|---|---|---|
@@ -20,36 +20,90 @@
 //! FP = P − I and FN = T − I, with P, T the prediction and target sums (sums of squares for MONAI's
 //! `squared_pred`). MONAI's Tversky and kornia's compute FP = Σp(1−t) and FN = Σ(1−p)t directly,
 //! which is the same quantity.
+//!
+//! # Numerics
+//!
+//! Near a perfect match the score is within a few ulps of 1, and 1 − s, written so, keeps only
+//! the rounding errors of s. The loss is computed instead as the shortfall over the denominator,
+//!
+//! ```text
+//! 1 − s = (D − N)/D = (α·FP + β·FN + dr − nr)/D
+//! ```
+//!
+//! with FP and FN summed from their own per-element terms (p·(1 − t), max(p − t, 0), …), which are
+//! non-negative for probabilities, never as P − I. The sums are compensated, and the few operations
+//! per score are carried in double-double ([`wide`]), so that the loss and the two gradient
+//! coefficients of each score are rounded to f64 once.
 
 pub mod kornia;
 pub mod monai;
 mod operands;
 pub mod smp;
 pub mod textbook;
+mod wide;
 
-use ndarray::{Array2, Array3, ArrayD, Axis, IxDyn};
+use ndarray::{Array2, Array3, ArrayD, IxDyn, Zip};
 
-use super::{compensated_sum, reshaped, Reduction};
+use super::{compensated_sum, reshaped, CompensatedSum, Reduction};
 use crate::error::Rejection;
 use crate::spec::Result;
+use wide::Wide;
 
 // --- the one formula ---------------------------------------------------------------------------
 
-/// How the intersection I and the sizes P, T of a (group, class) are summed over its positions.
+/// What one element contributes to the intersection I, the false positives FP and the false
+/// negatives FN of its (group, class), and to the target size T.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Intersection {
-    /// I = Σ p·t, P = Σ p, T = Σ t: ∂I/∂p = t, ∂P/∂p = 1.
+    /// i = p·t, fp = p·(1 − t), fn = t·(1 − p), size t: I = Σpt, P = Σp, T = Σt.
+    /// ∂i/∂p = t, ∂fp/∂p = 1 − t.
     Product,
-    /// I = (Σp + Σt − Σ|p − t|)/2, P = Σ p, T = Σ t: Σ min(p, t) for p, t ≥ 0 (smp ≥ 0.6, MONAI
-    /// `soft_label`). ∂I/∂p = (1 − sign(p − t))/2 with sign(0) = 0, so ∂I/∂p = ½ at the kink p = t
-    /// (torch's subgradient of |·| at 0), where the product form would give t.
+    /// i = min(p, t), fp = max(p − t, 0), fn = max(t − p, 0), size t: smp ≥ 0.6 and MONAI
+    /// `soft_label` write I = (Σp + Σt − Σ|p − t|)/2, FP = Σp − I, FN = Σt − I, the same sums.
+    /// ∂i/∂p = (1 − sign(p − t))/2 with sign(0) = 0 and ∂fp/∂p = 1 − ∂i/∂p, so ½ each at the kink
+    /// p = t (torch's subgradient of |·| at 0), where the product form would give t.
     ///
     /// MONAI writes P = ‖p‖₁ = Σ|p|, equal to Σp for p ≥ 0; its gradient sign(p) differs from 1
     /// only where p = 0, which happens at masked positions, whose gradient the mask zeroes anyway.
     L1,
-    /// I = Σ p·t, P = Σ p², T = Σ t² (MONAI `squared_pred`, which forms I as (P + T − Σ(p − t)²)/2,
-    /// the same quantity): ∂I/∂p = t, ∂P/∂p = 2p.
+    /// i = p·t, fp = p·(p − t), fn = t·(t − p), size t²: I = Σpt, P = Σp², T = Σt² (MONAI
+    /// `squared_pred`, which forms I as (P + T − Σ(p − t)²)/2, the same quantity).
+    /// ∂i/∂p = t, ∂fp/∂p = 2p − t. The mismatch α·fp + β·fn is formed as (p − t)·(α·p − β·t),
+    /// which is α·(p − t)² for MONAI's α = β.
     Squared,
+}
+
+impl Intersection {
+    /// One element's (i, α·fp + β·fn, size).
+    fn terms(self, p: f64, t: f64, alpha: f64, beta: f64) -> (f64, f64, f64) {
+        match self {
+            Intersection::Product => (p * t, alpha * (p * (1.0 - t)) + beta * (t * (1.0 - p)), t),
+            Intersection::L1 => {
+                let excess = p - t;
+                // excess is 0 or NaN in the last arm; a NaN reaches both parts.
+                let (i, over, under) = if excess > 0.0 {
+                    (t, excess, 0.0)
+                } else if excess < 0.0 {
+                    (p, 0.0, -excess)
+                } else {
+                    (p, excess, excess)
+                };
+                (i, alpha * over + beta * under, t)
+            }
+            Intersection::Squared => (p * t, (p - t) * (alpha * p - beta * t), t * t),
+        }
+    }
+
+    /// One element's (∂fp/∂p, ∂i/∂p); ∂fn/∂p = −∂i/∂p, T being constant.
+    fn slopes(self, p: f64, t: f64) -> (f64, f64) {
+        match self {
+            Intersection::Product => (1.0 - t, t),
+            Intersection::L1 if p > t => (1.0, 0.0),
+            Intersection::L1 if p < t => (0.0, 1.0),
+            Intersection::L1 => (0.5, 0.5),
+            Intersection::Squared => (2.0 * p - t, t),
+        }
+    }
 }
 
 /// What protects the score's denominator D.
@@ -66,7 +120,7 @@ pub enum Guard {
     ZeroIfEmpty,
 }
 
-/// The score s = (k·I + nr) / guard(D), D = k·I + α·(P − I) + β·(T − I) + dr.
+/// The score s = (k·I + nr) / guard(D), D = k·I + α·FP + β·FN + dr.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Ratio {
     /// k, the intersection's multiplicity: 2 for Dice written as 2I/(P + T), 1 for Jaccard/Tversky.
@@ -83,31 +137,58 @@ pub struct Ratio {
     pub guard: Guard,
 }
 
+/// A score, its complement and their slopes, in double-double.
+struct Score {
+    /// s.
+    score: Wide,
+    /// 1 − s, formed without the subtraction.
+    miss: Wide,
+    /// ∂(1 − s)/∂E with E = α·FP + β·FN.
+    by_mismatch: Wide,
+    /// ∂(1 − s)/∂I.
+    by_intersection: Wide,
+}
+
 impl Ratio {
-    /// The score and its partial derivatives (∂s/∂I, ∂s/∂P) for the sums I, P, T:
+    /// The score of a (group, class) from its sums I and E = α·FP + β·FN:
     ///
     /// ```text
-    /// N = k·I + nr,  D = k·I + α·(P − I) + β·(T − I) + dr,  s = N / D
-    /// ∂s/∂I = (k·D − (k − α − β)·N) / D²,  ∂s/∂P = −α·N / D²
+    /// N = k·I + nr,  D = k·I + E + dr,  s = N/D
+    /// 1 − s = L/D with L = E + dr − nr, the shortfall D − N formed from its parts
+    /// ∂(1 − s)/∂E = N/D² = s/D,  ∂(1 − s)/∂I = −k·L/D² = −k·(1 − s)/D
     /// ```
     ///
-    /// T is a target sum, constant. Under [`Guard::ClampMin`] with D ≤ ε: s = N/ε, ∂s/∂I = k/ε,
-    /// ∂s/∂P = 0; under [`Guard::ZeroIfEmpty`] with D = dr and no sum: s = 0 and both derivatives 0.
-    fn score(&self, intersection: f64, prediction: f64, target: f64) -> (f64, f64, f64) {
-        let numerator = self.k * intersection + self.smooth_nr;
-        let bare = self.k * intersection
-            + self.alpha * (prediction - intersection)
-            + self.beta * (target - intersection);
+    /// Under [`Guard::ClampMin`] with D ≤ ε: s = N/ε, 1 − s = (ε − D + L)/ε, ∂(1 − s)/∂E = 0,
+    /// ∂(1 − s)/∂I = −k/ε; under [`Guard::ZeroIfEmpty`] with D = dr and no sum: s = 0 and both
+    /// slopes 0.
+    fn score(&self, intersection: Wide, mismatch: Wide) -> Score {
+        let numerator = intersection * self.k + self.smooth_nr;
+        let bare = intersection * self.k + mismatch;
         let denominator = bare + self.smooth_dr;
+        let shortfall = mismatch + (Wide::from(self.smooth_dr) - self.smooth_nr);
         match self.guard {
-            Guard::ClampMin(eps) if denominator <= eps => (numerator / eps, self.k / eps, 0.0),
-            Guard::ZeroIfEmpty if bare == 0.0 => (0.0, 0.0, 0.0),
-            _ => (
-                numerator / denominator,
-                (self.k * denominator - (self.k - self.alpha - self.beta) * numerator)
-                    / (denominator * denominator),
-                -self.alpha * numerator / (denominator * denominator),
-            ),
+            Guard::ClampMin(eps) if denominator.value() <= eps => Score {
+                score: numerator / eps,
+                miss: (Wide::from(eps) - denominator + shortfall) / eps,
+                by_mismatch: Wide::ZERO,
+                by_intersection: Wide::from(-self.k) / eps,
+            },
+            Guard::ZeroIfEmpty if bare.value() == 0.0 => Score {
+                score: Wide::ZERO,
+                miss: Wide::ONE,
+                by_mismatch: Wide::ZERO,
+                by_intersection: Wide::ZERO,
+            },
+            _ => {
+                let score = numerator / denominator;
+                let miss = shortfall / denominator;
+                Score {
+                    score,
+                    miss,
+                    by_mismatch: score / denominator,
+                    by_intersection: -(miss * self.k) / denominator,
+                }
+            }
         }
     }
 }
@@ -128,7 +209,7 @@ pub enum WeightType {
 pub enum ClassPooling {
     /// One score per class.
     PerClass,
-    /// One score per group from X = Σ_c v_c·X_c for X ∈ {I, P, T} (kornia's micro Dice).
+    /// One score per group from X = Σ_c v_c·X_c for X ∈ {I, FP, FN, T} (kornia's micro Dice).
     Weighted(Vec<f64>),
     /// One score per group from X = Σ_c v_gc·X_gc with v_gc = f(T_gc) computed in float32
     /// (MONAI: `w_func(ground_o.float())`): f = 1/T², 1/T or 1 as [`WeightType`] says. An infinite
@@ -142,10 +223,29 @@ pub enum ClassPooling {
 pub enum ScoreLoss {
     /// l = 1 − s.
     OneMinus,
-    /// l = −ln max(s, ε) (smp's `log_loss`): ∂l/∂s = −1/s where s > ε, 0 elsewhere.
+    /// l = −ln max(s, ε) (smp's `log_loss`): ∂l/∂s = −1/s where s > ε, 0 elsewhere. Where
+    /// 1 − s ≤ ½ it is −ln1p(−(1 − s)), with the complement as the score gives it.
     NegLog(f64),
 }
 
+impl ScoreLoss {
+    /// l and ∂l/∂(1 − s).
+    fn loss(self, score: &Score) -> (f64, Wide) {
+        match self {
+            ScoreLoss::OneMinus => (score.miss.value(), Wide::ONE),
+            ScoreLoss::NegLog(eps) if score.score.value() > eps => {
+                let miss = score.miss.value();
+                let loss = if miss <= 0.5 {
+                    -(-miss).ln_1p()
+                } else {
+                    -score.score.value().ln()
+                };
+                (loss, Wide::ONE / score.score)
+            }
+            ScoreLoss::NegLog(eps) => (-eps.ln(), Wide::ZERO),
+        }
+    }
+}
 /// What happens to a class absent from a group's target (T = 0).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Absent {
@@ -171,7 +271,7 @@ pub enum Aggregation {
         /// The shape of the unreduced loss.
         shape: Vec<usize>,
     },
-    /// Per group L_g = Σ_j ω_gj·l_gj / Σ_j ω_gj with ω_gj = w_j (times [T_gj > 0] when absent
+    /// Per group L_g = Σ_j ω_gj·l_gj / Σ_j ω_gj with ω_gj = w_j (times \[T_gj > 0\] when absent
     /// classes are dropped), or `empty` with a zero gradient when Σ_j ω_gj = 0 (0/0 = NaN without
     /// it); then the mean over groups, raised to γ: L = (Σ_g L_g / G)^γ (smp, kornia).
     ClassMean {
@@ -205,77 +305,109 @@ pub struct Convention {
 
 /// The sums of every (group, class), each `(G, C)`.
 struct Sums {
-    intersection: Array2<f64>,
-    prediction: Array2<f64>,
-    target: Array2<f64>,
+    /// I.
+    intersection: Array2<Wide>,
+    /// E = α·FP + β·FN.
+    mismatch: Array2<Wide>,
+    /// T.
+    target: Array2<Wide>,
+}
+
+impl Sums {
+    /// I, E and T of every (group, class): sums over its positions, and over the batch when
+    /// pooled.
+    fn new(convention: &Convention, p: &Array3<f64>, t: &Array3<f64>) -> Sums {
+        let (batch, classes, _) = p.dim();
+        let groups = if convention.pool_batch { 1 } else { batch };
+        let Ratio { alpha, beta, .. } = convention.ratio;
+        let mut sums = Array2::from_elem((groups, classes), [CompensatedSum::default(); 3]);
+        Zip::indexed(p).and(t).for_each(|(n, c, _), &p, &t| {
+            let g = if convention.pool_batch { 0 } else { n };
+            let (i, e, size) = convention.intersection.terms(p, t, alpha, beta);
+            let [intersection, mismatch, target] = &mut sums[(g, c)];
+            intersection.add(i);
+            mismatch.add(e);
+            target.add(size);
+        });
+        let sum = |which: usize| sums.mapv(|sums| Wide::from(sums[which]));
+        Sums {
+            intersection: sum(0),
+            mismatch: sum(1),
+            target: sum(2),
+        }
+    }
+
+    /// X_g = Σ_c v_gc·X_gc for each sum, `(G, 1)`.
+    fn pooled(&self, weights: &Array2<f64>) -> Sums {
+        let pool = |values: &Array2<Wide>| {
+            Array2::from_shape_fn((values.nrows(), 1), |(g, _)| {
+                (0..values.ncols())
+                    .fold(Wide::ZERO, |sum, c| sum + values[(g, c)] * weights[(g, c)])
+            })
+        };
+        Sums {
+            intersection: pool(&self.intersection),
+            mismatch: pool(&self.mismatch),
+            target: pool(&self.target),
+        }
+    }
 }
 
 /// The overlap loss of probabilities `p` and targets `t`, both `(N, C, S)` and already masked, and
 /// its gradient ∂L/∂p for `grad_output` (ones when absent):
 ///
 /// ```text
-/// sums      I_gc, P_gc, T_gc over the positions of group g (one image, or the batch) — Intersection
+/// sums      I_gc, E_gc = α·FP_gc + β·FN_gc, T_gc over the positions of group g
+///           (one image, or the batch)                                                — Intersection
 /// pooling   per class, or X_g = Σ_c v_gc·X_gc                                         — ClassPooling
-/// score     s = (k·I + nr) / guard(k·I + α·(P − I) + β·(T − I) + dr)                  — Ratio
+/// score     s = (k·I + nr) / guard(k·I + E + dr), and 1 − s = (E + dr − nr)/D       — Ratio
 /// loss      l = 1 − s, or −ln max(s, ε)                                               — ScoreLoss
 /// absent    T = 0: kept, zeroed but counted, or dropped                               — Absent
 /// result    w·l unreduced / mean / sum, or the (weighted) mean over classes, groups, ^γ — Aggregation
 /// ```
 ///
-/// The gradient runs the same chain backwards: ∂L/∂l from the aggregation, ∂l/∂s, then ∂s/∂I and
-/// ∂s/∂P per score, spread over the pooled classes (×v_gc) and images, and per element
-/// ∂L/∂p = ∂L/∂I·∂I/∂p + ∂L/∂P·∂P/∂p.
+/// The gradient runs the same chain backwards: ∂L/∂l from the aggregation, ∂l/∂(1 − s), then
+/// ∂L/∂E and ∂L/∂I per score, spread over the pooled classes (×v_gc) and images. Per element, as
+/// FN = T − I with T constant,
+///
+/// ```text
+/// ∂L/∂p = ∂L/∂FP·∂fp/∂p + (∂L/∂I − ∂L/∂FN)·∂i/∂p,  ∂L/∂FP = α·∂L/∂E,  ∂L/∂FN = β·∂L/∂E
+/// ```
+///
+/// whose two coefficients are formed per (group, class) in double-double and rounded once. For
+/// the product form and a hard target that is one coefficient per element: α·N/D² where t = 0,
+/// −(k·L + β·N)/D² where t = 1 (for l = 1 − s), with no cancellation.
 pub fn overlap(
     convention: &Convention,
     p: &Array3<f64>,
     t: &Array3<f64>,
     grad_output: Option<&ArrayD<f64>>,
 ) -> Result<(ArrayD<f64>, Array3<f64>)> {
-    let sums = group_sums(convention.intersection, convention.pool_batch, p, t);
+    let sums = Sums::new(convention, p, t);
+    let classes = sums.target.ncols();
     let pool = pooling_weights(
         &convention.class_pooling,
-        &sums.target,
+        &sums.target.mapv(Wide::value),
         convention.pool_batch,
     );
     let pooled = match &pool {
-        None => Sums {
-            intersection: sums.intersection.clone(),
-            prediction: sums.prediction.clone(),
-            target: sums.target.clone(),
-        },
-        Some(weights) => Sums {
-            intersection: pool_classes(weights, &sums.intersection),
-            prediction: pool_classes(weights, &sums.prediction),
-            target: pool_classes(weights, &sums.target),
-        },
+        None => sums,
+        Some(weights) => sums.pooled(weights),
     };
 
-    let shape = pooled.intersection.raw_dim();
-    let mut losses = Array2::<f64>::zeros(shape);
-    let mut loss_by_intersection = Array2::<f64>::zeros(shape);
-    let mut loss_by_prediction = Array2::<f64>::zeros(shape);
-    for ((g, j), loss) in losses.indexed_iter_mut() {
-        let (score, by_intersection, by_prediction) = convention.ratio.score(
-            pooled.intersection[(g, j)],
-            pooled.prediction[(g, j)],
-            pooled.target[(g, j)],
-        );
-        let (value, by_score) = match convention.score_loss {
-            ScoreLoss::OneMinus => (1.0 - score, -1.0),
-            ScoreLoss::NegLog(eps) => (
-                -score.max(eps).ln(),
-                if score > eps { -1.0 / score } else { 0.0 },
-            ),
-        };
-        let present = pooled.target[(g, j)] > 0.0;
-        let zeroed = convention.absent == Absent::ZeroedCounted && !present;
-        *loss = if zeroed { 0.0 } else { value };
-        let by_score = if zeroed { 0.0 } else { by_score };
-        loss_by_intersection[(g, j)] = by_score * by_intersection;
-        loss_by_prediction[(g, j)] = by_score * by_prediction;
+    let scores = Zip::from(&pooled.intersection)
+        .and(&pooled.mismatch)
+        .map_collect(|&intersection, &mismatch| convention.ratio.score(intersection, mismatch));
+    let present = pooled.target.mapv(|target| target.value() > 0.0);
+    let zeroed = present.mapv(|present| convention.absent == Absent::ZeroedCounted && !present);
+    let mut losses = Array2::<f64>::zeros(scores.raw_dim());
+    let mut by_miss = Array2::from_elem(scores.raw_dim(), Wide::ZERO);
+    for ((g, j), score) in scores.indexed_iter() {
+        if !zeroed[(g, j)] {
+            (losses[(g, j)], by_miss[(g, j)]) = convention.score_loss.loss(score);
+        }
     }
 
-    let present = pooled.target.mapv(|target| target > 0.0);
     let (loss, upstream) = aggregate(
         &convention.aggregation,
         convention.absent,
@@ -283,86 +415,42 @@ pub fn overlap(
         &present,
         grad_output,
     )?;
-    let mut by_intersection = upstream.clone() * &loss_by_intersection;
-    let mut by_prediction = upstream * &loss_by_prediction;
-    // Dropped or weightless scores may be 0/0 = NaN; their upstream is 0 and nothing flows.
-    for ((by_i, by_p), &up) in by_intersection
-        .iter_mut()
-        .zip(by_prediction.iter_mut())
-        .zip(aggregate_mask(&convention.aggregation, convention.absent, &present).iter())
-    {
-        if !up {
-            *by_i = 0.0;
-            *by_p = 0.0;
+    // Dropped, weightless or zeroed scores may be 0/0 = NaN; nothing flows from them.
+    let flows = aggregate_mask(&convention.aggregation, convention.absent, &present);
+    let Ratio { alpha, beta, .. } = convention.ratio;
+    // Per score: (∂L/∂FP, ∂L/∂I − ∂L/∂FN).
+    let coefficients = Array2::from_shape_fn(scores.raw_dim(), |(g, j)| {
+        if !flows[(g, j)] || zeroed[(g, j)] {
+            return (Wide::ZERO, Wide::ZERO);
         }
-    }
-    if let Some(weights) = &pool {
-        by_intersection = unpool_classes(weights, &by_intersection);
-        by_prediction = unpool_classes(weights, &by_prediction);
-    }
-    Ok((
-        loss,
-        element_gradient(
-            convention.intersection,
-            convention.pool_batch,
-            p,
-            t,
-            &by_intersection,
-            &by_prediction,
-        ),
-    ))
-}
+        let score = &scores[(g, j)];
+        let by_miss = by_miss[(g, j)] * upstream[(g, j)];
+        let by_mismatch = by_miss * score.by_mismatch;
+        (
+            by_mismatch * alpha,
+            by_miss * score.by_intersection - by_mismatch * beta,
+        )
+    });
+    let groups = coefficients.nrows();
+    let per_class = Array2::from_shape_fn((groups, classes), |(g, c)| match &pool {
+        None => coefficients[(g, c)],
+        Some(weights) => {
+            let (by_fp, by_hit) = coefficients[(g, 0)];
+            (by_fp * weights[(g, c)], by_hit * weights[(g, c)])
+        }
+    })
+    .mapv(|(by_fp, by_hit)| (by_fp.value(), by_hit.value()));
 
-/// I, P, T for every (group, class): sums over the positions, and over the batch when pooled.
-fn group_sums(
-    intersection: Intersection,
-    pool_batch: bool,
-    p: &Array3<f64>,
-    t: &Array3<f64>,
-) -> Sums {
-    let (batch, classes, _) = p.dim();
-    let groups = if pool_batch { 1 } else { batch };
-    let mut sums = Sums {
-        intersection: Array2::zeros((groups, classes)),
-        prediction: Array2::zeros((groups, classes)),
-        target: Array2::zeros((groups, classes)),
-    };
-    for g in 0..groups {
-        let images = if pool_batch { 0..batch } else { g..g + 1 };
-        for c in 0..classes {
-            let pairs = || {
-                images.clone().flat_map(move |n| {
-                    p.index_axis(Axis(0), n)
-                        .index_axis(Axis(0), c)
-                        .to_owned()
-                        .into_iter()
-                        .zip(t.index_axis(Axis(0), n).index_axis(Axis(0), c).to_owned())
-                })
-            };
-            let (prediction, target) = match intersection {
-                Intersection::Squared => (
-                    compensated_sum(pairs().map(|(p, _)| p * p)),
-                    compensated_sum(pairs().map(|(_, t)| t * t)),
-                ),
-                Intersection::Product | Intersection::L1 => (
-                    compensated_sum(pairs().map(|(p, _)| p)),
-                    compensated_sum(pairs().map(|(_, t)| t)),
-                ),
-            };
-            sums.intersection[(g, c)] = match intersection {
-                Intersection::L1 => {
-                    (prediction + target - compensated_sum(pairs().map(|(p, t)| (p - t).abs())))
-                        / 2.0
-                }
-                Intersection::Product | Intersection::Squared => {
-                    compensated_sum(pairs().map(|(p, t)| p * t))
-                }
-            };
-            sums.prediction[(g, c)] = prediction;
-            sums.target[(g, c)] = target;
-        }
-    }
-    sums
+    let mut grad = Array3::<f64>::zeros(p.raw_dim());
+    Zip::indexed(&mut grad)
+        .and(p)
+        .and(t)
+        .for_each(|(n, c, _), grad, &p, &t| {
+            let (by_fp, by_hit) = per_class[(if convention.pool_batch { 0 } else { n }, c)];
+            let (fp, hit) = convention.intersection.slopes(p, t);
+            *grad = by_fp * fp + by_hit * hit;
+        });
+    Ok((loss, grad))
 }
 
 /// The class-pooling weights v_gc, `(G, C)`, or `None` for one score per class.
@@ -404,48 +492,6 @@ fn pooling_weights(
             Some(weights)
         }
     }
-}
-
-/// X_g = Σ_c v_gc·X_gc, as a `(G, 1)` array.
-fn pool_classes(weights: &Array2<f64>, values: &Array2<f64>) -> Array2<f64> {
-    Array2::from_shape_fn((values.nrows(), 1), |(g, _)| {
-        compensated_sum((0..values.ncols()).map(|c| weights[(g, c)] * values[(g, c)]))
-    })
-}
-
-/// ∂L/∂X_gc = v_gc·∂L/∂X_g.
-fn unpool_classes(weights: &Array2<f64>, pooled: &Array2<f64>) -> Array2<f64> {
-    Array2::from_shape_fn(weights.raw_dim(), |(g, c)| weights[(g, c)] * pooled[(g, 0)])
-}
-
-/// ∂L/∂p_ncs = ∂L/∂I·∂I/∂p + ∂L/∂P·∂P/∂p, with the (group, class) derivatives of image n's group.
-fn element_gradient(
-    intersection: Intersection,
-    pool_batch: bool,
-    p: &Array3<f64>,
-    t: &Array3<f64>,
-    by_intersection: &Array2<f64>,
-    by_prediction: &Array2<f64>,
-) -> Array3<f64> {
-    Array3::from_shape_fn(p.raw_dim(), |(n, c, s)| {
-        let g = if pool_batch { 0 } else { n };
-        let (p, t) = (p[(n, c, s)], t[(n, c, s)]);
-        let (intersection_by_p, prediction_by_p) = match intersection {
-            Intersection::Product => (t, 1.0),
-            Intersection::L1 => {
-                let sign = if p > t {
-                    1.0
-                } else if p < t {
-                    -1.0
-                } else {
-                    0.0
-                };
-                ((1.0 - sign) / 2.0, 1.0)
-            }
-            Intersection::Squared => (t, 2.0 * p),
-        };
-        by_intersection[(g, c)] * intersection_by_p + by_prediction[(g, c)] * prediction_by_p
-    })
 }
 
 /// Which scores receive a gradient from the aggregation: all but dropped absent classes and the
