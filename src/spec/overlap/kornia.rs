@@ -1,10 +1,9 @@
 //! kornia 0.9's `dice_loss` and `tversky_loss`.
 
-use ndarray::{Array2, Array3, ArrayD};
+use ndarray::{Array2, ArrayD};
 
 use super::operands::{
-    check_prediction, flatten, position_mask, shape_mismatch, unflatten, Activated, Activation,
-    Operands,
+    check_prediction, flatten, position_mask, shape_mismatch, Activated, Activation, Operands,
 };
 use super::{Absent, Aggregation, ClassPooling, Convention, Guard, Intersection, Ratio, ScoreLoss};
 use crate::error::Rejection;
@@ -54,7 +53,7 @@ pub fn dice(
     options: &KorniaDiceOptions,
     grad_output: Option<&ArrayD<f64>>,
 ) -> Result<LossOutput> {
-    let (prediction, labels, mask) = kornia_operands(pred, target, options.ignore_index, || {
+    let operands = kornia_operands(pred, target, options.ignore_index, || {
         match options.average.as_str() {
             "micro" | "macro" => Ok(()),
             other => Err(Rejection::InvalidOption {
@@ -64,7 +63,7 @@ pub fn dice(
             }),
         }
     })?;
-    let classes = prediction.dim().1;
+    let classes = pred.shape()[1];
     let weights = match weight {
         None => vec![1.0; classes],
         Some(weight)
@@ -107,7 +106,7 @@ pub fn dice(
             gamma: 1.0,
         },
     };
-    kornia_run(pred, prediction, labels, mask, &convention, grad_output)
+    operands.run(&convention, pred, grad_output)
 }
 
 /// kornia's `tversky_loss(pred, target, alpha, beta, eps, ignore_index)` on logits `(B, C, H, W)`
@@ -128,7 +127,7 @@ pub fn tversky(
     ignore_index: Option<i64>,
     grad_output: Option<&ArrayD<f64>>,
 ) -> Result<LossOutput> {
-    let (prediction, labels, mask) = kornia_operands(pred, target, ignore_index, || Ok(()))?;
+    let operands = kornia_operands(pred, target, ignore_index, || Ok(()))?;
     let convention = Convention {
         intersection: Intersection::Product,
         pool_batch: false,
@@ -149,21 +148,19 @@ pub fn tversky(
             gamma: 1.0,
         },
     };
-    kornia_run(pred, prediction, labels, mask, &convention, grad_output)
+    operands.run(&convention, pred, grad_output)
 }
-
-/// kornia's operands: the logits `(B, C, S)`, the one-hot target and the position mask.
-type KorniaOperands = (Array3<f64>, Array3<f64>, Option<Array3<f64>>);
 
 /// kornia's checks in its order — a 4-D pred, the target's last two axes, then its batch and
 /// spatial shape, then `options_check`, then int64 labels within [0, C) once ignored labels are 0 —
-/// and the prediction `(B, C, S)`, the one-hot target and the position mask.
+/// and the operands: softmax over the logits `(B, C, S)`, the one-hot target and the mask of
+/// non-ignored positions.
 fn kornia_operands(
     pred: &Tensor,
     target: &Tensor,
     ignore_index: Option<i64>,
     options_check: impl FnOnce() -> Result<()>,
-) -> Result<KorniaOperands> {
+) -> Result<Operands> {
     check_prediction(pred, 0)?;
     let shape = pred.shape();
     if shape.len() != 4 {
@@ -196,27 +193,10 @@ fn kornia_operands(
             classes,
         )
     });
-    Ok((flatten("pred", pred)?, one_hot_target, mask))
-}
-
-fn kornia_run(
-    pred: &Tensor,
-    prediction: Array3<f64>,
-    target: Array3<f64>,
-    mask: Option<Array3<f64>>,
-    convention: &Convention,
-    grad_output: Option<&ArrayD<f64>>,
-) -> Result<LossOutput> {
-    let classes = prediction.dim().1;
-    let operands = Operands {
-        activated: Activated::new(Activation::Softmax, prediction),
-        target,
+    Ok(Operands {
+        activated: Activated::new(Activation::Softmax, flatten("pred", pred)?),
+        target: one_hot_target,
         mask,
         channels: (0..classes).collect(),
-    };
-    let (loss, grad) = operands.run(convention, grad_output)?;
-    Ok(LossOutput {
-        loss,
-        grad_input: unflatten(grad, pred),
     })
 }

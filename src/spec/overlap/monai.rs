@@ -5,7 +5,7 @@ use ndarray::{Array3, ArrayD, Axis, IxDyn};
 
 use super::operands::{
     check_prediction, flatten, float32_values, position_mask, shape_mismatch, spatial_flattened,
-    truncated_labels, unflatten, Activated, Activation, Operands,
+    truncated_labels, Activated, Activation, Operands,
 };
 use super::{
     grad_output_shape, Absent, Aggregation, ClassPooling, Convention, Guard, Intersection, Ratio,
@@ -288,11 +288,7 @@ pub fn loss(
         mask,
         channels,
     };
-    let (loss, grad) = operands.run(&convention, grad_output)?;
-    Ok(LossOutput {
-        loss,
-        grad_input: unflatten(grad, input),
-    })
+    operands.run(&convention, input, grad_output)
 }
 
 /// Σpt, or Σmin(p, t) with soft_label (TverskyLoss and GeneralizedDiceLoss have no squared form).

@@ -6,7 +6,7 @@ use ndarray::{Array2, Array3, ArrayD};
 use super::{overlap, Convention};
 use crate::error::Rejection;
 use crate::spec::softmax::{log_softmax, log_softmax_backward};
-use crate::spec::{reshaped, Result};
+use crate::spec::{reshaped, LossOutput, Result};
 use crate::tensor::Tensor;
 
 /// What turns the prediction into probabilities, along the class axis.
@@ -101,16 +101,34 @@ pub(super) struct Operands {
 }
 
 impl Operands {
-    /// Runs the core on p' = (p·m)[channels], t' = (t·m)[channels] and returns the loss and ∂L/∂x,
-    /// `(N, C, S)`: the gradient of the selected channels scattered back (added where a channel
-    /// repeats), times m, through the activation.
+    /// Runs the core on p' = (p·m)[channels], t' = (t·m)[channels] and returns the loss and ∂L/∂x
+    /// in the shape of `prediction`: the gradient of the selected channels scattered back (added
+    /// where a channel repeats), times m, through the activation.
     pub(super) fn run(
+        &self,
+        convention: &Convention,
+        prediction: &Tensor,
+        grad_output: Option<&ArrayD<f64>>,
+    ) -> Result<LossOutput> {
+        let (loss, grad) = self.selected(convention, grad_output)?;
+        Ok(LossOutput {
+            loss,
+            grad_input: unflatten(self.activated.backward(grad), prediction),
+        })
+    }
+
+    /// The core's loss and ∂L/∂p, `(N, C, S)`. Every channel in order without a mask is the
+    /// operands themselves, not copied.
+    fn selected(
         &self,
         convention: &Convention,
         grad_output: Option<&ArrayD<f64>>,
     ) -> Result<(ArrayD<f64>, Array3<f64>)> {
         let p = &self.activated.probabilities;
         let (batch, classes, positions) = p.dim();
+        if self.mask.is_none() && self.channels.iter().copied().eq(0..classes) {
+            return overlap(convention, p, &self.target, grad_output);
+        }
         let mask =
             |n: usize, c: usize, s: usize| self.mask.as_ref().map_or(1.0, |mask| mask[(n, c, s)]);
         let select = |values: &Array3<f64>| {
@@ -124,12 +142,12 @@ impl Operands {
         for ((n, j, s), value) in grad_selected.indexed_iter() {
             grad[(n, self.channels[j], s)] += value * mask(n, self.channels[j], s);
         }
-        Ok((loss, self.activated.backward(grad)))
+        Ok((loss, grad))
     }
 }
 
 /// The gradient `(N, C, S)` in the prediction's own shape (the same elements in row-major order).
-pub(super) fn unflatten(grad: Array3<f64>, prediction: &Tensor) -> ArrayD<f64> {
+fn unflatten(grad: Array3<f64>, prediction: &Tensor) -> ArrayD<f64> {
     let mut unflattened = ArrayD::zeros(prediction.shape());
     for (slot, value) in unflattened.iter_mut().zip(grad) {
         *slot = value;

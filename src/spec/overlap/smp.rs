@@ -4,7 +4,7 @@ use ndarray::{Array2, ArrayD};
 
 use super::operands::{
     check_prediction, flatten, float32_values, position_mask, shape_mismatch, truncated_labels,
-    unflatten, Activated, Activation, Operands,
+    Activated, Activation, Operands,
 };
 use super::{Absent, Aggregation, ClassPooling, Convention, Guard, Intersection, Ratio, ScoreLoss};
 use crate::error::Rejection;
@@ -274,11 +274,7 @@ pub fn loss(
         mask,
         channels: (0..classes).collect(),
     };
-    let (loss, grad) = operands.run(&convention, grad_output)?;
-    Ok(LossOutput {
-        loss,
-        grad_input: unflatten(grad, y_pred),
-    })
+    operands.run(&convention, y_pred, grad_output)
 }
 
 /// PyTorch's refusal to reshape a tensor without elements with an inferred (−1) axis when the

@@ -2,9 +2,7 @@
 
 use ndarray::ArrayD;
 
-use super::operands::{
-    check_prediction, flatten, shape_mismatch, unflatten, Activated, Activation, Operands,
-};
+use super::operands::{check_prediction, flatten, shape_mismatch, Activated, Activation, Operands};
 use super::{Absent, Aggregation, ClassPooling, Convention, Guard, Intersection, Ratio, ScoreLoss};
 use crate::spec::{LossOutput, Reduction, Result};
 use crate::tensor::Tensor;
@@ -78,9 +76,5 @@ pub fn loss(
         mask: None,
         channels: (0..input.shape()[1]).collect(),
     };
-    let (loss, grad) = operands.run(&convention, grad_output)?;
-    Ok(LossOutput {
-        loss,
-        grad_input: unflatten(grad, input),
-    })
+    operands.run(&convention, input, grad_output)
 }
