@@ -1,4 +1,7 @@
-//! kornia 0.9's `dice_loss` and `tversky_loss`.
+//! kornia 0.9's `dice_loss` and `tversky_loss`: softmax over `(B, C, H, W)` logits against int64
+//! labels, one image at a time, eps in the denominator only, ignored positions masked out, and
+//! the mean over present classes (macro Dice, Tversky) or over classes pooled into one ratio with
+//! their weights (micro Dice).
 
 use ndarray::{Array2, ArrayD};
 

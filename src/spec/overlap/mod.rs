@@ -30,10 +30,11 @@
 //! 1 − s = (D − N)/D = (α·FP + β·FN + dr − nr)/D
 //! ```
 //!
-//! with FP and FN summed from their own per-element terms (p·(1 − t), max(p − t, 0), …), which are
-//! non-negative for probabilities, never as P − I. The sums are compensated, and the few operations
-//! per score are carried in double-double ([`wide`]), so that the loss and the two gradient
-//! coefficients of each score are rounded to f64 once.
+//! with FP and FN summed from their own per-element terms (p·(1 − t), max(p − t, 0), …; see
+//! [`Intersection`]), never as P − I. For probabilities these terms are non-negative (with
+//! `squared_pred`, the mismatch α·(p − t)² is), so nothing cancels. The sums are compensated, and
+//! the few operations per score are carried in double-double, so that the loss and the two
+//! gradient coefficients of each score are rounded to f64 once.
 
 pub mod kornia;
 pub mod monai;
@@ -48,8 +49,6 @@ use super::{compensated_sum, reshaped, CompensatedSum, Reduction};
 use crate::error::Rejection;
 use crate::spec::Result;
 use wide::Wide;
-
-// --- the one formula ---------------------------------------------------------------------------
 
 /// What one element contributes to the intersection I, the false positives FP and the false
 /// negatives FN of its (group, class), and to the target size T.

@@ -1,5 +1,9 @@
 //! MONAI 1.6's `DiceLoss`, `GeneralizedDiceLoss`, `TverskyLoss`, `DiceCELoss` and
-//! `DiceFocalLoss`.
+//! `DiceFocalLoss`: one score per (image, class) or per class with `batch`, the intersection
+//! Σpt, Σmin(p, t) with `soft_label` or Σpt over Σp², Σt² with `squared_pred`, nr and dr, the
+//! `to_onehot_y`, `include_background` and `ignore_index` operands, and DiceLoss's unnormalised
+//! class weights. [`loss`] is the three overlap losses; [`dice_ce`] and [`dice_focal`] add a
+//! cross-entropy or focal term.
 
 use ndarray::{Array3, ArrayD, Axis, IxDyn};
 

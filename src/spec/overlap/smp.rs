@@ -1,4 +1,7 @@
-//! segmentation_models_pytorch 0.6's `DiceLoss`, `JaccardLoss` and `TverskyLoss`.
+//! segmentation_models_pytorch 0.6's `DiceLoss`, `JaccardLoss` and `TverskyLoss`: one Tversky
+//! score per class over the whole batch with the L1 intersection Σmin(p, t), the denominator
+//! clamped at eps, absent classes zeroed but averaged, float32 class weights, and γ on the mean.
+//! [`loss`] checks the arguments in smp's order and maps `mode` onto the operands.
 
 use ndarray::{Array2, ArrayD};
 

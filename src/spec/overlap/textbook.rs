@@ -34,7 +34,9 @@ pub enum Textbook {
 /// ```
 ///
 /// Nothing is activated, clamped, masked or weighted, and absent classes count like the others;
-/// at least one spatial axis is required (a sum over none is not the textbook's).
+/// at least one spatial axis is required (a sum over none is not the textbook's). Both losses are
+/// computed as Σ_s[p·(1 − t) + t·(1 − p)] over the denominator, without the cancellation of 1 − N/D
+/// near a perfect match (see the [`super`] module's Numerics).
 pub fn loss(
     which: Textbook,
     input: &Tensor,
@@ -46,9 +48,9 @@ pub fn loss(
     if target.shape() != input.shape() {
         return Err(shape_mismatch(input.shape(), target.shape()));
     }
-    let (k, overlap_weight) = match which {
-        Textbook::Dice => (2.0, 1.0),
-        Textbook::Iou => (1.0, 1.0),
+    let k = match which {
+        Textbook::Dice => 2.0,
+        Textbook::Iou => 1.0,
     };
     let convention = Convention {
         intersection: Intersection::Product,
@@ -56,8 +58,8 @@ pub fn loss(
         class_pooling: ClassPooling::PerClass,
         ratio: Ratio {
             k,
-            alpha: overlap_weight,
-            beta: overlap_weight,
+            alpha: 1.0,
+            beta: 1.0,
             smooth_nr: options.smooth,
             smooth_dr: options.smooth,
             guard: Guard::None,
