@@ -10,10 +10,13 @@ use super::domain::{
 };
 use super::{LossCall, LossDef, NumberOrList, Param};
 use crate::error::Rejection;
-use crate::spec::overlap::{
-    self, DiceCeOptions, DiceFocalOptions, KorniaDiceOptions, MonaiOptions, MonaiScore,
-    MonaiWeight, SmpOptions, SmpScore, Textbook, TextbookOptions, WeightType,
+use crate::spec::overlap::kornia::{self, KorniaDiceOptions};
+use crate::spec::overlap::monai::{
+    self, DiceCeOptions, DiceFocalOptions, MonaiOptions, MonaiScore, MonaiWeight,
 };
+use crate::spec::overlap::smp::{self, SmpOptions, SmpScore};
+use crate::spec::overlap::textbook::{self, Textbook, TextbookOptions};
+use crate::spec::overlap::WeightType;
 use crate::spec::LossOutput;
 use crate::spec::Result;
 
@@ -75,7 +78,7 @@ pub(super) const LOSSES: &[LossDef] = &[
         params: TEXTBOOK_PARAMS,
         required_tensors: &["input", "target"],
         optional_tensors: &[],
-        evaluate: |call| textbook(Textbook::Dice, call),
+        evaluate: |call| textbook_loss(Textbook::Dice, call),
     },
     LossDef {
         name: "segloss.soft_iou",
@@ -83,7 +86,7 @@ pub(super) const LOSSES: &[LossDef] = &[
         params: TEXTBOOK_PARAMS,
         required_tensors: &["input", "target"],
         optional_tensors: &[],
-        evaluate: |call| textbook(Textbook::Iou, call),
+        evaluate: |call| textbook_loss(Textbook::Iou, call),
     },
     LossDef {
         name: "smp.DiceLoss",
@@ -91,7 +94,7 @@ pub(super) const LOSSES: &[LossDef] = &[
         params: SMP_PARAMS,
         required_tensors: SMP_TENSORS,
         optional_tensors: &[],
-        evaluate: |call| smp(SmpScore::Dice, call),
+        evaluate: |call| smp_loss(SmpScore::Dice, call),
     },
     LossDef {
         name: "smp.JaccardLoss",
@@ -99,7 +102,7 @@ pub(super) const LOSSES: &[LossDef] = &[
         params: SMP_PARAMS,
         required_tensors: SMP_TENSORS,
         optional_tensors: &[],
-        evaluate: |call| smp(SmpScore::Jaccard, call),
+        evaluate: |call| smp_loss(SmpScore::Jaccard, call),
     },
     LossDef {
         name: "smp.TverskyLoss",
@@ -113,7 +116,7 @@ pub(super) const LOSSES: &[LossDef] = &[
                 beta: call.float_param("beta", 0.5)?,
                 gamma: call.float_param("gamma", 1.0)?,
             };
-            smp(score, call)
+            smp_loss(score, call)
         },
     },
     LossDef {
@@ -145,7 +148,7 @@ pub(super) const LOSSES: &[LossDef] = &[
                 jaccard: call.bool_param("jaccard", false)?,
                 weight,
             };
-            monai(&score, &options, call)
+            monai_loss(&score, &options, call)
         },
     },
     LossDef {
@@ -180,7 +183,7 @@ pub(super) const LOSSES: &[LossDef] = &[
                     })
                 }
             };
-            monai(&MonaiScore::Generalized(weight_type), &options, call)
+            monai_loss(&MonaiScore::Generalized(weight_type), &options, call)
         },
     },
     LossDef {
@@ -208,7 +211,7 @@ pub(super) const LOSSES: &[LossDef] = &[
                 alpha: call.float_param("alpha", 0.5)?,
                 beta: call.float_param("beta", 0.5)?,
             };
-            monai(&score, &options, call)
+            monai_loss(&score, &options, call)
         },
     },
     LossDef {
@@ -230,7 +233,7 @@ pub(super) const LOSSES: &[LossDef] = &[
                 lambda_ce: call.float_param("lambda_ce", 1.0)?,
                 label_smoothing: call.float_param("label_smoothing", 0.0)?,
             };
-            overlap::monai_dice_ce(
+            monai::dice_ce(
                 call.tensor("input")?,
                 call.tensor("target")?,
                 call.tensors.get("weight"),
@@ -264,7 +267,7 @@ pub(super) const LOSSES: &[LossDef] = &[
                 lambda_dice: call.float_param("lambda_dice", defaults.lambda_dice)?,
                 lambda_focal: call.float_param("lambda_focal", defaults.lambda_focal)?,
             };
-            overlap::monai_dice_focal(
+            monai::dice_focal(
                 call.tensor("input")?,
                 call.tensor("target")?,
                 &monai_options(call)?,
@@ -290,7 +293,7 @@ pub(super) const LOSSES: &[LossDef] = &[
                 eps: call.float_param("eps", defaults.eps)?,
                 ignore_index: kornia_ignore_index(call)?,
             };
-            call.weighted_loss(["pred", "target"], overlap::kornia_dice, &options)
+            call.weighted_loss(["pred", "target"], kornia::dice, &options)
         },
     },
     LossDef {
@@ -305,7 +308,7 @@ pub(super) const LOSSES: &[LossDef] = &[
         required_tensors: KORNIA_TENSORS,
         optional_tensors: &[],
         evaluate: |call| {
-            overlap::kornia_tversky(
+            kornia::tversky(
                 call.tensor("pred")?,
                 call.tensor("target")?,
                 call.required_float_param("alpha")?,
@@ -318,12 +321,12 @@ pub(super) const LOSSES: &[LossDef] = &[
     },
 ];
 
-fn textbook(which: Textbook, call: &LossCall) -> Result<LossOutput> {
+fn textbook_loss(which: Textbook, call: &LossCall) -> Result<LossOutput> {
     let options = TextbookOptions {
         smooth: call.float_param("smooth", 1.0)?,
         reduction: call.reduction()?,
     };
-    overlap::textbook(
+    textbook::loss(
         which,
         call.tensor("input")?,
         call.tensor("target")?,
@@ -332,7 +335,7 @@ fn textbook(which: Textbook, call: &LossCall) -> Result<LossOutput> {
     )
 }
 
-fn smp(score: SmpScore, call: &LossCall) -> Result<LossOutput> {
+fn smp_loss(score: SmpScore, call: &LossCall) -> Result<LossOutput> {
     let defaults = SmpOptions::default();
     let options = SmpOptions {
         mode: call.required("mode", Value::as_str, "a string")?.parse()?,
@@ -344,7 +347,7 @@ fn smp(score: SmpScore, call: &LossCall) -> Result<LossOutput> {
         eps: call.float_param("eps", defaults.eps)?,
         class_weights: call.float_list_param("class_weights")?,
     };
-    overlap::smp_loss(
+    smp::loss(
         score,
         call.tensor("y_pred")?,
         call.tensor("y_true")?,
@@ -371,8 +374,8 @@ fn monai_options(call: &LossCall) -> Result<MonaiOptions> {
     })
 }
 
-fn monai(score: &MonaiScore, options: &MonaiOptions, call: &LossCall) -> Result<LossOutput> {
-    overlap::monai_loss(
+fn monai_loss(score: &MonaiScore, options: &MonaiOptions, call: &LossCall) -> Result<LossOutput> {
+    monai::loss(
         score,
         call.tensor("input")?,
         call.tensor("target")?,

@@ -186,24 +186,49 @@ pub fn scalar(array: &ArrayD<f64>) -> f64 {
 /// Σ values with Neumaier's compensation, so the reference's own rounding error stays far below
 /// any tolerance it is compared with. Non-finite values propagate as in a plain sum.
 pub fn compensated_sum(values: impl IntoIterator<Item = f64>) -> f64 {
-    let mut sum = 0.0_f64;
-    let mut compensation = 0.0_f64;
+    let mut sum = CompensatedSum::default();
     for value in values {
-        let total = sum + value;
+        sum.add(value);
+    }
+    sum.total()
+}
+
+/// A running Neumaier sum: the rounded running total and, beside it, the rounding errors of the
+/// additions so far. Non-finite values propagate as in a plain sum.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CompensatedSum {
+    sum: f64,
+    compensation: f64,
+}
+
+impl CompensatedSum {
+    /// Adds `value` to the sum.
+    pub fn add(&mut self, value: f64) {
+        let total = self.sum + value;
         if !total.is_finite() {
             // inf or NaN: compensation is meaningless from here on, the plain sum is the answer.
-            sum = total;
-            compensation = 0.0;
-            continue;
+            self.sum = total;
+            self.compensation = 0.0;
+            return;
         }
-        compensation += if sum.abs() >= value.abs() {
-            (sum - total) + value
+        self.compensation += if self.sum.abs() >= value.abs() {
+            (self.sum - total) + value
         } else {
-            (value - total) + sum
+            (value - total) + self.sum
         };
-        sum = total;
+        self.sum = total;
     }
-    sum + compensation
+
+    /// The sum as (rounded running total, correction), whose exact sum is the sum of the values
+    /// to about n·2⁻¹⁰⁶ of Σ|value| after n values.
+    pub fn parts(self) -> (f64, f64) {
+        (self.sum, self.compensation)
+    }
+
+    /// The sum rounded to f64.
+    pub fn total(self) -> f64 {
+        self.sum + self.compensation
+    }
 }
 
 #[cfg(test)]

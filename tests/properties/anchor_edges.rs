@@ -325,7 +325,7 @@ fn fortran_order_and_strided_arrays_give_the_same_results() {
 
 #[test]
 fn the_spec_itself_reads_fortran_order() {
-    use segloss::spec::overlap::{smp_loss, SmpOptions, SmpScore};
+    use segloss::spec::overlap::smp::{loss as smp_loss, SmpOptions, SmpScore};
     use segloss::spec::smp::SmpMode;
     let (pred, truth) = (f64s(&[2, 3, 2, 2]), probabilities(&[2, 3, 2, 2]));
     let options = SmpOptions {
