@@ -2379,6 +2379,20 @@ fn overlap_difference_calls(draw: &mut Draw) -> Vec<LossCall> {
     let logits = |draw: &mut Draw, count: usize| draw.many(count, |d| d.uniform(-3.0, 3.0));
     let soft = |draw: &mut Draw, count: usize| draw.many(count, |d| d.uniform(0.05, 0.95));
     let int64 = |shape: &[usize], values: Vec<i64>| labels(shape, values);
+    // DiceFocal composes the Dice and focal parts; `none` sends the Dice part g summed over the
+    // axes its loss is broadcast along.
+    for (reduction, batch, include_background) in [("none", true, false), ("mean", false, true)] {
+        calls.push(call(
+            "monai.DiceFocalLoss",
+            json!({ "reduction": reduction, "softmax": true, "to_onehot_y": true, "batch": batch,
+                    "include_background": include_background, "gamma": 1.5, "alpha": 0.25,
+                    "lambda_dice": 0.7, "lambda_focal": 0.4 }),
+            vec![
+                ("input", tensor(&[2, 3, 2, 2], logits(draw, 24))),
+                ("target", int64(&[2, 1, 2, 2], vec![0, 2, 1, 2, 2, 0, 0, 1])),
+            ],
+        ));
+    }
     calls.push(call(
         "smp.DiceLoss",
         json!({ "mode": "binary", "smooth": 0.5, "ignore_index": 255 }),

@@ -58,6 +58,7 @@ pub const LOSSES: &[&str] = &[
     "monai.GeneralizedDiceLoss",
     "monai.TverskyLoss",
     "monai.DiceCELoss",
+    "monai.DiceFocalLoss",
     "kornia.dice_loss",
     "kornia.tversky_loss",
     // The Lovász losses.
@@ -113,6 +114,7 @@ pub fn evaluate_at(call: &LossCall, at: Option<&ArrayD<Real>>) -> Option<Exact> 
             overlap::monai(call, at, &call.loss)
         }
         "monai.DiceCELoss" => overlap::monai_dice_ce(call, at),
+        "monai.DiceFocalLoss" => overlap::monai_dice_focal(call, at),
         "kornia.dice_loss" => overlap::kornia(call, at, overlap::Kornia::Dice),
         "kornia.tversky_loss" => overlap::kornia(call, at, overlap::Kornia::Tversky),
         "kornia.binary_focal_loss_with_logits" => kornia::binary_focal_loss_with_logits(call, at),

@@ -80,7 +80,11 @@ fn f32_of(value: f64) -> Real {
 
 /// The one-hot (B, C, *) target of a (B, 1, *) label target; `None` for another shape or a label
 /// outside [0, C) that is not the ignore_index sentinel.
-fn one_hot(target: &ArrayD<f64>, classes: usize, ignore_index: Option<i64>) -> Option<ArrayD<f64>> {
+pub(super) fn one_hot(
+    target: &ArrayD<f64>,
+    classes: usize,
+    ignore_index: Option<i64>,
+) -> Option<ArrayD<f64>> {
     if target.shape().get(1) != Some(&1) {
         return None;
     }

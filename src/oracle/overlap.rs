@@ -1356,6 +1356,138 @@ pub(super) fn monai_dice_ce(call: &LossCall, at: Option<&ArrayD<Real>>) -> Optio
     Some(Exact { loss, grad_input })
 }
 
+/// MONAI 1.6's `DiceFocalLoss(…, gamma, alpha, weight, lambda_dice, lambda_focal)(input, target)`:
+///
+/// ```text
+/// t' = one_hot(target) with to_onehot_y (C > 1), else the target     (once, for both parts)
+/// L  = λ_dice·DiceLoss(input, t') + λ_focal·FocalLoss(input, t')
+/// ```
+///
+/// The Dice part is MONAI's DiceLoss above with the activation flags, squared_pred, jaccard,
+/// smoothing, batch and `weight` (float32; one number or one per remaining class), without
+/// ignore_index or soft_label. The focal part is the oracle's `monai.FocalLoss` on the raw input
+/// with γ, α, `weight` and include_background, always its sigmoid form (`use_softmax` is never
+/// set). With `none` the Dice part's `(N, C', 1, …)` — `(C', 1, …)` with batch — is broadcast onto
+/// the focal part's `(N, C', d1, …)`, so the Dice part's grad_output is g summed over the broadcast
+/// axes: ∂L/∂x = λ_dice·∂Dice/∂x·Σg + λ_focal·∂Focal/∂x·g.
+pub(super) fn monai_dice_focal(call: &LossCall, at: Option<&ArrayD<Real>>) -> Option<Exact> {
+    let options = monai_options(call)?;
+    let lambda_dice = number(call, "lambda_dice", 1.0)?;
+    let lambda_focal = number(call, "lambda_focal", 1.0)?;
+    let input = call.tensors.get("input")?;
+    let shape = input.shape().to_vec();
+    if shape.len() < 3 {
+        return None;
+    }
+    let classes = shape[1];
+    let target = call.tensors.get("target")?;
+    let encoded = if options.to_onehot_y && classes > 1 {
+        Tensor::Float64(super::monai::one_hot(&target.to_f64(), classes, None)?)
+    } else {
+        target.clone()
+    };
+    if encoded.shape() != shape.as_slice() {
+        return None;
+    }
+    // The grad_output g of the call; the Dice part's upstream is g summed over the axes its loss is
+    // broadcast along, formed exactly: its gradient is Σ_k u_k·(the gradient for the k-th unit
+    // grad_output), its loss having one element per (image, class) score.
+    let kept = classes - usize::from(!options.include_background && classes > 1);
+    let reduced_shape = match options.reduction {
+        Reduce::None => [&[shape[0], kept][..], &shape[2..]].concat(),
+        Reduce::Mean | Reduce::Sum => vec![],
+    };
+    let given = match &call.grad_output {
+        Some(given) if given.shape() != reduced_shape.as_slice() => return None,
+        Some(given) => given.clone(),
+        None => ArrayD::ones(reduced_shape),
+    };
+    let mut tensors = call.tensors.clone();
+    tensors.insert("target".into(), encoded);
+    let mut dice_params = call.params.clone();
+    dice_params.insert("to_onehot_y".into(), Value::Bool(false));
+    let dice_at = |grad_output: ArrayD<f64>| {
+        let dice_call = LossCall {
+            loss: "monai.DiceLoss".into(),
+            params: dice_params.clone(),
+            tensors: tensors.clone(),
+            grad_output: Some(grad_output),
+        };
+        monai(&dice_call, at, "monai.DiceLoss")
+    };
+    let dice = match options.reduction {
+        Reduce::Mean | Reduce::Sum => dice_at(given.clone())?,
+        Reduce::None => {
+            let dice_shape: Vec<usize> = {
+                let leading = if options.batch {
+                    vec![kept]
+                } else {
+                    vec![shape[0], kept]
+                };
+                [leading, vec![1; shape.len() - 2]].concat()
+            };
+            let count: usize = dice_shape.iter().product();
+            let mut grad = ArrayD::from_elem(shape.clone(), Real::zero());
+            let mut loss = None;
+            for k in 0..count {
+                let mut basis = ArrayD::zeros(dice_shape.clone());
+                *basis.iter_mut().nth(k)? = 1.0;
+                let part = dice_at(basis)?;
+                // u_k = Σ of g over the positions score k is broadcast to.
+                let (image, class) = if options.batch {
+                    (None, k)
+                } else {
+                    (Some(k / kept), k % kept)
+                };
+                let u = sum(&given
+                    .indexed_iter()
+                    .filter(|(index, _)| {
+                        index[1] == class && image.is_none_or(|image| index[0] == image)
+                    })
+                    .map(|(_, &g)| Real::from_f64(g))
+                    .collect::<Vec<_>>());
+                grad.zip_mut_with(&part.grad_input, |slot, d| *slot = &*slot + &(&u * d));
+                loss.get_or_insert(part.loss);
+            }
+            Exact {
+                loss: loss?,
+                grad_input: grad,
+            }
+        }
+    };
+    let focal_params = [
+        "include_background",
+        "gamma",
+        "alpha",
+        "weight",
+        "reduction",
+    ]
+    .into_iter()
+    .filter_map(|name| Some((name.to_string(), call.params.get(name)?.clone())))
+    .collect();
+    let focal_call = LossCall {
+        loss: "monai.FocalLoss".into(),
+        params: focal_params,
+        tensors,
+        grad_output: Some(given),
+    };
+    let focal = super::monai::focal_loss(&focal_call, at)?;
+    let (lambda_dice, lambda_focal) = (Real::from_f64(lambda_dice), Real::from_f64(lambda_focal));
+    let mut loss = dice
+        .loss
+        .broadcast(focal.loss.raw_dim())?
+        .map(|d| &lambda_dice * d);
+    loss.zip_mut_with(&focal.loss, |slot, f| *slot = &*slot + &(&lambda_focal * f));
+    if dice.grad_input.shape() != focal.grad_input.shape() {
+        return None;
+    }
+    let mut grad_input = dice.grad_input.map(|d| &lambda_dice * d);
+    grad_input.zip_mut_with(&focal.grad_input, |slot, f| {
+        *slot = &*slot + &(&lambda_focal * f)
+    });
+    Some(Exact { loss, grad_input })
+}
+
 // --- kornia 0.9 -----------------------------------------------------------------------------
 
 /// Which kornia loss.
