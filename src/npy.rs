@@ -10,6 +10,7 @@
 //! Versions 1.0, 2.0 and 3.0 are read; [`write_npy`] writes version 1.0 (2.0 when the header needs
 //! it), little-endian, C order, as `numpy.save` does.
 
+use std::io::{BufWriter, Write};
 use std::path::Path;
 
 use ndarray::{ArrayD, IxDyn, ShapeBuilder};
@@ -211,6 +212,13 @@ pub fn shape_literal(shape: &[usize]) -> String {
 /// The `.npy` bytes of a tensor: format version 1.0 (2.0 if the header is too long for it),
 /// little-endian, C order, the header padded to a multiple of 64 bytes as NumPy pads it.
 pub fn to_npy_bytes(tensor: &Tensor) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(128 + tensor.shape().iter().product::<usize>() * 8);
+    write_npy_to(tensor, &mut bytes).expect("writing to a Vec cannot fail");
+    bytes
+}
+
+/// Writes the `.npy` bytes of [`to_npy_bytes`] to `out`, element by element.
+fn write_npy_to(tensor: &Tensor, out: &mut impl Write) -> std::io::Result<()> {
     let dtype = tensor.dtype();
     let shape = shape_literal(tensor.shape());
     let order = if dtype.item_size() == 1 { '|' } else { '<' };
@@ -227,33 +235,35 @@ pub fn to_npy_bytes(tensor: &Tensor) -> Vec<u8> {
     let len = header_len(if version == 1 { 10 } else { 12 });
     dict.extend(std::iter::repeat_n(' ', len - dict.len() - 1));
     dict.push('\n');
-    let mut bytes = Vec::with_capacity(12 + len + tensor.shape().iter().product::<usize>() * 8);
-    bytes.extend_from_slice(MAGIC);
-    bytes.extend_from_slice(&[version, 0]);
+    out.write_all(MAGIC)?;
+    out.write_all(&[version, 0])?;
     if version == 1 {
-        bytes.extend_from_slice(&(len as u16).to_le_bytes());
+        out.write_all(&(len as u16).to_le_bytes())?;
     } else {
-        bytes.extend_from_slice(&(len as u32).to_le_bytes());
+        out.write_all(&(len as u32).to_le_bytes())?;
     }
-    bytes.extend_from_slice(dict.as_bytes());
+    out.write_all(dict.as_bytes())?;
     match tensor {
-        Tensor::Float64(array) => encode(&mut bytes, array, f64::to_le_bytes),
-        Tensor::Float32(array) => encode(&mut bytes, array, f32::to_le_bytes),
-        Tensor::Int64(array) => encode(&mut bytes, array, i64::to_le_bytes),
-        Tensor::Int32(array) => encode(&mut bytes, array, i32::to_le_bytes),
-        Tensor::Int16(array) => encode(&mut bytes, array, i16::to_le_bytes),
-        Tensor::UInt8(array) => encode(&mut bytes, array, |value| [value]),
-        Tensor::Bool(array) => encode(&mut bytes, array, |value| [u8::from(value)]),
+        Tensor::Float64(array) => encode(out, array, f64::to_le_bytes),
+        Tensor::Float32(array) => encode(out, array, f32::to_le_bytes),
+        Tensor::Int64(array) => encode(out, array, i64::to_le_bytes),
+        Tensor::Int32(array) => encode(out, array, i32::to_le_bytes),
+        Tensor::Int16(array) => encode(out, array, i16::to_le_bytes),
+        Tensor::UInt8(array) => encode(out, array, |value| [value]),
+        Tensor::Bool(array) => encode(out, array, |value| [u8::from(value)]),
     }
-    bytes
 }
 
-/// Writes a tensor as a `.npy` file, in its own dtype (see [`to_npy_bytes`]).
+/// Writes a tensor as a `.npy` file, in its own dtype (see [`to_npy_bytes`]), streamed through a
+/// buffer rather than formed whole in memory.
 pub fn write_npy(tensor: &Tensor, path: &Path) -> Result<()> {
-    std::fs::write(path, to_npy_bytes(tensor)).map_err(|error| Error::Io {
+    let io_error = |error: std::io::Error| Error::Io {
         path: path.to_path_buf(),
         message: error.to_string(),
-    })
+    };
+    let mut out = BufWriter::new(std::fs::File::create(path).map_err(io_error)?);
+    write_npy_to(tensor, &mut out).map_err(io_error)?;
+    out.flush().map_err(io_error)
 }
 
 impl Tensor {
@@ -306,13 +316,14 @@ fn decode<const N: usize, T>(data: &[u8], element: fn([u8; N]) -> T) -> Vec<T> {
 }
 
 fn encode<const N: usize, T: Copy>(
-    out: &mut Vec<u8>,
+    out: &mut impl Write,
     array: &ArrayD<T>,
     element: fn(T) -> [u8; N],
-) {
+) -> std::io::Result<()> {
     for &value in array {
-        out.extend_from_slice(&element(value));
+        out.write_all(&element(value))?;
     }
+    Ok(())
 }
 
 /// The three entries of a header dict.
