@@ -6,7 +6,8 @@
 
 use ndarray::ArrayD;
 use segloss::spec::binary::{binary_cross_entropy, binary_cross_entropy_with_logits};
-use segloss::spec::focal::{sigmoid_focal_loss, smp_focal, SmpFocalOptions, SmpReduction};
+use segloss::spec::focal::smp::{self, SmpFocalOptions, SmpReduction};
+use segloss::spec::focal::torchvision;
 use segloss::spec::smp::SmpMode;
 use segloss::spec::Reduction;
 use segloss::tensor::Tensor;
@@ -92,7 +93,7 @@ const SATURATING_FOCAL: [(f64, f64, f64); 2] = [
 fn torchvision_focal_keeps_the_digits_of_one_minus_p_t_at_large_logits() {
     for (gamma, loss, gradient) in SATURATING_FOCAL {
         let output =
-            sigmoid_focal_loss(&one(30.0), &one(1.0), 0.25, gamma, Reduction::None, None).unwrap();
+            torchvision::loss(&one(30.0), &one(1.0), 0.25, gamma, Reduction::None, None).unwrap();
         assert!(ulps(only(&output.loss), loss) <= 2.0, "γ = {gamma}");
         assert!(
             ulps(only(&output.grad_input), gradient) <= 2.0,
@@ -116,7 +117,7 @@ fn smp_focal_keeps_the_digits_of_one_minus_p_t_at_large_logits() {
             reduced_threshold: None,
             class_weights: None,
         };
-        let output = smp_focal(&one(30.0), &one(1.0), &options, None).unwrap();
+        let output = smp::loss(&one(30.0), &one(1.0), &options, None).unwrap();
         assert!(ulps(only(&output.loss), loss) <= 2.0, "γ = {gamma}");
         assert!(
             ulps(only(&output.grad_input), gradient) <= 2.0,

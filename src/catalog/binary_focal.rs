@@ -12,10 +12,11 @@ use super::{LossCall, LossDef, NumberOrList, Param};
 const SMP_FOCAL_REDUCTIONS: Domain = Domain::Choice(&["mean", "sum", "batchwise_mean", "none"]);
 use crate::error::Rejection;
 use crate::spec::binary::{self, SoftBceOptions};
-use crate::spec::focal::{
-    self, KorniaOptions, MonaiFocalOptions, PerClass, SmpFocalOptions, SmpReduction,
-    SoftCrossEntropyOptions,
-};
+use crate::spec::cross_entropy::{self, SoftCrossEntropyOptions};
+use crate::spec::focal::kornia::{self, KorniaOptions};
+use crate::spec::focal::monai::{self, MonaiFocalOptions, PerClass};
+use crate::spec::focal::smp::{self, SmpFocalOptions, SmpReduction};
+use crate::spec::focal::torchvision;
 use crate::spec::Reduction;
 use crate::spec::Result;
 
@@ -93,7 +94,7 @@ pub(super) const LOSSES: &[LossDef] = &[
         required_tensors: &["inputs", "targets"],
         optional_tensors: &[],
         evaluate: |call| {
-            focal::sigmoid_focal_loss(
+            torchvision::loss(
                 call.tensor("inputs")?,
                 call.tensor("targets")?,
                 call.float_param("alpha", 0.25)?,
@@ -146,7 +147,7 @@ pub(super) const LOSSES: &[LossDef] = &[
                 reduced_threshold: call.optional_float_param("reduced_threshold", None)?,
                 class_weights,
             };
-            focal::smp_focal(
+            smp::loss(
                 call.tensor("y_pred")?,
                 call.tensor("y_true")?,
                 &options,
@@ -204,7 +205,7 @@ pub(super) const LOSSES: &[LossDef] = &[
                 smooth_factor,
                 ignore_index: call.optional_int_param("ignore_index", Some(-100))?,
             };
-            focal::smp_soft_cross_entropy(
+            cross_entropy::smp_soft_cross_entropy(
                 call.tensor("y_pred")?,
                 call.tensor("y_true")?,
                 &options,
@@ -238,7 +239,7 @@ pub(super) const LOSSES: &[LossDef] = &[
                 use_softmax: call.bool_param("use_softmax", false)?,
                 ignore_index: call.optional_int_param("ignore_index", None)?,
             };
-            focal::monai_focal_loss(
+            monai::loss(
                 call.tensor("input")?,
                 call.tensor("target")?,
                 &options,
@@ -270,7 +271,7 @@ pub(super) const LOSSES: &[LossDef] = &[
                 "a number or null",
             )?;
             let options = kornia_options(call, alpha)?;
-            call.weighted_loss(["pred", "target"], focal::kornia_focal_loss, &options)
+            call.weighted_loss(["pred", "target"], kornia::loss, &options)
         },
     },
     LossDef {
@@ -286,7 +287,7 @@ pub(super) const LOSSES: &[LossDef] = &[
         optional_tensors: &["pos_weight", "weight"],
         evaluate: |call| {
             let options = kornia_options(call, call.optional_float_param("alpha", Some(0.25))?)?;
-            focal::kornia_binary_focal_loss_with_logits(
+            kornia::binary_with_logits(
                 call.tensor("pred")?,
                 call.tensor("target")?,
                 call.tensors.get("pos_weight"),

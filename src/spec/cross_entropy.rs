@@ -1,4 +1,5 @@
-//! The cross-entropy family: `nll_loss` and `cross_entropy` (class-index and probability targets).
+//! The cross-entropy family: `nll_loss` and `cross_entropy` (class-index and probability targets),
+//! and smp's `SoftCrossEntropyLoss`, an instance of the class-index cross entropy.
 //!
 //! Shapes follow PyTorch: the input is `(C)` (unbatched, 0-d target), `(N, C)` or
 //! `(N, C, d1, …, dk)`; a class-index target has the input's shape without the class axis, a
@@ -8,8 +9,9 @@ use ndarray::{Array1, ArrayD, IxDyn};
 
 use super::binary::{two_product, two_sum};
 use super::positions::{sweep, Layout, Upstream, Values};
+use super::smp::shape_error;
 use super::softmax::SoftmaxLane;
-use super::{compensated_sum, reshaped, LossOutput, Reduction};
+use super::{check_batched, compensated_sum, reshaped, LossOutput, Reduction};
 use crate::error::Rejection;
 use crate::spec::Result;
 use crate::tensor::{DType, Tensor};
@@ -582,4 +584,97 @@ fn check_bounds(targets: &ArrayD<i64>, classes: usize, ignore_index: Option<i64>
         Some(&value) => Err(Rejection::TargetOutOfBounds { value, classes }),
         None => Ok(()),
     }
+}
+
+// --- smp's SoftCrossEntropyLoss ------------------------------------------------------------------
+
+/// The constructor arguments of `smp.losses.SoftCrossEntropyLoss` (`dim` is always 1 here).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SoftCrossEntropyOptions {
+    /// none / mean / sum (smp reduces only mean and sum; anything else is none).
+    pub reduction: Reduction,
+    /// ε (smp's default `None` crashes; no range check, no clamp).
+    pub smooth_factor: f64,
+    /// Labels equal to this contribute 0 and stay in the mean (default −100); `None`: none.
+    pub ignore_index: Option<i64>,
+}
+
+/// `segmentation_models_pytorch.losses.SoftCrossEntropyLoss(reduction, smooth_factor,
+/// ignore_index)(y_pred, y_true)`: fairseq's label-smoothed NLL over log_softmax on axis 1, the
+/// class-index cross entropy without weights (`class_index_cross_entropy`) with one change:
+///
+/// ```text
+/// l_n = (1 − ε)·(−log p_{n,y_n}) + (ε/C)·Σ_c(−log p_{n,c}),  0 where y_n = ignore_index
+/// mean = Σ_n l_n / (number of positions)          (ignored positions stay in the denominator)
+/// ```
+///
+/// `none` returns (N, 1, *) when ignore_index is set and (N, *) when it is `None`. A label outside
+/// [0, C) that is not ignored fails (PyTorch's gather). With ε = 0 the smoothing term is skipped
+/// (smp would multiply an infinite term by 0 and give NaN for a −inf logit).
+pub fn smp_soft_cross_entropy(
+    y_pred: &Tensor,
+    y_true: &Tensor,
+    options: &SoftCrossEntropyOptions,
+    grad_output: Option<&ArrayD<f64>>,
+) -> Result<LossOutput> {
+    check_batched(y_pred)?;
+    let classes = y_pred.shape()[1];
+    let mut positions = y_pred.shape().to_vec();
+    positions.remove(1);
+    let mut unsqueezed = positions.clone();
+    unsqueezed.insert(1, 1);
+    let labels = match y_true {
+        Tensor::Int64(labels) => labels,
+        other => return Err(Rejection::ClassIndexDtype { got: other.dtype() }),
+    };
+    if labels.shape() != positions.as_slice() && labels.shape() != unsqueezed.as_slice() {
+        return Err(Rejection::TargetShapeMismatch {
+            expected: positions,
+            got: labels.shape().to_vec(),
+        });
+    }
+    let call = ClassIndexCall {
+        targets: reshaped(labels.clone(), IxDyn(&positions))
+            .ok_or_else(|| shape_error(y_pred, y_true))?,
+        weights: ndarray::Array1::ones(classes),
+        weighted: false,
+        target_dtype: DType::Int64,
+        class_axis: 1,
+    };
+    let output_shape = if options.ignore_index.is_some() && options.reduction == Reduction::None {
+        unsqueezed
+    } else {
+        positions.clone()
+    };
+    let grad_output = match (grad_output, options.reduction) {
+        (Some(given), Reduction::None) => {
+            if given.shape() != output_shape.as_slice() {
+                return Err(Rejection::GradOutputShape {
+                    expected: output_shape,
+                    got: given.shape().to_vec(),
+                });
+            }
+            Some(
+                reshaped(given.clone(), IxDyn(&positions))
+                    .ok_or_else(|| shape_error(y_pred, y_true))?,
+            )
+        }
+        (given, _) => given.cloned(),
+    };
+    check_float_input(y_pred)?;
+    let LossOutput { loss, grad_input } = class_index_cross_entropy(
+        y_pred,
+        &call,
+        options.ignore_index,
+        options.smooth_factor,
+        MeanOver::Positions,
+        options.reduction,
+        grad_output.as_ref(),
+    )?;
+    let loss = if options.reduction == Reduction::None {
+        reshaped(loss, IxDyn(&output_shape)).ok_or_else(|| shape_error(y_pred, y_true))?
+    } else {
+        loss
+    };
+    Ok(LossOutput { loss, grad_input })
 }

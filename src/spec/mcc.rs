@@ -15,7 +15,7 @@ pub const DEFAULT_EPS: f64 = 1e-5;
 /// `smp.losses.MCCLoss(eps)(y_pred, y_true)`: y_pred holds probabilities (no activation is
 /// applied), y_true labels read as numbers (neither is checked).
 ///
-/// Pairing: with B = y_true.shape[0], both are reshaped to `(B, 1, −1)` and multiplied with
+/// Pairing: with B = `y_true.shape[0]`, both are reshaped to `(B, 1, −1)` and multiplied with
 /// broadcasting, so their per-image lengths must be equal or one of them 1 (one label per image
 /// is broadcast over its pixels). Over every pair (p_i, t_i) of the whole batch:
 ///

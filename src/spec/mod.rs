@@ -21,6 +21,7 @@ use std::str::FromStr;
 use ndarray::{Array, Array3, ArrayD, IntoDimension, IxDyn};
 
 use crate::error::Rejection;
+use crate::tensor::Tensor;
 
 /// The result of a spec or catalog function: its value, or the anchor's rejection.
 pub type Result<T, E = Rejection> = std::result::Result<T, E>;
@@ -150,6 +151,18 @@ pub fn check_labels(labels: &ArrayD<i64>, classes: usize) -> Result<()> {
         Some(&value) => Err(Rejection::TargetOutOfBounds { value, classes }),
         None => Ok(()),
     }
+}
+
+/// Rejects an input of fewer than two axes: kornia's `KORNIA_CHECK_SHAPE(pred, ["B", "C", "*"])`,
+/// and the (B, C, *) that MONAI's `FocalLoss` and smp's `SoftCrossEntropyLoss` index along axis 1.
+pub(crate) fn check_batched(pred: &Tensor) -> Result<()> {
+    if pred.shape().len() < 2 {
+        return Err(Rejection::InputRank {
+            got: pred.shape().len(),
+            min: 2,
+        });
+    }
+    Ok(())
 }
 
 /// One-hot `(N, C, S)` of class-index labels with N·S elements (`(N, *)` or `(N, 1, *)`,

@@ -1,10 +1,11 @@
 //! Conventions shared by segmentation_models_pytorch's losses (`FocalLoss`, `DiceLoss`,
-//! `JaccardLoss`, `TverskyLoss`, `LovaszLoss`).
+//! `JaccardLoss`, `TverskyLoss`, `LovaszLoss`, `SoftCrossEntropyLoss`).
 
 use std::str::FromStr;
 
 use crate::error::Rejection;
 use crate::spec::Result;
+use crate::tensor::Tensor;
 
 /// smp's `mode`: how the prediction's channels and the target are read.
 ///
@@ -38,5 +39,13 @@ impl FromStr for SmpMode {
                 allowed: "binary, multiclass, multilabel",
             }),
         }
+    }
+}
+
+/// The shape error of an smp call whose target does not fit the prediction.
+pub(crate) fn shape_error(y_pred: &Tensor, y_true: &Tensor) -> Rejection {
+    Rejection::TargetShapeMismatch {
+        expected: y_pred.shape().to_vec(),
+        got: y_true.shape().to_vec(),
     }
 }

@@ -18,7 +18,8 @@ use super::{
 use crate::error::Rejection;
 use crate::spec::binary;
 use crate::spec::cross_entropy::{self, CrossEntropyOptions, DEFAULT_IGNORE_INDEX};
-use crate::spec::focal::{self, MonaiFocalOptions, PerClass};
+use crate::spec::focal;
+use crate::spec::focal::monai::{MonaiFocalOptions, PerClass};
 use crate::spec::monai::{ignore_mask, OneHot};
 use crate::spec::{reshaped, LossOutput, Reduction, Result};
 use crate::tensor::{DType, Tensor};
@@ -571,7 +572,7 @@ impl Default for DiceFocalOptions {
 /// ```
 ///
 /// The Dice part is [`loss`] with the activation flags, squared_pred, jaccard, smoothing and
-/// batch; the focal part is [`focal::monai_focal_loss`] with γ and α, always the sigmoid form on the
+/// batch; the focal part is [`focal::monai::loss`] with γ and α, always the sigmoid form on the
 /// raw input (`use_softmax` is never set, whatever `softmax` says) and computed in float32. Both take
 /// include_background, `weight` (a number or one per remaining class: the Dice part ignores it with
 /// a single channel, where the focal part scales by a number and rejects a sequence) and
@@ -627,7 +628,7 @@ pub fn dice_focal(
         ..*monai
     };
     let dice = dice_part(input, &target, &encoded, dice_options, Some(&dice_upstream))?;
-    let focal = focal::monai_focal_loss(
+    let focal = focal::monai::loss(
         input,
         &target,
         &MonaiFocalOptions {

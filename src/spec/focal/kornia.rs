@@ -1,0 +1,176 @@
+//! kornia's `binary_focal_loss_with_logits` (sigmoid, target-interpolated) and `focal_loss`
+//! (softmax, the modulating factor detached at saturation).
+
+use ndarray::{ArrayD, Dimension, IxDyn};
+
+use super::{
+    sigmoid_map, softmax_map, Aggregation, Alpha, Kept, Saturation, SigmoidFocal, SoftTarget,
+    SoftmaxFocal,
+};
+use crate::error::Rejection;
+use crate::spec::binary::check_same_shape;
+use crate::spec::cross_entropy::float_input;
+use crate::spec::{check_batched, LossOutput, Reduction, Result};
+use crate::tensor::Tensor;
+
+/// The non-tensor arguments of kornia's `focal_loss` and `binary_focal_loss_with_logits`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct KorniaOptions {
+    /// α (`focal_loss` requires it, the binary loss defaults to 0.25); `None` means no α.
+    pub alpha: Option<f64>,
+    /// γ (default 2).
+    pub gamma: f64,
+    /// none (default) / mean / sum.
+    pub reduction: Reduction,
+    /// Targets equal to this contribute 0 and stay in the mean (default −100); `None` ignores none.
+    pub ignore_index: Option<i64>,
+}
+
+/// `kornia.losses.binary_focal_loss_with_logits(pred, target, alpha=0.25, gamma=2.0,
+/// reduction='none', pos_weight=None, weight=None, ignore_index=-100)` on (B, C, *) logits:
+///
+/// ```text
+/// l = w_c·[α·pw_c·t·(1 − p)^γ·(−log p) + (1 − α)·(1 − t)·p^γ·(−log(1 − p))]   (SoftTarget::Interpolated)
+/// mean = Σ l / (number of elements)                  (ignored elements are 0 and still counted)
+/// ```
+///
+/// pos_weight and weight are `(C,)` along axis 1 (not PyTorch's right-aligned broadcasting). The
+/// powers are exp(γ·log σ(∓x)), so the gradient is finite at saturation.
+pub fn binary_with_logits(
+    pred: &Tensor,
+    target: &Tensor,
+    pos_weight: Option<&Tensor>,
+    weight: Option<&Tensor>,
+    options: &KorniaOptions,
+    grad_output: Option<&ArrayD<f64>>,
+) -> Result<LossOutput> {
+    check_batched(pred)?;
+    check_same_shape(pred, target)?;
+    let x = float_input(pred)?;
+    let mut t = target.to_f64();
+    let kept = t.mapv(|value| match options.ignore_index {
+        Some(ignored) if value == ignored as f64 => 0.0,
+        _ => 1.0,
+    });
+    t.zip_mut_with(&kept, |value, &kept| *value *= kept);
+    let classes = pred.shape()[1];
+    let pos_weight = kornia_per_class("pos_weight", pos_weight, classes)?;
+    let weight = kornia_per_class("weight", weight, classes)?;
+    let focal = SigmoidFocal {
+        gamma: options.gamma,
+        soft_target: SoftTarget::Interpolated,
+    };
+    let alpha = options.alpha.map_or(Alpha::None, Alpha::Balanced);
+    let aggregation = Aggregation::plain(options.reduction);
+    let kept = Kept {
+        elements: &kept,
+        positions: None,
+    };
+    sigmoid_map(
+        &x,
+        &t,
+        Some(kept),
+        &focal,
+        &alpha,
+        pos_weight.as_deref(),
+        weight.as_deref(),
+        aggregation,
+        grad_output,
+    )
+}
+
+/// `kornia.losses.focal_loss(pred, target, alpha, gamma=2.0, reduction='none', weight=None,
+/// ignore_index=-100)`: softmax focal over (B, C, *) logits and int64 labels (B, *):
+///
+/// ```text
+/// l[b, c] = −α_c·w_c·(1 − p_c)^γ·log p_c·[c = y]      α_0 = 1 − α, α_c = α (Alpha::Background)
+/// mean = Σ l / (B·C·pixels)                            (ignored pixels are 0 and still counted)
+/// ```
+///
+/// The logits of ignored pixels are set to 0 before the softmax (NaN there does not propagate) and
+/// their gradient is 0. At saturation the modulating factor is detached (Saturation::Detached), so
+/// the gradient is 0 where PyTorch's literal chain would give NaN.
+pub fn loss(
+    pred: &Tensor,
+    target: &Tensor,
+    weight: Option<&Tensor>,
+    options: &KorniaOptions,
+    grad_output: Option<&ArrayD<f64>>,
+) -> Result<LossOutput> {
+    check_batched(pred)?;
+    let mut expected = pred.shape().to_vec();
+    expected.remove(1);
+    if target.shape() != expected.as_slice() {
+        return Err(Rejection::TargetShapeMismatch {
+            expected,
+            got: target.shape().to_vec(),
+        });
+    }
+    let labels = match target {
+        Tensor::Int64(labels) => labels,
+        other => return Err(Rejection::ClassIndexDtype { got: other.dtype() }),
+    };
+    let classes = pred.shape()[1];
+    let ignored = |label: i64| Some(label) == options.ignore_index;
+    if let Some(&value) = labels
+        .iter()
+        .find(|&&label| !ignored(label) && (label < 0 || label as usize >= classes))
+    {
+        return Err(Rejection::TargetOutOfBounds { value, classes });
+    }
+    let weight = kornia_per_class("weight", weight, classes)?;
+    let mut x = float_input(pred)?;
+    let mut one_hot = ArrayD::zeros(x.raw_dim());
+    for (index, value) in x.indexed_iter_mut() {
+        let label = labels[at_position(index.slice())];
+        if ignored(label) {
+            *value = 0.0;
+        } else if label as usize == index[1] {
+            one_hot[&index] = 1.0;
+        }
+    }
+    let focal = SoftmaxFocal {
+        gamma: options.gamma,
+        saturation: Saturation::Detached,
+    };
+    let alpha = options.alpha.map_or(Alpha::None, Alpha::Background);
+    let aggregation = Aggregation::plain(options.reduction);
+    let class_weight =
+        |class: usize| alpha.of_class(class) * weight.as_ref().map_or(1.0, |w| w[class]);
+    softmax_map(
+        &x,
+        &one_hot,
+        None,
+        &focal,
+        class_weight,
+        aggregation,
+        grad_output,
+    )
+}
+
+/// The index of a (B, spatial…) position from a (B, C, spatial…) index.
+fn at_position(index: &[usize]) -> IxDyn {
+    let mut position = index.to_vec();
+    position.remove(1);
+    IxDyn(&position)
+}
+
+/// A kornia per-class tensor: `shape[0] == C` and C elements.
+fn kornia_per_class(
+    name: &str,
+    tensor: Option<&Tensor>,
+    classes: usize,
+) -> Result<Option<Vec<f64>>> {
+    let Some(tensor) = tensor else {
+        return Ok(None);
+    };
+    let count: usize = tensor.shape().iter().product();
+    if tensor.shape().first() != Some(&classes) || count != classes {
+        return Err(Rejection::PerClassLength {
+            name: name.to_string(),
+            classes,
+            got: count,
+        });
+    }
+    Ok(Some(tensor.to_f64().iter().copied().collect()))
+}
