@@ -527,11 +527,20 @@ fn artefact_fixtures() -> Fixtures {
 #[test]
 fn an_anchor_artefact_accepts_the_anchor_value_or_the_exact_one_and_says_which() {
     let fixtures = artefact_fixtures();
+    // Where a rule covers the gradient and the anchor's stored gradient holds a NaN, the exact
+    // (finite) gradient cannot pass against it: those checks pass as accepted. (Where the anchor
+    // returns 0 for a tiny exact value, both are within the tolerance: a plain pass.)
     let gradient_rules: Vec<_> = fixtures
         .manifest
         .cases
         .iter()
         .filter(|case| artefacts_for(&case.id, Check::Gradient).next().is_some())
+        .filter(|case| {
+            let Expected::Values { grad_input, .. } = fixtures.load(case).unwrap().expected else {
+                return false;
+            };
+            grad_input.to_f64().iter().any(|value| value.is_nan())
+        })
         .map(|case| case.id.clone())
         .collect();
     assert!(gradient_rules.len() >= 2, "{gradient_rules:?}");
@@ -576,7 +585,7 @@ fn an_anchor_artefact_accepts_the_anchor_value_or_the_exact_one_and_says_which()
     // A gradient that is neither the anchor's nor the exact one fails as a mismatch.
     let wrong = Replays {
         fixtures: fixtures.clone(),
-        gradient_offset: Some(1e-6),
+        gradient_offset: Some(1e-3),
     };
     let results = certify(&fixtures, &wrong, Tier::Strict, everything, |_, _| {});
     for result in &results {

@@ -41,11 +41,22 @@ const SATURATED_POWER: &str = "with γ < 1 the gradient of (1 − p_t)^γ is γ�
      ∂(1 − p_t)/∂x = ∓(1 − p_t)·p_t: the exact product γ·(1 − p_t)^γ·p_t is finite and tiny; \
      the anchor forms 1 − p_t from p, which rounds to 1, so 0^(γ−1) = ∞ and ∞·0 = NaN";
 
-const SATURATED_LOSS: &str = "at a saturated logit x the exact loss (1 − p_t)^γ·softplus(−|x|) is \
+const SATURATED_LOSS: &str = "at a saturated logit x the exact loss (1 − p_t)^γ·(−log p_t) is \
      about e^(−(1 + γ)|x|), small but not 0; the anchor forms 1 − p_t from p, which rounds to 1, \
      and returns 0";
 
-/// Every anchor artefact the reference does not copy.
+const SATURATED_FACTOR_DETACHED: &str =
+    "kornia detaches (1 − p)^γ where its rounded 1 − exp(log p) is \
+     0, so that factor's gradient term drops out; the exact term is γ·(1 − p)^γ·p·log p/(1 − p), \
+     tiny but nonzero at a saturated logit";
+
+const MONAI_FLOAT32_CANCELS: &str =
+    "MONAI forms the sigmoid focal loss's BCE as x − x·t − log σ(x) in \
+     float32, which cancels to 0 (and its gradient with it) at a saturated logit x = −50, t = 0, \
+     where the exact loss −t·log σ(x) − (1 − t)·log σ(−x) is about e^−75";
+
+/// Every anchor artefact the reference does not copy. Several rules may share an id: the same
+/// artefact in several anchors.
 pub const ANCHOR_ARTEFACTS: &[AnchorArtefact] = &[
     AnchorArtefact {
         id: "ignored-nan-logits",
@@ -62,11 +73,67 @@ pub const ANCHOR_ARTEFACTS: &[AnchorArtefact] = &[
         reason: SATURATED_POWER,
     },
     AnchorArtefact {
+        id: "saturated-focal-gradient",
+        case_pattern: "smp.FocalLoss/*gamma=0.5,logits=saturated",
+        check: Check::Gradient,
+        anchor_returns: "smp returns NaN",
+        reason: SATURATED_POWER,
+    },
+    AnchorArtefact {
+        id: "saturated-focal-gradient",
+        case_pattern: "monai.FocalLoss/*use_softmax,gamma=0.5,logits=saturated",
+        check: Check::Gradient,
+        anchor_returns: "MONAI returns NaN",
+        reason: SATURATED_POWER,
+    },
+    AnchorArtefact {
+        id: "saturated-focal-gradient",
+        case_pattern: "kornia.focal_loss/*gamma=0.5,logits=saturated",
+        check: Check::Gradient,
+        anchor_returns: "kornia returns 0",
+        reason: SATURATED_FACTOR_DETACHED,
+    },
+    AnchorArtefact {
         id: "saturated-focal-loss",
         case_pattern: "sigmoid_focal_loss/*gamma=0.5,logits=saturated",
         check: Check::Forward,
         anchor_returns: "torchvision returns 0",
         reason: SATURATED_LOSS,
+    },
+    AnchorArtefact {
+        id: "saturated-focal-loss",
+        case_pattern: "smp.FocalLoss/*mode=binary,gamma=0.5,logits=saturated",
+        check: Check::Forward,
+        anchor_returns: "smp returns 0",
+        reason: SATURATED_LOSS,
+    },
+    AnchorArtefact {
+        id: "saturated-focal-loss",
+        case_pattern: "monai.FocalLoss/*use_softmax,gamma=0.5,logits=saturated",
+        check: Check::Forward,
+        anchor_returns: "MONAI returns 0",
+        reason: SATURATED_LOSS,
+    },
+    AnchorArtefact {
+        id: "saturated-focal-loss",
+        case_pattern: "kornia.focal_loss/*gamma=0.5,logits=saturated",
+        check: Check::Forward,
+        anchor_returns: "kornia returns 0",
+        reason: SATURATED_LOSS,
+    },
+    AnchorArtefact {
+        id: "saturated-focal-loss",
+        case_pattern: "monai.FocalLoss/*/gamma=0.5,logits=saturated",
+        check: Check::Forward,
+        anchor_returns: "MONAI returns 0",
+        reason: MONAI_FLOAT32_CANCELS,
+    },
+    AnchorArtefact {
+        id: "saturated-focal-gradient",
+        case_pattern: "monai.FocalLoss/*/gamma=0.5,logits=saturated",
+        check: Check::Gradient,
+        anchor_returns: "MONAI returns 0",
+        reason: MONAI_FLOAT32_CANCELS,
     },
 ];
 

@@ -169,7 +169,12 @@ pub(crate) fn check_batched(pred: &Tensor) -> Result<()> {
 /// row-major): t_ncs = [y_ns = c]; a label outside [0, C) is rejected.
 pub fn one_hot(labels: &ArrayD<i64>, batch: usize, classes: usize) -> Result<Array3<f64>> {
     check_labels(labels, classes)?;
-    let positions = labels.len() / batch.max(1);
+    // The positions of one image: from the labels' own shape `(N, d1, …)`, so that an empty batch
+    // keeps its positions (N·S / N would lose them).
+    let positions = match labels.shape() {
+        [first, rest @ ..] if *first == batch => rest.iter().product(),
+        _ => labels.len() / batch.max(1),
+    };
     let flat: Vec<i64> = labels.iter().copied().collect();
     Ok(Array3::from_shape_fn(
         (batch, classes, positions),

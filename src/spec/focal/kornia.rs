@@ -1,11 +1,11 @@
 //! kornia's `binary_focal_loss_with_logits` (sigmoid, target-interpolated) and `focal_loss`
-//! (softmax, the modulating factor detached at saturation).
+//! (softmax, terms of untargeted classes masked out).
 
 use ndarray::{ArrayD, Dimension, IxDyn};
 
 use super::{
-    sigmoid_map, softmax_map, Aggregation, Alpha, Kept, Saturation, SigmoidFocal, SoftTarget,
-    SoftmaxFocal,
+    sigmoid_map, softmax_map, Aggregation, Alpha, Kept, SigmoidFocal, SoftTarget, SoftmaxFocal,
+    Untargeted,
 };
 use crate::error::Rejection;
 use crate::spec::binary::check_same_shape;
@@ -88,8 +88,10 @@ pub fn binary_with_logits(
 /// ```
 ///
 /// The logits of ignored pixels are set to 0 before the softmax (NaN there does not propagate) and
-/// their gradient is 0. At saturation the modulating factor is detached (Saturation::Detached), so
-/// the gradient is 0 where PyTorch's literal chain would give NaN.
+/// their gradient is 0; terms of classes other than the target are masked out
+/// ([`Untargeted::Masked`]). At saturation kornia detaches the modulating factor, so its gradient
+/// is 0 where the exact one is tiny but nonzero; the reference returns the exact gradient (the
+/// anchor artefact `saturated-focal-gradient`).
 pub fn loss(
     pred: &Tensor,
     target: &Tensor,
@@ -131,7 +133,7 @@ pub fn loss(
     }
     let focal = SoftmaxFocal {
         gamma: options.gamma,
-        saturation: Saturation::Detached,
+        untargeted: Untargeted::Masked,
     };
     let alpha = options.alpha.map_or(Alpha::None, Alpha::Background);
     let aggregation = Aggregation::plain(options.reduction);

@@ -10,7 +10,7 @@
 //! * the activation: sigmoid per element ([`SigmoidFocal`]) or softmax over the class axis
 //!   ([`SoftmaxFocal`]);
 //! * how p_t and the modulating factor m = (1 − p_t)^γ are formed for a soft target
-//!   ([`SoftTarget`]), and what happens to the gradient where 1 − p_t = 0 ([`Saturation`]);
+//!   ([`SoftTarget`]), and which classes' softmax terms are formed ([`Untargeted`]);
 //! * how α maps to elements or classes ([`Alpha`]);
 //! * what the mean divides by and whether ignored positions count in it ([`Aggregation`], and
 //!   smp's per-class composition in [`smp::loss`]);
@@ -24,18 +24,18 @@
 //! |---|---|---|---|---|---|
 //! | [`torchvision::loss`] | sigmoid | [`SoftTarget::Linear`] | [`Alpha::Balanced`]; none for α = −1 | the elements | – |
 //! | [`kornia::binary_with_logits`] | sigmoid | [`SoftTarget::Interpolated`] | [`Alpha::Balanced`] | the elements, ignored ones included | pos_weight_c, w_c |
-//! | [`kornia::loss`] | softmax, [`Saturation::Detached`] | (1 − p_c)^γ | [`Alpha::Background`] | B·C·pixels, ignored pixels included | w_c |
+//! | [`kornia::loss`] | softmax, [`Untargeted::Masked`] | (1 − p_c)^γ | [`Alpha::Background`] | B·C·pixels, ignored pixels included | w_c |
 //! | [`monai::loss`], sigmoid | sigmoid | [`SoftTarget::LogSigmoid`] | [`Alpha::Balanced`]; a sequence: [`Alpha::PositivesPerClass`] | [`Aggregation::MonaiMean`]; `sum` is [`Aggregation::MonaiSum`] | w_c |
-//! | [`monai::loss`], softmax | softmax, [`Saturation::Literal`] | (1 − p_c)^γ | [`Alpha::Background`]; a sequence: [`Alpha::PerClass`] | [`Aggregation::MonaiMean`]; `sum` is [`Aggregation::MonaiSum`] | w_c |
+//! | [`monai::loss`], softmax | softmax, [`Untargeted::Formed`] | (1 − p_c)^γ | [`Alpha::Background`]; a sequence: [`Alpha::PerClass`] | [`Aggregation::MonaiMean`]; `sum` is [`Aggregation::MonaiSum`] | w_c |
 //! | [`smp::loss`] | sigmoid, one-vs-rest in multiclass | [`SoftTarget::Geometric`] | [`Alpha::Balanced`] | the kept elements of each class (and Σ m when normalized), then the classes | class-weighted mean over classes |
 //!
 //! The quirks each anchor brings are stated on its instance: smp's multiclass focal is
 //! one-vs-rest sigmoid; MONAI's `sum` sums spatial means and setting ignore_index rescales the mean;
 //! kornia's mean divides by C × pixels and keeps ignored pixels in the denominator; MONAI computes in
 //! float32 whatever the input. At saturation with 0 < γ < 1 the anchors' gradient of (1 − p_t)^γ
-//! is NaN in torchvision, smp and MONAI-softmax but 0 in kornia; the reference keeps smp's and
-//! MONAI's NaN and kornia's 0, and gives torchvision's exact gradient instead of its NaN (an anchor
-//! artefact, `saturated-focal-gradient`).
+//! is NaN in torchvision, smp and MONAI-softmax and 0 in kornia, and several anchors' loss is 0
+//! where 1 − p_t rounds to 0; the reference returns the exact values, finite and nonzero (the
+//! anchor artefacts `saturated-focal-gradient` and `saturated-focal-loss`).
 
 pub mod kornia;
 pub mod monai;
@@ -198,10 +198,9 @@ impl SigmoidFocal {
     /// * LogSigmoid: ∂ = u·m·∂BCE − g_m·m·γ·σ(x(2t − 1))·(2t − 1).
     /// * Interpolated: the derivative of each term, with ∂log σ(x) = σ(−x), ∂log σ(−x) = −σ(x).
     ///
-    /// Where smp's own rounded 1 − p_t is 0 and γ < 1 ([`anchor_saturates`]), the Geometric
-    /// gradient is smp's NaN. torchvision's NaN there (its 1 − p_t rounds to 0 too) is an anchor
-    /// artefact the reference does not copy (`saturated-focal-gradient`): the Linear gradient is
-    /// the exact one, finite.
+    /// At saturation, where the anchors' own rounded 1 − p_t is 0 and γ < 1, torchvision's and smp's
+    /// chains give NaN (γ·0^(γ−1) = ∞ times 0); the exact gradient is finite, and that is what the
+    /// reference returns (the anchor artefact `saturated-focal-gradient`).
     pub(super) fn backward(
         &self,
         x: f64,
@@ -235,10 +234,7 @@ impl SigmoidFocal {
             }
             SoftTarget::Geometric { reduced_threshold } => {
                 let geometric = Geometric::new(x, t, bce, gamma, reduced_threshold);
-                if geometric.saturates {
-                    return f64::NAN;
-                }
-                (u * geometric.m + g_m * geometric.slope * geometric.pt) * d_bce
+                geometric.backward(u, g_m, d_bce)
             }
             SoftTarget::LogSigmoid => {
                 let sign = t * 2.0 - 1.0;
@@ -295,14 +291,6 @@ fn sigmoid_power(x: f64, gamma: f64) -> f64 {
     }
 }
 
-/// Whether an anchor's chain meets 0^(γ−1) = inf: its own rounded 1 − p_t is 0 and 0 ≠ γ < 1.
-/// PyTorch's pow backward then multiplies inf by 0 and the anchor's gradient is NaN, although the
-/// exact gradient is finite (about 1e-27 at x = 50, t = 1, γ = ½). The reference keeps the
-/// anchor's NaN there, an anchor artefact its fixtures record.
-fn anchor_saturates(rounded_complement: f64, gamma: f64) -> bool {
-    rounded_complement == 0.0 && gamma < 1.0 && gamma != 0.0
-}
-
 /// smp's modulating factor from BCE: p_t = exp(−BCE), m = ((1 − p_t)/r)^γ (r = 1 without a
 /// threshold), m = 1 where p_t < r. 1 − p_t is formed without subtraction: as
 /// [`linear_complement`] for t ∈ {0, 1} (where exp(−BCE) is σ(±x)), else as −expm1(−BCE).
@@ -313,21 +301,23 @@ struct Geometric {
     pt: f64,
     /// ∂m/∂(1 − p_t) = γ·base^(γ−1)/r, 0 where m is the constant 1.
     slope: f64,
-    /// smp's own 1 − p_t rounds to 0 with γ < 1 ([`anchor_saturates`]).
-    saturates: bool,
+    /// Whether m is the constant 1 (p_t below the reduced threshold).
+    constant: bool,
+    /// 1 − p_t.
+    complement: f64,
 }
 
 impl Geometric {
     fn new(x: f64, t: f64, bce: f64, gamma: f64, reduced_threshold: Option<f64>) -> Geometric {
         let pt = (-bce).exp();
-        let saturates = anchor_saturates(1.0 - pt, gamma);
         let r = match reduced_threshold {
             Some(r) if pt < r => {
                 return Geometric {
                     m: 1.0,
                     pt,
                     slope: 0.0,
-                    saturates: false,
+                    constant: true,
+                    complement: f64::NAN,
                 }
             }
             Some(r) => r,
@@ -350,7 +340,22 @@ impl Geometric {
             m,
             pt,
             slope,
-            saturates,
+            constant: false,
+            complement,
+        }
+    }
+
+    /// ∂(u·m·BCE)/∂x with g_m = ∂(u·m·BCE + …)/∂m: u·m·∂BCE + g_m·∂m, where ∂m = slope·∂(1 − p_t)
+    /// and ∂(1 − p_t) = p_t·∂BCE, so (u·m + g_m·slope·p_t)·∂BCE. Where 1 − p_t underflows to 0 (a
+    /// logit beyond ±745) slope·∂BCE is ∞·0 literally, but exactly (1 − 2t)·γ·m = 0 for a hard
+    /// target (∂BCE = (1 − 2t)·(1 − p_t) there); a soft target's 1 − p_t ≥ its entropy never
+    /// underflows. The anchors' NaN at a merely rounded-away 1 − p_t is not copied: slope is taken of
+    /// the exact 1 − p_t, finite (the anchor artefact `saturated-focal-gradient`).
+    fn backward(&self, u: f64, g_m: f64, d_bce: f64) -> f64 {
+        if self.constant || self.complement == 0.0 {
+            u * self.m * d_bce
+        } else {
+            (u * self.m + g_m * self.slope * self.pt) * d_bce
         }
     }
 }
@@ -372,30 +377,29 @@ fn pow_slope(base: f64, gamma: f64) -> f64 {
 ///
 /// ```text
 /// l_c = −α_c·(1 − p_c)^γ·log p_c·t_c
-/// ∂l_c/∂log p_c = −α_c·t_c·[(1 − p_c)^γ − log p_c·γ(1 − p_c)^(γ−1)·p_c]
+/// ∂l_c/∂log p_c = −α_c·t_c·[(1 − p_c)^γ − γ·(1 − p_c)^(γ−1)·p_c·log p_c]
+///               = −α_c·t_c·m·(1 − γ·p_c·ρ),   m = (1 − p_c)^γ,   ρ = log p_c/(1 − p_c) ∈ (−∞, −1]
 /// ```
 ///
-/// with 1 − p_c = −expm1(log p_c). Where the anchor's own 1 − exp(log p_c) rounds to 0 and
-/// 0 < γ < 1 the gradient is MONAI's NaN whatever t_c ([`Saturation::Literal`]) or has kornia's 0
-/// from the detached factor ([`Saturation::Detached`]).
+/// with 1 − p_c = −expm1(log p_c), and ρ = −1 where 1 − p_c underflows to 0 (its limit): the
+/// gradient stays finite at a saturated p_c, where the anchors' chain through (1 − p_c)^(γ−1)
+/// gives NaN (MONAI) or drops the factor's term (kornia) — the anchor artefact
+/// `saturated-focal-gradient`. 1 − γ·p_c·ρ adds two non-negative terms.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SoftmaxFocal {
     /// γ.
     pub gamma: f64,
-    /// The gradient at p_c = 1.
-    pub saturation: Saturation,
+    /// Which classes' terms are formed.
+    pub untargeted: Untargeted,
 }
 
-/// What the gradient of (1 − p_t)^γ is, for 0 < γ < 1, where the anchor's own rounded 1 − p_t is
-/// 0 (a saturated prediction). Elsewhere, and for γ = 0 or γ ≥ 1, the reference differentiates the
-/// exact 1 − p_t.
+/// What happens to the term of a class whose target t_c is 0.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Saturation {
-    /// The chain rule evaluated literally: γ·0^(γ−1) is inf and inf·0 makes the gradient NaN
-    /// (torchvision, smp, MONAI softmax).
-    Literal,
-    /// The factor is detached there, so its gradient is 0 (kornia).
-    Detached,
+pub enum Untargeted {
+    /// Formed as t_c·(…) = 0, so a −∞ log p_c there gives 0·∞ = NaN (MONAI).
+    Formed,
+    /// Masked out (kornia's `masked_fill(target_one_hot == 0, 0)`): 0, with no gradient.
+    Masked,
 }
 
 impl SoftmaxFocal {
@@ -406,17 +410,14 @@ impl SoftmaxFocal {
 
     /// ∂(g·l_c)/∂log p_c.
     fn backward(&self, log_p: f64, t: f64, g: f64) -> f64 {
-        let rounded_complement = 1.0 - log_p.exp();
-        let slope = match self.saturation {
-            Saturation::Literal if anchor_saturates(rounded_complement, self.gamma) => {
-                return f64::NAN
-            }
-            Saturation::Detached if anchor_saturates(rounded_complement, self.gamma) => 0.0,
-            _ => pow_slope(-log_p.exp_m1(), self.gamma),
+        let complement = -log_p.exp_m1();
+        let rho = if complement == 0.0 {
+            -1.0
+        } else {
+            log_p / complement
         };
-        let m = (-log_p.exp_m1()).powf(self.gamma);
-        let g_a = g * t;
-        g_a * -m + g_a * log_p * slope * log_p.exp()
+        let m = complement.powf(self.gamma);
+        -(g * t) * m * (1.0 - self.gamma * log_p.exp() * rho)
     }
 }
 
@@ -570,8 +571,7 @@ pub(super) fn sigmoid_map(
 
 /// The softmax focal loss over (B, C, spatial…) logits `x` and targets `t` of the same shape:
 /// l[b, c] = k_c·FL_c with k_c = α_c·w_c (`class_weight`), then ·mask, reduced by `aggregation`;
-/// the gradient is multiplied by the mask once more (MONAI multiplies its input by the mask). Where
-/// t = 0 a term is 0 with a zero gradient, except along MONAI's literal chain.
+/// the gradient is multiplied by the mask once more (MONAI multiplies its input by the mask).
 pub(super) fn softmax_map(
     x: &ArrayD<f64>,
     t: &ArrayD<f64>,
@@ -589,7 +589,7 @@ pub(super) fn softmax_map(
             mask[IxDyn(&position)]
         })
     };
-    let skip = |te: f64| te == 0.0 && focal.saturation == Saturation::Detached;
+    let skip = |te: f64| te == 0.0 && focal.untargeted == Untargeted::Masked;
     let mut loss = ArrayD::zeros(x.raw_dim());
     for (index, value) in loss.indexed_iter_mut() {
         let te = t[&index];

@@ -4,8 +4,8 @@
 use ndarray::{ArrayD, Axis};
 
 use super::{
-    sigmoid_map, softmax_map, to_f32, Aggregation, Alpha, Kept, Saturation, SigmoidFocal,
-    SoftTarget, SoftmaxFocal,
+    sigmoid_map, softmax_map, to_f32, Aggregation, Alpha, Kept, SigmoidFocal, SoftTarget,
+    SoftmaxFocal, Untargeted,
 };
 use crate::error::Rejection;
 use crate::spec::cross_entropy::float_input;
@@ -76,7 +76,7 @@ impl Default for MonaiFocalOptions {
 ///    where t = 1 ([`Alpha::PositivesPerClass`]). The gradient is finite at saturation.
 ///    Softmax: l_c = −α_c·(1 − p_c)^γ·log p_c·t_c per channel (not summed over classes); a scalar α
 ///    is [`Alpha::Background`] — and is ignored when include_background is false — a sequence is
-///    α_c. At saturation with γ < 1 the gradient is NaN ([`Saturation::Literal`]).
+///    α_c. At saturation the gradient is the exact one, where MONAI's is NaN with γ < 1.
 /// 5. l·m, then l·w_c (scalar or per channel, all ≥ 0).
 /// 6. `mean`: Σ l / (B·C·spatial), but Σ l / max(Σ m, ε_f32) with ignore_index (not divided by C);
 ///    `sum`: Σ_{b,c} of spatial means ([`Aggregation::MonaiSum`]); `none`: the (B, C, *) map.
@@ -163,7 +163,7 @@ pub fn loss(
     let output = if options.use_softmax {
         let focal = SoftmaxFocal {
             gamma: options.gamma,
-            saturation: Saturation::Literal,
+            untargeted: Untargeted::Formed,
         };
         let class_weight = |class: usize| alpha.of_class(class) * weight[class];
         softmax_map(
