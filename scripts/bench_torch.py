@@ -201,9 +201,10 @@ def markdown_row(cells, widths):
     return "| " + " | ".join(padded) + " |"
 
 
-def markdown_header(headers, numeric_from):
-    """The header row and the rule, columns from `numeric_from` on right-aligned."""
-    widths = [max(len(h), 32 if i == 0 else 17 if i == 1 else 0) for i, h in enumerate(headers)]
+def markdown_header(headers, numeric_from, width=0):
+    """The header row and the rule, columns from `numeric_from` on right-aligned; the case column
+    32 characters wide at least, the others `width` (and the second 17, a shape's)."""
+    widths = [max(len(h), 32 if i == 0 else max(width, 17) if i == 1 else width) for i, h in enumerate(headers)]
     rule = "|" + "|".join(
         "-" * (w + 1) + ":" if i >= numeric_from else "-" * (w + 2) for i, w in enumerate(widths)
     ) + "|"
@@ -313,7 +314,7 @@ def compute_only(names, runs, reference_file):
 
     print("\nLoss values (the reference's is float64 from float32 inputs; PyTorch's f64 should agree to")
     print("about 12 digits, its f32 to about 6):\n")
-    widths = markdown_header(("case", "reference", "PyTorch f64", "PyTorch f32", "ref vs f64, relative"), 5)
+    widths = markdown_header(("case", "reference", "PyTorch f64", "PyTorch f32", "ref vs f64, relative"), 1, 18)
     for name, *records in checks:
         values = [r["loss_value"] if r else None for r in records]
         texts = [f"{v:.15g}" if v is not None else "n/a" for v in values]
@@ -497,11 +498,13 @@ def whole_jobs(names, runs, segloss, workdir, keep):
 
     print("\nThe two jobs' outputs (loss.npy, grad_input.npy, both float64):\n")
     widths = markdown_header(
-        ("case", "segloss eval loss", "PyTorch f64 loss", "relative difference", "max abs grad diff", "max abs grad"), 5
+        ("case", "segloss eval loss", "PyTorch f64 loss", "relative difference", "max abs grad diff", "max abs grad"),
+        1,
+        18,
     )
     for name, compared, why in checks:
         if compared is None:
-            print(f"| {name} | {why} |")
+            print(f"| {name.ljust(widths[0])} | {why} |")
             continue
         a, b, relative, diff, scale = compared
         cells = (name, f"{a:.15g}", f"{b:.15g}", f"{relative:.1e}", f"{diff:.1e}", f"{scale:.1e}")
