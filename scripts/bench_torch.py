@@ -197,8 +197,16 @@ def markdown_row(cells, widths):
     padded = []
     for cell, width in zip(cells, widths):
         text = str(cell)
-        padded.append(text.rjust(width) if text[:1].isdigit() or text in ("n/a", "failed") else text.ljust(width))
+        padded.append(text.rjust(width) if _numeric(text) or text in ("n/a", "failed") else text.ljust(width))
     return "| " + " | ".join(padded) + " |"
+
+
+def _numeric(text):
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def markdown_header(headers, numeric_from, width=0):
@@ -248,25 +256,23 @@ def run_one(name, dtype_name, runs):
     print(json.dumps(record | {"loss_value": value, "peak_rss_bytes": peak}))
 
 
-def reference_record(name, runs, given):
-    """The reference's record of one case: from `given` (a --reference file's records), or from
-    the Rust bench run on that case alone (in its own process, as a full bench run runs it)."""
-    if given is not None:
-        if name not in given:
-            sys.exit(f"{name}: not in the --reference file; rerun `cargo bench --bench reference -- --json`")
-        record = given[name]
-    else:
-        command = ["cargo", "bench", "--bench", "reference", "--", name, "--runs", str(runs)]
-        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
-        if done.returncode != 0:
-            sys.exit(f"{name}: the Rust bench failed:\n{done.stderr.strip()}")
-        record = json.loads(done.stdout.strip().splitlines()[-1])
+def checked(name, record):
+    """`record` if it describes the call this script makes for `name`. The two sides describe each
+    case separately; a record that disagrees is from a stale file or a bench edited on one side."""
     case = CASES[name]
-    # The two sides describe each case separately; a record that disagrees is a stale file or a
-    # bench edited on one side only.
     if record["loss"] != case.loss or record.get("params", case.params) != case.params:
-        sys.exit(f"{name}: the Rust bench calls {record['loss']} {record.get('params')}, this script {case.loss} {case.params}")
+        rust = f"{record['loss']} {record.get('params')}"
+        sys.exit(f"{name}: the Rust bench calls {rust}, this script {case.loss} {case.params}")
     return record
+
+
+def rust_bench_record(name, runs):
+    """The Rust bench run on one case alone (in its own process, as a full bench run runs it)."""
+    command = ["cargo", "bench", "--bench", "reference", "--", name, "--runs", str(runs)]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"{name}: the Rust bench failed:\n{done.stderr.strip()}")
+    return checked(name, json.loads(done.stdout.strip().splitlines()[-1]))
 
 
 def torch_record(name, dtype_name, runs):
@@ -284,6 +290,11 @@ def compute_only(names, runs, reference_file):
     if reference_file:
         lines = Path(reference_file).read_text().splitlines()
         given = {r["case"]: r for r in (json.loads(line) for line in lines if line.startswith("{"))}
+        missing = [name for name in names if name not in given]
+        if missing:
+            rerun = "`cargo bench --bench reference -- --json`"
+            sys.exit(f"not in {reference_file}: {', '.join(missing)}; rerun {rerun}")
+        given = {name: checked(name, given[name]) for name in names}
     headers = (
         "case", "shape", "reference s", "PyTorch f64 s", "ref/f64", "PyTorch f32 s", "ref/f32",
         "reference peak MB", "peak / (input + f64 gradient)", "PyTorch f64 peak MB", "PyTorch f32 peak MB",
@@ -291,7 +302,7 @@ def compute_only(names, runs, reference_file):
     widths = markdown_header(headers, 2)
     checks = []
     for name in names:
-        ref = reference_record(name, runs, given)
+        ref = given[name] if given else rust_bench_record(name, runs)
         f64, f32 = torch_record(name, "f64", runs), torch_record(name, "f32", runs)
         budget = ref["input_bytes"] + ref["gradient_bytes"]
 
@@ -312,9 +323,9 @@ def compute_only(names, runs, reference_file):
         print(markdown_row(cells, widths), flush=True)
         checks.append((name, ref, f64, f32))
 
-    print("\nLoss values (the reference's is float64 from float32 inputs; PyTorch's f64 should agree to")
-    print("about 12 digits, its f32 to about 6):\n")
-    widths = markdown_header(("case", "reference", "PyTorch f64", "PyTorch f32", "ref vs f64, relative"), 1, 18)
+    print("\nLoss values (the reference's float64 from float32 inputs; PyTorch f64 agrees to about 14")
+    print("digits, f32 to about 6 where its reductions hold float32 accuracy):\n")
+    widths = markdown_header(("case", "reference", "PyTorch f64", "PyTorch f32", "ref vs f64, relative"), 1, 21)
     for name, *records in checks:
         values = [r["loss_value"] if r else None for r in records]
         texts = [f"{v:.15g}" if v is not None else "n/a" for v in values]
@@ -416,7 +427,8 @@ def compare_outputs(ref_dir, torch_dir):
     ref_grad = np.load(ref_dir / "grad_input.npy", mmap_mode="r")
     torch_grad = np.load(torch_dir / "grad_input.npy", mmap_mode="r")
     if ref_grad.shape != torch_grad.shape or ref_grad.dtype != np.float64:
-        raise ValueError(f"gradients differ in kind: {ref_grad.dtype}{ref_grad.shape} vs {torch_grad.dtype}{torch_grad.shape}")
+        kinds = f"{ref_grad.dtype}{ref_grad.shape} vs {torch_grad.dtype}{torch_grad.shape}"
+        raise ValueError(f"gradients differ in kind: {kinds}")
     diff = scale = 0.0
     for i in range(ref_grad.shape[0]):
         g, h = np.asarray(ref_grad[i]), np.asarray(torch_grad[i], dtype=np.float64)
@@ -500,7 +512,7 @@ def whole_jobs(names, runs, segloss, workdir, keep):
     widths = markdown_header(
         ("case", "segloss eval loss", "PyTorch f64 loss", "relative difference", "max abs grad diff", "max abs grad"),
         1,
-        18,
+        21,
     )
     for name, compared, why in checks:
         if compared is None:
