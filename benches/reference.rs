@@ -2,9 +2,9 @@
 //! `segloss::catalog::evaluate` on in-memory calls at segmentation sizes, each case in its own
 //! process so its peak resident memory (VmHWM) is its own.
 //!
-//!     cargo bench --bench reference                 # every case, a table
+//!     cargo bench --bench reference                 # every case, a markdown table
 //!     cargo bench --bench reference -- --json       # every case, one JSON object per line
-//!     cargo bench --bench reference -- cross_entropy --runs 5
+//!     cargo bench --bench reference -- cross_entropy --runs 5   # one case, in this process, JSON
 //!
 //! Inputs come from a counter-based generator (splitmix64 of stream·2⁴⁰ + index) that
 //! `scripts/bench_torch.py` reproduces bit for bit, so PyTorch times the same values.
@@ -25,6 +25,8 @@ const IGNORED: u64 = 3;
 /// The class index PyTorch's `ignore_index` skips, and the share of positions carrying it.
 const IGNORE_INDEX: i64 = 255;
 const IGNORED_SHARE: f64 = 0.1;
+/// The tensor names of the torch.nn.functional losses and MONAI's.
+const INPUT_TARGET: (&str, &str) = ("input", "target");
 
 /// One timed call: its name, the catalog loss, the (N, C, H, W) shape and how its call is built.
 struct Case {
@@ -40,7 +42,7 @@ const CASES: &[Case] = &[
     Case {
         name: "cross_entropy",
         shape: LARGE,
-        call: |s| class_call("cross_entropy", "input", s, false, &[]),
+        call: |s| class_call("cross_entropy", INPUT_TARGET, s, Classes::Plain, &[]),
     },
     Case {
         name: "cross_entropy+ignore+smoothing",
@@ -50,13 +52,26 @@ const CASES: &[Case] = &[
                 ("ignore_index", json!(IGNORE_INDEX)),
                 ("label_smoothing", json!(0.1)),
             ];
-            class_call("cross_entropy", "input", s, true, &params)
+            class_call("cross_entropy", INPUT_TARGET, s, Classes::Ignored, &params)
         },
     },
     Case {
         name: "nll_loss",
         shape: LARGE,
-        call: |s| class_call("nll_loss", "input", s, false, &[]),
+        call: |s| class_call("nll_loss", INPUT_TARGET, s, Classes::Plain, &[]),
+    },
+    Case {
+        name: "binary_cross_entropy",
+        shape: LARGE,
+        call: |s| {
+            dense_call(
+                "binary_cross_entropy",
+                INPUT_TARGET,
+                clipped_probabilities(s),
+                s,
+                &[],
+            )
+        },
     },
     Case {
         name: "binary_cross_entropy_with_logits",
@@ -64,7 +79,7 @@ const CASES: &[Case] = &[
         call: |s| {
             dense_call(
                 "binary_cross_entropy_with_logits",
-                ("input", "target"),
+                INPUT_TARGET,
                 logits(s),
                 s,
                 &[],
@@ -87,13 +102,44 @@ const CASES: &[Case] = &[
     Case {
         name: "segloss.soft_dice",
         shape: LARGE,
+        call: |s| dense_call("segloss.soft_dice", INPUT_TARGET, probabilities(s), s, &[]),
+    },
+    Case {
+        name: "smp.TverskyLoss",
+        shape: LARGE,
         call: |s| {
-            dense_call(
-                "segloss.soft_dice",
-                ("input", "target"),
-                probabilities(s),
+            class_call(
+                "smp.TverskyLoss",
+                ("y_pred", "y_true"),
                 s,
-                &[],
+                Classes::Plain,
+                &[("mode", json!("multiclass"))],
+            )
+        },
+    },
+    Case {
+        name: "monai.DiceLoss",
+        shape: LARGE,
+        call: |s| {
+            let params = [("softmax", json!(true)), ("to_onehot_y", json!(true))];
+            class_call("monai.DiceLoss", INPUT_TARGET, s, Classes::Map, &params)
+        },
+    },
+    Case {
+        name: "kornia.focal_loss",
+        shape: LARGE,
+        call: |s| {
+            let params = [
+                ("alpha", json!(0.25)),
+                ("gamma", json!(2.0)),
+                ("reduction", json!("mean")),
+            ];
+            class_call(
+                "kornia.focal_loss",
+                ("pred", "target"),
+                s,
+                Classes::Plain,
+                &params,
             )
         },
     },
@@ -103,9 +149,9 @@ const CASES: &[Case] = &[
         call: |s| {
             class_call(
                 "smp.LovaszLoss",
-                "y_pred",
+                ("y_pred", "y_true"),
                 s,
-                false,
+                Classes::Plain,
                 &[("mode", json!("multiclass"))],
             )
         },
@@ -138,6 +184,25 @@ fn probabilities(shape: [usize; 4]) -> Tensor {
     Tensor::Float32(generate(&shape, |i| uniform(LOGITS, i) as f32))
 }
 
+/// Values uniform in [0.02, 0.98), rounded to float32: probabilities whose logs stay far from
+/// `binary_cross_entropy`'s clamp at −100.
+fn clipped_probabilities(shape: [usize; 4]) -> Tensor {
+    Tensor::Float32(generate(&shape, |i| {
+        (0.02 + 0.96 * uniform(LOGITS, i)) as f32
+    }))
+}
+
+/// How a call's class-index target is laid out.
+#[derive(Clone, Copy, PartialEq)]
+enum Classes {
+    /// (N, H, W) indices uniform over the classes.
+    Plain,
+    /// As `Plain`, with a share `IGNORED_SHARE` of the positions set to `IGNORE_INDEX`.
+    Ignored,
+    /// As `Plain`, shaped (N, 1, H, W): the label map MONAI's `to_onehot_y` takes.
+    Map,
+}
+
 /// The class index at each of the N·H·W positions, optionally with a share set to `IGNORE_INDEX`.
 fn class_index(shape: [usize; 4], ignore: bool, position: usize) -> i64 {
     if ignore && uniform(IGNORED, position) < IGNORED_SHARE {
@@ -147,23 +212,25 @@ fn class_index(shape: [usize; 4], ignore: bool, position: usize) -> i64 {
     ((uniform(CLASSES, position) * classes as f64) as usize).min(classes - 1) as i64
 }
 
+/// A call on float32 logits with class-index targets; `names` are its (prediction, target) names.
 fn class_call(
     loss: &str,
-    input: &str,
+    names: (&str, &str),
     shape: [usize; 4],
-    ignore: bool,
+    classes: Classes,
     params: &[(&str, Value)],
 ) -> LossCall {
     let [n, _, h, w] = shape;
-    let target = generate(&[n, h, w], |p| class_index(shape, ignore, p));
-    let target_name = if input == "y_pred" {
-        "y_true"
+    let target_shape = if classes == Classes::Map {
+        vec![n, 1, h, w]
     } else {
-        "target"
+        vec![n, h, w]
     };
+    let ignore = classes == Classes::Ignored;
+    let target = generate(&target_shape, |p| class_index(shape, ignore, p));
     call(
         loss,
-        [(input, logits(shape)), (target_name, Tensor::Int64(target))],
+        [(names.0, logits(shape)), (names.1, Tensor::Int64(target))],
         params,
     )
 }
@@ -237,7 +304,8 @@ fn run_case(case: &Case, runs: usize) -> Result<Value, String> {
     }
     seconds.sort_by(f64::total_cmp);
     Ok(json!({
-        "case": case.name, "loss": call.loss, "shape": case.shape, "runs": seconds.len(),
+        "case": case.name, "loss": call.loss, "params": call.params, "shape": case.shape,
+        "runs": seconds.len(),
         "median_s": seconds[seconds.len() / 2], "loss_value": loss,
         "peak_rss_bytes": peak_rss(), "input_bytes": input_bytes, "gradient_bytes": gradient_bytes,
     }))
@@ -281,8 +349,12 @@ fn main() -> ExitCode {
     let exe = std::env::current_exe().expect("the bench knows its own path");
     if !json {
         println!(
-            "{:<34} {:>16} {:>10} {:>10} {:>12}",
+            "| {:<32} | {:<17} | {:>8} | {:>7} | {:>11} |",
             "case", "shape", "median s", "peak MB", "peak/(in+g)"
+        );
+        println!(
+            "|{:-<34}|{:-<19}|{:->9}:|{:->8}:|{:->12}:|",
+            "", "", "", "", ""
         );
     }
     for case in CASES {
@@ -303,10 +375,11 @@ fn main() -> ExitCode {
         let budget = record["input_bytes"].as_f64().unwrap_or(0.0)
             + record["gradient_bytes"].as_f64().unwrap_or(0.0);
         let peak = record["peak_rss_bytes"].as_f64().unwrap_or(0.0);
+        let [n, c, h, w] = case.shape;
         println!(
-            "{:<34} {:>16} {:>10.3} {:>10.0} {:>12.2}",
+            "| {:<32} | {:<17} | {:>8.3} | {:>7.0} | {:>11.2} |",
             case.name,
-            format!("{:?}", case.shape),
+            format!("({n}, {c}, {h}, {w})"),
             record["median_s"].as_f64().unwrap_or(f64::NAN),
             peak / 1e6,
             peak / budget
