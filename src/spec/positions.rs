@@ -375,3 +375,108 @@ where
     let compensation = compensated_sum(terms.iter().copied().chain([-sum]));
     [sum, compensation]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A kernel whose every output says where it was computed: gradient (n·C + c)·S + s + ½ at
+    /// class c of position (n, s) (the element's own flat index, plus ½), loss n·S + s (the
+    /// position's index) with residual 1.
+    fn marking(position: Position, lane: &mut Lane, classes: usize, spatial: usize) -> (f64, f64) {
+        for class in 0..classes {
+            let element = (position.n * classes + class) * spatial + position.s;
+            lane.set(class, element as f64 + 0.5);
+        }
+        assert_eq!(position.index, position.n * spatial + position.s);
+        (position.index as f64, 1.0)
+    }
+
+    #[test]
+    fn every_position_is_swept_once_whatever_the_chunking() {
+        // Spans of one image (S above a chunk, with a ragged last span), whole images per chunk
+        // (S below a chunk, with a ragged last chunk of images), and one position per image.
+        for (batch, classes, spatial) in
+            [(2, 3, 2 * CHUNK_POSITIONS + 5), (5000, 2, 3), (9000, 4, 1)]
+        {
+            let layout = Layout {
+                batch,
+                classes,
+                spatial,
+            };
+            let swept = sweep(layout, true, |position, lane, _| {
+                marking(position, lane, classes, spatial)
+            });
+            let expected_gradient: Vec<f64> =
+                (0..layout.elements()).map(|i| i as f64 + 0.5).collect();
+            assert_eq!(
+                swept.gradient, expected_gradient,
+                "{batch}×{classes}×{spatial}"
+            );
+            let positions = layout.positions();
+            let expected_losses: Vec<f64> = (0..positions).map(|p| p as f64).collect();
+            assert_eq!(swept.losses.as_ref(), Some(&expected_losses));
+            // Σ p + Σ 1 over the positions, exact in f64 at these sizes.
+            let total = (positions * (positions - 1) / 2 + positions) as f64;
+            assert_eq!(swept.total, total, "{batch}×{classes}×{spatial}");
+        }
+    }
+
+    #[test]
+    fn nothing_to_sweep_gives_empty_outputs() {
+        for (batch, classes, spatial) in [(0, 3, 5), (2, 3, 0), (2, 0, 5)] {
+            let layout = Layout {
+                batch,
+                classes,
+                spatial,
+            };
+            let swept = sweep(layout, true, |position, lane, _| {
+                marking(position, lane, classes, spatial)
+            });
+            assert_eq!(swept.gradient.len(), layout.elements());
+            assert_eq!(
+                swept.losses.map(|losses| losses.len()),
+                Some(layout.positions())
+            );
+        }
+    }
+
+    #[test]
+    fn an_infinite_loss_is_not_compensated_into_nan() {
+        let layout = Layout {
+            batch: 1,
+            classes: 1,
+            spatial: 3,
+        };
+        let swept = sweep(layout, false, |position, lane, _| {
+            lane.set(0, 0.0);
+            match position.s {
+                1 => (f64::INFINITY, f64::NAN),
+                _ => (1.0, 0.0),
+            }
+        });
+        assert_eq!(swept.total, f64::INFINITY);
+        assert!(swept.losses.is_none());
+    }
+
+    #[test]
+    fn values_are_read_in_place_or_converted_in_row_major_order() {
+        let f32s = Tensor::Float32(ndarray::arr2(&[[1.5_f32, 2.0], [3.0, 4.0]]).into_dyn());
+        let values = Values::read(&f32s);
+        assert!(matches!(values, Values::F32(_)));
+        assert_eq!(values.iter().collect::<Vec<_>>(), [1.5, 2.0, 3.0, 4.0]);
+        let transposed = Tensor::Float64(
+            ndarray::arr2(&[[1.0, 2.0], [3.0, 4.0]])
+                .reversed_axes()
+                .into_dyn(),
+        );
+        let values = Values::read(&transposed);
+        assert!(matches!(values, Values::Converted(_)));
+        assert_eq!(values.iter().collect::<Vec<_>>(), [1.0, 3.0, 2.0, 4.0]);
+        let labels = Tensor::Int64(ndarray::arr1(&[2_i64, -1]).into_dyn());
+        assert_eq!(
+            Values::read(&labels).iter().collect::<Vec<_>>(),
+            [2.0, -1.0]
+        );
+    }
+}
