@@ -47,8 +47,8 @@ use std::thread;
 
 use ndarray::{Array2, ArrayD, IxDyn, Zip};
 
-use super::positions::{sweep, Layout, Position};
-use super::{compensated_sum, reshaped, CompensatedSum, Reduction};
+use super::positions::{Layout, Position};
+use super::{compensated_sum, reshaped, Reduction};
 use crate::error::Rejection;
 use crate::spec::binary::two_sum;
 use crate::spec::Result;
@@ -79,6 +79,7 @@ pub enum Intersection {
 
 impl Intersection {
     /// One element's (i, α·fp + β·fn, size), from p, its complement q = 1 − p and t.
+    #[inline]
     fn terms(self, element: &Element, alpha: f64, beta: f64) -> (f64, f64, f64) {
         let Element { p, q, t } = *element;
         match self {
@@ -104,6 +105,7 @@ impl Intersection {
     }
 
     /// One element's (∂fp/∂p, ∂i/∂p); ∂fn/∂p = −∂i/∂p, T being constant.
+    #[inline]
     fn slopes(self, element: &Element) -> (f64, f64) {
         let Element { p, t, .. } = *element;
         match self {
@@ -358,22 +360,11 @@ impl Sums {
         };
         let Ratio { alpha, beta, .. } = convention.ratio;
         let chunks = position_chunks(layout);
-        let partials = in_parallel(&chunks, |chunk| {
-            let mut buffer = Vec::new();
-            let mut scratch = operands.scratch(&mut buffer);
-            let mut sums = vec![[CompensatedSum::default(); 3]; classes];
-            for position in chunk.positions(layout) {
-                operands.at(position, &mut scratch);
-                for (j, sums) in sums.iter_mut().enumerate() {
-                    let element = scratch.element(j);
-                    let (i, e, size) = convention.intersection.terms(&element, alpha, beta);
-                    let [intersection, mismatch, target] = sums;
-                    intersection.add(i);
-                    mismatch.add(e);
-                    target.add(size);
-                }
-            }
-            sums
+        let partials = in_parallel(chunks.iter().collect(), |chunk| {
+            operands.sum(chunk, &mut Vec::new(), |element| {
+                let (i, e, size) = convention.intersection.terms(element, alpha, beta);
+                [i, e, size]
+            })
         });
         let mut totals = Array2::from_elem((groups, classes), [Wide::ZERO; 3]);
         for (chunk, sums) in chunks.iter().zip(partials) {
@@ -435,8 +426,9 @@ impl Sums {
 /// −(k·L + β·N)/D² where t = 1 (for l = 1 − s), with no cancellation. The operands take ∂L/∂p
 /// through the mask and the activation to ∂L/∂x.
 ///
-/// Two passes over the positions, each on every core: the sums, then the gradient; the
-/// prediction is activated in both and nothing of its size is kept but the gradient.
+/// Two passes over the positions, each on every core in fixed chunks: the sums, then the
+/// gradient; the prediction is activated in both and nothing of its size is kept but the
+/// gradient.
 fn overlap(
     convention: &Convention,
     operands: &Operands,
@@ -501,22 +493,23 @@ fn overlap(
     .mapv(|(by_fp, by_hit)| (by_fp.value(), by_hit.value()));
 
     let intersection = convention.intersection;
-    let swept = sweep(operands.layout(), false, |position, lane, buffer| {
-        let mut scratch = operands.scratch(buffer);
-        operands.at(position, &mut scratch);
-        let g = if convention.pool_batch { 0 } else { position.n };
+    let layout = operands.layout();
+    let mut gradient = vec![0.0; layout.elements()];
+    let chunks = position_chunks(layout);
+    let rows = chunk_rows(&mut gradient, layout);
+    in_parallel(chunks.iter().zip(rows).collect(), |(chunk, mut rows)| {
+        let coefficients = per_class.row(if convention.pool_batch { 0 } else { chunk.n });
         let grad = |j: usize, element: &Element| {
-            let (by_fp, by_hit) = per_class[(g, j)];
+            let (by_fp, by_hit) = coefficients[j];
             let (fp, hit) = intersection.slopes(element);
             by_fp * fp + by_hit * hit
         };
-        operands.backward(grad, &mut scratch, |class, value| lane.set(class, value));
-        (0.0, 0.0)
+        operands.backward(chunk, grad, &mut Vec::new(), &mut rows);
     });
-    Ok((loss, swept.gradient))
+    Ok((loss, gradient))
 }
 
-/// About this many positions make a chunk of the sums.
+/// About this many positions make a chunk.
 const CHUNK_POSITIONS: usize = 8192;
 
 /// A span of one image's positions: s0..s0 + len of image n.
@@ -537,8 +530,8 @@ impl Chunk {
     }
 }
 
-/// The positions of every image cut into spans of at most [`CHUNK_POSITIONS`], in order; fixed
-/// by the layout alone.
+/// The positions of every image cut into spans of at most [`CHUNK_POSITIONS`], image by image;
+/// fixed by the layout alone.
 fn position_chunks(layout: Layout) -> Vec<Chunk> {
     (0..layout.batch)
         .flat_map(|n| {
@@ -553,20 +546,41 @@ fn position_chunks(layout: Layout) -> Vec<Chunk> {
         .collect()
 }
 
-/// `work` of every chunk, the chunks shared in contiguous runs among the cores; the results in
-/// chunk order.
-fn in_parallel<T: Send>(chunks: &[Chunk], work: impl Fn(&Chunk) -> T + Sync) -> Vec<T> {
+/// The gradient `(N, C, S)` cut along [`position_chunks`]: for each chunk, the span of each of
+/// its image's C class rows.
+fn chunk_rows(gradient: &mut [f64], layout: Layout) -> Vec<Vec<&mut [f64]>> {
+    let spans = layout.spatial.div_ceil(CHUNK_POSITIONS);
+    let mut rows: Vec<Vec<&mut [f64]>> = (0..layout.batch * spans).map(|_| Vec::new()).collect();
+    if layout.spatial == 0 {
+        return rows;
+    }
+    for (row, values) in gradient.chunks_mut(layout.spatial).enumerate() {
+        let n = row / layout.classes;
+        for (k, span) in values.chunks_mut(CHUNK_POSITIONS).enumerate() {
+            rows[n * spans + k].push(span);
+        }
+    }
+    rows
+}
+
+/// `work` of every item, the items shared in contiguous runs among the cores; the results in
+/// item order.
+fn in_parallel<I: Send, T: Send>(items: Vec<I>, work: impl Fn(I) -> T + Sync) -> Vec<T> {
     let threads = thread::available_parallelism()
         .map_or(1, |cores| cores.get())
-        .min(chunks.len());
+        .min(items.len());
     if threads <= 1 {
-        return chunks.iter().map(work).collect();
+        return items.into_iter().map(work).collect();
     }
+    let per_thread = items.len().div_ceil(threads);
     let work = &work;
+    let mut items = items.into_iter();
     thread::scope(|scope| {
-        let workers: Vec<_> = chunks
-            .chunks(chunks.len().div_ceil(threads))
-            .map(|share| scope.spawn(move || share.iter().map(work).collect::<Vec<T>>()))
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                let share: Vec<I> = items.by_ref().take(per_thread).collect();
+                scope.spawn(move || share.into_iter().map(work).collect::<Vec<T>>())
+            })
             .collect();
         workers
             .into_iter()

@@ -1,18 +1,19 @@
-//! The operands of the overlap core: the prediction read in place and activated one position at
-//! a time, the target (values or class labels), position masks and channel selection, and the
-//! argument checks the front ends share.
+//! The operands of the overlap core: the prediction read in place and activated as it is read,
+//! the target (values or class labels), position masks and channel selection, and the argument
+//! checks the front ends share.
 //!
 //! Nothing of the prediction's size is materialised but the gradient: each pass of the core
-//! reads a position's C values, activates them into p and q = 1 − p, and forgets them.
+//! reads the prediction, activates it into p and q = 1 − p, and forgets them. An elementwise
+//! activation goes one class row at a time, the softmax one position's lane at a time.
 
 use ndarray::{ArrayD, IxDyn};
 
 use super::wide::Wide;
-use super::{overlap, Convention};
+use super::{overlap, Chunk, Convention};
 use crate::error::Rejection;
 use crate::spec::positions::{Layout, Position, Values};
 use crate::spec::softmax::SoftmaxLane;
-use crate::spec::{LossOutput, Result};
+use crate::spec::{CompensatedSum, LossOutput, Result};
 use crate::tensor::Tensor;
 
 /// What turns the prediction into probabilities, along the class axis.
@@ -62,7 +63,7 @@ fn softmax_lane(logits: &[f64], exps: &mut [f64], p: &mut [f64], q: &mut [f64]) 
         q.fill(f64::NAN);
         return false;
     }
-    let mut total = crate::spec::CompensatedSum::default();
+    let mut total = CompensatedSum::default();
     exps.iter().for_each(|&e| total.add(e));
     let total = Wide::from(total);
     for ((&e, p), q) in exps.iter().zip(p.iter_mut()).zip(q.iter_mut()) {
@@ -140,61 +141,51 @@ pub(super) struct Operands<'a> {
     mask: Option<Mask>,
     /// The channels that enter the loss, in order (repeats allowed).
     channels: Vec<usize>,
+    /// The selections j of each class: channels[j] = c.
+    selections: Vec<Vec<usize>>,
 }
 
-/// A position's working values, slices of one buffer: the prediction's C values x, p, q and σ′
-/// (or e) of each class, ∂L/∂p and ∂L/∂x of each class and the suffix sums of the softmax
-/// backward; the selected channels' (p', q', t') and masks.
-pub(super) struct Scratch<'s> {
+/// A softmax lane's working values, slices of one buffer: the prediction's C values x, their
+/// p, q and e = exp(x − max x), ∂L/∂p and ∂L/∂x of each class, and the suffix sums of the
+/// backward (hi and lo).
+struct Lane<'s> {
     x: &'s mut [f64],
     p: &'s mut [f64],
     q: &'s mut [f64],
-    aux: &'s mut [f64],
+    exps: &'s mut [f64],
     grad_p: &'s mut [f64],
     grad_x: &'s mut [f64],
     suffix: &'s mut [f64],
-    selected_p: &'s mut [f64],
-    selected_q: &'s mut [f64],
-    selected_t: &'s mut [f64],
-    masks: &'s mut [f64],
-    /// Whether the softmax of the lane exists.
+    /// Whether the lane has a softmax.
     valid: bool,
 }
 
-impl<'s> Scratch<'s> {
-    /// The scratch of `classes` classes and `selected` channels, in `buffer`.
-    pub(super) fn new(buffer: &'s mut Vec<f64>, classes: usize, selected: usize) -> Scratch<'s> {
-        buffer.resize(8 * classes + 4 * selected, 0.0);
+impl<'s> Lane<'s> {
+    /// The lane of `classes` classes, in `buffer`.
+    fn new(buffer: &'s mut Vec<f64>, classes: usize) -> Lane<'s> {
+        buffer.resize(8 * classes, 0.0);
         let mut rest = &mut buffer[..];
         let mut take = |len: usize| {
             let (head, tail) = std::mem::take(&mut rest).split_at_mut(len);
             rest = tail;
             head
         };
-        Scratch {
+        Lane {
             x: take(classes),
             p: take(classes),
             q: take(classes),
-            aux: take(classes),
+            exps: take(classes),
             grad_p: take(classes),
             grad_x: take(classes),
             suffix: take(2 * classes),
-            selected_p: take(selected),
-            selected_q: take(selected),
-            selected_t: take(selected),
-            masks: take(selected),
             valid: true,
         }
     }
+}
 
-    /// The element of selected channel j.
-    pub(super) fn element(&self, j: usize) -> Element {
-        Element {
-            p: self.selected_p[j],
-            q: self.selected_q[j],
-            t: self.selected_t[j],
-        }
-    }
+/// x, 1 − x and the slope 1: the identity as an elementwise activation.
+fn identity(x: f64) -> (f64, f64, f64) {
+    (x, 1.0 - x, 1.0)
 }
 
 impl<'a> Operands<'a> {
@@ -208,6 +199,10 @@ impl<'a> Operands<'a> {
         mask: Option<Mask>,
         channels: Vec<usize>,
     ) -> Operands<'a> {
+        let mut selections = vec![Vec::new(); layout.classes];
+        for (j, &class) in channels.iter().enumerate() {
+            selections[class].push(j);
+        }
         Operands {
             activation,
             prediction: Values::read(prediction),
@@ -216,6 +211,7 @@ impl<'a> Operands<'a> {
             target,
             mask,
             channels,
+            selections,
         }
     }
 
@@ -227,11 +223,6 @@ impl<'a> Operands<'a> {
     /// The number of selected channels, the core's classes.
     pub(super) fn selected(&self) -> usize {
         self.channels.len()
-    }
-
-    /// A scratch for [`Operands::at`] and [`Operands::backward`], in `buffer`.
-    pub(super) fn scratch<'s>(&self, buffer: &'s mut Vec<f64>) -> Scratch<'s> {
-        Scratch::new(buffer, self.layout.classes, self.channels.len())
     }
 
     /// Runs the core on the selected channels and returns the loss and ∂L/∂x in the shape of the
@@ -248,104 +239,173 @@ impl<'a> Operands<'a> {
         })
     }
 
-    /// Activates the prediction at `position` and fills `scratch.elements` with the selected
-    /// channels' (p', q', t').
-    pub(super) fn at(&self, position: Position, scratch: &mut Scratch) {
-        let layout = &self.layout;
-        for (class, x) in scratch.x.iter_mut().enumerate() {
-            *x = self.prediction.at(position.element(layout, class));
-        }
+    /// Σ `terms(element)` over the positions of `chunk` for every selected channel, each of the
+    /// three sums compensated and in position order. An elementwise activation is applied one
+    /// class row at a time, the softmax one position's lane at a time.
+    pub(super) fn sum(
+        &self,
+        chunk: &Chunk,
+        buffer: &mut Vec<f64>,
+        terms: impl Fn(&Element) -> [f64; 3],
+    ) -> Vec<[CompensatedSum; 3]> {
         match self.activation {
-            Activation::Identity => {
-                for (class, &x) in scratch.x.iter().enumerate() {
-                    (scratch.p[class], scratch.q[class]) = (x, 1.0 - x);
-                }
-            }
-            Activation::Sigmoid => {
-                for (class, &x) in scratch.x.iter().enumerate() {
-                    (scratch.p[class], scratch.q[class], scratch.aux[class]) = sigmoid(x);
-                }
-            }
+            Activation::Identity => self.sum_rows(chunk, identity, terms),
+            Activation::Sigmoid => self.sum_rows(chunk, sigmoid, terms),
             Activation::Softmax => {
-                scratch.valid = softmax_lane(scratch.x, scratch.aux, scratch.p, scratch.q);
-            }
-        }
-        for (j, &class) in self.channels.iter().enumerate() {
-            let element = position.element(layout, class);
-            let t = match &self.target {
-                Target::Values(values) => values.at(element),
-                Target::Labels(labels) => {
-                    f64::from(u8::from(labels[position.index] == class as i64))
+                let layout = self.layout;
+                let mut sums = vec![[CompensatedSum::default(); 3]; self.channels.len()];
+                let mut lane = Lane::new(buffer, layout.classes);
+                for position in chunk.positions(layout) {
+                    self.softmax_at(position, &mut lane);
+                    for (sums, &class) in sums.iter_mut().zip(&self.channels) {
+                        let (p, q) = (lane.p[class], lane.q[class]);
+                        let values = terms(&self.masked(position, class, p, q).0);
+                        sums.iter_mut().zip(values).for_each(|(sum, v)| sum.add(v));
+                    }
                 }
-            };
-            let m = match &self.mask {
-                None => 1.0,
-                Some(Mask::Positions(mask)) => mask[position.index],
-                Some(Mask::Elements(mask)) => mask[element],
-            };
-            let (p, q) = (scratch.p[class], scratch.q[class]);
-            scratch.masks[j] = m;
-            (
-                scratch.selected_p[j],
-                scratch.selected_q[j],
-                scratch.selected_t[j],
-            ) = if m == 1.0 {
-                (p, q, t)
-            } else {
-                (p * m, (1.0 - m) + m * q, t * m)
-            };
+                sums
+            }
         }
     }
 
-    /// ∂L/∂x at the position [`Operands::at`] last filled `scratch` for, from ∂L/∂p'_j of each
-    /// selected channel (`grad`): times m, added over a channel's selections, through the
-    /// activation; `set` receives each class's value.
+    /// [`Operands::sum`] for an elementwise activation: one selected channel's row at a time.
+    #[inline]
+    fn sum_rows(
+        &self,
+        chunk: &Chunk,
+        activate: impl Fn(f64) -> (f64, f64, f64),
+        terms: impl Fn(&Element) -> [f64; 3],
+    ) -> Vec<[CompensatedSum; 3]> {
+        let layout = self.layout;
+        self.channels
+            .iter()
+            .map(|&class| {
+                let mut sums = [CompensatedSum::default(); 3];
+                for position in chunk.positions(layout) {
+                    let x = self.prediction.at(position.element(&layout, class));
+                    let (p, q, _) = activate(x);
+                    let values = terms(&self.masked(position, class, p, q).0);
+                    sums.iter_mut().zip(values).for_each(|(sum, v)| sum.add(v));
+                }
+                sums
+            })
+            .collect()
+    }
+
+    /// ∂L/∂x over `chunk`, from ∂L/∂p'_j = `grad(j, element)` of each selected channel: times m,
+    /// added over a class's selections, through the activation. `rows[c]` receives class c's
+    /// span of the chunk.
     pub(super) fn backward(
         &self,
+        chunk: &Chunk,
         grad: impl Fn(usize, &Element) -> f64,
-        scratch: &mut Scratch,
-        mut set: impl FnMut(usize, f64),
+        buffer: &mut Vec<f64>,
+        rows: &mut [&mut [f64]],
     ) {
-        scratch.grad_p.fill(0.0);
-        for (j, &class) in self.channels.iter().enumerate() {
-            let m = scratch.masks[j];
-            if m != 0.0 {
-                scratch.grad_p[class] += grad(j, &scratch.element(j)) * m;
-            }
-        }
+        let layout = self.layout;
         match self.activation {
-            Activation::Identity => {
-                for (class, &g) in scratch.grad_p.iter().enumerate() {
-                    set(class, g);
-                }
-            }
-            Activation::Sigmoid => {
-                for (class, (&g, &slope)) in
-                    scratch.grad_p.iter().zip(scratch.aux.iter()).enumerate()
-                {
-                    set(class, g * slope);
-                }
-            }
+            Activation::Identity => self.backward_rows(chunk, identity, &grad, rows),
+            Activation::Sigmoid => self.backward_rows(chunk, sigmoid, &grad, rows),
             Activation::Softmax => {
-                let silent = scratch.grad_p.iter().all(|&g| g == 0.0);
-                if silent || !scratch.valid {
-                    // An ignored position is not read: its gradient is 0 whatever its logits.
-                    let value = if silent { 0.0 } else { f64::NAN };
-                    (0..scratch.grad_p.len()).for_each(|class| set(class, value));
-                    return;
-                }
-                softmax_backward(
-                    scratch.p,
-                    scratch.q,
-                    scratch.grad_p,
-                    scratch.grad_x,
-                    scratch.suffix,
-                );
-                for (class, &value) in scratch.grad_x.iter().enumerate() {
-                    set(class, value);
+                let mut lane = Lane::new(buffer, layout.classes);
+                for (offset, position) in chunk.positions(layout).enumerate() {
+                    self.softmax_at(position, &mut lane);
+                    for class in 0..layout.classes {
+                        let (p, q) = (lane.p[class], lane.q[class]);
+                        lane.grad_p[class] = self.grad_p(position, class, p, q, &grad);
+                    }
+                    let silent = lane.grad_p.iter().all(|&g| g == 0.0);
+                    if silent || !lane.valid {
+                        // An ignored position is not read: its gradient is 0 whatever its logits.
+                        lane.grad_x.fill(if silent { 0.0 } else { f64::NAN });
+                    } else {
+                        softmax_backward(lane.p, lane.q, lane.grad_p, lane.grad_x, lane.suffix);
+                    }
+                    for (row, &value) in rows.iter_mut().zip(lane.grad_x.iter()) {
+                        row[offset] = value;
+                    }
                 }
             }
         }
+    }
+
+    /// ∂L/∂p of `class` at `position`, from its activated (p, q): Σ_j m·∂L/∂p'_j over the
+    /// class's selections j.
+    #[inline(always)]
+    fn grad_p(
+        &self,
+        position: Position,
+        class: usize,
+        p: f64,
+        q: f64,
+        grad: &impl Fn(usize, &Element) -> f64,
+    ) -> f64 {
+        let selections = &self.selections[class];
+        if selections.is_empty() {
+            return 0.0;
+        }
+        match self.masked(position, class, p, q) {
+            (_, 0.0) => 0.0,
+            (element, m) => selections
+                .iter()
+                .fold(0.0, |sum, &j| sum + grad(j, &element) * m),
+        }
+    }
+
+    /// [`Operands::backward`] for an elementwise activation, one class row at a time.
+    #[inline]
+    fn backward_rows(
+        &self,
+        chunk: &Chunk,
+        activate: impl Fn(f64) -> (f64, f64, f64),
+        grad: &impl Fn(usize, &Element) -> f64,
+        rows: &mut [&mut [f64]],
+    ) {
+        let layout = self.layout;
+        for (class, row) in rows.iter_mut().enumerate() {
+            if self.selections[class].is_empty() {
+                row.fill(0.0);
+                continue;
+            }
+            for (position, slot) in chunk.positions(layout).zip(row.iter_mut()) {
+                let x = self.prediction.at(position.element(&layout, class));
+                let (p, q, slope) = activate(x);
+                *slot = self.grad_p(position, class, p, q, grad) * slope;
+            }
+        }
+    }
+
+    /// Reads the logits at `position` into `lane` and takes their softmax.
+    fn softmax_at(&self, position: Position, lane: &mut Lane) {
+        for (class, x) in lane.x.iter_mut().enumerate() {
+            *x = self.prediction.at(position.element(&self.layout, class));
+        }
+        lane.valid = softmax_lane(lane.x, lane.exps, lane.p, lane.q);
+    }
+
+    /// The element of `class` at `position` from its activated (p, q), and its mask m.
+    #[inline(always)]
+    fn masked(&self, position: Position, class: usize, p: f64, q: f64) -> (Element, f64) {
+        let index = position.element(&self.layout, class);
+        let t = match &self.target {
+            Target::Values(values) => values.at(index),
+            Target::Labels(labels) => f64::from(u8::from(labels[position.index] == class as i64)),
+        };
+        let m = match &self.mask {
+            None => 1.0,
+            Some(Mask::Positions(mask)) => mask[position.index],
+            Some(Mask::Elements(mask)) => mask[index],
+        };
+        let element = if m == 1.0 {
+            Element { p, q, t }
+        } else {
+            Element {
+                p: p * m,
+                q: (1.0 - m) + m * q,
+                t: t * m,
+            }
+        };
+        (element, m)
     }
 }
 
