@@ -1,7 +1,7 @@
 //! The overlap family: Dice, Jaccard (IoU), Tversky and generalized Dice.
 //!
 //! Every library writes these as one ratio of sums, and differs in which sums, which constants,
-//! and how the ratios are averaged. [`overlap`] is that ratio once, with every convention an explicit
+//! and how the ratios are averaged. `overlap` is that ratio once, with every convention an explicit
 //! field of [`Convention`]. Each library's loss is a thin front end in its own module that
 //! validates the call as the library does, turns its prediction and target into the operands
 //! (probabilities `p` and targets `t` of shape `(N, C, S)`, `S` the flattened spatial axes, with an
@@ -35,6 +35,13 @@
 //! `squared_pred`, the mismatch α·(p − t)² is), so nothing cancels. The sums are compensated, and
 //! the few operations per score are carried in double-double, so that the loss and the two
 //! gradient coefficients of each score are rounded to f64 once.
+//!
+//! Each operand comes with its complement q = 1 − p, computed by the activation without a
+//! subtraction (σ(−x) for the sigmoid, Σ_{c'≠c} e_c'/Z for the softmax; see `operands`), and every
+//! term that needs 1 − p takes q: fn = t·q, and p − t = (1 − t) − q where p > ½, which also decides
+//! the side of the L1 kink p = t as the exact p does. A p that rounds to 1 thus keeps its
+//! shortfall, and so do the activations' backward passes σ′ = σ(x)·σ(−x) and the softmax's
+//! p_k·(g_k·q_k − Σ_{c≠k} p_c·g_c).
 
 pub mod kornia;
 pub mod monai;
