@@ -3,15 +3,15 @@
 //! the mean over present classes (macro Dice, Tversky) or over classes pooled into one ratio with
 //! their weights (micro Dice).
 
-use ndarray::{Array2, ArrayD};
+use ndarray::ArrayD;
 
 use super::operands::{
-    check_prediction, flatten, position_mask, shape_mismatch, Activated, Activation, Operands,
+    check_prediction, prediction_layout, shape_mismatch, Activation, Mask, Operands, Target,
 };
 use super::{Absent, Aggregation, ClassPooling, Convention, Guard, Intersection, Ratio, ScoreLoss};
 use crate::error::Rejection;
 use crate::spec::cross_entropy::DEFAULT_IGNORE_INDEX;
-use crate::spec::{one_hot, LossOutput, Result};
+use crate::spec::{check_labels, LossOutput, Result};
 use crate::tensor::Tensor;
 
 /// The arguments of `kornia.losses.dice_loss`, with kornia's defaults.
@@ -109,7 +109,7 @@ pub fn dice(
             gamma: 1.0,
         },
     };
-    operands.run(&convention, pred, grad_output)
+    operands.run(&convention, grad_output)
 }
 
 /// kornia's `tversky_loss(pred, target, alpha, beta, eps, ignore_index)` on logits `(B, C, H, W)`
@@ -151,19 +151,19 @@ pub fn tversky(
             gamma: 1.0,
         },
     };
-    operands.run(&convention, pred, grad_output)
+    operands.run(&convention, grad_output)
 }
 
 /// kornia's checks in its order — a 4-D pred, the target's last two axes, then its batch and
 /// spatial shape, then `options_check`, then int64 labels within [0, C) once ignored labels are 0 —
-/// and the operands: softmax over the logits `(B, C, S)`, the one-hot target and the mask of
-/// non-ignored positions.
-fn kornia_operands(
-    pred: &Tensor,
+/// and the operands: softmax over the logits `(B, C, S)`, the labels (the one-hot target) and the
+/// mask of non-ignored positions.
+fn kornia_operands<'a>(
+    pred: &'a Tensor,
     target: &Tensor,
     ignore_index: Option<i64>,
     options_check: impl FnOnce() -> Result<()>,
-) -> Result<Operands> {
+) -> Result<Operands<'a>> {
     check_prediction(pred, 0)?;
     let shape = pred.shape();
     if shape.len() != 4 {
@@ -180,26 +180,28 @@ fn kornia_operands(
     }
     options_check()?;
     let ignored = |label: i64| ignore_index == Some(label);
-    let labels = match target {
-        Tensor::Int64(labels) => labels.mapv(|label| if ignored(label) { 0 } else { label }),
-        other => return Err(Rejection::ClassIndexDtype { got: other.dtype() }),
+    let Tensor::Int64(given) = target else {
+        return Err(Rejection::ClassIndexDtype {
+            got: target.dtype(),
+        });
     };
-    let (batch, classes) = (shape[0], shape[1]);
-    let one_hot_target = one_hot(&labels, batch, classes)?;
+    let labels = given.mapv(|label| if ignored(label) { 0 } else { label });
+    check_labels(&labels, shape[1])?;
     let mask = ignore_index.map(|_| {
-        let positions = shape[2] * shape[3];
-        let flat: Vec<i64> = target.to_f64().iter().map(|&value| value as i64).collect();
-        position_mask(
-            &Array2::from_shape_fn((batch, positions), |(n, s)| {
-                f64::from(u8::from(!ignored(flat[n * positions + s])))
-            }),
-            classes,
+        Mask::Positions(
+            given
+                .iter()
+                .map(|&label| f64::from(u8::from(!ignored(label))))
+                .collect(),
         )
     });
-    Ok(Operands {
-        activated: Activated::new(Activation::Softmax, flatten("pred", pred)?),
-        target: one_hot_target,
+    let classes = shape[1];
+    Ok(Operands::new(
+        Activation::Softmax,
+        pred,
+        prediction_layout("pred", pred)?,
+        Target::Labels(labels.iter().copied().collect()),
         mask,
-        channels: (0..classes).collect(),
-    })
+        (0..classes).collect(),
+    ))
 }

@@ -1,7 +1,7 @@
 //! The overlap family: Dice, Jaccard (IoU), Tversky and generalized Dice.
 //!
 //! Every library writes these as one ratio of sums, and differs in which sums, which constants,
-//! and how the ratios are averaged. [`overlap`] is that ratio once, with every convention an explicit
+//! and how the ratios are averaged. `overlap` is that ratio once, with every convention an explicit
 //! field of [`Convention`]. Each library's loss is a thin front end in its own module that
 //! validates the call as the library does, turns its prediction and target into the operands
 //! (probabilities `p` and targets `t` of shape `(N, C, S)`, `S` the flattened spatial axes, with an
@@ -35,6 +35,13 @@
 //! `squared_pred`, the mismatch α·(p − t)² is), so nothing cancels. The sums are compensated, and
 //! the few operations per score are carried in double-double, so that the loss and the two
 //! gradient coefficients of each score are rounded to f64 once.
+//!
+//! Each operand comes with its complement q = 1 − p, computed by the activation without a
+//! subtraction (σ(−x) for the sigmoid, Σ_{c'≠c} e_c'/Z for the softmax; see `operands`), and every
+//! term that needs 1 − p takes q: fn = t·q, and p − t = (1 − t) − q where p > ½, which also decides
+//! the side of the L1 kink p = t as the exact p does. A p that rounds to 1 thus keeps its
+//! shortfall, and so do the activations' backward passes σ′ = σ(x)·σ(−x) and the softmax's
+//! p_k·(g_k·q_k − Σ_{c≠k} p_c·g_c).
 
 pub mod kornia;
 pub mod monai;
@@ -43,11 +50,16 @@ pub mod smp;
 pub mod textbook;
 mod wide;
 
-use ndarray::{Array2, Array3, ArrayD, IxDyn, Zip};
+use std::thread;
 
-use super::{compensated_sum, reshaped, CompensatedSum, Reduction};
+use ndarray::{Array2, ArrayD, IxDyn, Zip};
+
+use super::positions::{Layout, Position};
+use super::{compensated_sum, reshaped, Reduction};
 use crate::error::Rejection;
+use crate::spec::binary::two_sum;
 use crate::spec::Result;
+use operands::{Element, Operands};
 use wide::Wide;
 
 /// What one element contributes to the intersection I, the false positives FP and the false
@@ -73,12 +85,14 @@ pub enum Intersection {
 }
 
 impl Intersection {
-    /// One element's (i, α·fp + β·fn, size).
-    fn terms(self, p: f64, t: f64, alpha: f64, beta: f64) -> (f64, f64, f64) {
+    /// One element's (i, α·fp + β·fn, size), from p, its complement q = 1 − p and t.
+    #[inline]
+    fn terms(self, element: &Element, alpha: f64, beta: f64) -> (f64, f64, f64) {
+        let Element { p, q, t } = *element;
         match self {
-            Intersection::Product => (p * t, alpha * (p * (1.0 - t)) + beta * (t * (1.0 - p)), t),
+            Intersection::Product => (p * t, alpha * (p * (1.0 - t)) + beta * (t * q), t),
             Intersection::L1 => {
-                let excess = p - t;
+                let excess = excess(element);
                 // excess is 0 or NaN in the last arm; a NaN reaches both parts.
                 let (i, over, under) = if excess > 0.0 {
                     (t, excess, 0.0)
@@ -89,19 +103,45 @@ impl Intersection {
                 };
                 (i, alpha * over + beta * under, t)
             }
-            Intersection::Squared => (p * t, (p - t) * (alpha * p - beta * t), t * t),
+            Intersection::Squared => {
+                // α·p − β·t = α·(p − t) + (α − β)·t.
+                let excess = excess(element);
+                (p * t, excess * (alpha * excess + (alpha - beta) * t), t * t)
+            }
         }
     }
 
     /// One element's (∂fp/∂p, ∂i/∂p); ∂fn/∂p = −∂i/∂p, T being constant.
-    fn slopes(self, p: f64, t: f64) -> (f64, f64) {
+    #[inline]
+    fn slopes(self, element: &Element) -> (f64, f64) {
+        let Element { p, t, .. } = *element;
         match self {
             Intersection::Product => (1.0 - t, t),
-            Intersection::L1 if p > t => (1.0, 0.0),
-            Intersection::L1 if p < t => (0.0, 1.0),
-            Intersection::L1 => (0.5, 0.5),
+            Intersection::L1 => {
+                let excess = excess(element);
+                if excess > 0.0 {
+                    (1.0, 0.0)
+                } else if excess < 0.0 {
+                    (0.0, 1.0)
+                } else {
+                    (0.5, 0.5)
+                }
+            }
             Intersection::Squared => (2.0 * p - t, t),
         }
+    }
+}
+
+/// p − t, from q = 1 − p where p > ½: (1 − t) − q with 1 − t carried exactly, so that near
+/// p = t = 1 the difference keeps q's digits instead of p's rounding error, and its sign (the
+/// side of the kink p = t) is the exact p's.
+fn excess(element: &Element) -> f64 {
+    let Element { p, q, t } = *element;
+    if p > 0.5 {
+        let (one_minus_t, rounding) = two_sum(1.0, -t);
+        (one_minus_t - q) + rounding
+    } else {
+        p - t
     }
 }
 
@@ -314,21 +354,35 @@ struct Sums {
 
 impl Sums {
     /// I, E and T of every (group, class): sums over its positions, and over the batch when
-    /// pooled.
-    fn new(convention: &Convention, p: &Array3<f64>, t: &Array3<f64>) -> Sums {
-        let (batch, classes, _) = p.dim();
-        let groups = if convention.pool_batch { 1 } else { batch };
+    /// pooled. Each chunk of positions ([`position_chunks`]) sums its elements with compensation,
+    /// on every core; the chunks' sums are added in chunk order in double-double, so the result
+    /// does not depend on the number of cores.
+    fn new(convention: &Convention, operands: &Operands) -> Sums {
+        let layout = operands.layout();
+        let classes = operands.selected();
+        let groups = if convention.pool_batch {
+            1
+        } else {
+            layout.batch
+        };
         let Ratio { alpha, beta, .. } = convention.ratio;
-        let mut sums = Array2::from_elem((groups, classes), [CompensatedSum::default(); 3]);
-        Zip::indexed(p).and(t).for_each(|(n, c, _), &p, &t| {
-            let g = if convention.pool_batch { 0 } else { n };
-            let (i, e, size) = convention.intersection.terms(p, t, alpha, beta);
-            let [intersection, mismatch, target] = &mut sums[(g, c)];
-            intersection.add(i);
-            mismatch.add(e);
-            target.add(size);
+        let chunks = position_chunks(layout);
+        let partials = in_parallel(chunks.iter().collect(), |chunk| {
+            operands.sum(chunk, &mut Vec::new(), |element| {
+                let (i, e, size) = convention.intersection.terms(element, alpha, beta);
+                [i, e, size]
+            })
         });
-        let sum = |which: usize| sums.mapv(|sums| Wide::from(sums[which]));
+        let mut totals = Array2::from_elem((groups, classes), [Wide::ZERO; 3]);
+        for (chunk, sums) in chunks.iter().zip(partials) {
+            let g = if convention.pool_batch { 0 } else { chunk.n };
+            for (total, sums) in totals.row_mut(g).iter_mut().zip(sums) {
+                for (total, sum) in total.iter_mut().zip(sums) {
+                    *total = *total + Wide::from(sum);
+                }
+            }
+        }
+        let sum = |which: usize| totals.mapv(|totals| totals[which]);
         Sums {
             intersection: sum(0),
             mismatch: sum(1),
@@ -352,8 +406,9 @@ impl Sums {
     }
 }
 
-/// The overlap loss of probabilities `p` and targets `t`, both `(N, C, S)` and already masked, and
-/// its gradient ∂L/∂p for `grad_output` (ones when absent):
+/// The overlap loss of the operands' probabilities p and targets t (masked, of the selected
+/// channels), and its gradient ∂L/∂x for `grad_output` (ones when absent), in the prediction's
+/// `(N, C, S)` order:
 ///
 /// ```text
 /// sums      I_gc, E_gc = α·FP_gc + β·FN_gc, T_gc over the positions of group g
@@ -375,14 +430,18 @@ impl Sums {
 ///
 /// whose two coefficients are formed per (group, class) in double-double and rounded once. For
 /// the product form and a hard target that is one coefficient per element: α·N/D² where t = 0,
-/// −(k·L + β·N)/D² where t = 1 (for l = 1 − s), with no cancellation.
-pub fn overlap(
+/// −(k·L + β·N)/D² where t = 1 (for l = 1 − s), with no cancellation. The operands take ∂L/∂p
+/// through the mask and the activation to ∂L/∂x.
+///
+/// Two passes over the positions, each on every core in fixed chunks: the sums, then the
+/// gradient; the prediction is activated in both and nothing of its size is kept but the
+/// gradient.
+fn overlap(
     convention: &Convention,
-    p: &Array3<f64>,
-    t: &Array3<f64>,
+    operands: &Operands,
     grad_output: Option<&ArrayD<f64>>,
-) -> Result<(ArrayD<f64>, Array3<f64>)> {
-    let sums = Sums::new(convention, p, t);
+) -> Result<(ArrayD<f64>, Vec<f64>)> {
+    let sums = Sums::new(convention, operands);
     let classes = sums.target.ncols();
     let pool = pooling_weights(
         &convention.class_pooling,
@@ -440,16 +499,104 @@ pub fn overlap(
     })
     .mapv(|(by_fp, by_hit)| (by_fp.value(), by_hit.value()));
 
-    let mut grad = Array3::<f64>::zeros(p.raw_dim());
-    Zip::indexed(&mut grad)
-        .and(p)
-        .and(t)
-        .for_each(|(n, c, _), grad, &p, &t| {
-            let (by_fp, by_hit) = per_class[(if convention.pool_batch { 0 } else { n }, c)];
-            let (fp, hit) = convention.intersection.slopes(p, t);
-            *grad = by_fp * fp + by_hit * hit;
-        });
-    Ok((loss, grad))
+    let intersection = convention.intersection;
+    let layout = operands.layout();
+    let mut gradient = vec![0.0; layout.elements()];
+    let chunks = position_chunks(layout);
+    let rows = chunk_rows(&mut gradient, layout);
+    in_parallel(chunks.iter().zip(rows).collect(), |(chunk, mut rows)| {
+        let coefficients = per_class.row(if convention.pool_batch { 0 } else { chunk.n });
+        let grad = |j: usize, element: &Element| {
+            let (by_fp, by_hit) = coefficients[j];
+            let (fp, hit) = intersection.slopes(element);
+            by_fp * fp + by_hit * hit
+        };
+        operands.backward(chunk, grad, &mut Vec::new(), &mut rows);
+    });
+    Ok((loss, gradient))
+}
+
+/// About this many positions make a chunk.
+const CHUNK_POSITIONS: usize = 8192;
+
+/// A span of one image's positions: s0..s0 + len of image n.
+struct Chunk {
+    n: usize,
+    s0: usize,
+    len: usize,
+}
+
+impl Chunk {
+    /// The chunk's positions, in order.
+    fn positions(&self, layout: Layout) -> impl Iterator<Item = Position> + '_ {
+        (self.s0..self.s0 + self.len).map(move |s| Position {
+            n: self.n,
+            s,
+            index: self.n * layout.spatial + s,
+        })
+    }
+}
+
+/// The positions of every image cut into spans of at most [`CHUNK_POSITIONS`], image by image;
+/// fixed by the layout alone.
+fn position_chunks(layout: Layout) -> Vec<Chunk> {
+    (0..layout.batch)
+        .flat_map(|n| {
+            (0..layout.spatial)
+                .step_by(CHUNK_POSITIONS)
+                .map(move |s0| Chunk {
+                    n,
+                    s0,
+                    len: CHUNK_POSITIONS.min(layout.spatial - s0),
+                })
+        })
+        .collect()
+}
+
+/// The gradient `(N, C, S)` cut along [`position_chunks`]: for each chunk, the span of each of
+/// its image's C class rows.
+fn chunk_rows(gradient: &mut [f64], layout: Layout) -> Vec<Vec<&mut [f64]>> {
+    let spans = layout.spatial.div_ceil(CHUNK_POSITIONS);
+    let mut rows: Vec<Vec<&mut [f64]>> = (0..layout.batch * spans).map(|_| Vec::new()).collect();
+    if layout.spatial == 0 {
+        return rows;
+    }
+    for (row, values) in gradient.chunks_mut(layout.spatial).enumerate() {
+        let n = row / layout.classes;
+        for (k, span) in values.chunks_mut(CHUNK_POSITIONS).enumerate() {
+            rows[n * spans + k].push(span);
+        }
+    }
+    rows
+}
+
+/// `work` of every item, the items shared in contiguous runs among the cores; the results in
+/// item order.
+fn in_parallel<I: Send, T: Send>(items: Vec<I>, work: impl Fn(I) -> T + Sync) -> Vec<T> {
+    let threads = thread::available_parallelism()
+        .map_or(1, |cores| cores.get())
+        .min(items.len());
+    if threads <= 1 {
+        return items.into_iter().map(work).collect();
+    }
+    let per_thread = items.len().div_ceil(threads);
+    let work = &work;
+    let mut items = items.into_iter();
+    thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                let share: Vec<I> = items.by_ref().take(per_thread).collect();
+                scope.spawn(move || share.into_iter().map(work).collect::<Vec<T>>())
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|worker| match worker.join() {
+                Ok(results) => results,
+                Err(panic) => std::panic::resume_unwind(panic),
+            })
+            .collect()
+    })
 }
 
 /// The class-pooling weights v_gc, `(G, C)`, or `None` for one score per class.

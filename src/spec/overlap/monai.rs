@@ -5,11 +5,11 @@
 //! class weights. [`loss`] is the three overlap losses; [`dice_ce`] and [`dice_focal`] add a
 //! cross-entropy or focal term.
 
-use ndarray::{Array3, ArrayD, Axis, IxDyn};
+use ndarray::{ArrayD, Axis, IxDyn};
 
 use super::operands::{
-    check_prediction, flatten, float32_values, position_mask, shape_mismatch, spatial_flattened,
-    truncated_labels, Activated, Activation, Operands,
+    check_prediction, float32_values, prediction_layout, row_major, shape_mismatch,
+    truncated_labels, Activation, Mask, Operands, Target,
 };
 use super::{
     grad_output_shape, Absent, Aggregation, ClassPooling, Convention, Guard, Intersection, Ratio,
@@ -21,6 +21,7 @@ use crate::spec::cross_entropy::{self, CrossEntropyOptions, DEFAULT_IGNORE_INDEX
 use crate::spec::focal;
 use crate::spec::focal::monai::{MonaiFocalOptions, PerClass};
 use crate::spec::monai::{ignore_mask, OneHot};
+use crate::spec::positions::Values;
 use crate::spec::{reshaped, LossOutput, Reduction, Result};
 use crate::tensor::{DType, Tensor};
 
@@ -180,7 +181,7 @@ pub fn loss(
         }
         shape
     };
-    let target_full = if options.to_onehot_y && several {
+    let target_values = if options.to_onehot_y && several {
         let target_shape = target.shape();
         if target_shape.get(1) != Some(&1) {
             return Err(Rejection::TargetShapeMismatch {
@@ -192,18 +193,16 @@ pub fn loss(
         if one_hot.shape() != shape {
             return Err(shape_mismatch(&sliced(shape), &sliced(one_hot.shape())));
         }
-        (spatial_flattened(one_hot.build()), shape.to_vec())
-    } else {
-        (spatial_flattened(target.to_f64()), target.shape().to_vec())
-    };
-    let (Some(target_values), target_shape) = target_full else {
+        Values::Converted(row_major(one_hot.build()))
+    } else if target.shape().len() < 2 {
         return Err(shape_mismatch(shape, target.shape()));
+    } else if target.shape() != shape {
+        return Err(shape_mismatch(&sliced(shape), &sliced(target.shape())));
+    } else {
+        Values::read(target)
     };
-    if target_shape != shape {
-        return Err(shape_mismatch(&sliced(shape), &sliced(&target_shape)));
-    }
     let mask = ignore_index
-        .map(|ii| position_ignore_mask(target, ii, classes))
+        .map(|ii| position_ignore_mask(target, ii))
         .transpose()?;
     let channels: Vec<usize> = (usize::from(drop_background)..classes).collect();
     let scores = channels.len();
@@ -287,13 +286,15 @@ pub fn loss(
             shape: unreduced,
         },
     };
-    let operands = Operands {
-        activated: Activated::new(activation, flatten("input", input)?),
-        target: target_values,
+    let operands = Operands::new(
+        activation,
+        input,
+        prediction_layout("input", input)?,
+        Target::Values(target_values),
         mask,
         channels,
-    };
-    operands.run(&convention, input, grad_output)
+    );
+    operands.run(&convention, grad_output)
 }
 
 /// Σpt, or Σmin(p, t) with soft_label (TverskyLoss and GeneralizedDiceLoss have no squared form).
@@ -305,17 +306,11 @@ fn monai_ord1(options: &MonaiOptions) -> Intersection {
     }
 }
 
-/// MONAI's `create_ignore_mask(original target, ii)` ([`ignore_mask`]) as `(N, C, S)` (the
-/// same for every class).
-fn position_ignore_mask(target: &Tensor, ignore_index: i64, classes: usize) -> Result<Array3<f64>> {
+/// MONAI's `create_ignore_mask(original target, ii)` ([`ignore_mask`]), `(N, 1, …)`: one value per
+/// position, the same for every class.
+fn position_ignore_mask(target: &Tensor, ignore_index: i64) -> Result<Mask> {
     let mask = ignore_mask(&target.to_f64(), ignore_index)?;
-    let &[batch, 1, ref spatial @ ..] = mask.shape() else {
-        return Err(shape_mismatch(&[], mask.shape()));
-    };
-    let positions = spatial.iter().product();
-    let mask =
-        reshaped(mask, (batch, positions)).ok_or_else(|| shape_mismatch(&[], target.shape()))?;
-    Ok(position_mask(&mask, classes))
+    Ok(Mask::Positions(mask.iter().copied().collect()))
 }
 
 /// DiceLoss's class weights for `scores` classes: a number for all, or one each; none negative.

@@ -1,158 +1,434 @@
-//! The operands of the overlap core: the prediction's activation, the `(N, C, S)` layout, position
-//! masks and channel selection, and the argument checks the front ends share.
+//! The operands of the overlap core: the prediction read in place and activated as it is read,
+//! the target (values or class labels), position masks and channel selection, and the argument
+//! checks the front ends share.
+//!
+//! Nothing of the prediction's size is materialised but the gradient: each pass of the core
+//! reads the prediction, activates it into p and q = 1 − p, and forgets them. An elementwise
+//! activation goes one class row at a time, the softmax one position's lane at a time.
 
-use ndarray::{Array2, Array3, ArrayD};
+use ndarray::{ArrayD, IxDyn};
 
-use super::{overlap, Convention};
+use super::wide::Wide;
+use super::{overlap, Chunk, Convention};
 use crate::error::Rejection;
-use crate::spec::softmax::{log_softmax, log_softmax_backward};
-use crate::spec::{reshaped, LossOutput, Result};
+use crate::spec::positions::{Layout, Position, Values};
+use crate::spec::softmax::SoftmaxLane;
+use crate::spec::{CompensatedSum, LossOutput, Result};
 use crate::tensor::Tensor;
 
 /// What turns the prediction into probabilities, along the class axis.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Activation {
-    /// The prediction is already probabilities.
+    /// The prediction is already probabilities: p = x, q = 1 − x.
     Identity,
-    /// softmax over the classes: p = exp(log_softmax(x)) (smp's `log_softmax(…).exp()`, MONAI's and
-    /// kornia's `softmax`, equal to rounding): ∂L/∂x = p ⊙ (g − Σ_c p_c·g_c).
+    /// softmax over the classes (smp's `log_softmax(…).exp()`, MONAI's and kornia's `softmax`,
+    /// equal to rounding), see [`softmax_lane`].
     Softmax,
-    /// p = σ(x) = 1/(1 + e^{−x}) per element (smp's `logsigmoid(…).exp()`, MONAI's `sigmoid`):
-    /// ∂L/∂x = g·p·(1 − p).
+    /// p = σ(x) per element (smp's `logsigmoid(…).exp()`, MONAI's `sigmoid`), see [`sigmoid`].
     Sigmoid,
 }
 
-/// The prediction after its activation, remembering what the backward pass needs.
-pub(super) struct Activated {
-    activation: Activation,
-    /// p, `(N, C, S)`.
-    probabilities: Array3<f64>,
+/// σ(x), σ(−x) and σ′(x) = σ(x)·σ(−x) from one exponential e = exp(−|x|): with r = 1/(1 + e) in
+/// double-double, the larger of the two is r, the smaller e·r, and σ′ = e·r². Each is rounded
+/// once, so each carries exp's error and nothing else; 1 − p is never formed by a subtraction,
+/// which would leave only the rounding error of p where p ≈ 1.
+fn sigmoid(x: f64) -> (f64, f64, f64) {
+    if x.is_nan() {
+        return (x, x, x);
+    }
+    let e = (-x.abs()).exp();
+    let r = Wide::ONE / (Wide::ONE + e);
+    let small = r * e;
+    let slope = (small * r).value();
+    if x >= 0.0 {
+        (r.value(), small.value(), slope)
+    } else {
+        (small.value(), r.value(), slope)
+    }
 }
 
-impl Activated {
-    /// Applies `activation` to the prediction `(N, C, S)`.
-    pub(super) fn new(activation: Activation, prediction: Array3<f64>) -> Activated {
-        let probabilities = match activation {
-            Activation::Identity => prediction,
-            Activation::Softmax => softmax_classes(&prediction),
-            Activation::Sigmoid => prediction.mapv(|x| {
-                if x >= 0.0 {
-                    1.0 / (1.0 + (-x).exp())
-                } else {
-                    x.exp() / (1.0 + x.exp())
-                }
-            }),
+/// The softmax of a lane of logits, p and q = 1 − p for each class, or `false` for a lane
+/// without one (holding +∞ or NaN, or all −∞: p = q = NaN). With e_c = exp(x_c − max x) from
+/// [`SoftmaxLane`] (exactly 1 at the arg-max) and their sum Z carried in double-double:
+///
+/// ```text
+/// p_c = e_c/Z,   q_c = 1 − p_c = (Z − e_c)/Z = Σ_{c'≠c} e_c'/Z
+/// ```
+///
+/// Z − e_c is formed in double-double, where it keeps the small terms of Z whole: at a dominant
+/// class it is the sum of the others, not the rounding error of 1 − p.
+fn softmax_lane(logits: &[f64], exps: &mut [f64], p: &mut [f64], q: &mut [f64]) -> bool {
+    if SoftmaxLane::new(logits, exps).is_none() {
+        p.fill(f64::NAN);
+        q.fill(f64::NAN);
+        return false;
+    }
+    let mut total = CompensatedSum::default();
+    exps.iter().for_each(|&e| total.add(e));
+    let total = Wide::from(total);
+    for ((&e, p), q) in exps.iter().zip(p.iter_mut()).zip(q.iter_mut()) {
+        *p = (Wide::from(e) / total).value();
+        *q = ((total - e) / total).value();
+    }
+    true
+}
+
+/// The softmax's vector-Jacobian product for g = ∂L/∂p, written so that nothing cancels but what
+/// the value itself cancels:
+///
+/// ```text
+/// ∂L/∂x_k = p_k·(g_k − Σ_c p_c·g_c) = p_k·(g_k·q_k − Σ_{c≠k} p_c·g_c)
+/// ```
+///
+/// with Σ_{c≠k} as a prefix plus a suffix sum of exact products in double-double, so a dominant
+/// class is never added and taken away again. Where Σ_c p_c·g_c is not finite the left-hand form
+/// is evaluated literally, as PyTorch does.
+fn softmax_backward(p: &[f64], q: &[f64], g: &[f64], out: &mut [f64], suffix: &mut [f64]) {
+    let term = |k: usize| Wide::from(p[k]) * g[k];
+    let mut after = Wide::ZERO;
+    for k in (0..g.len()).rev() {
+        (suffix[2 * k], suffix[2 * k + 1]) = after.parts();
+        after = after + term(k);
+    }
+    let total = after.value();
+    let mut before = Wide::ZERO;
+    for k in 0..g.len() {
+        let others = before + suffix[2 * k] + suffix[2 * k + 1];
+        out[k] = if total.is_finite() {
+            ((Wide::from(g[k]) * q[k] - others) * p[k]).value()
+        } else {
+            g[k] - p[k] * total
         };
-        Activated {
-            activation,
-            probabilities,
-        }
-    }
-
-    /// ∂L/∂x from ∂L/∂p.
-    pub(super) fn backward(&self, grad: Array3<f64>) -> Array3<f64> {
-        let p = &self.probabilities;
-        match self.activation {
-            Activation::Identity => grad,
-            Activation::Sigmoid => grad * &p.mapv(|p| p * (1.0 - p)),
-            Activation::Softmax => {
-                // The log-softmax backward of g ⊙ p is p ⊙ (g − Σ p·g), the softmax backward.
-                let log_p = p.mapv(f64::ln);
-                let grad_log_p = grad * p;
-                log_softmax_backward(&log_p, &grad_log_p, 1)
-            }
-        }
+        before = before + term(k);
     }
 }
 
-fn softmax_classes(logits: &Array3<f64>) -> Array3<f64> {
-    log_softmax(logits, 1).mapv(f64::exp)
+/// The target t of the prediction's classes.
+pub(super) enum Target<'a> {
+    /// One value per element of the prediction's `(N, C, S)` layout.
+    Values(Values<'a>),
+    /// One class label per position (N·S): t_c = [label = c].
+    Labels(Vec<i64>),
 }
 
-/// A tensor argument `(N, C, d1, …)` as `(N, C, S)` in f64; one of fewer than two axes is
-/// rejected.
-pub(super) fn flatten(argument: &'static str, tensor: &Tensor) -> Result<Array3<f64>> {
-    spatial_flattened(tensor.to_f64()).ok_or_else(|| Rejection::UnexpectedShape {
-        argument,
-        expected: "(N, C, …)",
-        got: tensor.shape().to_vec(),
-    })
+/// A mask m that multiplies p and t (MONAI's real-valued mask included).
+pub(super) enum Mask {
+    /// One value per position (N·S), the same for every class.
+    Positions(Vec<f64>),
+    /// One value per element of the prediction's `(N, C, S)` layout.
+    Elements(Vec<f64>),
 }
 
-/// An array `(N, C, d1, …)` as `(N, C, S)`, in any memory layout; `None` with fewer than two axes.
-pub(super) fn spatial_flattened(values: ArrayD<f64>) -> Option<Array3<f64>> {
-    let &[batch, classes, ref spatial @ ..] = values.shape() else {
-        return None;
-    };
-    let positions = spatial.iter().product();
-    reshaped(values, (batch, classes, positions))
+/// One operand pair of the core: p' = p·m, its complement q' = 1 − p·m = (1 − m) + m·q, and
+/// t' = t·m.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Element {
+    pub(super) p: f64,
+    pub(super) q: f64,
+    pub(super) t: f64,
 }
 
 /// The operands the core sees and how to route its gradient back to the prediction.
-pub(super) struct Operands {
-    pub(super) activated: Activated,
-    /// t, `(N, C, S)` (the prediction's classes).
-    pub(super) target: Array3<f64>,
-    /// m, `(N, C, S)`: p and t are multiplied by it (MONAI's real-valued mask included; a mask of
-    /// positions is the same for every class).
-    pub(super) mask: Option<Array3<f64>>,
+pub(super) struct Operands<'a> {
+    activation: Activation,
+    /// x, read in place.
+    prediction: Values<'a>,
+    /// The prediction's shape, that of the gradient.
+    shape: &'a [usize],
+    /// The prediction as `(N, C, S)`.
+    layout: Layout,
+    target: Target<'a>,
+    mask: Option<Mask>,
     /// The channels that enter the loss, in order (repeats allowed).
-    pub(super) channels: Vec<usize>,
+    channels: Vec<usize>,
+    /// The selections j of each class: channels[j] = c.
+    selections: Vec<Vec<usize>>,
 }
 
-impl Operands {
-    /// Runs the core on p' = (p·m)[channels], t' = (t·m)[channels] and returns the loss and ∂L/∂x
-    /// in the shape of `prediction`: the gradient of the selected channels scattered back (added
-    /// where a channel repeats), times m, through the activation.
+/// A softmax lane's working values, slices of one buffer: the prediction's C values x, their
+/// p, q and e = exp(x − max x), ∂L/∂p and ∂L/∂x of each class, and the suffix sums of the
+/// backward (hi and lo).
+struct Lane<'s> {
+    x: &'s mut [f64],
+    p: &'s mut [f64],
+    q: &'s mut [f64],
+    exps: &'s mut [f64],
+    grad_p: &'s mut [f64],
+    grad_x: &'s mut [f64],
+    suffix: &'s mut [f64],
+    /// Whether the lane has a softmax.
+    valid: bool,
+}
+
+impl<'s> Lane<'s> {
+    /// The lane of `classes` classes, in `buffer`.
+    fn new(buffer: &'s mut Vec<f64>, classes: usize) -> Lane<'s> {
+        buffer.resize(8 * classes, 0.0);
+        let mut rest = &mut buffer[..];
+        let mut take = |len: usize| {
+            let (head, tail) = std::mem::take(&mut rest).split_at_mut(len);
+            rest = tail;
+            head
+        };
+        Lane {
+            x: take(classes),
+            p: take(classes),
+            q: take(classes),
+            exps: take(classes),
+            grad_p: take(classes),
+            grad_x: take(classes),
+            suffix: take(2 * classes),
+            valid: true,
+        }
+    }
+}
+
+/// x, 1 − x and the slope 1: the identity as an elementwise activation.
+fn identity(x: f64) -> (f64, f64, f64) {
+    (x, 1.0 - x, 1.0)
+}
+
+impl<'a> Operands<'a> {
+    /// The operands of `prediction` (laid out as `layout`) and `target`, activated by
+    /// `activation`, masked by `mask`, of which `channels` enter the loss.
+    pub(super) fn new(
+        activation: Activation,
+        prediction: &'a Tensor,
+        layout: Layout,
+        target: Target<'a>,
+        mask: Option<Mask>,
+        channels: Vec<usize>,
+    ) -> Operands<'a> {
+        let mut selections = vec![Vec::new(); layout.classes];
+        for (j, &class) in channels.iter().enumerate() {
+            selections[class].push(j);
+        }
+        Operands {
+            activation,
+            prediction: Values::read(prediction),
+            shape: prediction.shape(),
+            layout,
+            target,
+            mask,
+            channels,
+            selections,
+        }
+    }
+
+    /// The prediction's `(N, C, S)` layout.
+    pub(super) fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    /// The number of selected channels, the core's classes.
+    pub(super) fn selected(&self) -> usize {
+        self.channels.len()
+    }
+
+    /// Runs the core on the selected channels and returns the loss and ∂L/∂x in the shape of the
+    /// prediction.
     pub(super) fn run(
         &self,
         convention: &Convention,
-        prediction: &Tensor,
         grad_output: Option<&ArrayD<f64>>,
     ) -> Result<LossOutput> {
-        let (loss, grad) = self.selected(convention, grad_output)?;
+        let (loss, gradient) = overlap(convention, self, grad_output)?;
         Ok(LossOutput {
             loss,
-            grad_input: unflatten(self.activated.backward(grad), prediction),
+            grad_input: ArrayD::from_shape_vec(IxDyn(self.shape), gradient).unwrap_or_default(),
         })
     }
 
-    /// The core's loss and ∂L/∂p, `(N, C, S)`. Every channel in order without a mask is the
-    /// operands themselves, not copied.
-    fn selected(
+    /// Σ `terms(element)` over the positions of `chunk` for every selected channel, each of the
+    /// three sums compensated and in position order. An elementwise activation is applied one
+    /// class row at a time, the softmax one position's lane at a time.
+    pub(super) fn sum(
         &self,
-        convention: &Convention,
-        grad_output: Option<&ArrayD<f64>>,
-    ) -> Result<(ArrayD<f64>, Array3<f64>)> {
-        let p = &self.activated.probabilities;
-        let (batch, classes, positions) = p.dim();
-        if self.mask.is_none() && self.channels.iter().copied().eq(0..classes) {
-            return overlap(convention, p, &self.target, grad_output);
+        chunk: &Chunk,
+        buffer: &mut Vec<f64>,
+        terms: impl Fn(&Element) -> [f64; 3],
+    ) -> Vec<[CompensatedSum; 3]> {
+        match self.activation {
+            Activation::Identity => self.sum_rows(chunk, identity, terms),
+            Activation::Sigmoid => self.sum_rows(chunk, sigmoid, terms),
+            Activation::Softmax => {
+                let layout = self.layout;
+                let mut sums = vec![[CompensatedSum::default(); 3]; self.channels.len()];
+                let mut lane = Lane::new(buffer, layout.classes);
+                for position in chunk.positions(layout) {
+                    self.softmax_at(position, &mut lane);
+                    for (sums, &class) in sums.iter_mut().zip(&self.channels) {
+                        let (p, q) = (lane.p[class], lane.q[class]);
+                        let values = terms(&self.masked(position, class, p, q).0);
+                        sums.iter_mut().zip(values).for_each(|(sum, v)| sum.add(v));
+                    }
+                }
+                sums
+            }
         }
-        let mask =
-            |n: usize, c: usize, s: usize| self.mask.as_ref().map_or(1.0, |mask| mask[(n, c, s)]);
-        let select = |values: &Array3<f64>| {
-            Array3::from_shape_fn((batch, self.channels.len(), positions), |(n, j, s)| {
-                values[(n, self.channels[j], s)] * mask(n, self.channels[j], s)
+    }
+
+    /// [`Operands::sum`] for an elementwise activation: one selected channel's row at a time.
+    #[inline]
+    fn sum_rows(
+        &self,
+        chunk: &Chunk,
+        activate: impl Fn(f64) -> (f64, f64, f64),
+        terms: impl Fn(&Element) -> [f64; 3],
+    ) -> Vec<[CompensatedSum; 3]> {
+        let layout = self.layout;
+        self.channels
+            .iter()
+            .map(|&class| {
+                let mut sums = [CompensatedSum::default(); 3];
+                for position in chunk.positions(layout) {
+                    let x = self.prediction.at(position.element(&layout, class));
+                    let (p, q, _) = activate(x);
+                    let values = terms(&self.masked(position, class, p, q).0);
+                    sums.iter_mut().zip(values).for_each(|(sum, v)| sum.add(v));
+                }
+                sums
             })
-        };
-        let (loss, grad_selected) =
-            overlap(convention, &select(p), &select(&self.target), grad_output)?;
-        let mut grad = Array3::<f64>::zeros((batch, classes, positions));
-        for ((n, j, s), value) in grad_selected.indexed_iter() {
-            grad[(n, self.channels[j], s)] += value * mask(n, self.channels[j], s);
+            .collect()
+    }
+
+    /// ∂L/∂x over `chunk`, from ∂L/∂p'_j = `grad(j, element)` of each selected channel: times m,
+    /// added over a class's selections, through the activation. `rows[c]` receives class c's
+    /// span of the chunk.
+    pub(super) fn backward(
+        &self,
+        chunk: &Chunk,
+        grad: impl Fn(usize, &Element) -> f64,
+        buffer: &mut Vec<f64>,
+        rows: &mut [&mut [f64]],
+    ) {
+        let layout = self.layout;
+        match self.activation {
+            Activation::Identity => self.backward_rows(chunk, identity, &grad, rows),
+            Activation::Sigmoid => self.backward_rows(chunk, sigmoid, &grad, rows),
+            Activation::Softmax => {
+                let mut lane = Lane::new(buffer, layout.classes);
+                for (offset, position) in chunk.positions(layout).enumerate() {
+                    self.softmax_at(position, &mut lane);
+                    for class in 0..layout.classes {
+                        let (p, q) = (lane.p[class], lane.q[class]);
+                        lane.grad_p[class] = self.grad_p(position, class, p, q, &grad);
+                    }
+                    let silent = lane.grad_p.iter().all(|&g| g == 0.0);
+                    if silent || !lane.valid {
+                        // An ignored position is not read: its gradient is 0 whatever its logits.
+                        lane.grad_x.fill(if silent { 0.0 } else { f64::NAN });
+                    } else {
+                        softmax_backward(lane.p, lane.q, lane.grad_p, lane.grad_x, lane.suffix);
+                    }
+                    for (row, &value) in rows.iter_mut().zip(lane.grad_x.iter()) {
+                        row[offset] = value;
+                    }
+                }
+            }
         }
-        Ok((loss, grad))
+    }
+
+    /// ∂L/∂p of `class` at `position`, from its activated (p, q): Σ_j m·∂L/∂p'_j over the
+    /// class's selections j.
+    #[inline(always)]
+    fn grad_p(
+        &self,
+        position: Position,
+        class: usize,
+        p: f64,
+        q: f64,
+        grad: &impl Fn(usize, &Element) -> f64,
+    ) -> f64 {
+        let selections = &self.selections[class];
+        if selections.is_empty() {
+            return 0.0;
+        }
+        match self.masked(position, class, p, q) {
+            (_, 0.0) => 0.0,
+            (element, m) => selections
+                .iter()
+                .fold(0.0, |sum, &j| sum + grad(j, &element) * m),
+        }
+    }
+
+    /// [`Operands::backward`] for an elementwise activation, one class row at a time.
+    #[inline]
+    fn backward_rows(
+        &self,
+        chunk: &Chunk,
+        activate: impl Fn(f64) -> (f64, f64, f64),
+        grad: &impl Fn(usize, &Element) -> f64,
+        rows: &mut [&mut [f64]],
+    ) {
+        let layout = self.layout;
+        for (class, row) in rows.iter_mut().enumerate() {
+            if self.selections[class].is_empty() {
+                row.fill(0.0);
+                continue;
+            }
+            for (position, slot) in chunk.positions(layout).zip(row.iter_mut()) {
+                let x = self.prediction.at(position.element(&layout, class));
+                let (p, q, slope) = activate(x);
+                *slot = self.grad_p(position, class, p, q, grad) * slope;
+            }
+        }
+    }
+
+    /// Reads the logits at `position` into `lane` and takes their softmax.
+    fn softmax_at(&self, position: Position, lane: &mut Lane) {
+        for (class, x) in lane.x.iter_mut().enumerate() {
+            *x = self.prediction.at(position.element(&self.layout, class));
+        }
+        lane.valid = softmax_lane(lane.x, lane.exps, lane.p, lane.q);
+    }
+
+    /// The element of `class` at `position` from its activated (p, q), and its mask m.
+    #[inline(always)]
+    fn masked(&self, position: Position, class: usize, p: f64, q: f64) -> (Element, f64) {
+        let index = position.element(&self.layout, class);
+        let t = match &self.target {
+            Target::Values(values) => values.at(index),
+            Target::Labels(labels) => f64::from(u8::from(labels[position.index] == class as i64)),
+        };
+        let m = match &self.mask {
+            None => 1.0,
+            Some(Mask::Positions(mask)) => mask[position.index],
+            Some(Mask::Elements(mask)) => mask[index],
+        };
+        let element = if m == 1.0 {
+            Element { p, q, t }
+        } else {
+            Element {
+                p: p * m,
+                q: (1.0 - m) + m * q,
+                t: t * m,
+            }
+        };
+        (element, m)
     }
 }
 
-/// The gradient `(N, C, S)` in the prediction's own shape (the same elements in row-major order).
-fn unflatten(grad: Array3<f64>, prediction: &Tensor) -> ArrayD<f64> {
-    let mut unflattened = ArrayD::zeros(prediction.shape());
-    for (slot, value) in unflattened.iter_mut().zip(grad) {
-        *slot = value;
+/// The `(N, C, S)` layout of a tensor argument `(N, C, d1, …)`; one of fewer than two axes is
+/// rejected.
+pub(super) fn prediction_layout(argument: &'static str, tensor: &Tensor) -> Result<Layout> {
+    match tensor.shape() {
+        [_, _, ..] => Ok(Layout::of(tensor.shape(), 1)),
+        shape => Err(Rejection::UnexpectedShape {
+            argument,
+            expected: "(N, C, …)",
+            got: shape.to_vec(),
+        }),
     }
-    unflattened
+}
+
+/// Values in row-major order, to be read as a target or a mask.
+pub(super) fn row_major(values: ArrayD<f64>) -> Vec<f64> {
+    if values.is_standard_layout() {
+        values.into_raw_vec_and_offset().0
+    } else {
+        values.iter().copied().collect()
+    }
 }
 
 /// Class indices read as PyTorch's `.long()` reads them: floats truncated toward zero.
@@ -189,10 +465,4 @@ pub(super) fn float32_values(values: &[f64]) -> Vec<f64> {
         .iter()
         .map(|&value| f64::from(value as f32))
         .collect()
-}
-
-/// A mask of positions `(N, S)` repeated for each of `classes`.
-pub(super) fn position_mask(mask: &Array2<f64>, classes: usize) -> Array3<f64> {
-    let (batch, positions) = mask.dim();
-    Array3::from_shape_fn((batch, classes, positions), |(n, _, s)| mask[(n, s)])
 }

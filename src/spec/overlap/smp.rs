@@ -3,16 +3,17 @@
 //! clamped at eps, absent classes zeroed but averaged, float32 class weights, and γ on the mean.
 //! [`loss`] checks the arguments in smp's order and maps `mode` onto the operands.
 
-use ndarray::{Array2, ArrayD};
+use ndarray::ArrayD;
 
 use super::operands::{
-    check_prediction, flatten, float32_values, position_mask, shape_mismatch, truncated_labels,
-    Activated, Activation, Operands,
+    check_prediction, float32_values, prediction_layout, shape_mismatch, truncated_labels,
+    Activation, Mask, Operands, Target,
 };
 use super::{Absent, Aggregation, ClassPooling, Convention, Guard, Intersection, Ratio, ScoreLoss};
 use crate::error::Rejection;
+use crate::spec::positions::{Layout, Values};
 use crate::spec::smp::SmpMode;
-use crate::spec::{check_labels, one_hot, reshaped, LossOutput, Result};
+use crate::spec::{check_labels, LossOutput, Result};
 use crate::tensor::{DType, Tensor};
 
 /// Which smp loss: `DiceLoss`, `JaccardLoss` or `TverskyLoss`.
@@ -129,7 +130,8 @@ pub fn loss(
     let per_image = pred_shape[1..].iter().product::<usize>();
     let target_values = y_true.to_f64();
     let ignored = |value: f64| options.ignore_index.is_some_and(|ii| value == ii as f64);
-    let (prediction, activation, target, mask) = match options.mode {
+    let keep = |value: &f64| f64::from(u8::from(!ignored(*value)));
+    let (layout, activation, target, mask) = match options.mode {
         SmpMode::Binary | SmpMode::Multilabel => {
             let channels = if options.mode == SmpMode::Binary {
                 1
@@ -146,20 +148,25 @@ pub fn loss(
             if target_values.len() != batch * per_image {
                 return Err(shape_mismatch(pred_shape, y_true.shape()));
             }
-            let shape = (batch, channels, per_image / channels);
-            let as_3d = |values: ArrayD<f64>| {
-                reshaped(values, shape).ok_or_else(|| shape_mismatch(pred_shape, y_true.shape()))
+            let layout = Layout {
+                batch,
+                classes: channels,
+                spatial: per_image / channels,
             };
-            let target = as_3d(target_values)?;
             let mask = options
                 .ignore_index
-                .map(|_| target.mapv(|value| f64::from(u8::from(!ignored(value)))));
+                .map(|_| Mask::Elements(target_values.iter().map(keep).collect()));
             let activation = if options.from_logits {
                 Activation::Sigmoid
             } else {
                 Activation::Identity
             };
-            (as_3d(y_pred.to_f64())?, activation, target, mask)
+            (
+                layout,
+                activation,
+                Target::Values(Values::read(y_true)),
+                mask,
+            )
         }
         SmpMode::Multiclass => {
             let classes = pred_shape[1];
@@ -192,25 +199,23 @@ pub fn loss(
             if labels.len() != batch * positions {
                 return Err(shape_mismatch(&[batch, positions], y_true.shape()));
             }
-            let target = one_hot(&labels, batch, classes)?;
-            let mask = options.ignore_index.map(|_| {
-                let flat: Vec<f64> = target_values.iter().copied().collect();
-                position_mask(
-                    &Array2::from_shape_fn((batch, positions), |(n, s)| {
-                        f64::from(u8::from(!ignored(flat[n * positions + s])))
-                    }),
-                    classes,
-                )
-            });
+            let mask = options
+                .ignore_index
+                .map(|_| Mask::Positions(target_values.iter().map(keep).collect()));
             let activation = if options.from_logits {
                 Activation::Softmax
             } else {
                 Activation::Identity
             };
-            (flatten("y_pred", y_pred)?, activation, target, mask)
+            (
+                prediction_layout("y_pred", y_pred)?,
+                activation,
+                Target::Labels(labels.iter().copied().collect()),
+                mask,
+            )
         }
     };
-    let classes = prediction.dim().1;
+    let classes = layout.classes;
     let weights = match (&options.class_weights, &options.classes) {
         (Some(weights), None) if weights.len() != classes => {
             return Err(Rejection::WeightLength {
@@ -271,13 +276,15 @@ pub fn loss(
             gamma,
         },
     };
-    let operands = Operands {
-        activated: Activated::new(activation, prediction),
+    let operands = Operands::new(
+        activation,
+        y_pred,
+        layout,
         target,
         mask,
-        channels: (0..classes).collect(),
-    };
-    operands.run(&convention, y_pred, grad_output)
+        (0..classes).collect(),
+    );
+    operands.run(&convention, grad_output)
 }
 
 /// PyTorch's refusal to reshape a tensor without elements with an inferred (−1) axis when the

@@ -2,8 +2,11 @@
 
 use ndarray::ArrayD;
 
-use super::operands::{check_prediction, flatten, shape_mismatch, Activated, Activation, Operands};
+use super::operands::{
+    check_prediction, prediction_layout, shape_mismatch, Activation, Operands, Target,
+};
 use super::{Absent, Aggregation, ClassPooling, Convention, Guard, Intersection, Ratio, ScoreLoss};
+use crate::spec::positions::Values;
 use crate::spec::{LossOutput, Reduction, Result};
 use crate::tensor::Tensor;
 
@@ -72,11 +75,13 @@ pub fn loss(
             shape: input.shape()[..2].to_vec(),
         },
     };
-    let operands = Operands {
-        activated: Activated::new(Activation::Identity, flatten("input", input)?),
-        target: flatten("target", target)?,
-        mask: None,
-        channels: (0..input.shape()[1]).collect(),
-    };
-    operands.run(&convention, input, grad_output)
+    let operands = Operands::new(
+        Activation::Identity,
+        input,
+        prediction_layout("input", input)?,
+        Target::Values(Values::read(target)),
+        None,
+        (0..input.shape()[1]).collect(),
+    );
+    operands.run(&convention, grad_output)
 }
