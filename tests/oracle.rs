@@ -329,19 +329,7 @@ const OPEN_GAPS: &[Gap] = &[
     gap("kornia.tversky_loss", "logits of magnitude 1e2-1e4", "gradient", 1.6e5, Cause::Accuracy, SOFTMAX_SATURATED),
     gap("kornia.tversky_loss", "near-perfect match", "forward", 1.31e8, Cause::Accuracy, ONE_MINUS_SCORE),
     gap("kornia.tversky_loss", "near-perfect match", "gradient", 1.7e11, Cause::Accuracy, SOFTMAX_DOMINANT),
-    // The Lovász losses (generated hard inputs).
-    gap("kornia.lovasz_hinge_loss", "logits of magnitude 1e2-1e4", "gradient", 5.4, Cause::Accuracy, LOVASZ_WEIGHTS),
-    gap("kornia.lovasz_hinge_loss", "near-ties", "gradient", 3.1e15, Cause::Accuracy, "1 - x s rounds errors that differ by an ulp of x to one f64: the sort ties them in position order where their exact order differs, and hands the Lovász weights of their ranks to the wrong elements"),
-    gap("kornia.lovasz_hinge_loss", "logits of exactly +-1 (relu kinks)", "gradient", 11.0, Cause::Accuracy, LOVASZ_WEIGHTS),
-    gap("kornia.lovasz_hinge_loss", "exact ties", "gradient", 11.0, Cause::Accuracy, LOVASZ_WEIGHTS),
-    gap("smp.LovaszLoss", "binary, near-ties", "gradient", 10.7, Cause::Accuracy, LOVASZ_WEIGHTS),
-    gap("smp.LovaszLoss", "multilabel, per image, ignore_index", "gradient", 10.7, Cause::Accuracy, LOVASZ_WEIGHTS),
-    gap("kornia.lovasz_softmax_loss", "logits of magnitude 1e2-1e4", "gradient", 1.1e16, Cause::Accuracy, CONFIDENT_SOFTMAX),
-    gap("smp.LovaszLoss", "multiclass, logits of magnitude 1e2-1e4", "gradient", 1.5e84, Cause::Accuracy, CONFIDENT_SOFTMAX),
 ];
-
-const CONFIDENT_SOFTMAX: &str = "p = softmax(x) rounds to 1 for a confident class: the errors p of confident wrong classes (and 1 - p of confident right ones) tie in the f64 sort in position order where their exact order differs, and the softmax backward p_k (G_k - sum_c G_c p_c) cancels to rounding noise where the exact gradient is e^-100 or smaller";
-const LOVASZ_WEIGHTS: &str = "the Lovász weights are formed as J_i - J_(i-1) from Jaccard values near 1: an absolute error of an ulp of 1 against weights near 1/g (g positives), so about g/2 ulp normwise";
 
 // Why the reference misses the target on the overlap family.
 const SIGMOID_COMPLEMENT: &str = "the sigmoid backward p (1 - p) forms 1 - p from the rounded p: at logits 2.5-4 its relative error is ulp(1)/(1 - p), 10-60 ulp, a few ulp normwise";
