@@ -38,6 +38,7 @@
 //! one (key, element) pair per element of one class of one group.
 
 use std::ops::Range;
+use std::sync::OnceLock;
 use std::thread;
 
 use ndarray::{ArrayD, IxDyn};
@@ -135,9 +136,10 @@ fn sort_entries(entries: &mut [Entry], threads: usize) {
     });
 }
 
-/// The cores the loops share.
+/// The cores the loops share (looked up once).
 fn threads() -> usize {
-    thread::available_parallelism().map_or(1, |cores| cores.get())
+    static THREADS: OnceLock<usize> = OnceLock::new();
+    *THREADS.get_or_init(|| thread::available_parallelism().map_or(1, |cores| cores.get()))
 }
 
 /// The Lovász extension of the Jaccard loss over a group's elements, given as (key, tag)
@@ -376,21 +378,27 @@ fn for_each_image(
         return;
     }
     let per_thread = images.len().div_ceil(threads()).max(1);
+    let run = |first: usize, blocks: &mut [f64]| {
+        for (offset, block) in blocks.chunks_mut(image_len).enumerate() {
+            work(first + offset, block);
+        }
+    };
+    let mut runs = gradient.chunks_mut(per_thread * image_len);
+    let own = runs.next();
     thread::scope(|scope| {
-        for (run, blocks) in gradient.chunks_mut(per_thread * image_len).enumerate() {
-            let work = &work;
-            let first = images.start + run * per_thread;
-            scope.spawn(move || {
-                for (offset, block) in blocks.chunks_mut(image_len).enumerate() {
-                    work(first + offset, block);
-                }
-            });
+        for (index, blocks) in runs.enumerate() {
+            let run = &run;
+            scope.spawn(move || run(images.start + (index + 1) * per_thread, blocks));
+        }
+        if let Some(blocks) = own {
+            run(images.start, blocks);
         }
     });
 }
 
 /// One Lovász-softmax group: the images `images` of the gradient, its row r = (n − first)·S + s
-/// labelled `label(r)` (`None` where ignored), over the classes marked in `scored` (K of them):
+/// labelled `label(r)` (`None` where ignored), over the classes with a weight in `weights` (K of
+/// them; `None` marks a class not scored):
 ///
 /// ```text
 /// fg_{r,c} = [y_r = c],   e_{r,c} = |fg_{r,c} − p_{r,c}|
@@ -403,19 +411,17 @@ fn for_each_image(
 /// values; each scored class replaces them by ∂loss/∂p times `upstream`/`groups` (the enclosing
 /// mean over groups and the grad_output), each other class by 0. Ignored rows are not touched.
 /// `gradient` holds every image of the layout.
-#[allow(clippy::too_many_arguments)]
 fn softmax_term(
     input: &SoftmaxInput,
     images: Range<usize>,
     label: &(impl Fn(usize) -> Option<f64> + Sync),
-    scored: &[bool],
-    weights: &[f64],
+    weights: &[Option<f64>],
     upstream: f64,
     groups: usize,
     gradient: &mut [f64],
 ) -> Term {
     let (classes, spatial, image_len) = (input.classes, input.spatial, input.image_len());
-    let count = scored.iter().filter(|&&scored| scored).count();
+    let count = weights.iter().flatten().count();
     if count == 0 {
         return Term::Zero;
     }
@@ -436,23 +442,28 @@ fn softmax_term(
             }
         }
     });
-    // The element of class c at row r, tagged 2·element + fg: tags rise with r.
-    let element = |class: usize, row: usize| {
-        (first + row / spatial) * image_len + class * spatial + row % spatial
+    // The unignored rows' elements of class c, in row order, with their labels.
+    let kept = |class: usize| {
+        images
+            .clone()
+            .flat_map(move |image| (0..spatial).map(move |s| (image, s)))
+            .filter_map(move |(image, s)| {
+                let value = label((image - first) * spatial + s)?;
+                Some((image * image_len + class * spatial + s, value))
+            })
     };
-    let kept = || (0..images.len() * spatial).filter_map(|row| Some((row, label(row)?)));
-    let mut entries: Vec<Entry> = Vec::with_capacity(kept().count());
+    let mut entries: Vec<Entry> = Vec::with_capacity(kept(0).count());
     let mut loss = CompensatedSum::default();
-    for (class, (&scored, &weight)) in scored.iter().zip(weights).enumerate() {
-        if !scored {
-            for (row, _) in kept() {
-                gradient[element(class, row)] = 0.0;
+    for (class, &weight) in weights.iter().enumerate() {
+        let Some(weight) = weight else {
+            for (index, _) in kept(class) {
+                gradient[index] = 0.0;
             }
             continue;
-        }
+        };
+        // Tagged 2·element + fg: tags rise with the row.
         entries.clear();
-        entries.extend(kept().map(|(row, value)| {
-            let index = element(class, row);
+        entries.extend(kept(class).map(|(index, value)| {
             let foreground = value == class as f64;
             let key = SplitProbability(gradient[index]).error_key(foreground);
             (key, 2 * index + usize::from(foreground))
@@ -727,7 +738,6 @@ pub fn smp_lovasz(
         spatial,
         one_image: false,
     };
-    let weights = vec![1.0; classes];
     let terms = groups.iter().map(|(predictions, truths)| {
         let rows = predictions.len() / classes;
         if masked && rows != truths.len() {
@@ -749,13 +759,15 @@ pub fn smp_lovasz(
         if rows != truths.len() {
             return Err(mismatch());
         }
-        let mut present = vec![false; classes];
+        // The classes present, each with weight 1.
+        let mut present = vec![None; classes];
         for label in kept_labels {
-            if let Some(class) = (0..classes).find(|&class| label == class as f64) {
-                present[class] = true;
+            let class = label as usize;
+            if class as f64 == label && class < classes {
+                present[class] = Some(1.0);
             }
         }
-        if present.contains(&true) {
+        if present.iter().any(Option::is_some) {
             float32_only()?;
         }
         let first = predictions.start / input.image_len();
@@ -764,7 +776,6 @@ pub fn smp_lovasz(
             first..first + rows / spatial,
             &label,
             &present,
-            &weights,
             upstream,
             groups.len(),
             &mut gradient,
@@ -859,7 +870,10 @@ pub fn kornia_lovasz_softmax(
             got: target.shape().to_vec(),
         });
     }
-    let weights = kornia_class_weights(weight, classes)?;
+    let weights: Vec<Option<f64>> = kornia_class_weights(weight, classes)?
+        .into_iter()
+        .map(Some)
+        .collect();
     check_not_empty("pred", pred)?;
     check_not_empty("target", target)?;
     let labels = Labels::read(target);
@@ -882,7 +896,6 @@ pub fn kornia_lovasz_softmax(
     };
     let image_len = input.image_len();
     let upstream = upstream(grad_output);
-    let scored = vec![true; classes];
     let mut gradient = vec![0.0; target_batch * image_len];
     let terms = (0..target_batch).map(|image| {
         let label = |row: usize| Some(label(image * spatial + row) as f64);
@@ -890,7 +903,6 @@ pub fn kornia_lovasz_softmax(
             &input,
             image..image + 1,
             &label,
-            &scored,
             &weights,
             upstream,
             target_batch,
