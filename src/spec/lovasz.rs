@@ -16,8 +16,8 @@
 //!
 //! Kinks and ties, with the gradient convention at each (PyTorch's backward where it has one):
 //!
-//! * **Ties in the sort.** Errors are sorted by decreasing value with a stable sort, so equal
-//!   errors keep their position order. The loss does not depend on how ties are ordered; the
+//! * **Ties in the sort.** Errors are sorted by decreasing value, equal errors in their position
+//!   order (the stable sort `torch.sort(…, stable=True)` gives). The loss does not depend on how ties are ordered; the
 //!   gradient does (each element gets the Lovász weight of its rank), and `torch.sort` promises no
 //!   order. The fixtures therefore keep every group's errors at least 1e-4 apart.
 //! * **relu at 0** (hinge): slope 0 at e = 0, as PyTorch's relu backward passes gradient only
