@@ -62,7 +62,9 @@ use crate::tensor::{DType, Tensor};
 ///     = (g − H_{i−1}) / U_{i−1} / U_i    for gt_i = 0
 /// ```
 ///
-/// (put U_i = U_{i−1} + 1 − gt_i over a common denominator and use i − 1 = H_{i−1} + M_{i−1}). For
+/// (put U_i = U_{i−1} + 1 − gt_i over a common denominator and use i − 1 = H_{i−1} + M_{i−1}).
+/// The first line is evaluated; where the sums are exact it gives the other two exactly
+/// (U_{i−1}/U_{i−1} = 1). For
 /// gt ∈ {0, 1}, J_i is the Jaccard loss of calling the i largest errors wrong. J_i − J_{i−1} of
 /// values near 1 loses about |J|/|Δ| ulp; for labels in {0, 1} the quotient has no subtraction, and
 /// for integer labels its sums are exact. Labels are read as numbers and not checked (neither smp
