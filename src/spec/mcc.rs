@@ -26,6 +26,10 @@ pub const DEFAULT_EPS: f64 = 1e-5;
 /// loss = 1 − num / den
 /// ```
 ///
+/// 1 − num/den cancels where the prediction is near perfect (num/den near 1), so where
+/// num/den > ½ the loss is formed as [`one_minus_mcc`] does, without the subtraction (below ½ the
+/// subtraction loses at most a bit and takes fewer roundings).
+///
 /// Gradient, with A..D the four factors of den², mcc = num/den and ∂den/∂A = B·C·D / (2·den)
 /// (PyTorch's sqrt backward, literal, so a zero den gives inf/NaN as in PyTorch):
 ///
@@ -98,8 +102,9 @@ pub fn smp_mcc(
             )
         })
         .collect();
-    let count =
-        |f: fn(f64, f64) -> f64| compensated_sum(pairs.iter().map(|&(_, p, t)| f(p, t))) + eps;
+    let count = |f: fn(f64, f64) -> f64| {
+        compensated_sum(pairs.iter().map(|&(_, p, t)| f(p, t)).chain([eps]))
+    };
     let tp = count(|p, t| p * t);
     let tn = count(|p, t| (1.0 - p) * (1.0 - t));
     let fp = count(|p, t| p * (1.0 - t));
@@ -108,6 +113,11 @@ pub fn smp_mcc(
     let den = (a * b * c * d).sqrt();
     let num = tp * tn - fp * fn_;
     let mcc = num / den;
+    let loss = if mcc > 0.5 {
+        one_minus_mcc([tp, fp, fn_, tn], num)
+    } else {
+        1.0 - mcc
+    };
     let [den_a, den_b, den_c, den_d] =
         [b * c * d, a * c * d, a * b * d, a * b * c].map(|x| x / (2.0 * den));
     let mcc_den = -num / (den * den);
@@ -129,7 +139,32 @@ pub fn smp_mcc(
         *slot = value;
     }
     Ok(LossOutput {
-        loss: ArrayD::from_elem(vec![], 1.0 - mcc),
+        loss: ArrayD::from_elem(vec![], loss),
         grad_input: grad,
     })
+}
+
+/// 1 − num/den for num ≥ 0 from the counts, without cancellation:
+///
+/// ```text
+/// 1 − num/den = (den² − num²) / (den² + den·num)
+/// den² = (A·D)·(B·C),   A·D = X + Y,   B·C = X + Z
+/// den² − num² = X·(Y + Z) + Y·Z + 4·tp·tn·fp·fn
+/// X = tp·tn + fp·fn,   Y = tp·fn + fp·tn,   Z = tp·fp + fn·tn,   Y + Z = (tp + tn)·(fp + fn)
+/// ```
+///
+/// using num² = (tp·tn − fp·fn)² = X² − 4·tp·tn·fp·fn. For counts of probabilities and labels in
+/// [0, 1] every term is non-negative, so nothing cancels however close the prediction is to
+/// perfect. den² is formed from X, Y, Z (fewer roundings than A·B·C·D).
+fn one_minus_mcc([tp, fp, fn_, tn]: [f64; 4], num: f64) -> f64 {
+    let x = tp.mul_add(tn, fp * fn_);
+    let y = tp.mul_add(fn_, fp * tn);
+    let z = tp.mul_add(fp, fn_ * tn);
+    let excess = compensated_sum([
+        x * ((tp + tn) * (fp + fn_)),
+        y * z,
+        4.0 * (tp * tn) * (fp * fn_),
+    ]);
+    let den_squared = (x + y) * (x + z);
+    excess / den_squared.sqrt().mul_add(num, den_squared)
 }
