@@ -581,6 +581,21 @@ fn an_anchor_artefact_accepts_the_anchor_value_or_the_exact_one_and_says_which()
         &KnownFailures::default(),
     );
     assert!(report.terminal().contains("anchor artefact accepted"));
+    let checks = report.json()["checks"].clone();
+    let nan_rows = checks
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|check| {
+            check["check"].as_str().is_some_and(|name| {
+                name.starts_with("cross_entropy/") && name.ends_with("/gradient")
+            })
+        })
+        .unwrap();
+    assert_eq!(
+        nan_rows["detail"],
+        "accepted: anchor artefact ignored-nan-logits: PyTorch returns NaN gradient rows at ignored positions"
+    );
 
     // A gradient that is neither the anchor's nor the exact one fails as a mismatch.
     let wrong = Replays {
