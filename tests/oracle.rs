@@ -2495,8 +2495,9 @@ fn the_oracle_agrees_with_mpmath_on_the_literal_formulas() {
     }
 }
 
-#[test]
-fn the_oracle_evaluates_extreme_inputs_without_panicking() {
+/// Twelve values from the ends of f64 (±MAX, ±1e18, ±inf, NaN, the smallest subnormal, 0, ±1, ½),
+/// rotated by `shift`.
+fn extreme_values(shift: usize) -> Vec<f64> {
     let extremes = [
         f64::MAX,
         -f64::MAX,
@@ -2511,11 +2512,25 @@ fn the_oracle_evaluates_extreme_inputs_without_panicking() {
         -1.0,
         0.5,
     ];
-    let values = |shift: usize| -> Vec<f64> {
-        (0..12)
-            .map(|i| extremes[(i + shift) % extremes.len()])
-            .collect()
-    };
+    (0..12)
+        .map(|i| extremes[(i + shift) % extremes.len()])
+        .collect()
+}
+
+/// The oracle evaluates every call, with a gradient of the prediction's shape.
+fn evaluates_every_call(calls: impl IntoIterator<Item = LossCall>) {
+    for call in calls {
+        let exact = oracle::evaluate(&call).expect("the oracle evaluates the call");
+        assert_eq!(
+            exact.grad_input.shape(),
+            call.tensors[catalog::find(&call.loss).unwrap().prediction()].shape()
+        );
+    }
+}
+
+#[test]
+fn the_oracle_evaluates_extreme_inputs_without_panicking() {
+    let values = extreme_values;
     let calls = [
         call(
             "cross_entropy",
@@ -2618,36 +2633,12 @@ fn the_oracle_evaluates_extreme_inputs_without_panicking() {
             ],
         ),
     ];
-    for call in calls.into_iter().chain(overlap_calls) {
-        let exact = oracle::evaluate(&call).expect("the oracle evaluates the call");
-        assert_eq!(
-            exact.grad_input.shape(),
-            call.tensors[catalog::find(&call.loss).unwrap().prediction()].shape()
-        );
-    }
+    evaluates_every_call(calls.into_iter().chain(overlap_calls));
 }
 
 #[test]
 fn the_oracle_evaluates_extreme_focal_inputs_without_panicking() {
-    let extremes = [
-        f64::MAX,
-        -f64::MAX,
-        1e18,
-        -1e18,
-        f64::INFINITY,
-        f64::NEG_INFINITY,
-        f64::NAN,
-        5e-324,
-        0.0,
-        1.0,
-        -1.0,
-        0.5,
-    ];
-    let values = |shift: usize| -> Vec<f64> {
-        (0..12)
-            .map(|i| extremes[(i + shift) % extremes.len()])
-            .collect()
-    };
+    let values = extreme_values;
     let calls = [
         call(
             "kornia.binary_focal_loss_with_logits",
@@ -2753,13 +2744,7 @@ fn the_oracle_evaluates_extreme_focal_inputs_without_panicking() {
             ],
         ),
     ];
-    for call in calls {
-        let exact = oracle::evaluate(&call).expect("the oracle evaluates the call");
-        assert_eq!(
-            exact.grad_input.shape(),
-            call.tensors[catalog::find(&call.loss).unwrap().prediction()].shape()
-        );
-    }
+    evaluates_every_call(calls);
 }
 
 /// The anchors' float32 Lovász fixtures agree with the oracle within this many float32 ulps,
