@@ -20,7 +20,9 @@ use crate::spec::{LossOutput, Reduction};
 use crate::tensor::Tensor;
 
 /// A library refusing an input: the first line of its message (the rest is a backtrace), with the
-/// segloss kind the adapter's table of the library's messages (prefix, kind) gives it, if any.
+/// segloss kind the adapter's table of the library's messages (prefix, kind) gives it, if any
+/// (candle's; burn states its kinds per check).
+#[cfg(feature = "impl-candle")]
 pub(crate) fn library_rejection(message: &str, kinds: &[(&str, &str)]) -> Outcome {
     let first_line = message.lines().next().unwrap_or_default();
     Outcome::Rejected {
