@@ -97,6 +97,20 @@ impl SoftmaxLane {
         };
         g * complement - p * others
     }
+
+    /// The lane's vector-Jacobian product in place: `grads` holds g = ∂L/∂(log p) and receives
+    /// ∂L/∂x, [`SoftmaxLane::backward`] at each class (`logits` and `exps` as [`SoftmaxLane::new`]
+    /// left them). Σ_{k≠c} g_k is the compensated sum of g carried as hi + lo, minus g_c, exact
+    /// where g has no other entries.
+    pub(crate) fn backward_lane(&self, logits: &[f64], exps: &[f64], grads: &mut [f64]) {
+        let total = compensated_sum(grads.iter().copied());
+        let total_lo = compensated_sum(grads.iter().copied().chain([-total]));
+        for (class, grad) in grads.iter_mut().enumerate() {
+            let (rest, rest_lo) = two_sum(total, -*grad);
+            let others = rest + (rest_lo + total_lo);
+            *grad = self.backward(class, logits[class], exps[class], *grad, others, total);
+        }
+    }
 }
 
 /// log softmax(x) over `axis`, lane by lane ([`SoftmaxLane`]).
@@ -145,8 +159,7 @@ pub fn softmax<D: Dimension>(logits: &Array<f64, D>, axis: usize) -> Array<f64, 
 /// The log-softmax vector-Jacobian product: given g = ∂L/∂(log p), the lane backward of
 /// [`SoftmaxLane::backward`]. `lanes` holds the logits, or their log-probabilities (log_softmax of
 /// log p is log p): the logits give p_c to the last bit, the log-probabilities carry their own
-/// rounding (|log p_c| times an ulp). Σ_{k≠c} g_k is the compensated sum of g carried as hi + lo,
-/// minus g_c, exact where g has no other entries. A lane whose g is all zero (an ignored position)
+/// rounding (|log p_c| times an ulp); the lane's product is [`SoftmaxLane::backward_lane`]. A lane whose g is all zero (an ignored position)
 /// has the exact gradient 0 and is not read, so a NaN there stays out of the gradient (PyTorch's
 /// backward returns a NaN row there: the anchor artefact `ignored-nan-logits`).
 pub fn log_softmax_backward<D: Dimension>(
@@ -155,7 +168,7 @@ pub fn log_softmax_backward<D: Dimension>(
     axis: usize,
 ) -> Array<f64, D> {
     let mut grad_logits = grad_log_probs.clone();
-    let mut scratch = Vec::new();
+    let (mut scratch, mut grads) = (Vec::new(), Vec::new());
     Zip::from(grad_logits.lanes_mut(Axis(axis)))
         .and(lanes.lanes(Axis(axis)))
         .for_each(|mut grad_lane, lane| {
@@ -168,13 +181,10 @@ pub fn log_softmax_backward<D: Dimension>(
                 grad_lane.fill(f64::NAN);
                 return;
             };
-            let total = compensated_sum(grad_lane.iter().copied());
-            let total_lo = compensated_sum(grad_lane.iter().copied().chain([-total]));
-            for (class, grad) in grad_lane.iter_mut().enumerate() {
-                let (rest, rest_lo) = two_sum(total, -*grad);
-                let others = rest + (rest_lo + total_lo);
-                *grad = softmax.backward(class, values[class], exps[class], *grad, others, total);
-            }
+            grads.clear();
+            grads.extend(grad_lane.iter().copied());
+            softmax.backward_lane(values, exps, &mut grads);
+            grad_lane.assign(&ArrayView1::from(&grads[..]));
         });
     grad_logits
 }
