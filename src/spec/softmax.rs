@@ -101,10 +101,20 @@ impl SoftmaxLane {
     /// The lane's vector-Jacobian product in place: `grads` holds g = ∂L/∂(log p) and receives
     /// ∂L/∂x, [`SoftmaxLane::backward`] at each class (`logits` and `exps` as [`SoftmaxLane::new`]
     /// left them). Σ_{k≠c} g_k is the compensated sum of g carried as hi + lo, minus g_c, exact
-    /// where g has no other entries.
+    /// where g has no other entries (and then not summed at all: one nonzero g_k is its own
+    /// exact sum, as a class-index target's g is).
     pub(crate) fn backward_lane(&self, logits: &[f64], exps: &[f64], grads: &mut [f64]) {
-        let total = compensated_sum(grads.iter().copied());
-        let total_lo = compensated_sum(grads.iter().copied().chain([-total]));
+        let mut nonzero = grads.iter().copied().filter(|&grad| grad != 0.0);
+        let (total, total_lo) = match (nonzero.next(), nonzero.next()) {
+            (Some(only), None) => (only, 0.0),
+            _ => {
+                let total = compensated_sum(grads.iter().copied());
+                (
+                    total,
+                    compensated_sum(grads.iter().copied().chain([-total])),
+                )
+            }
+        };
         for (class, grad) in grads.iter_mut().enumerate() {
             let (rest, rest_lo) = two_sum(total, -*grad);
             let others = rest + (rest_lo + total_lo);

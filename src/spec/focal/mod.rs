@@ -364,11 +364,23 @@ fn linear_complement((p, p_lo): (f64, f64), (q, q_lo): (f64, f64), t: f64) -> (f
 
 /// (hi + lo)^γ = hi^γ·(1 + γ·lo/hi), the first-order correction fused into the product.
 fn power_wide((hi, lo): (f64, f64), gamma: f64) -> f64 {
-    let m = hi.powf(gamma);
+    let m = power(hi, gamma);
     if hi == 0.0 || gamma == 0.0 {
         m
     } else {
         m.mul_add(gamma * lo / hi, m)
+    }
+}
+
+/// base^γ: base·base for the usual γ = 2 and base itself for γ = 1 (each correctly rounded, where
+/// powf may be off by its last bit), powf otherwise.
+fn power(base: f64, gamma: f64) -> f64 {
+    if gamma == 2.0 {
+        base * base
+    } else if gamma == 1.0 {
+        base
+    } else {
+        base.powf(gamma)
     }
 }
 
@@ -471,7 +483,7 @@ fn pow_slope(base: f64, gamma: f64) -> f64 {
     if gamma == 0.0 {
         0.0
     } else {
-        gamma * base.powf(gamma - 1.0)
+        gamma * power(base, gamma - 1.0)
     }
 }
 
@@ -512,7 +524,7 @@ impl SoftmaxFocal {
     /// above from one 1 − p_c and one m.
     fn term(&self, log_p: f64, t: f64) -> (f64, f64) {
         let complement = -log_p.exp_m1();
-        let m = complement.powf(self.gamma);
+        let m = power(complement, self.gamma);
         let rho = if complement == 0.0 {
             -1.0
         } else {
@@ -835,15 +847,19 @@ pub(super) fn softmax_map(
             let (logits, rest) = scratch.split_at_mut(classes);
             let (exps, rest) = rest.split_at_mut(classes);
             let (targets, grads) = rest.split_at_mut(classes);
+            let mut counted = false;
             for class in 0..classes {
-                (logits[class], targets[class]) = inputs(position, class);
+                let (logit, t) = inputs(position, class);
+                (logits[class], targets[class]) = (logit, t);
+                counted |= !skip(t);
             }
-            if targets.iter().all(|&t| skip(t)) {
+            if !counted {
                 (0..classes).for_each(|class| lane.set(class, 0.0));
                 return 0.0;
             }
             let softmax = SoftmaxLane::new(logits, exps);
             let mut total = CompensatedSum::default();
+            let mut silent = true;
             for class in 0..classes {
                 let t = targets[class];
                 if skip(t) {
@@ -865,12 +881,13 @@ pub(super) fn softmax_map(
                     Pass::Gradient => {
                         grads[class] =
                             d * (reducer.upstream.at(&map, position, class) * mask_at * k);
+                        silent &= grads[class] == 0.0;
                     }
                 }
             }
             if pass == Pass::Gradient {
                 match &softmax {
-                    _ if grads.iter().all(|&g| g == 0.0) => grads.fill(0.0),
+                    _ if silent => grads.fill(0.0),
                     None => grads.fill(f64::NAN),
                     Some(softmax) => softmax.backward_lane(logits, exps, grads),
                 }
