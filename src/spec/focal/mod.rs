@@ -46,7 +46,7 @@ use std::borrow::Cow;
 
 use ndarray::{ArrayD, IxDyn};
 
-use super::binary::{two_product, two_sum, Logit};
+use super::binary::{two_product, two_sum, Logit, Wide};
 use super::positions::{sweep, Lane, Layout, Position};
 use super::softmax::SoftmaxLane;
 use super::{compensated_sum, CompensatedSum, LossOutput, Reduction};
@@ -353,7 +353,7 @@ impl SigmoidElement {
 /// t·σ(−x) + (1 − t)·σ(x): the same value without subtracting from 1, so it keeps its digits
 /// where p rounds to 1. A power multiplies the base's relative error by γ, so the base is carried
 /// as hi + lo, from exact products and sums of the wide σ(x), σ(−x) ([`Logit::sigmoid_wide`]).
-fn linear_complement((p, p_lo): (f64, f64), (q, q_lo): (f64, f64), t: f64) -> (f64, f64) {
+fn linear_complement((p, p_lo): Wide, (q, q_lo): Wide, t: f64) -> Wide {
     let (t_bar, t_bar_lo) = two_sum(1.0, -t);
     let (positive, positive_lo) = two_product(t, q);
     let (negative, negative_lo) = two_product(t_bar, p);
@@ -363,7 +363,7 @@ fn linear_complement((p, p_lo): (f64, f64), (q, q_lo): (f64, f64), t: f64) -> (f
 }
 
 /// (hi + lo)^γ = hi^γ·(1 + γ·lo/hi), the first-order correction fused into the product.
-fn power_wide((hi, lo): (f64, f64), gamma: f64) -> f64 {
+fn power_wide((hi, lo): Wide, gamma: f64) -> f64 {
     let m = power(hi, gamma);
     if hi == 0.0 || gamma == 0.0 {
         m
@@ -386,7 +386,7 @@ fn power(base: f64, gamma: f64) -> f64 {
 
 /// σ^γ of a sigmoid given wide and as its log: from the wide σ where σ is a normal number, else as
 /// exp(γ·log σ), which holds where σ itself underflows.
-fn sigmoid_power(wide: (f64, f64), log: f64, gamma: f64) -> f64 {
+fn sigmoid_power(wide: Wide, log: f64, gamma: f64) -> f64 {
     if wide.0 >= f64::MIN_POSITIVE {
         power_wide(wide, gamma)
     } else {
@@ -413,7 +413,7 @@ struct Geometric {
 impl Geometric {
     fn new(
         logit: &Logit,
-        (sigmoid, sigmoid_neg): ((f64, f64), (f64, f64)),
+        (sigmoid, sigmoid_neg): (Wide, Wide),
         t: f64,
         bce: f64,
         gamma: f64,
