@@ -143,13 +143,17 @@ pub fn loss(
     let labels = labels.as_slice().unwrap_or_default();
     let x = Values::read(pred);
     // An ignored position's logits are never read: every term there is masked out.
-    let inputs = |position: Position, class: usize| {
+    let inputs = |position: Position, logits: &mut [f64], targets: &mut [f64]| {
         let label = labels[position.index];
         if ignored(label) {
-            (0.0, 0.0)
-        } else {
-            let t = f64::from(u8::from(label as usize == class));
-            (x.at(position.element(&map, class)), t)
+            logits.fill(0.0);
+            targets.fill(0.0);
+            return;
+        }
+        let first = position.element(&map, 0);
+        for (class, (logit, t)) in logits.iter_mut().zip(targets.iter_mut()).enumerate() {
+            *logit = x.at(first + class * map.spatial);
+            *t = f64::from(u8::from(label as usize == class));
         }
     };
     Ok(softmax_map(

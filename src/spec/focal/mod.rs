@@ -817,7 +817,7 @@ pub(super) fn sigmoid_map(
 }
 
 /// The softmax focal loss over a map (B, C, S) of logits (B, first + C, S), with
-/// `inputs(position, c)` the (logit, target) of map class c and `mask` MONAI's position mask
+/// `inputs(position, logits, targets)` writing the C logits and targets of a position and `mask` MONAI's position mask
 /// (B·S values, 1 without one): l_c = k_c·FL_c·mask with k_c = α_c·w_c (`class_weight`), the
 /// gradient g_c = ∂FL_c/∂log p_c·(u·mask·k_c) through the lane's log-softmax backward
 /// ([`SoftmaxLane::backward_lane`]), times the mask once more (MONAI multiplies its input by it).
@@ -828,7 +828,7 @@ pub(super) fn softmax_map(
     map: Layout,
     first: usize,
     map_shape: &[usize],
-    inputs: impl Fn(Position, usize) -> (f64, f64) + Sync,
+    inputs: impl Fn(Position, &mut [f64], &mut [f64]) + Sync,
     mask: Option<&[f64]>,
     focal: &SoftmaxFocal,
     class_weight: impl Fn(usize) -> f64 + Sync,
@@ -847,13 +847,8 @@ pub(super) fn softmax_map(
             let (logits, rest) = scratch.split_at_mut(classes);
             let (exps, rest) = rest.split_at_mut(classes);
             let (targets, grads) = rest.split_at_mut(classes);
-            let mut counted = false;
-            for class in 0..classes {
-                let (logit, t) = inputs(position, class);
-                (logits[class], targets[class]) = (logit, t);
-                counted |= !skip(t);
-            }
-            if !counted {
+            inputs(position, logits, targets);
+            if targets.iter().all(|&t| skip(t)) {
                 (0..classes).for_each(|class| lane.set(class, 0.0));
                 return 0.0;
             }

@@ -198,9 +198,14 @@ pub fn loss(
             map,
             first,
             &x_shape,
-            |position, class| {
-                let Inputs { x, t, .. } = inputs(position, class);
-                (x, t)
+            |position, logits: &mut [f64], targets: &mut [f64]| {
+                for (class, (logit, t)) in logits.iter_mut().zip(targets.iter_mut()).enumerate() {
+                    Inputs {
+                        x: *logit,
+                        t: *t,
+                        ..
+                    } = inputs(position, class);
+                }
             },
             mask.as_deref(),
             &focal,
