@@ -379,7 +379,7 @@ fn check_logits_call<'a>(
 /// ```
 ///
 /// (PyTorch's (1 − t)·x − (1 + (pw − 1)·t)·log σ(x) and (pw·t + 1 − t)·σ(x) − pw·t, in forms that
-/// do not cancel; [`Logit::bce`]).
+/// do not cancel; `Logit::bce`).
 ///
 /// Stable for logits of any size (±1e4 gives 1e4 exactly). An infinite logit gives NaN where a
 /// zero-weighted softplus is infinite (x = +inf, t = 1 and x = −inf, t = 0, as PyTorch, though

@@ -169,9 +169,10 @@ pub fn softmax<D: Dimension>(logits: &Array<f64, D>, axis: usize) -> Array<f64, 
 /// The log-softmax vector-Jacobian product: given g = ∂L/∂(log p), the lane backward of
 /// [`SoftmaxLane::backward`]. `lanes` holds the logits, or their log-probabilities (log_softmax of
 /// log p is log p): the logits give p_c to the last bit, the log-probabilities carry their own
-/// rounding (|log p_c| times an ulp); the lane's product is [`SoftmaxLane::backward_lane`]. A lane whose g is all zero (an ignored position)
-/// has the exact gradient 0 and is not read, so a NaN there stays out of the gradient (PyTorch's
-/// backward returns a NaN row there: the anchor artefact `ignored-nan-logits`).
+/// rounding (|log p_c| times an ulp); each lane's product is `SoftmaxLane::backward_lane`. A lane
+/// whose g is all zero (an ignored position) has the exact gradient 0 and is not read, so a NaN
+/// there stays out of the gradient (PyTorch's backward returns a NaN row there: the anchor
+/// artefact `ignored-nan-logits`).
 pub fn log_softmax_backward<D: Dimension>(
     lanes: &Array<f64, D>,
     grad_log_probs: &Array<f64, D>,
