@@ -60,17 +60,39 @@ impl SoftmaxLane {
         (logit - self.max) - self.log_sum
     }
 
+    /// p_c and 1 − p_c at class c (logit x_c, `exp` its e^(x_c − m)):
+    ///
+    /// ```text
+    /// p_c = e^(x_c − m)·p_a,   1 − p_c = −expm1(log p_c) for p_c > ½, else 1 − p_c
+    /// ```
+    ///
+    /// Only where p_c > ½ does 1 − p_c cancel; there it comes from log p_c without subtraction.
+    #[inline]
+    pub(crate) fn prob(&self, class: usize, logit: f64, exp: f64) -> (f64, f64) {
+        let p = if class == self.arg_max {
+            self.p_max
+        } else {
+            exp * self.p_max
+        };
+        let complement = if p > 0.5 {
+            -self.log_prob(logit).exp_m1()
+        } else {
+            1.0 - p
+        };
+        (p, complement)
+    }
+
     /// The vector-Jacobian product at class c (logit x_c, `exp` its e^(x_c − m)), for
     /// g = ∂L/∂(log p):
     ///
     /// ```text
-    /// ∂L/∂x_c = g_c − p_c·Σ_k g_k = g_c·(1 − p_c) − p_c·Σ_{k≠c} g_k,   1 − p_c = −expm1(log p_c) for p_c > ½
+    /// ∂L/∂x_c = g_c − p_c·Σ_k g_k = g_c·(1 − p_c) − p_c·Σ_{k≠c} g_k
     /// ```
     ///
     /// `others` is Σ_{k≠c} g_k and `total` Σ_k g_k. The right-hand form does not cancel where
     /// p_c ≈ 1 and g is concentrated on c (a confident correct class): 1 − p_c comes from log p_c
-    /// without subtraction. Where Σ g is not finite the left-hand form is evaluated literally, as
-    /// PyTorch does.
+    /// without subtraction ([`SoftmaxLane::prob`]). Where Σ g is not finite the left-hand form is
+    /// evaluated literally, as PyTorch does.
     #[inline]
     pub(crate) fn backward(
         &self,
@@ -81,20 +103,10 @@ impl SoftmaxLane {
         others: f64,
         total: f64,
     ) -> f64 {
-        let p = if class == self.arg_max {
-            self.p_max
-        } else {
-            exp * self.p_max
-        };
+        let (p, complement) = self.prob(class, logit, exp);
         if !total.is_finite() {
             return g - p * total;
         }
-        // Only where p > ½ does 1 − p cancel.
-        let complement = if p > 0.5 {
-            -self.log_prob(logit).exp_m1()
-        } else {
-            1.0 - p
-        };
         g * complement - p * others
     }
 

@@ -498,7 +498,8 @@ fn pow_slope(base: f64, gamma: f64) -> f64 {
 ///               = −α_c·t_c·m·(1 − γ·p_c·ρ),   m = (1 − p_c)^γ,   ρ = log p_c/(1 − p_c) ∈ (−∞, −1]
 /// ```
 ///
-/// with 1 − p_c = −expm1(log p_c), and ρ = −1 where 1 − p_c underflows to 0 (its limit): the
+/// with p_c and 1 − p_c from the lane's log-softmax ([`SoftmaxLane::prob`]: 1 − p_c is
+/// −expm1(log p_c) where p_c > ½), and ρ = −1 where 1 − p_c underflows to 0 (its limit): the
 /// gradient stays finite at a saturated p_c, where the anchors' chain through (1 − p_c)^(γ−1)
 /// gives NaN (MONAI) or drops the factor's term (kornia) — the anchor artefact
 /// `saturated-focal-gradient`. 1 − γ·p_c·ρ adds two non-negative terms.
@@ -520,20 +521,16 @@ pub enum Untargeted {
 }
 
 impl SoftmaxFocal {
-    /// l_c (without α) and ∂l_c/∂log p_c for log-probability `log_p` and target `t`, the formulas
-    /// above from one 1 − p_c and one m.
-    fn term(&self, log_p: f64, t: f64) -> (f64, f64) {
-        let complement = -log_p.exp_m1();
+    /// l_c (without α) and ∂l_c/∂log p_c for log-probability `log_p`, p_c and 1 − p_c
+    /// ([`SoftmaxLane::prob`]) and target `t`: the formulas above, from one m.
+    fn term(&self, log_p: f64, (p, complement): (f64, f64), t: f64) -> (f64, f64) {
         let m = power(complement, self.gamma);
         let rho = if complement == 0.0 {
             -1.0
         } else {
             log_p / complement
         };
-        (
-            -m * log_p * t,
-            -t * m * (1.0 - self.gamma * log_p.exp() * rho),
-        )
+        (-m * log_p * t, -t * m * (1.0 - self.gamma * p * rho))
     }
 }
 
@@ -864,10 +861,15 @@ pub(super) fn softmax_map(
                     }
                     continue;
                 }
-                let log_p = softmax
-                    .as_ref()
-                    .map_or(f64::NAN, |softmax| softmax.log_prob(logits[class]));
-                let (l, d) = focal.term(log_p, t);
+                let unformed = (f64::NAN, (f64::NAN, f64::NAN));
+                let (log_p, prob) = softmax.as_ref().map_or(unformed, |softmax| {
+                    let logit = logits[class];
+                    (
+                        softmax.log_prob(logit),
+                        softmax.prob(class, logit, exps[class]),
+                    )
+                });
+                let (l, d) = focal.term(log_p, prob, t);
                 let k = class_weight(class);
                 let loss = k * l * mask_at;
                 total.add(loss);
