@@ -144,6 +144,24 @@ const CASES: &[Case] = &[
         },
     },
     Case {
+        name: "monai.FocalLoss",
+        shape: LARGE,
+        call: |s| dense_call("monai.FocalLoss", INPUT_TARGET, logits(s), s, &[]),
+    },
+    Case {
+        name: "smp.FocalLoss",
+        shape: LARGE,
+        call: |s| {
+            class_call(
+                "smp.FocalLoss",
+                ("y_pred", "y_true"),
+                s,
+                Classes::Plain,
+                &[("mode", json!("multiclass"))],
+            )
+        },
+    },
+    Case {
         name: "smp.LovaszLoss",
         shape: LOVASZ,
         call: |s| {

@@ -82,6 +82,18 @@ def _monai_dice(x, t):
     return DiceLoss(softmax=True, to_onehot_y=True)(x, t)
 
 
+def _monai_focal(x, t):
+    from monai.losses import FocalLoss
+
+    return FocalLoss()(x, t)
+
+
+def _smp_focal(x, t):
+    from segmentation_models_pytorch.losses import FocalLoss
+
+    return FocalLoss("multiclass")(x, t)
+
+
 def _kornia_focal(x, t):
     from kornia.losses import focal_loss
 
@@ -143,6 +155,8 @@ CASES = {
         _kornia_focal,
         {"alpha": 0.25, "gamma": 2.0, "reduction": "mean"},
     ),
+    "monai.FocalLoss": Case(LARGE, "logits", "one-hot", "monai.FocalLoss", _monai_focal),
+    "smp.FocalLoss": Case(LARGE, "logits", "classes", "smp.FocalLoss", _smp_focal, {"mode": "multiclass"}),
     "smp.LovaszLoss": Case(LOVASZ, "logits", "classes", "smp.LovaszLoss", _smp_lovasz, {"mode": "multiclass"}),
 }
 

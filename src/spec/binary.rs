@@ -20,21 +20,6 @@ pub fn sigmoid(x: f64) -> f64 {
     1.0 / (1.0 + (-x).exp())
 }
 
-/// σ(x) as an unevaluated sum hi + lo, for callers that raise it to a power (which multiplies
-/// its relative error): 1 + e^{−x} is formed exactly by a two-sum and its reciprocal refined by
-/// one Newton step, so the only error left is exp's (½ ulp of e^{−x}, moving σ(x) by at most
-/// σ(−x)·½ ulp) and about 2^−104 of rounding. (0, 0) where σ(x) underflows.
-pub(crate) fn sigmoid_wide(x: f64) -> (f64, f64) {
-    let e = (-x).exp();
-    if e.is_infinite() {
-        return (0.0, 0.0);
-    }
-    let (s, s_lo) = two_sum(1.0, e);
-    let q = 1.0 / s;
-    let residual = (-q).mul_add(s, 1.0) - q * s_lo;
-    (q, q * residual)
-}
-
 /// a + b = s + e exactly, s the rounded sum (Knuth's two-sum).
 pub(crate) fn two_sum(a: f64, b: f64) -> (f64, f64) {
     let s = a + b;
@@ -229,30 +214,115 @@ pub fn binary_cross_entropy(
     })
 }
 
-/// One element of BCE-with-logits: logit x, target t and its complement t̄ = 1 − t (passed
-/// separately so that a caller forming t̄ from other quantities need not round 1 − t), weight w and
-/// positive weight pw (PyTorch's `Loss.cpp`, rewritten through softplus):
+/// A value carried as an unevaluated sum hi + lo.
+pub(crate) type Wide = (f64, f64);
+
+/// The functions of a logit x that BCE-with-logits and the sigmoid focal losses read, from one
+/// exp and one log1p: with e = exp(−|x|) and L = log1p(e),
 ///
 /// ```text
-/// softplus(x) = log(1 + eˣ) = −log σ(−x)
-/// l     = w·[(1 − t)·x − (1 + (pw − 1)·t)·log σ(x)] = w·[pw·t·softplus(−x) + t̄·softplus(x)]
-/// ∂l/∂x = w·[(pw·t + 1 − t)·σ(x) − pw·t]           = w·[t̄·σ(x) − pw·t·σ(−x)]
+/// softplus(±x) = log(1 + e^(±x)) = −log σ(∓x) = max(±x, 0) + L
+/// σ(|x|) = 1/(1 + e),   σ(−|x|) = e/(1 + e)
 /// ```
-///
-/// For t ∈ [0, 1] and pw ≥ 0 both forms on the right are sums of same-signed terms: the loss of a
-/// confident-correct logit does not cancel x against log σ(x), and the gradient does not subtract
-/// pw·t from a σ(x) that rounds to 1. One exp and one log1p serve all four functions of x: with
-/// e = exp(−|x|) and L = log1p(e), softplus(±x) = max(±x, 0) + L, and σ(|x|) = 1/(1 + e),
-/// σ(−|x|) = e/(1 + e). Returns (l, ∂l/∂x).
-pub(crate) fn bce_with_logits_element(x: f64, t: f64, t_bar: f64, w: f64, pw: f64) -> (f64, f64) {
-    let e = (-x.abs()).exp();
-    let log_term = e.ln_1p();
-    let (softplus_x, softplus_neg) = (x.max(0.0) + log_term, (-x).max(0.0) + log_term);
-    let (near, far) = (1.0 / (1.0 + e), e / (1.0 + e));
-    let (sigmoid_x, sigmoid_neg) = if x >= 0.0 { (near, far) } else { (far, near) };
-    let loss = w * (pw * t * softplus_neg + t_bar * softplus_x);
-    let slope = w * (t_bar * sigmoid_x - pw * t * sigmoid_neg);
-    (loss, slope)
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Logit {
+    /// Whether x ≥ 0 (σ(x) is then the near one, 1/(1 + e)).
+    nonnegative: bool,
+    /// e = exp(−|x|).
+    pub(crate) e: f64,
+    /// softplus(x) = −log σ(−x).
+    pub(crate) softplus: f64,
+    /// softplus(−x) = −log σ(x).
+    pub(crate) softplus_neg: f64,
+    /// σ(x).
+    pub(crate) sigmoid: f64,
+    /// σ(−x).
+    pub(crate) sigmoid_neg: f64,
+}
+
+impl Logit {
+    /// The functions of x.
+    pub(crate) fn new(x: f64) -> Logit {
+        let e = (-x.abs()).exp();
+        let log_term = e.ln_1p();
+        let (near, far) = (1.0 / (1.0 + e), e / (1.0 + e));
+        let nonnegative = x >= 0.0;
+        let (sigmoid, sigmoid_neg) = if nonnegative {
+            (near, far)
+        } else {
+            (far, near)
+        };
+        Logit {
+            nonnegative,
+            e,
+            softplus: x.max(0.0) + log_term,
+            softplus_neg: (-x).max(0.0) + log_term,
+            sigmoid,
+            sigmoid_neg,
+        }
+    }
+
+    /// The functions of −x: the same e, softplus(±x) and σ(±x) swapped.
+    pub(crate) fn mirrored(&self) -> Logit {
+        Logit {
+            nonnegative: !self.nonnegative,
+            e: self.e,
+            softplus: self.softplus_neg,
+            softplus_neg: self.softplus,
+            sigmoid: self.sigmoid_neg,
+            sigmoid_neg: self.sigmoid,
+        }
+    }
+
+    /// (σ(x), σ(−x)), each as an unevaluated sum hi + lo, for callers that raise them to a power
+    /// (which multiplies the relative error): 1 + e is formed exactly by a two-sum, its reciprocal
+    /// 1/(1 + e) refined by one Newton step, and e/(1 + e) is e times it, the product exact. The
+    /// only error left is exp's (½ ulp of e, moving either σ by at most ½ ulp) and about 2^−104 of
+    /// rounding. σ(−|x|) is (0, 0) where e underflows.
+    pub(crate) fn sigmoid_wide(&self) -> (Wide, Wide) {
+        let (s, s_lo) = two_sum(1.0, self.e);
+        let q = 1.0 / s;
+        let near = (q, q * ((-q).mul_add(s, 1.0) - q * s_lo));
+        let (p, p_lo) = two_product(self.e, q);
+        let far = (p, p_lo + self.e * near.1);
+        if self.nonnegative {
+            (near, far)
+        } else {
+            (far, near)
+        }
+    }
+
+    /// These functions with σ(x) and σ(−x) rounded from their wide forms, which are returned
+    /// beside them ([`Logit::sigmoid_wide`]): each within ½ ulp of σ at e, where the plain quotient
+    /// e/(1 + e) carries the rounding of 1 + e (up to an ulp of σ(−|x|)).
+    pub(crate) fn widened(self) -> (Logit, (Wide, Wide)) {
+        let wide = self.sigmoid_wide();
+        let ((p, p_lo), (q, q_lo)) = wide;
+        let logit = Logit {
+            sigmoid: p + p_lo,
+            sigmoid_neg: q + q_lo,
+            ..self
+        };
+        (logit, wide)
+    }
+
+    /// One element of BCE-with-logits: target t and its complement t̄ = 1 − t (passed separately
+    /// so that a caller forming t̄ from other quantities need not round 1 − t), weight w and
+    /// positive weight pw (PyTorch's `Loss.cpp`, rewritten through softplus):
+    ///
+    /// ```text
+    /// l     = w·[(1 − t)·x − (1 + (pw − 1)·t)·log σ(x)] = w·[pw·t·softplus(−x) + t̄·softplus(x)]
+    /// ∂l/∂x = w·[(pw·t + 1 − t)·σ(x) − pw·t]           = w·[t̄·σ(x) − pw·t·σ(−x)]
+    /// ```
+    ///
+    /// For t ∈ [0, 1] and pw ≥ 0 both forms on the right are sums of same-signed terms: the loss
+    /// of a confident-correct logit does not cancel x against log σ(x), and the gradient does not
+    /// subtract pw·t from a σ(x) that rounds to 1. Returns (l, ∂l/∂x).
+    pub(crate) fn bce(&self, t: f64, t_bar: f64, w: f64, pw: f64) -> (f64, f64) {
+        let loss = w * (pw * t * self.softplus_neg + t_bar * self.softplus);
+        let slope = w * (t_bar * self.sigmoid - pw * t * self.sigmoid_neg);
+        (loss, slope)
+    }
 }
 
 /// The checked arguments of a BCE-with-logits call: logits, targets, and the broadcast weight and
@@ -265,12 +335,12 @@ struct LogitsCall<'a> {
 }
 
 impl LogitsCall<'_> {
-    /// [`bce_with_logits_element`] at element i, the target read as the pair (t, t̄) `targets`
-    /// makes of it. The targets are not validated (t = −100 is accepted).
+    /// [`Logit::bce`] at element i, the target read as the pair (t, t̄) `targets` makes of it.
+    /// The targets are not validated (t = −100 is accepted).
     #[inline]
     fn element(&self, i: usize, targets: impl Fn(f64) -> (f64, f64)) -> (f64, f64) {
         let (t, t_bar) = targets(self.t.at(i));
-        bce_with_logits_element(self.x.at(i), t, t_bar, self.w.at(i), self.pw.at(i))
+        Logit::new(self.x.at(i)).bce(t, t_bar, self.w.at(i), self.pw.at(i))
     }
 }
 
@@ -309,7 +379,7 @@ fn check_logits_call<'a>(
 /// ```
 ///
 /// (PyTorch's (1 − t)·x − (1 + (pw − 1)·t)·log σ(x) and (pw·t + 1 − t)·σ(x) − pw·t, in forms that
-/// do not cancel; `bce_with_logits_element`).
+/// do not cancel; `Logit::bce`).
 ///
 /// Stable for logits of any size (±1e4 gives 1e4 exactly). An infinite logit gives NaN where a
 /// zero-weighted softplus is infinite (x = +inf, t = 1 and x = −inf, t = 0, as PyTorch, though
@@ -425,13 +495,13 @@ mod tests {
 
     #[test]
     fn wide_sigmoid_is_exact_at_zero_and_vanishes_past_the_exponent_range() {
-        assert_eq!(sigmoid_wide(0.0), (0.5, 0.0));
-        assert_eq!(sigmoid_wide(-800.0), (0.0, 0.0));
+        assert_eq!(Logit::new(0.0).sigmoid_wide(), ((0.5, 0.0), (0.5, 0.0)));
+        assert_eq!(Logit::new(-800.0).sigmoid_wide(), ((0.0, 0.0), (1.0, 0.0)));
         // Given e = fl(e^−1) = 0.36787944117144233, 1/(1 + e) = 0.73105857863000487260865353503981…
         // (mpmath) = 0.7310585786300049 − 2.3439779703280473e-17 to 2^−108: hi + lo must match it
         // to 2^−100, far beyond the 2^−55 of one float64.
         assert_eq!((-1f64).exp(), 0.36787944117144233);
-        let (hi, lo) = sigmoid_wide(1.0);
+        let ((hi, lo), _) = Logit::new(1.0).sigmoid_wide();
         assert_eq!(hi, 0.7310585786300049);
         let error = (hi - 0.7310585786300049) + (lo + 2.3439779703280473e-17);
         assert!(error.abs() <= 2f64.powi(-100), "{error:e}");

@@ -430,12 +430,6 @@ fn class_axis(rank: usize) -> usize {
     }
 }
 
-/// The input as f64, rejecting non-float inputs as log_softmax does.
-pub(crate) fn float_input(input: &Tensor) -> Result<ArrayD<f64>> {
-    check_float_input(input)?;
-    Ok(input.to_f64())
-}
-
 /// Rejects a non-float input as log_softmax does.
 pub(crate) fn check_float_input(input: &Tensor) -> Result<()> {
     if input.dtype().is_floating() {

@@ -53,6 +53,12 @@ impl OneHot {
         &self.shape
     }
 
+    /// The checked labels y, `(B, 1, *)` in row-major order: t_{b,c,…} = [y_{b,0,…} = c] without
+    /// building t.
+    pub fn labels(&self) -> &ArrayD<i64> {
+        &self.labels
+    }
+
     /// t_{b,c,…} = [y_{b,0,…} = c].
     pub fn build(self) -> ArrayD<f64> {
         ArrayD::from_shape_fn(IxDyn(&self.shape), |index| {

@@ -60,17 +60,39 @@ impl SoftmaxLane {
         (logit - self.max) - self.log_sum
     }
 
+    /// p_c and 1 − p_c at class c (logit x_c, `exp` its e^(x_c − m)):
+    ///
+    /// ```text
+    /// p_c = e^(x_c − m)·p_a,   1 − p_c = −expm1(log p_c) for p_c > ½, else 1 − p_c
+    /// ```
+    ///
+    /// Only where p_c > ½ does 1 − p_c cancel; there it comes from log p_c without subtraction.
+    #[inline]
+    pub(crate) fn prob(&self, class: usize, logit: f64, exp: f64) -> (f64, f64) {
+        let p = if class == self.arg_max {
+            self.p_max
+        } else {
+            exp * self.p_max
+        };
+        let complement = if p > 0.5 {
+            -self.log_prob(logit).exp_m1()
+        } else {
+            1.0 - p
+        };
+        (p, complement)
+    }
+
     /// The vector-Jacobian product at class c (logit x_c, `exp` its e^(x_c − m)), for
     /// g = ∂L/∂(log p):
     ///
     /// ```text
-    /// ∂L/∂x_c = g_c − p_c·Σ_k g_k = g_c·(1 − p_c) − p_c·Σ_{k≠c} g_k,   1 − p_c = −expm1(log p_c) for p_c > ½
+    /// ∂L/∂x_c = g_c − p_c·Σ_k g_k = g_c·(1 − p_c) − p_c·Σ_{k≠c} g_k
     /// ```
     ///
     /// `others` is Σ_{k≠c} g_k and `total` Σ_k g_k. The right-hand form does not cancel where
     /// p_c ≈ 1 and g is concentrated on c (a confident correct class): 1 − p_c comes from log p_c
-    /// without subtraction. Where Σ g is not finite the left-hand form is evaluated literally, as
-    /// PyTorch does.
+    /// without subtraction ([`SoftmaxLane::prob`]). Where Σ g is not finite the left-hand form is
+    /// evaluated literally, as PyTorch does.
     #[inline]
     pub(crate) fn backward(
         &self,
@@ -81,21 +103,35 @@ impl SoftmaxLane {
         others: f64,
         total: f64,
     ) -> f64 {
-        let p = if class == self.arg_max {
-            self.p_max
-        } else {
-            exp * self.p_max
-        };
+        let (p, complement) = self.prob(class, logit, exp);
         if !total.is_finite() {
             return g - p * total;
         }
-        // Only where p > ½ does 1 − p cancel.
-        let complement = if p > 0.5 {
-            -self.log_prob(logit).exp_m1()
-        } else {
-            1.0 - p
-        };
         g * complement - p * others
+    }
+
+    /// The lane's vector-Jacobian product in place: `grads` holds g = ∂L/∂(log p) and receives
+    /// ∂L/∂x, [`SoftmaxLane::backward`] at each class (`logits` and `exps` as [`SoftmaxLane::new`]
+    /// left them). Σ_{k≠c} g_k is the compensated sum of g carried as hi + lo, minus g_c, exact
+    /// where g has no other entries (and then not summed at all: one nonzero g_k is its own
+    /// exact sum, as a class-index target's g is).
+    pub(crate) fn backward_lane(&self, logits: &[f64], exps: &[f64], grads: &mut [f64]) {
+        let mut nonzero = grads.iter().copied().filter(|&grad| grad != 0.0);
+        let (total, total_lo) = match (nonzero.next(), nonzero.next()) {
+            (Some(only), None) => (only, 0.0),
+            _ => {
+                let total = compensated_sum(grads.iter().copied());
+                (
+                    total,
+                    compensated_sum(grads.iter().copied().chain([-total])),
+                )
+            }
+        };
+        for (class, grad) in grads.iter_mut().enumerate() {
+            let (rest, rest_lo) = two_sum(total, -*grad);
+            let others = rest + (rest_lo + total_lo);
+            *grad = self.backward(class, logits[class], exps[class], *grad, others, total);
+        }
     }
 }
 
@@ -145,17 +181,17 @@ pub fn softmax<D: Dimension>(logits: &Array<f64, D>, axis: usize) -> Array<f64, 
 /// The log-softmax vector-Jacobian product: given g = ∂L/∂(log p), the lane backward of
 /// [`SoftmaxLane::backward`]. `lanes` holds the logits, or their log-probabilities (log_softmax of
 /// log p is log p): the logits give p_c to the last bit, the log-probabilities carry their own
-/// rounding (|log p_c| times an ulp). Σ_{k≠c} g_k is the compensated sum of g carried as hi + lo,
-/// minus g_c, exact where g has no other entries. A lane whose g is all zero (an ignored position)
-/// has the exact gradient 0 and is not read, so a NaN there stays out of the gradient (PyTorch's
-/// backward returns a NaN row there: the anchor artefact `ignored-nan-logits`).
+/// rounding (|log p_c| times an ulp); each lane's product is `SoftmaxLane::backward_lane`. A lane
+/// whose g is all zero (an ignored position) has the exact gradient 0 and is not read, so a NaN
+/// there stays out of the gradient (PyTorch's backward returns a NaN row there: the anchor
+/// artefact `ignored-nan-logits`).
 pub fn log_softmax_backward<D: Dimension>(
     lanes: &Array<f64, D>,
     grad_log_probs: &Array<f64, D>,
     axis: usize,
 ) -> Array<f64, D> {
     let mut grad_logits = grad_log_probs.clone();
-    let mut scratch = Vec::new();
+    let (mut scratch, mut grads) = (Vec::new(), Vec::new());
     Zip::from(grad_logits.lanes_mut(Axis(axis)))
         .and(lanes.lanes(Axis(axis)))
         .for_each(|mut grad_lane, lane| {
@@ -168,13 +204,10 @@ pub fn log_softmax_backward<D: Dimension>(
                 grad_lane.fill(f64::NAN);
                 return;
             };
-            let total = compensated_sum(grad_lane.iter().copied());
-            let total_lo = compensated_sum(grad_lane.iter().copied().chain([-total]));
-            for (class, grad) in grad_lane.iter_mut().enumerate() {
-                let (rest, rest_lo) = two_sum(total, -*grad);
-                let others = rest + (rest_lo + total_lo);
-                *grad = softmax.backward(class, values[class], exps[class], *grad, others, total);
-            }
+            grads.clear();
+            grads.extend(grad_lane.iter().copied());
+            softmax.backward_lane(values, exps, &mut grads);
+            grad_lane.assign(&ArrayView1::from(&grads[..]));
         });
     grad_logits
 }

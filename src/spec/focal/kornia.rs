@@ -1,15 +1,16 @@
 //! kornia's `binary_focal_loss_with_logits` (sigmoid, target-interpolated) and `focal_loss`
 //! (softmax, terms of untargeted classes masked out).
 
-use ndarray::{ArrayD, Dimension, IxDyn};
+use ndarray::ArrayD;
 
 use super::{
-    sigmoid_map, softmax_map, Aggregation, Alpha, Kept, SigmoidFocal, SoftTarget, SoftmaxFocal,
-    Untargeted,
+    aggregate, sigmoid_map, softmax_map, Aggregation, Alpha, Inputs, SigmoidFocal, SoftTarget,
+    SoftmaxFocal, Untargeted,
 };
 use crate::error::Rejection;
 use crate::spec::binary::check_same_shape;
-use crate::spec::cross_entropy::float_input;
+use crate::spec::cross_entropy::check_float_input;
+use crate::spec::positions::{Layout, Position, Values};
 use crate::spec::{check_batched, LossOutput, Reduction, Result};
 use crate::tensor::Tensor;
 
@@ -46,13 +47,7 @@ pub fn binary_with_logits(
 ) -> Result<LossOutput> {
     check_batched(pred)?;
     check_same_shape(pred, target)?;
-    let x = float_input(pred)?;
-    let mut t = target.to_f64();
-    let kept = t.mapv(|value| match options.ignore_index {
-        Some(ignored) if value == ignored as f64 => 0.0,
-        _ => 1.0,
-    });
-    t.zip_mut_with(&kept, |value, &kept| *value *= kept);
+    check_float_input(pred)?;
     let classes = pred.shape()[1];
     let pos_weight = kornia_per_class("pos_weight", pos_weight, classes)?;
     let weight = kornia_per_class("weight", weight, classes)?;
@@ -61,22 +56,34 @@ pub fn binary_with_logits(
         soft_target: SoftTarget::Interpolated,
     };
     let alpha = options.alpha.map_or(Alpha::None, Alpha::Balanced);
+    let map = Layout::of(pred.shape(), 1);
     let aggregation = Aggregation::plain(options.reduction);
-    let kept = Kept {
-        elements: &kept,
-        positions: None,
+    let reducer = aggregate(map, pred.shape(), None, aggregation, grad_output)?;
+    let (x, t) = (Values::read(pred), Values::read(target));
+    let inputs = |position: Position, class: usize| {
+        let element = position.element(&map, class);
+        let t = t.at(element);
+        let kept = match options.ignore_index {
+            Some(ignored) if t == ignored as f64 => 0.0,
+            _ => 1.0,
+        };
+        Inputs {
+            x: x.at(element),
+            t: t * kept,
+            kept,
+        }
     };
-    sigmoid_map(
-        &x,
-        &t,
-        Some(kept),
+    Ok(sigmoid_map(
+        map,
+        0,
+        pred.shape(),
+        inputs,
         &focal,
         &alpha,
         pos_weight.as_deref(),
         weight.as_deref(),
-        aggregation,
-        grad_output,
-    )
+        &reducer,
+    ))
 }
 
 /// `kornia.losses.focal_loss(pred, target, alpha, gamma=2.0, reduction='none', weight=None,
@@ -121,40 +128,44 @@ pub fn loss(
         return Err(Rejection::TargetOutOfBounds { value, classes });
     }
     let weight = kornia_per_class("weight", weight, classes)?;
-    let mut x = float_input(pred)?;
-    let mut one_hot = ArrayD::zeros(x.raw_dim());
-    for (index, value) in x.indexed_iter_mut() {
-        let label = labels[at_position(index.slice())];
-        if ignored(label) {
-            *value = 0.0;
-        } else if label as usize == index[1] {
-            one_hot[&index] = 1.0;
-        }
-    }
+    check_float_input(pred)?;
     let focal = SoftmaxFocal {
         gamma: options.gamma,
         untargeted: Untargeted::Masked,
     };
     let alpha = options.alpha.map_or(Alpha::None, Alpha::Background);
+    let map = Layout::of(pred.shape(), 1);
     let aggregation = Aggregation::plain(options.reduction);
+    let reducer = aggregate(map, pred.shape(), None, aggregation, grad_output)?;
     let class_weight =
         |class: usize| alpha.of_class(class) * weight.as_ref().map_or(1.0, |w| w[class]);
-    softmax_map(
-        &x,
-        &one_hot,
+    let labels = labels.as_standard_layout();
+    let labels = labels.as_slice().unwrap_or_default();
+    let x = Values::read(pred);
+    // An ignored position's logits are never read: every term there is masked out.
+    let inputs = |position: Position, logits: &mut [f64], targets: &mut [f64]| {
+        let label = labels[position.index];
+        if ignored(label) {
+            logits.fill(0.0);
+            targets.fill(0.0);
+            return;
+        }
+        let first = position.element(&map, 0);
+        for (class, (logit, t)) in logits.iter_mut().zip(targets.iter_mut()).enumerate() {
+            *logit = x.at(first + class * map.spatial);
+            *t = f64::from(u8::from(label as usize == class));
+        }
+    };
+    Ok(softmax_map(
+        map,
+        0,
+        pred.shape(),
+        inputs,
         None,
         &focal,
         class_weight,
-        aggregation,
-        grad_output,
-    )
-}
-
-/// The index of a (B, spatial…) position from a (B, C, spatial…) index.
-fn at_position(index: &[usize]) -> IxDyn {
-    let mut position = index.to_vec();
-    position.remove(1);
-    IxDyn(&position)
+        &reducer,
+    ))
 }
 
 /// A kornia per-class tensor: `shape[0] == C` and C elements.

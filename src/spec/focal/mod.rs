@@ -42,13 +42,15 @@ pub mod monai;
 pub mod smp;
 pub mod torchvision;
 
-use ndarray::{ArrayD, Axis, Dimension, IxDyn};
+use std::borrow::Cow;
 
-use super::binary::{
-    bce_with_logits_element, log_sigmoid, sigmoid, sigmoid_wide, two_product, two_sum,
-};
-use super::softmax::{log_softmax, log_softmax_backward};
-use super::{compensated_sum, LossOutput, Reduction};
+use ndarray::{ArrayD, IxDyn};
+
+use super::binary::{two_product, two_sum, Logit, Wide};
+use super::positions::{sweep, Lane, Layout, Position};
+use super::softmax::SoftmaxLane;
+use super::{compensated_sum, CompensatedSum, LossOutput, Reduction};
+use crate::error::Rejection;
 use crate::spec::Result;
 
 // --- the formula, per element --------------------------------------------------------------------
@@ -132,124 +134,216 @@ impl Alpha {
     }
 }
 
-/// The forward values of one element.
+/// One sigmoid focal element, formed once: everything its loss, its modulating factor and its
+/// slope read ([`SigmoidFocal::element`]).
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub(super) struct Element {
-    /// The loss l.
-    pub(super) loss: f64,
-    /// The modulating factor m (smp normalises by Σ m).
-    pub(super) modulation: f64,
+pub(super) enum SigmoidElement {
+    /// l = α_t·m·BCE (every soft target but kornia's).
+    Modulated {
+        /// α_t = α₊·t + α₋·(1 − t), 1 without α.
+        alpha_t: f64,
+        /// BCE.
+        bce: f64,
+        /// ∂BCE/∂x.
+        d_bce: f64,
+        /// m.
+        m: f64,
+        /// ∂m/∂x.
+        d_m: f64,
+    },
+    /// kornia's l = k₊·a₊ + k₋·a₋, a₊ = −m₊·log σ(x), a₋ = −m₋·log σ(−x), m₊ = σ(−x)^γ, m₋ = σ(x)^γ.
+    Interpolated {
+        /// t.
+        t: f64,
+        /// The positive part, weighted k₊ = pw·α₊·t.
+        positive: Part,
+        /// The negative part, weighted k₋ = α₋·(1 − t).
+        negative: Part,
+    },
+}
+
+/// One part a = −m·log q of kornia's interpolated element (q = σ(±x), m = (1 − q)^γ), with weight k.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct Part {
+    /// k.
+    weight: f64,
+    /// m.
+    m: f64,
+    /// ∂m/∂x.
+    d_m: f64,
+    /// log q.
+    log: f64,
+    /// ∂log q/∂x.
+    d_log: f64,
 }
 
 impl SigmoidFocal {
-    /// l and m for logit x, target t, α pair (α₊, α₋) and pos_weight pw (only
-    /// [`SoftTarget::Interpolated`] reads pw; the others take α_t = α₊·t + α₋·(1 − t)).
+    /// The element at logit x, target t, α pair (α₊, α₋) and pos_weight pw (only
+    /// [`SoftTarget::Interpolated`] reads pw; the others take α_t = α₊·t + α₋·(1 − t)), every
+    /// function of x taken from one [`Logit`], its σ(±x) from their wide forms
+    /// ([`Logit::widened`]): BCE = t·softplus(−x) + (1 − t)·softplus(x) and
+    /// ∂BCE = (1 − t)·σ(x) − t·σ(−x) ([`Logit::bce`]), never (1 − t)·x − log σ(x), which cancels on
+    /// confident-correct logits. m and ∂m/∂x:
     ///
-    /// BCE is t·softplus(−x) + (1 − t)·softplus(x) ([`bce_with_logits_element`]), never
-    /// (1 − t)·x − log σ(x), which cancels on confident-correct logits.
-    pub(super) fn forward(&self, x: f64, t: f64, alpha: Option<(f64, f64)>, pw: f64) -> Element {
-        let gamma = self.gamma;
-        let alpha_t = |loss: f64| match alpha {
-            Some((positive, negative)) => loss * (positive * t + negative * (1.0 - t)),
-            None => loss,
-        };
-        let (bce, _) = bce_with_logits_element(x, t, 1.0 - t, 1.0, 1.0);
-        match self.soft_target {
-            SoftTarget::Linear => {
-                let m = power_wide(linear_complement(x, t), gamma);
-                Element {
-                    loss: alpha_t(bce * m),
-                    modulation: m,
-                }
-            }
-            SoftTarget::Geometric { reduced_threshold } => {
-                let m = Geometric::new(x, t, bce, gamma, reduced_threshold).m;
-                Element {
-                    loss: alpha_t(m * bce),
-                    modulation: m,
-                }
-            }
-            SoftTarget::LogSigmoid => {
-                let m = (log_sigmoid(-x * (t * 2.0 - 1.0)) * gamma).exp();
-                Element {
-                    loss: alpha_t(m * bce),
-                    modulation: m,
-                }
-            }
-            SoftTarget::Interpolated => {
-                let (positive, negative) = alpha.unwrap_or((1.0, 1.0));
-                let (log_p, log_q) = (log_sigmoid(x), log_sigmoid(-x));
-                let (m_pos, m_neg) = (sigmoid_power(-x, gamma), sigmoid_power(x, gamma));
-                Element {
-                    loss: pw * positive * -(m_pos * t * log_p)
-                        + negative * -(m_neg * (1.0 - t) * log_q),
-                    modulation: t * m_pos + (1.0 - t) * m_neg,
-                }
-            }
-        }
-    }
-
-    /// ∂/∂x of upstream_loss·l + upstream_modulation·m. With u = upstream_loss·α_t,
-    /// g_m = u·BCE + upstream_modulation and ∂BCE = (1 − t)·σ(x) − t·σ(−x):
-    ///
-    /// * Linear: ∂ = u·m·∂BCE + g_m·γ·m·(1 − 2t)·ρ, ρ = σ(x)σ(−x)/(1 − p_t)
-    ///   = 1/(1 + t·e^{−x} + (1 − t)·e^{x}) (∂(1 − p_t) = (1 − 2t)·σ(x)σ(−x)).
-    /// * Geometric: ∂ = (u·m + g_m·γ·base^(γ−1)/r·p_t)·∂BCE (∂p_t = −p_t·∂BCE).
-    /// * LogSigmoid: ∂ = u·m·∂BCE − g_m·m·γ·σ(x(2t − 1))·(2t − 1).
-    /// * Interpolated: the derivative of each term, with ∂log σ(x) = σ(−x), ∂log σ(−x) = −σ(x).
+    /// * Linear: m = (1 − p_t)^γ of [`linear_complement`], ∂m = γ·m·(1 − 2t)·ρ with
+    ///   ρ = σ(x)σ(−x)/(1 − p_t) = 1/(1 + t·e^{−x} + (1 − t)·e^{x}) (∂(1 − p_t) = (1 − 2t)·σ(x)σ(−x)),
+    ///   e^{±x} from e = exp(−|x|) and its reciprocal.
+    /// * Geometric: [`Geometric`].
+    /// * LogSigmoid: with s = 2t − 1, m = exp(γ·log σ(−x·s)) = exp(−γ·softplus(x·s)) and
+    ///   ∂m = −m·γ·σ(x·s)·s (x·s is ±x for t ∈ {0, 1}, read from the same [`Logit`]).
+    /// * Interpolated: m₊ = σ(−x)^γ, m₋ = σ(x)^γ ([`sigmoid_power`]), ∂m₊ = −γ·m₊·σ(x),
+    ///   ∂m₋ = γ·m₋·σ(−x), ∂log σ(x) = σ(−x), ∂log σ(−x) = −σ(x).
     ///
     /// At saturation, where the anchors' own rounded 1 − p_t is 0 and γ < 1, torchvision's and smp's
     /// chains give NaN (γ·0^(γ−1) = ∞ times 0); the exact gradient is finite, and that is what the
     /// reference returns (the anchor artefact `saturated-focal-gradient`).
-    pub(super) fn backward(
+    pub(super) fn element(
         &self,
         x: f64,
         t: f64,
         alpha: Option<(f64, f64)>,
         pw: f64,
-        upstream_loss: f64,
-        upstream_modulation: f64,
-    ) -> f64 {
+    ) -> SigmoidElement {
         let gamma = self.gamma;
-        let u = match (alpha, self.soft_target) {
-            (Some((positive, negative)), soft) if soft != SoftTarget::Interpolated => {
-                upstream_loss * (positive * t + negative * (1.0 - t))
+        let (logit, (sigmoid, sigmoid_neg)) = Logit::new(x).widened();
+        let modulated = |m: f64, d_m: f64| {
+            let (bce, d_bce) = logit.bce(t, 1.0 - t, 1.0, 1.0);
+            SigmoidElement::Modulated {
+                alpha_t: alpha.map_or(1.0, |(positive, negative)| {
+                    positive * t + negative * (1.0 - t)
+                }),
+                bce,
+                d_bce,
+                m,
+                d_m,
             }
-            _ => upstream_loss,
         };
-        let (bce, d_bce) = bce_with_logits_element(x, t, 1.0 - t, 1.0, 1.0);
-        let g_m = u * bce + upstream_modulation;
         match self.soft_target {
             SoftTarget::Linear => {
-                let m = power_wide(linear_complement(x, t), gamma);
-                let weighted_exp =
-                    |weight: f64, y: f64| if weight == 0.0 { 0.0 } else { weight * y.exp() };
-                let rho = 1.0 / (1.0 + weighted_exp(t, -x) + weighted_exp(1.0 - t, x));
+                let m = power_wide(linear_complement(sigmoid, sigmoid_neg, t), gamma);
+                let (exp_neg, exp_pos) = if x >= 0.0 {
+                    (logit.e, 1.0 / logit.e)
+                } else {
+                    (1.0 / logit.e, logit.e)
+                };
+                let weighted = |weight: f64, value: f64| {
+                    if weight == 0.0 {
+                        0.0
+                    } else {
+                        weight * value
+                    }
+                };
+                let rho = 1.0 / (1.0 + weighted(t, exp_neg) + weighted(1.0 - t, exp_pos));
                 let d_m = if gamma == 0.0 {
                     0.0
                 } else {
                     gamma * m * (1.0 - 2.0 * t) * rho
                 };
-                u * m * d_bce + g_m * d_m
+                modulated(m, d_m)
             }
             SoftTarget::Geometric { reduced_threshold } => {
-                let geometric = Geometric::new(x, t, bce, gamma, reduced_threshold);
-                geometric.backward(u, g_m, d_bce)
+                let (bce, d_bce) = logit.bce(t, 1.0 - t, 1.0, 1.0);
+                let wide = (sigmoid, sigmoid_neg);
+                let geometric = Geometric::new(&logit, wide, t, bce, gamma, reduced_threshold);
+                modulated(geometric.m, geometric.d_m(d_bce))
             }
             SoftTarget::LogSigmoid => {
                 let sign = t * 2.0 - 1.0;
-                let m = (log_sigmoid(-x * sign) * gamma).exp();
-                u * m * d_bce - g_m * m * gamma * sigmoid(x * sign) * sign
+                let mirrored = if sign == 1.0 {
+                    logit
+                } else if sign == -1.0 {
+                    logit.mirrored()
+                } else {
+                    Logit::new(x * sign)
+                };
+                let m = (-mirrored.softplus * gamma).exp();
+                modulated(m, -(m * gamma * mirrored.sigmoid * sign))
             }
             SoftTarget::Interpolated => {
                 let (positive, negative) = alpha.unwrap_or((1.0, 1.0));
-                let (log_p, log_q) = (log_sigmoid(x), log_sigmoid(-x));
-                let (m_pos, m_neg) = (sigmoid_power(-x, gamma), sigmoid_power(x, gamma));
-                let (d_log_p, d_log_q) = (sigmoid(-x), -sigmoid(x));
-                let (d_m_pos, d_m_neg) = (m_pos * gamma * d_log_q, m_neg * gamma * d_log_p);
-                let d_pos = -(pw * positive * t) * (d_m_pos * log_p + m_pos * d_log_p);
-                let d_neg = -(negative * (1.0 - t)) * (d_m_neg * log_q + m_neg * d_log_q);
-                u * (d_pos + d_neg) + upstream_modulation * (t * d_m_pos + (1.0 - t) * d_m_neg)
+                let m_pos = sigmoid_power(sigmoid_neg, -logit.softplus, gamma);
+                let m_neg = sigmoid_power(sigmoid, -logit.softplus_neg, gamma);
+                SigmoidElement::Interpolated {
+                    t,
+                    positive: Part {
+                        weight: pw * positive * t,
+                        m: m_pos,
+                        d_m: -(m_pos * gamma * logit.sigmoid),
+                        log: -logit.softplus_neg,
+                        d_log: logit.sigmoid_neg,
+                    },
+                    negative: Part {
+                        weight: negative * (1.0 - t),
+                        m: m_neg,
+                        d_m: m_neg * gamma * logit.sigmoid_neg,
+                        log: -logit.softplus,
+                        d_log: -logit.sigmoid,
+                    },
+                }
+            }
+        }
+    }
+}
+
+impl SigmoidElement {
+    /// The loss l: α_t·m·BCE, or kornia's k₊·(−m₊·log σ(x)) + k₋·(−m₋·log σ(−x)).
+    pub(super) fn loss(&self) -> f64 {
+        match self {
+            SigmoidElement::Modulated {
+                alpha_t, bce, m, ..
+            } => alpha_t * (m * bce),
+            SigmoidElement::Interpolated {
+                positive, negative, ..
+            } => {
+                positive.weight * -(positive.m * positive.log)
+                    + negative.weight * -(negative.m * negative.log)
+            }
+        }
+    }
+
+    /// The modulating factor m (smp normalises by Σ m): kornia's is t·m₊ + (1 − t)·m₋.
+    pub(super) fn modulation(&self) -> f64 {
+        match self {
+            SigmoidElement::Modulated { m, .. } => *m,
+            SigmoidElement::Interpolated {
+                t,
+                positive,
+                negative,
+            } => t * positive.m + (1.0 - t) * negative.m,
+        }
+    }
+
+    /// ∂/∂x of upstream_loss·l + upstream_modulation·m. With u = upstream_loss·α_t and
+    /// g_m = u·BCE + upstream_modulation:
+    ///
+    /// ```text
+    /// ∂ = u·m·∂BCE + g_m·∂m
+    /// ```
+    ///
+    /// kornia's: upstream_loss·(k₊·∂a₊ + k₋·∂a₋) + upstream_modulation·(t·∂m₊ + (1 − t)·∂m₋), with
+    /// ∂a = −(∂m·log q + m·∂log q).
+    pub(super) fn slope(&self, upstream_loss: f64, upstream_modulation: f64) -> f64 {
+        match self {
+            SigmoidElement::Modulated {
+                alpha_t,
+                bce,
+                d_bce,
+                m,
+                d_m,
+            } => {
+                let u = upstream_loss * alpha_t;
+                let g_m = u * bce + upstream_modulation;
+                u * m * d_bce + g_m * d_m
+            }
+            SigmoidElement::Interpolated {
+                t,
+                positive,
+                negative,
+            } => {
+                let d_part =
+                    |part: &Part| -part.weight * (part.d_m * part.log + part.m * part.d_log);
+                upstream_loss * (d_part(positive) + d_part(negative))
+                    + upstream_modulation * (t * positive.d_m + (1.0 - t) * negative.d_m)
             }
         }
     }
@@ -258,10 +352,8 @@ impl SigmoidFocal {
 /// torchvision's 1 − p_t = 1 − [p·t + (1 − p)·(1 − t)] (and smp's for t ∈ {0, 1}), formed as
 /// t·σ(−x) + (1 − t)·σ(x): the same value without subtracting from 1, so it keeps its digits
 /// where p rounds to 1. A power multiplies the base's relative error by γ, so the base is carried
-/// as hi + lo, from exact products and sums of [`sigmoid_wide`].
-fn linear_complement(x: f64, t: f64) -> (f64, f64) {
-    let (q, q_lo) = sigmoid_wide(-x);
-    let (p, p_lo) = sigmoid_wide(x);
+/// as hi + lo, from exact products and sums of the wide σ(x), σ(−x) ([`Logit::sigmoid_wide`]).
+fn linear_complement((p, p_lo): Wide, (q, q_lo): Wide, t: f64) -> Wide {
     let (t_bar, t_bar_lo) = two_sum(1.0, -t);
     let (positive, positive_lo) = two_product(t, q);
     let (negative, negative_lo) = two_product(t_bar, p);
@@ -271,8 +363,8 @@ fn linear_complement(x: f64, t: f64) -> (f64, f64) {
 }
 
 /// (hi + lo)^γ = hi^γ·(1 + γ·lo/hi), the first-order correction fused into the product.
-fn power_wide((hi, lo): (f64, f64), gamma: f64) -> f64 {
-    let m = hi.powf(gamma);
+fn power_wide((hi, lo): Wide, gamma: f64) -> f64 {
+    let m = power(hi, gamma);
     if hi == 0.0 || gamma == 0.0 {
         m
     } else {
@@ -280,20 +372,31 @@ fn power_wide((hi, lo): (f64, f64), gamma: f64) -> f64 {
     }
 }
 
-/// σ(x)^γ: from the wide σ where σ(x) is a normal number, else as exp(γ·log σ(x)), which holds
-/// where σ(x) itself underflows.
-fn sigmoid_power(x: f64, gamma: f64) -> f64 {
-    let wide = sigmoid_wide(x);
+/// base^γ: base·base for the usual γ = 2 and base itself for γ = 1 (each correctly rounded, where
+/// powf may be off by its last bit), powf otherwise.
+fn power(base: f64, gamma: f64) -> f64 {
+    if gamma == 2.0 {
+        base * base
+    } else if gamma == 1.0 {
+        base
+    } else {
+        base.powf(gamma)
+    }
+}
+
+/// σ^γ of a sigmoid given wide and as its log: from the wide σ where σ is a normal number, else as
+/// exp(γ·log σ), which holds where σ itself underflows.
+fn sigmoid_power(wide: Wide, log: f64, gamma: f64) -> f64 {
     if wide.0 >= f64::MIN_POSITIVE {
         power_wide(wide, gamma)
     } else {
-        (gamma * log_sigmoid(x)).exp()
+        (gamma * log).exp()
     }
 }
 
 /// smp's modulating factor from BCE: p_t = exp(−BCE), m = ((1 − p_t)/r)^γ (r = 1 without a
-/// threshold), m = 1 where p_t < r. 1 − p_t is formed without subtraction: as
-/// [`linear_complement`] for t ∈ {0, 1} (where exp(−BCE) is σ(±x)), else as −expm1(−BCE).
+/// threshold), m = 1 where p_t < r. For t ∈ {0, 1} p_t is σ(±x) and 1 − p_t is
+/// [`linear_complement`]; for a soft target 1 − p_t = −expm1(−BCE), formed without subtraction.
 struct Geometric {
     /// m.
     m: f64,
@@ -308,8 +411,22 @@ struct Geometric {
 }
 
 impl Geometric {
-    fn new(x: f64, t: f64, bce: f64, gamma: f64, reduced_threshold: Option<f64>) -> Geometric {
-        let pt = (-bce).exp();
+    fn new(
+        logit: &Logit,
+        (sigmoid, sigmoid_neg): (Wide, Wide),
+        t: f64,
+        bce: f64,
+        gamma: f64,
+        reduced_threshold: Option<f64>,
+    ) -> Geometric {
+        let hard = t == 0.0 || t == 1.0;
+        let pt = if t == 1.0 {
+            logit.sigmoid
+        } else if t == 0.0 {
+            logit.sigmoid_neg
+        } else {
+            (-bce).exp()
+        };
         let r = match reduced_threshold {
             Some(r) if pt < r => {
                 return Geometric {
@@ -323,8 +440,8 @@ impl Geometric {
             Some(r) => r,
             None => 1.0,
         };
-        let (complement, complement_lo) = if t == 0.0 || t == 1.0 {
-            linear_complement(x, t)
+        let (complement, complement_lo) = if hard {
+            linear_complement(sigmoid, sigmoid_neg, t)
         } else {
             (-(-bce).exp_m1(), 0.0)
         };
@@ -345,17 +462,17 @@ impl Geometric {
         }
     }
 
-    /// ∂(u·m·BCE)/∂x with g_m = ∂(u·m·BCE + …)/∂m: u·m·∂BCE + g_m·∂m, where ∂m = slope·∂(1 − p_t)
-    /// and ∂(1 − p_t) = p_t·∂BCE, so (u·m + g_m·slope·p_t)·∂BCE. Where 1 − p_t underflows to 0 (a
-    /// logit beyond ±745) slope·∂BCE is ∞·0 literally, but exactly (1 − 2t)·γ·m = 0 for a hard
-    /// target (∂BCE = (1 − 2t)·(1 − p_t) there); a soft target's 1 − p_t ≥ its entropy never
-    /// underflows. The anchors' NaN at a merely rounded-away 1 − p_t is not copied: slope is taken of
-    /// the exact 1 − p_t, finite (the anchor artefact `saturated-focal-gradient`).
-    fn backward(&self, u: f64, g_m: f64, d_bce: f64) -> f64 {
+    /// ∂m/∂x = slope·∂(1 − p_t) with ∂(1 − p_t) = p_t·∂BCE; 0 where m is the constant 1. Where
+    /// 1 − p_t underflows to 0 (a logit beyond ±745) slope·∂BCE is ∞·0 literally, but exactly
+    /// (1 − 2t)·γ·m = 0 for a hard target (∂BCE = (1 − 2t)·(1 − p_t) there); a soft target's
+    /// 1 − p_t ≥ its entropy never underflows. The anchors' NaN at a merely rounded-away 1 − p_t is
+    /// not copied: slope is taken of the exact 1 − p_t, finite (the anchor artefact
+    /// `saturated-focal-gradient`).
+    fn d_m(&self, d_bce: f64) -> f64 {
         if self.constant || self.complement == 0.0 {
-            u * self.m * d_bce
+            0.0
         } else {
-            (u * self.m + g_m * self.slope * self.pt) * d_bce
+            self.slope * self.pt * d_bce
         }
     }
 }
@@ -366,7 +483,7 @@ fn pow_slope(base: f64, gamma: f64) -> f64 {
     if gamma == 0.0 {
         0.0
     } else {
-        gamma * base.powf(gamma - 1.0)
+        gamma * power(base, gamma - 1.0)
     }
 }
 
@@ -381,7 +498,8 @@ fn pow_slope(base: f64, gamma: f64) -> f64 {
 ///               = −α_c·t_c·m·(1 − γ·p_c·ρ),   m = (1 − p_c)^γ,   ρ = log p_c/(1 − p_c) ∈ (−∞, −1]
 /// ```
 ///
-/// with 1 − p_c = −expm1(log p_c), and ρ = −1 where 1 − p_c underflows to 0 (its limit): the
+/// with p_c and 1 − p_c from the lane's log-softmax ([`SoftmaxLane::prob`]: 1 − p_c is
+/// −expm1(log p_c) where p_c > ½), and ρ = −1 where 1 − p_c underflows to 0 (its limit): the
 /// gradient stays finite at a saturated p_c, where the anchors' chain through (1 − p_c)^(γ−1)
 /// gives NaN (MONAI) or drops the factor's term (kornia) — the anchor artefact
 /// `saturated-focal-gradient`. 1 − γ·p_c·ρ adds two non-negative terms.
@@ -403,28 +521,23 @@ pub enum Untargeted {
 }
 
 impl SoftmaxFocal {
-    /// l_c (without α) for log-probability `log_p` and target `t`.
-    fn forward(&self, log_p: f64, t: f64) -> f64 {
-        -(-log_p.exp_m1()).powf(self.gamma) * log_p * t
-    }
-
-    /// ∂(g·l_c)/∂log p_c.
-    fn backward(&self, log_p: f64, t: f64, g: f64) -> f64 {
-        let complement = -log_p.exp_m1();
+    /// l_c (without α) and ∂l_c/∂log p_c for log-probability `log_p`, p_c and 1 − p_c
+    /// ([`SoftmaxLane::prob`]) and target `t`: the formulas above, from one m.
+    fn term(&self, log_p: f64, (p, complement): (f64, f64), t: f64) -> (f64, f64) {
+        let m = power(complement, self.gamma);
         let rho = if complement == 0.0 {
             -1.0
         } else {
             log_p / complement
         };
-        let m = complement.powf(self.gamma);
-        -(g * t) * m * (1.0 - self.gamma * log_p.exp() * rho)
+        (-m * log_p * t, -t * m * (1.0 - self.gamma * p * rho))
     }
 }
 
 // --- over a loss map -----------------------------------------------------------------------------
 
-/// How the loss map of a focal loss is reduced, with its gradient: `mask` holds 1 for counted and
-/// 0 for ignored positions (shape (B, 1, spatial…), broadcast over classes).
+/// How the loss map of a focal loss is reduced, with its gradient; MONAI's mask holds 1 for
+/// counted and 0 for ignored positions (shape (B, 1, spatial…), broadcast over classes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Aggregation {
     /// The loss map as is; ignored elements hold 0.
@@ -454,52 +567,113 @@ impl Aggregation {
     }
 }
 
-/// Reduces the loss map `loss` (B, C, spatial…) by `aggregation`; returns the reduced loss and the
-/// upstream gradient on every map element.
-fn aggregate(
-    loss: &ArrayD<f64>,
-    mask: Option<&ArrayD<f64>>,
-    aggregation: Aggregation,
-    grad_output: Option<&ArrayD<f64>>,
-) -> Result<(ArrayD<f64>, ArrayD<f64>)> {
-    let epsilon = f64::from(f32::EPSILON);
-    let shape = loss.shape();
-    let (reduction, denominator) = match (aggregation, mask) {
-        (Aggregation::None, _) => (Reduction::None, 1.0),
-        (Aggregation::Sum, _) => (Reduction::Sum, 1.0),
-        (Aggregation::MonaiMean, Some(mask)) => (
-            Reduction::Mean,
-            compensated_sum(mask.iter().copied()).max(epsilon),
-        ),
-        (Aggregation::MeanOverElements | Aggregation::MonaiMean, _) => {
-            (Reduction::Mean, loss.len() as f64)
+/// The upstream gradient on each element of a focal loss map.
+enum MapUpstream<'a> {
+    /// The same on every element.
+    Scalar(f64),
+    /// One per image b (MONAI's `sum`).
+    PerImage(Vec<f64>),
+    /// grad_output itself (`none`), in the map's row-major order.
+    PerElement(Cow<'a, [f64]>),
+}
+
+impl MapUpstream<'_> {
+    /// The upstream of class c at `position` of `map`.
+    #[inline]
+    fn at(&self, map: &Layout, position: Position, class: usize) -> f64 {
+        match self {
+            MapUpstream::Scalar(value) => *value,
+            MapUpstream::PerImage(values) => values[position.n],
+            MapUpstream::PerElement(values) => values[position.element(map, class)],
         }
+    }
+}
+
+/// A focal map's reduction, settled before the pass ([`aggregate`]): the upstream gradient of
+/// every element, and how the sum of the position losses becomes the reduced loss.
+pub(super) struct Reducer<'a> {
+    aggregation: Aggregation,
+    upstream: MapUpstream<'a>,
+    /// What Σ l is divided by (1 but for the means).
+    denominator: f64,
+    /// MONAI's `sum`: the weight 1/d_b of image b's losses.
+    image_scale: Option<Vec<f64>>,
+}
+
+/// How the loss map `map` (B, C, S) is reduced by `aggregation`, worked out before any loss is
+/// formed; `mask` is MONAI's position mask (B·S values), whose sums are the denominators of its
+/// reductions with ignore_index; `grad_output` must have the reduced loss's shape (`map_shape`
+/// for `none`). With ε = ε_f32 and g the scalar grad_output:
+///
+/// ```text
+/// none:              l as is,                     upstream grad_output
+/// sum:               Σ l,                          upstream g
+/// MeanOverElements:  Σ l / (B·C·S),                upstream g / (B·C·S)
+/// MonaiMean:         Σ l / max(Σ mask, ε) with a mask, else as MeanOverElements
+/// MonaiSum:          Σ_b Σ_{c,s} l / d_b,          upstream g·(1/d_b),  d_b = max(Σ_s mask_b, ε) or S
+/// ```
+pub(super) fn aggregate<'a>(
+    map: Layout,
+    map_shape: &[usize],
+    mask: Option<&[f64]>,
+    aggregation: Aggregation,
+    grad_output: Option<&'a ArrayD<f64>>,
+) -> Result<Reducer<'a>> {
+    let epsilon = f64::from(f32::EPSILON);
+    let compensated = |values: &[f64]| compensated_sum(values.iter().copied());
+    let reducer = |upstream, denominator| Reducer {
+        aggregation,
+        upstream,
+        denominator,
+        image_scale: None,
+    };
+    if aggregation == Aggregation::None {
+        let upstream = match grad_output {
+            Some(given) if given.shape() != map_shape => {
+                return Err(Rejection::GradOutputShape {
+                    expected: map_shape.to_vec(),
+                    got: given.shape().to_vec(),
+                })
+            }
+            Some(given) => MapUpstream::PerElement(match given.as_slice() {
+                Some(values) => Cow::Borrowed(values),
+                None => Cow::Owned(given.iter().copied().collect()),
+            }),
+            None => MapUpstream::Scalar(1.0),
+        };
+        return Ok(reducer(upstream, 1.0));
+    }
+    let g = grad_output_scalar(grad_output)?;
+    let elements = map.elements() as f64;
+    Ok(match (aggregation, mask) {
         (Aggregation::MonaiSum, mask) => {
-            // Σ over (b, c) of Σ_spatial l / d_b, d_b the spatial count or clamped mask sum.
-            let spatial: usize = shape[2..].iter().product();
-            let per_batch: Vec<f64> = (0..shape[0])
-                .map(|b| match mask {
-                    Some(mask) => {
-                        compensated_sum(mask.index_axis(Axis(0), b).iter().copied()).max(epsilon)
-                    }
-                    None => spatial as f64,
+            let scale: Vec<f64> = (0..map.batch)
+                .map(|b| {
+                    let denominator = match mask {
+                        Some(mask) => {
+                            compensated(&mask[b * map.spatial..(b + 1) * map.spatial]).max(epsilon)
+                        }
+                        None => map.spatial as f64,
+                    };
+                    1.0 / denominator
                 })
                 .collect();
-            let scale = |index: &[usize]| 1.0 / per_batch[index[0]];
-            let total = compensated_sum(
-                loss.indexed_iter()
-                    .map(|(index, &value)| value * scale(index.slice())),
-            );
-            let g = grad_output_scalar(grad_output)?;
-            let mut upstream = ArrayD::zeros(shape);
-            for (index, value) in upstream.indexed_iter_mut() {
-                *value = g * scale(index.slice());
+            Reducer {
+                aggregation,
+                upstream: MapUpstream::PerImage(scale.iter().map(|scale| g * scale).collect()),
+                denominator: 1.0,
+                image_scale: Some(scale),
             }
-            return Ok((ArrayD::from_elem(vec![], total), upstream));
         }
-    };
-    let upstream = reduction.upstream(grad_output, shape, denominator)?;
-    Ok((reduction.reduce(loss.clone(), denominator), upstream))
+        (Aggregation::MonaiMean, Some(mask)) => {
+            let denominator = compensated(mask).max(epsilon);
+            reducer(MapUpstream::Scalar(g / denominator), denominator)
+        }
+        (Aggregation::MeanOverElements | Aggregation::MonaiMean, _) => {
+            reducer(MapUpstream::Scalar(g / elements), elements)
+        }
+        (Aggregation::None | Aggregation::Sum, _) => reducer(MapUpstream::Scalar(g), 1.0),
+    })
 }
 
 /// The grad_output of a scalar loss (1 when absent).
@@ -509,114 +683,218 @@ pub(super) fn grad_output_scalar(grad_output: Option<&ArrayD<f64>>) -> Result<f6
         .map(|upstream| super::scalar(&upstream))
 }
 
-/// The elements a sigmoid focal map leaves out.
-pub(super) struct Kept<'a> {
-    /// 1 for a counted element, 0 for an ignored one; the map's shape.
-    pub(super) elements: &'a ArrayD<f64>,
-    /// The (B, 1, spatial…) mask MONAI's means divide by; `None` for the plain reductions.
-    pub(super) positions: Option<&'a ArrayD<f64>>,
+/// What a pass over a focal map writes into each position's lane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    /// The loss of each class (`none`'s loss map).
+    Losses,
+    /// The gradient of each class.
+    Gradient,
 }
 
-/// The sigmoid focal loss over a map (B, C, spatial…) — or any shape when neither per-class
-/// tensors nor `kept` are given — elementwise: l_e = w_c·FL(x_e, t_e), with α by class c = index 1,
-/// pos_weight pw_c and weight w_c per class, and l_e = 0 (no gradient) where `kept` is 0. Then
-/// reduced by `aggregation` (MONAI's means divide by the kept positions).
+/// A position's lane of a focal map pass: class c of the map is entry c + `first` of the lane.
+struct MapLane<'a, 'c, 'g> {
+    lane: &'a mut Lane<'c, 'g>,
+    first: usize,
+}
+
+impl MapLane<'_, '_, '_> {
+    /// Sets entry c of the map's classes.
+    #[inline]
+    fn set(&mut self, class: usize, value: f64) {
+        self.lane.set(class + self.first, value);
+    }
+}
+
+/// A focal loss map (B, C, S) of logits (B, first + C, S) over its positions: `kernel` at a
+/// position writes the C classes' gradients (or losses) into the lane and returns the position's
+/// Σ_c l_c. The input's first `first` channels (MONAI's dropped background) get a zero gradient.
+/// `none` takes a second pass that writes the loss map; the other reductions sum the positions'
+/// losses (each image's weighted by the reducer's scale) and divide by its denominator.
+fn over_positions<K>(
+    map: Layout,
+    first: usize,
+    map_shape: &[usize],
+    reducer: &Reducer,
+    kernel: K,
+) -> LossOutput
+where
+    K: Fn(Position, Pass, &mut MapLane, &mut Vec<f64>) -> f64 + Sync,
+{
+    let input = Layout {
+        classes: map.classes + first,
+        ..map
+    };
+    let scale = |position: Position| {
+        reducer
+            .image_scale
+            .as_ref()
+            .map_or(1.0, |scale| scale[position.n])
+    };
+    let swept = sweep(input, false, |position, lane, scratch| {
+        (0..first).for_each(|class| lane.set(class, 0.0));
+        let mut lane = MapLane { lane, first };
+        let loss = kernel(position, Pass::Gradient, &mut lane, scratch);
+        (loss * scale(position), 0.0)
+    });
+    let loss = if reducer.aggregation == Aggregation::None {
+        let losses = sweep(map, false, |position, lane, scratch| {
+            let mut lane = MapLane { lane, first: 0 };
+            (kernel(position, Pass::Losses, &mut lane, scratch), 0.0)
+        });
+        ArrayD::from_shape_vec(IxDyn(map_shape), losses.gradient).unwrap_or_default()
+    } else {
+        ArrayD::from_elem(vec![], swept.total / reducer.denominator)
+    };
+    let mut input_shape = map_shape.to_vec();
+    input_shape[1] += first;
+    LossOutput {
+        loss,
+        grad_input: ArrayD::from_shape_vec(IxDyn(&input_shape), swept.gradient).unwrap_or_default(),
+    }
+}
+
+/// One element of a sigmoid focal map as its front end reads it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct Inputs {
+    /// The logit x.
+    pub(super) x: f64,
+    /// The target t.
+    pub(super) t: f64,
+    /// 1 for a counted element, 0 for an ignored one (MONAI's mask value, which may lie between).
+    pub(super) kept: f64,
+}
+
+/// The sigmoid focal loss over a map (B, C, S) of logits (B, first + C, S), elementwise, with
+/// `inputs(position, c)` the element of map class c:
+///
+/// ```text
+/// l = FL(x, t)·kept·w_c,   ∂l/∂x = ∂FL(x, t)·(u·w_c·kept)·kept
+/// ```
+///
+/// with α by class c, pos_weight pw_c and weight w_c per class, u the reducer's upstream; the
+/// second `kept` is the chain through x·kept, as MONAI multiplies its input by the mask.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn sigmoid_map(
-    x: &ArrayD<f64>,
-    t: &ArrayD<f64>,
-    kept: Option<Kept>,
+    map: Layout,
+    first: usize,
+    map_shape: &[usize],
+    inputs: impl Fn(Position, usize) -> Inputs + Sync,
     focal: &SigmoidFocal,
     alpha: &Alpha,
     pos_weight: Option<&[f64]>,
     weight: Option<&[f64]>,
-    aggregation: Aggregation,
-    grad_output: Option<&ArrayD<f64>>,
-) -> Result<LossOutput> {
-    let class_of = |index: &IxDyn| if index.ndim() > 1 { index[1] } else { 0 };
-    let per_class =
-        |values: Option<&[f64]>, index: &IxDyn| values.map_or(1.0, |v| v[class_of(index)]);
-    let kept_at = |index: &IxDyn| kept.as_ref().map_or(1.0, |kept| kept.elements[index]);
-    let mut loss = ArrayD::zeros(x.raw_dim());
-    for (index, value) in loss.indexed_iter_mut() {
-        let (xe, te) = (x[&index], t[&index]);
-        let element = focal.forward(
-            xe,
-            te,
-            alpha.sigmoid_pair(class_of(&index), te),
-            per_class(pos_weight, &index),
-        );
-        *value = element.loss * kept_at(&index) * per_class(weight, &index);
-    }
-    let mask = kept.as_ref().and_then(|kept| kept.positions);
-    let (reduced, upstream) = aggregate(&loss, mask, aggregation, grad_output)?;
-    let mut grad_input = ArrayD::zeros(x.raw_dim());
-    for (index, value) in grad_input.indexed_iter_mut() {
-        let (xe, te) = (x[&index], t[&index]);
-        let g = upstream[&index] * per_class(weight, &index) * kept_at(&index);
-        *value = focal.backward(
-            xe,
-            te,
-            alpha.sigmoid_pair(class_of(&index), te),
-            per_class(pos_weight, &index),
-            g,
-            0.0,
-        ) * kept_at(&index);
-    }
-    Ok(LossOutput {
-        loss: reduced,
-        grad_input,
+    reducer: &Reducer,
+) -> LossOutput {
+    let per_class = |values: Option<&[f64]>, class: usize| values.map_or(1.0, |v| v[class]);
+    over_positions(map, first, map_shape, reducer, |position, pass, lane, _| {
+        let mut total = CompensatedSum::default();
+        for class in 0..map.classes {
+            let Inputs { x, t, kept } = inputs(position, class);
+            let w = per_class(weight, class);
+            let element = focal.element(
+                x,
+                t,
+                alpha.sigmoid_pair(class, t),
+                per_class(pos_weight, class),
+            );
+            let loss = element.loss() * kept * w;
+            total.add(loss);
+            let value = match pass {
+                Pass::Losses => loss,
+                Pass::Gradient => {
+                    let g = reducer.upstream.at(&map, position, class) * w * kept;
+                    element.slope(g, 0.0) * kept
+                }
+            };
+            lane.set(class, value);
+        }
+        total.total()
     })
 }
 
-/// The softmax focal loss over (B, C, spatial…) logits `x` and targets `t` of the same shape:
-/// l[b, c] = k_c·FL_c with k_c = α_c·w_c (`class_weight`), then ·mask, reduced by `aggregation`;
-/// the gradient is multiplied by the mask once more (MONAI multiplies its input by the mask).
+/// The softmax focal loss over a map (B, C, S) of logits (B, first + C, S), with
+/// `inputs(position, logits, targets)` writing the C logits and targets of a position and `mask` MONAI's position mask
+/// (B·S values, 1 without one): l_c = k_c·FL_c·mask with k_c = α_c·w_c (`class_weight`), the
+/// gradient g_c = ∂FL_c/∂log p_c·(u·mask·k_c) through the lane's log-softmax backward
+/// ([`SoftmaxLane::backward_lane`]), times the mask once more (MONAI multiplies its input by it).
+/// A lane whose g is all zero has the exact gradient 0 and its log-softmax is not formed; a lane
+/// without a log-softmax has NaN throughout.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn softmax_map(
-    x: &ArrayD<f64>,
-    t: &ArrayD<f64>,
-    mask: Option<&ArrayD<f64>>,
+    map: Layout,
+    first: usize,
+    map_shape: &[usize],
+    inputs: impl Fn(Position, &mut [f64], &mut [f64]) + Sync,
+    mask: Option<&[f64]>,
     focal: &SoftmaxFocal,
-    class_weight: impl Fn(usize) -> f64,
-    aggregation: Aggregation,
-    grad_output: Option<&ArrayD<f64>>,
-) -> Result<LossOutput> {
-    let log_probs = log_softmax(x, 1);
-    let mask_at = |index: &IxDyn| {
-        mask.map_or(1.0, |mask| {
-            let mut position = index.slice().to_vec();
-            position[1] = 0;
-            mask[IxDyn(&position)]
-        })
-    };
-    let skip = |te: f64| te == 0.0 && focal.untargeted == Untargeted::Masked;
-    let mut loss = ArrayD::zeros(x.raw_dim());
-    for (index, value) in loss.indexed_iter_mut() {
-        let te = t[&index];
-        if !skip(te) {
-            *value =
-                class_weight(index[1]) * focal.forward(log_probs[&index], te) * mask_at(&index);
-        }
-    }
-    let (reduced, upstream) = aggregate(&loss, mask, aggregation, grad_output)?;
-    let mut grad_log_probs = ArrayD::zeros(x.raw_dim());
-    for (index, value) in grad_log_probs.indexed_iter_mut() {
-        let te = t[&index];
-        if !skip(te) {
-            let g = upstream[&index] * mask_at(&index) * class_weight(index[1]);
-            *value = focal.backward(log_probs[&index], te, g);
-        }
-    }
-    let mut grad_input = log_softmax_backward(x, &grad_log_probs, 1);
-    if mask.is_some() {
-        for (index, value) in grad_input.indexed_iter_mut() {
-            *value *= mask_at(&index);
-        }
-    }
-    Ok(LossOutput {
-        loss: reduced,
-        grad_input,
-    })
+    class_weight: impl Fn(usize) -> f64 + Sync,
+    reducer: &Reducer,
+) -> LossOutput {
+    let classes = map.classes;
+    let skip = |t: f64| t == 0.0 && focal.untargeted == Untargeted::Masked;
+    over_positions(
+        map,
+        first,
+        map_shape,
+        reducer,
+        |position, pass, lane, scratch| {
+            let mask_at = mask.map_or(1.0, |mask| mask[position.index]);
+            scratch.resize(4 * classes, 0.0);
+            let (logits, rest) = scratch.split_at_mut(classes);
+            let (exps, rest) = rest.split_at_mut(classes);
+            let (targets, grads) = rest.split_at_mut(classes);
+            inputs(position, logits, targets);
+            if targets.iter().all(|&t| skip(t)) {
+                (0..classes).for_each(|class| lane.set(class, 0.0));
+                return 0.0;
+            }
+            let softmax = SoftmaxLane::new(logits, exps);
+            let mut total = CompensatedSum::default();
+            let mut silent = true;
+            for class in 0..classes {
+                let t = targets[class];
+                if skip(t) {
+                    grads[class] = 0.0;
+                    if pass == Pass::Losses {
+                        lane.set(class, 0.0);
+                    }
+                    continue;
+                }
+                let unformed = (f64::NAN, (f64::NAN, f64::NAN));
+                let (log_p, prob) = softmax.as_ref().map_or(unformed, |softmax| {
+                    let logit = logits[class];
+                    (
+                        softmax.log_prob(logit),
+                        softmax.prob(class, logit, exps[class]),
+                    )
+                });
+                let (l, d) = focal.term(log_p, prob, t);
+                let k = class_weight(class);
+                let loss = k * l * mask_at;
+                total.add(loss);
+                match pass {
+                    Pass::Losses => lane.set(class, loss),
+                    Pass::Gradient => {
+                        grads[class] =
+                            d * (reducer.upstream.at(&map, position, class) * mask_at * k);
+                        silent &= grads[class] == 0.0;
+                    }
+                }
+            }
+            if pass == Pass::Gradient {
+                match &softmax {
+                    _ if silent => grads.fill(0.0),
+                    None => grads.fill(f64::NAN),
+                    Some(softmax) => softmax.backward_lane(logits, exps, grads),
+                }
+                for (class, &grad) in grads.iter().enumerate() {
+                    lane.set(class, grad * mask_at);
+                }
+            }
+            total.total()
+        },
+    )
 }
 
 /// A value rounded to float32, as MONAI's `.float()` casts and smp's float32 class weights leave it.

@@ -1,15 +1,16 @@
 //! MONAI's `FocalLoss`: sigmoid per element or softmax over the channels, in float32, with its own
 //! `mean` and `sum` over an ignore_index mask.
 
-use ndarray::{ArrayD, Axis};
+use ndarray::{ArrayD, Axis, IxDyn};
 
 use super::{
-    sigmoid_map, softmax_map, to_f32, Aggregation, Alpha, Kept, SigmoidFocal, SoftTarget,
-    SoftmaxFocal, Untargeted,
+    aggregate, sigmoid_map, softmax_map, to_f32, Aggregation, Alpha, Inputs, SigmoidFocal,
+    SoftTarget, SoftmaxFocal, Untargeted,
 };
 use crate::error::Rejection;
-use crate::spec::cross_entropy::float_input;
+use crate::spec::cross_entropy::check_float_input;
 use crate::spec::monai::{ignore_mask, OneHot};
+use crate::spec::positions::{Layout, Position, Values};
 use crate::spec::{check_batched, LossOutput, Reduction, Result};
 use crate::tensor::Tensor;
 
@@ -87,72 +88,72 @@ pub fn loss(
     grad_output: Option<&ArrayD<f64>>,
 ) -> Result<LossOutput> {
     check_batched(input)?;
-    let full_logits = float_input(input)?;
+    check_float_input(input)?;
     let channels = input.shape()[1];
-    let original = target.to_f64();
-    let mut t = original.clone();
-    let mut one_hot = None;
-    if options.to_onehot_y && channels > 1 {
+    let one_hot = if options.to_onehot_y && channels > 1 {
         // MONAI's one_hot first gives a target of fewer than two axes trailing axes of size 1.
-        while t.ndim() < 2 {
-            t.insert_axis_inplace(Axis(t.ndim()));
+        let mut labels = target.to_f64();
+        while labels.ndim() < 2 {
+            labels.insert_axis_inplace(Axis(labels.ndim()));
         }
-        one_hot = Some(OneHot::new(&t, channels, options.ignore_index)?);
-    }
+        Some(OneHot::new(&labels, channels, options.ignore_index)?)
+    } else {
+        None
+    };
     let first = usize::from(!options.include_background && channels > 1);
-    if first == 1 && t.ndim() < 2 {
+    if first == 1 && one_hot.is_none() && target.shape().len() < 2 {
         return Err(Rejection::UnsupportedOption {
             option: "include_background=False".into(),
             context: format!(
                 "for a target of shape {:?}: MONAI slices target[:, 1:], which needs a channel axis",
-                t.shape()
+                target.shape()
             ),
         });
     }
-    let x = full_logits.slice_axis(Axis(1), (first..).into()).to_owned();
+    let mut x_shape = input.shape().to_vec();
+    x_shape[1] -= first;
     let mask = match options.ignore_index {
-        Some(ignored) => Some(ignore_mask(&original, ignored)?.mapv(to_f32)),
+        Some(ignored) => Some(ignore_mask(&target.to_f64(), ignored)?.mapv(to_f32)),
         None => None,
     };
-    // The one-hot target is built only once its shape is known to be the input's.
-    let t = match one_hot {
-        Some(encoded) if encoded.shape() != input.shape() => {
-            let mut got = encoded.shape().to_vec();
-            got[1] -= first;
-            return Err(Rejection::TargetShapeMismatch {
-                expected: x.shape().to_vec(),
-                got,
-            });
+    // The one-hot target is checked against the input's shape, never built.
+    let shape_error = |mut got: Vec<usize>| {
+        if first == 1 {
+            // Python's slice 1: of an empty axis is empty.
+            got[1] -= first.min(got[1]);
         }
-        Some(encoded) => encoded.build(),
-        None => t,
+        Err(Rejection::TargetShapeMismatch {
+            expected: x_shape.clone(),
+            got,
+        })
     };
-    let t = if first == 1 {
-        // Python's slice 1: of an empty axis is empty.
-        let start = first.min(t.shape()[1]);
-        t.slice_axis(Axis(1), (start..).into()).to_owned()
-    } else {
-        t
-    };
-    if t.shape() != x.shape() {
-        return Err(Rejection::TargetShapeMismatch {
-            expected: x.shape().to_vec(),
-            got: t.shape().to_vec(),
-        });
+    let given = one_hot
+        .as_ref()
+        .map_or(target.shape(), |encoded| encoded.shape());
+    if given != input.shape() {
+        return shape_error(given.to_vec());
     }
-    let kept = match &mask {
-        Some(mask) => mask
-            .broadcast(x.raw_dim())
-            .map(|view| view.to_owned())
-            .ok_or_else(|| Rejection::TargetShapeMismatch {
-                expected: x.shape().to_vec(),
-                got: original.shape().to_vec(),
-            })?,
-        None => ArrayD::ones(x.raw_dim()),
+    // The mask of each position, (B, 1, spatial…) as the map's positions read it.
+    let mask = match mask {
+        Some(mask) => {
+            let mut positions = x_shape.clone();
+            positions[1] = 1;
+            match mask
+                .broadcast(IxDyn(&x_shape))
+                .and(mask.broadcast(IxDyn(&positions)))
+            {
+                Some(view) => Some(view.iter().copied().collect::<Vec<f64>>()),
+                None => {
+                    return Err(Rejection::TargetShapeMismatch {
+                        expected: x_shape.clone(),
+                        got: target.shape().to_vec(),
+                    })
+                }
+            }
+        }
+        None => None,
     };
-    let x = (&x * &kept).mapv(to_f32);
-    let t = (&t * &kept).mapv(to_f32);
-    let classes = x.shape()[1];
+    let classes = x_shape[1];
     let alpha = monai_alpha(options, classes)?;
     let weight = monai_class_weight(options.weight.as_ref(), classes)?;
     let aggregation = match options.reduction {
@@ -160,50 +161,82 @@ pub fn loss(
         Reduction::Sum => Aggregation::MonaiSum,
         Reduction::Mean => Aggregation::MonaiMean,
     };
-    let output = if options.use_softmax {
+    let map = Layout::of(&x_shape, 1);
+    let reducer = aggregate(map, &x_shape, mask.as_deref(), aggregation, grad_output)?;
+    // Input, target and mask as MONAI computes with them: x·m and t·m, in float32.
+    let logits = Layout::of(input.shape(), 1);
+    let x = Values::read(input);
+    let labels = one_hot
+        .as_ref()
+        .map(|encoded| encoded.labels().as_standard_layout());
+    let targets = match &labels {
+        Some(labels) => Targets::Labels(labels.as_slice().unwrap_or_default()),
+        None => Targets::Dense(Values::read(target)),
+    };
+    let inputs = |position: Position, class: usize| {
+        let kept = mask.as_ref().map_or(1.0, |mask| mask[position.index]);
+        let channel = class + first;
+        let t = match &targets {
+            Targets::Labels(labels) => {
+                f64::from(u8::from(labels[position.index] == channel as i64))
+            }
+            Targets::Dense(values) => values.at(position.element(&logits, channel)),
+        };
+        Inputs {
+            x: to_f32(x.at(position.element(&logits, channel)) * kept),
+            t: to_f32(t * kept),
+            kept,
+        }
+    };
+    Ok(if options.use_softmax {
         let focal = SoftmaxFocal {
             gamma: options.gamma,
             untargeted: Untargeted::Formed,
         };
         let class_weight = |class: usize| alpha.of_class(class) * weight[class];
         softmax_map(
-            &x,
-            &t,
-            mask.as_ref(),
+            map,
+            first,
+            &x_shape,
+            |position, logits: &mut [f64], targets: &mut [f64]| {
+                for (class, (logit, t)) in logits.iter_mut().zip(targets.iter_mut()).enumerate() {
+                    Inputs {
+                        x: *logit,
+                        t: *t,
+                        ..
+                    } = inputs(position, class);
+                }
+            },
+            mask.as_deref(),
             &focal,
             class_weight,
-            aggregation,
-            grad_output,
-        )?
+            &reducer,
+        )
     } else {
         let focal = SigmoidFocal {
             gamma: options.gamma,
             soft_target: SoftTarget::LogSigmoid,
         };
-        let kept = mask.as_ref().map(|mask| Kept {
-            elements: &kept,
-            positions: Some(mask),
-        });
         sigmoid_map(
-            &x,
-            &t,
-            kept,
+            map,
+            first,
+            &x_shape,
+            inputs,
             &focal,
             &alpha,
             None,
             Some(&weight),
-            aggregation,
-            grad_output,
-        )?
-    };
-    let mut grad_input = ArrayD::zeros(full_logits.raw_dim());
-    grad_input
-        .slice_axis_mut(Axis(1), (first..).into())
-        .assign(&output.grad_input);
-    Ok(LossOutput {
-        loss: output.loss,
-        grad_input,
+            &reducer,
+        )
     })
+}
+
+/// The target as the focal map reads it.
+enum Targets<'a> {
+    /// `to_onehot_y`'s labels y, one per position: t_c = [y = c].
+    Labels(&'a [i64]),
+    /// A target of the input's shape.
+    Dense(Values<'a>),
 }
 
 /// MONAI's α for `classes` channels (after slicing), rounded to float32.

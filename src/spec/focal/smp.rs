@@ -1,14 +1,17 @@
 //! segmentation_models_pytorch's `FocalLoss`: one sigmoid focal function with geometric p_t,
 //! applied to groups of elements (one-vs-rest per class in multiclass mode) and composed per mode.
 
-use ndarray::{ArrayD, Axis, Dimension, IxDyn, Zip};
+use std::borrow::Cow;
 
-use super::{grad_output_scalar, to_f32, Element, SigmoidFocal, SoftTarget};
+use ndarray::{ArrayD, IxDyn};
+
+use super::{grad_output_scalar, to_f32, SigmoidFocal, SoftTarget};
 use crate::error::Rejection;
-use crate::spec::binary::broadcast_to;
-use crate::spec::cross_entropy::float_input;
+use crate::spec::binary::{two_product, two_sum, Broadcast};
+use crate::spec::cross_entropy::check_float_input;
+use crate::spec::positions::{sweep, Layout, Position, Values};
 use crate::spec::smp::{shape_error, SmpMode};
-use crate::spec::{compensated_sum, scalar, LossOutput, Reduction, Result};
+use crate::spec::{compensated_sum, CompensatedSum, LossOutput, Result};
 use crate::tensor::Tensor;
 
 /// smp's focal reductions: mean, sum, batchwise_mean (a sum over the first axis); any other string
@@ -35,35 +38,6 @@ impl SmpReduction {
             _ => SmpReduction::Unreduced,
         }
     }
-
-    /// The reduced values of a group's loss array.
-    fn reduce(self, values: &ArrayD<f64>) -> ArrayD<f64> {
-        let total = || ArrayD::from_elem(vec![], compensated_sum(values.iter().copied()));
-        match self {
-            SmpReduction::Mean => total() / values.len() as f64,
-            SmpReduction::Sum => total(),
-            SmpReduction::BatchwiseMean => {
-                values.map_axis(Axis(0), |lane| compensated_sum(lane.iter().copied()))
-            }
-            SmpReduction::Unreduced => values.clone(),
-        }
-    }
-
-    /// The upstream gradient on each element of a group of `shape`, from the gradient on its
-    /// reduced values.
-    fn expand(self, upstream: &ArrayD<f64>, shape: &[usize]) -> ArrayD<f64> {
-        let count: usize = shape.iter().product();
-        let mut expanded = ArrayD::zeros(shape);
-        for (index, value) in expanded.indexed_iter_mut() {
-            *value = match self {
-                SmpReduction::Mean => scalar(upstream) / count as f64,
-                SmpReduction::Sum => scalar(upstream),
-                SmpReduction::BatchwiseMean => upstream[&index.slice()[1..]],
-                SmpReduction::Unreduced => upstream[&index],
-            };
-        }
-        expanded
-    }
 }
 
 /// The constructor arguments of `smp.losses.FocalLoss`, with smp's defaults.
@@ -89,14 +63,6 @@ pub struct SmpFocalOptions {
     pub reduced_threshold: Option<f64>,
     /// Per-class weights of the mean over classes (not in binary mode).
     pub class_weights: Option<Vec<f64>>,
-}
-
-/// The elements one call of smp's `focal_loss_with_logits` sees: where they are in y_pred, their
-/// targets, and the shape of the tensor they form.
-struct Group {
-    indices: Vec<IxDyn>,
-    targets: Vec<f64>,
-    shape: Vec<usize>,
 }
 
 /// `segmentation_models_pytorch.losses.FocalLoss(mode, ...)(y_pred, y_true)`.
@@ -133,9 +99,30 @@ pub fn loss(
             context: "with mode=binary".into(),
         });
     }
-    let raw = float_input(y_pred)?;
-    let (logits, slope) = smp_logits(&raw, options);
-    let groups = smp_groups(y_pred, y_true, options)?;
+    check_float_input(y_pred)?;
+    let groups = Groups::new(y_pred, y_true, options)?;
+    let reduced_shape = groups.reduced_shape(options.reduction);
+    let class_weights = options.class_weights.as_ref().map(|weights| {
+        let weights: Vec<f64> = weights.iter().copied().map(to_f32).collect();
+        (
+            to_f32(compensated_sum(weights.iter().copied())),
+            Tensor::Float64(
+                ArrayD::from_shape_vec(IxDyn(&[weights.len()]), weights).unwrap_or_default(),
+            ),
+        )
+    });
+    let composition = Composition::new(
+        &groups,
+        &reduced_shape,
+        class_weights
+            .as_ref()
+            .map(|(total, tensor)| (*total, tensor)),
+        grad_output,
+    )
+    .map_err(|error| match error {
+        CompositionError::NoGroups => shape_error(y_pred, y_true),
+        CompositionError::Rejected(rejection) => rejection,
+    })?;
     let focal = SigmoidFocal {
         gamma: options.gamma,
         soft_target: SoftTarget::Geometric {
@@ -143,118 +130,112 @@ pub fn loss(
         },
     };
     let alpha = options.alpha.map(|alpha| (alpha, 1.0 - alpha));
-    let normalizer = 1e-6;
-    // Forward: each group's loss array (normalised) and its normaliser.
-    let mut forwards = Vec::new();
-    for group in &groups {
-        let elements: Vec<Element> = group
-            .indices
-            .iter()
-            .zip(&group.targets)
-            .map(|(index, &t)| focal.forward(logits[index], t, alpha, 1.0))
-            .collect();
-        let norm = if options.normalized {
-            compensated_sum(elements.iter().map(|element| element.modulation)).max(normalizer)
-        } else {
-            1.0
-        };
-        let losses = elements
-            .iter()
-            .map(|element| element.loss)
-            .collect::<Vec<_>>();
-        let values = ArrayD::from_shape_vec(
-            group.shape.clone(),
-            losses.iter().map(|l| l / norm).collect(),
-        )
-        .map_err(|_| shape_error(y_pred, y_true))?;
-        let modulation_sum = compensated_sum(elements.iter().map(|element| element.modulation));
-        forwards.push((values, losses, norm, modulation_sum));
-    }
-    let reduced: Vec<ArrayD<f64>> = forwards
-        .iter()
-        .map(|(values, ..)| options.reduction.reduce(values))
-        .collect();
-    // Compose the groups and find the upstream gradient on each group's reduced values.
-    let (loss, group_upstreams) = if options.mode == SmpMode::Binary {
-        let upstream = Reduction::None.upstream(grad_output, reduced[0].shape(), 1.0)?;
-        (reduced[0].clone(), vec![upstream])
-    } else {
-        let views: Vec<_> = reduced.iter().map(|values| values.view()).collect();
-        let stack = ndarray::stack(Axis(0), &views).map_err(|_| shape_error(y_pred, y_true))?;
-        let g = grad_output_scalar(grad_output)?;
-        let (weights, total) = match &options.class_weights {
-            Some(weights) => {
-                let weights: Vec<f64> = weights.iter().copied().map(to_f32).collect();
-                let total = to_f32(compensated_sum(weights.iter().copied()));
-                let tensor = Tensor::Float64(
-                    ArrayD::from_shape_vec(vec![weights.len()], weights)
-                        .map_err(|_| shape_error(y_pred, y_true))?,
-                );
-                (
-                    broadcast_to("class_weights", &tensor, stack.shape())?,
-                    total,
-                )
-            }
-            None => (ArrayD::ones(stack.shape()), stack.len() as f64),
-        };
-        let loss = compensated_sum(stack.iter().zip(&weights).map(|(l, w)| l * w)) / total;
-        let upstream = weights.mapv(|w| g * w / total);
-        let per_group = upstream.outer_iter().map(|view| view.to_owned()).collect();
-        (ArrayD::from_elem(vec![], loss), per_group)
+    let values = Values::read(y_pred);
+    let layout = groups.layout;
+    let slots: usize = reduced_shape.iter().product();
+    // Where kept position p's element sits in its group's reduced value: the slot j.
+    let ranks = (options.reduction == SmpReduction::Unreduced && options.ignore_index.is_some())
+        .then(|| groups.ranks());
+    let slot = |position: Position| match options.reduction {
+        SmpReduction::Mean | SmpReduction::Sum => 0,
+        SmpReduction::BatchwiseMean if groups.shape.len() == 1 => 0,
+        SmpReduction::BatchwiseMean => position.s,
+        SmpReduction::Unreduced => ranks
+            .as_ref()
+            .map_or(position.index, |ranks| ranks[position.index]),
     };
-    let mut grad_input = ArrayD::zeros(raw.raw_dim());
-    for ((group, (_, losses, norm, modulation_sum)), upstream) in
-        groups.iter().zip(&forwards).zip(&group_upstreams)
-    {
-        let element_upstream = options.reduction.expand(upstream, &group.shape);
-        let upstream_modulation = if options.normalized && *modulation_sum >= normalizer {
-            -compensated_sum(element_upstream.iter().zip(losses).map(|(u, l)| u * l))
-                / (norm * norm)
+    let count = groups.count as f64;
+    let upstream = |group: usize, slot: usize| {
+        let upstream = composition.upstream(group * slots + slot);
+        if options.reduction == SmpReduction::Mean {
+            upstream / count
         } else {
-            0.0
-        };
-        for ((index, &t), &u) in group
-            .indices
-            .iter()
-            .zip(&group.targets)
-            .zip(&element_upstream)
-        {
-            if let Some(slope) = slope[index] {
-                grad_input[index] +=
-                    focal.backward(logits[index], t, alpha, 1.0, u / norm, upstream_modulation)
-                        * slope;
-            }
+            upstream
         }
-    }
-    Ok(LossOutput { loss, grad_input })
+    };
+    let element = |position: Position, group: usize| {
+        let (logit, slope) = smp_logit(values.at(position.element(&layout, group)), options);
+        let element = focal.element(logit, groups.target(position, group), alpha, 1.0);
+        (element, slope)
+    };
+    let normalizers = groups.normalizers(options.normalized, |position, group| {
+        let (element, _) = element(position, group);
+        let u = upstream(group, slot(position));
+        (element.modulation(), u * element.loss())
+    });
+    let want_losses =
+        options.mode == SmpMode::Binary && options.reduction == SmpReduction::Unreduced;
+    let swept = sweep(layout, want_losses, |position, lane, _| {
+        if !groups.kept(position) {
+            (0..layout.classes).for_each(|group| lane.set(group, 0.0));
+            return (0.0, 0.0);
+        }
+        let slot = slot(position);
+        let (mut total, mut residual) = (0.0, 0.0);
+        for (group, normalizer) in normalizers.iter().enumerate() {
+            let (element, slope) = element(position, group);
+            let Normalizer {
+                norm,
+                upstream_modulation,
+            } = *normalizer;
+            let (term, term_lo) = two_product(
+                composition.weight(group * slots + slot),
+                element.loss() / norm,
+            );
+            let (sum, sum_lo) = two_sum(total, term);
+            (total, residual) = (sum, residual + sum_lo + term_lo);
+            let grad = slope.map_or(0.0, |slope| {
+                element.slope(upstream(group, slot) / norm, upstream_modulation) * slope
+            });
+            lane.set(group, grad);
+        }
+        (total, residual)
+    });
+    let loss = match (&composition, options.reduction) {
+        (Composition::Alone(_), SmpReduction::Unreduced) => {
+            let losses = swept.losses.unwrap_or_default();
+            let kept: Vec<f64> = if groups.count == losses.len() {
+                losses
+            } else {
+                (0..losses.len())
+                    .filter(|&index| groups.kept(groups.position(index)))
+                    .map(|index| losses[index])
+                    .collect()
+            };
+            ArrayD::from_shape_vec(IxDyn(&reduced_shape), kept).unwrap_or_default()
+        }
+        (Composition::Alone(_), SmpReduction::Mean) => {
+            ArrayD::from_elem(vec![], swept.total / count)
+        }
+        (Composition::Alone(_), _) => ArrayD::from_elem(vec![], swept.total),
+        (Composition::Weighted { total, .. }, SmpReduction::Mean) => {
+            ArrayD::from_elem(vec![], swept.total / count / total)
+        }
+        (Composition::Weighted { total, .. }, _) => ArrayD::from_elem(vec![], swept.total / total),
+    };
+    Ok(LossOutput {
+        loss,
+        grad_input: ArrayD::from_shape_vec(IxDyn(y_pred.shape()), swept.gradient)
+            .unwrap_or_default(),
+    })
 }
 
-/// The logits smp's focal sees and their derivative with respect to y_pred: y_pred itself, or for
-/// probabilities p = clamp(y_pred, eps, 1 − eps) → log(p/(1 − p)) (slope 1/(p(1 − p))) or, in
-/// multiclass mode, log p (slope 1/p). Where the clamp is active — everywhere for eps > ½, when
-/// torch's clamp gives 1 − eps — the slope is `None`: torch's clamp backward selects 0 there, so
-/// not even a NaN from the focal term passes.
-fn smp_logits(raw: &ArrayD<f64>, options: &SmpFocalOptions) -> (ArrayD<f64>, ArrayD<Option<f64>>) {
+/// The logit smp's focal sees for a y_pred value and its derivative with respect to that value:
+/// the value itself, or for probabilities p = clamp(y_pred, eps, 1 − eps) → log(p/(1 − p)) (slope
+/// 1/(p(1 − p))) or, in multiclass mode, log p (slope 1/p). Where the clamp is active — everywhere
+/// for eps > ½, when torch's clamp gives 1 − eps — the slope is `None`: torch's clamp backward
+/// selects 0 there, so not even a NaN from the focal term passes.
+fn smp_logit(value: f64, options: &SmpFocalOptions) -> (f64, Option<f64>) {
     if options.from_logits {
-        return (raw.clone(), ArrayD::from_elem(raw.raw_dim(), Some(1.0)));
+        return (value, Some(1.0));
     }
     let (low, high) = (options.eps, 1.0 - options.eps);
-    let p = raw.mapv(|value| torch_clamp(value, low, high));
-    let multiclass = options.mode == SmpMode::Multiclass;
-    let slope = Zip::from(raw).and(&p).map_collect(|&value, &p| {
-        let inside = value >= low && value <= high;
-        inside.then(|| {
-            if multiclass {
-                1.0 / p
-            } else {
-                1.0 / (p * (1.0 - p))
-            }
-        })
-    });
-    if multiclass {
-        (p.mapv(f64::ln), slope)
+    let p = torch_clamp(value, low, high);
+    let inside = value >= low && value <= high;
+    if options.mode == SmpMode::Multiclass {
+        (p.ln(), inside.then(|| 1.0 / p))
     } else {
-        (p.mapv(|p| (p / (1.0 - p)).ln()), slope)
+        ((p / (1.0 - p)).ln(), inside.then(|| 1.0 / (p * (1.0 - p))))
     }
 }
 
@@ -268,101 +249,288 @@ fn torch_clamp(x: f64, low: f64, high: f64) -> f64 {
     }
 }
 
-/// The groups of one smp focal call per mode (see [`loss`]).
-fn smp_groups(y_pred: &Tensor, y_true: &Tensor, options: &SmpFocalOptions) -> Result<Vec<Group>> {
-    let pred_shape = y_pred.shape();
-    let targets = y_true.to_f64();
-    let kept = |label: f64| {
-        options
-            .ignore_index
-            .is_none_or(|ignored| label != ignored as f64)
-    };
-    match options.mode {
-        SmpMode::Binary => {
-            if targets.len() != raw_len(pred_shape) {
-                return Err(shape_error(y_pred, y_true));
+/// The elements of smp's focal calls, without listing them: the positions of an (N, G, S) layout,
+/// group g of a position being its element g — y_pred[:, g] against [y = g] (multiclass) or
+/// y_true[:, g] (multilabel); binary mode is one group whose positions are y_pred's elements,
+/// flattened. A position whose label is ignore_index is dropped from every group.
+struct Groups<'a> {
+    layout: Layout,
+    mode: SmpMode,
+    /// y_true, one label per position (binary, multiclass) or one target per element (multilabel).
+    labels: Values<'a>,
+    ignore_index: Option<i64>,
+    /// The elements of each group, the same for every group: the kept positions.
+    count: usize,
+    /// The shape of each group's tensor: (count,) with ignore_index and in binary mode, else the
+    /// positions' (N, spatial…).
+    shape: Vec<usize>,
+}
+
+impl<'a> Groups<'a> {
+    /// The groups of `mode`, with smp's checks of y_pred and y_true.
+    fn new(y_pred: &Tensor, y_true: &'a Tensor, options: &SmpFocalOptions) -> Result<Groups<'a>> {
+        let pred_shape = y_pred.shape();
+        let count_all: usize = pred_shape.iter().product();
+        let layout = match options.mode {
+            SmpMode::Binary => {
+                if y_true.shape().iter().product::<usize>() != count_all {
+                    return Err(shape_error(y_pred, y_true));
+                }
+                Layout {
+                    batch: 1,
+                    classes: 1,
+                    spatial: count_all,
+                }
             }
-            let flat_pred: Vec<IxDyn> = ndarray::indices(pred_shape).into_iter().collect();
-            let (indices, labels): (Vec<IxDyn>, Vec<f64>) = flat_pred
-                .into_iter()
-                .zip(targets.iter().copied())
-                .filter(|(_, label)| kept(*label))
-                .unzip();
-            let shape = vec![labels.len()];
-            Ok(vec![Group {
-                indices,
-                targets: labels,
-                shape,
-            }])
+            SmpMode::Multiclass | SmpMode::Multilabel => {
+                if pred_shape.len() < 2 {
+                    return Err(Rejection::InputRank {
+                        got: pred_shape.len(),
+                        min: 2,
+                    });
+                }
+                let multilabel = options.mode == SmpMode::Multilabel;
+                if multilabel && options.ignore_index.is_some() {
+                    return Err(Rejection::UnsupportedOption {
+                        option: "ignore_index".into(),
+                        context: "with mode=multilabel (smp indexes each class's 3-D target with the 4-D mask)".into(),
+                    });
+                }
+                let mut position_shape = pred_shape.to_vec();
+                position_shape.remove(1);
+                let expected: &[usize] = if multilabel {
+                    pred_shape
+                } else {
+                    &position_shape
+                };
+                if y_true.shape() != expected {
+                    return Err(shape_error(y_pred, y_true));
+                }
+                Layout::of(pred_shape, 1)
+            }
+        };
+        let mut groups = Groups {
+            layout,
+            mode: options.mode,
+            labels: Values::read(y_true),
+            ignore_index: options.ignore_index,
+            count: 0,
+            shape: Vec::new(),
+        };
+        groups.count = (0..layout.positions())
+            .filter(|&index| groups.kept(groups.position(index)))
+            .count();
+        groups.shape = match options.mode {
+            SmpMode::Multiclass | SmpMode::Multilabel if options.ignore_index.is_none() => {
+                let mut position_shape = pred_shape.to_vec();
+                position_shape.remove(1);
+                position_shape
+            }
+            _ => vec![groups.count],
+        };
+        Ok(groups)
+    }
+
+    /// The position of index n·S + s.
+    fn position(&self, index: usize) -> Position {
+        let spatial = self.layout.spatial.max(1);
+        Position {
+            n: index / spatial,
+            s: index % spatial,
+            index,
         }
-        SmpMode::Multiclass | SmpMode::Multilabel => {
-            if pred_shape.len() < 2 {
-                return Err(Rejection::InputRank {
-                    got: pred_shape.len(),
-                    min: 2,
-                });
+    }
+
+    /// Whether the position is kept (its label is not ignore_index; multilabel keeps every one).
+    fn kept(&self, position: Position) -> bool {
+        self.mode == SmpMode::Multilabel
+            || self
+                .ignore_index
+                .is_none_or(|ignored| self.labels.at(position.index) != ignored as f64)
+    }
+
+    /// The target of group g at a kept position.
+    fn target(&self, position: Position, group: usize) -> f64 {
+        match self.mode {
+            SmpMode::Binary => self.labels.at(position.index),
+            SmpMode::Multiclass => {
+                f64::from(u8::from(self.labels.at(position.index) == group as f64))
             }
-            let multilabel = options.mode == SmpMode::Multilabel;
-            if multilabel && options.ignore_index.is_some() {
-                return Err(Rejection::UnsupportedOption {
-                    option: "ignore_index".into(),
-                    context: "with mode=multilabel (smp indexes each class's 3-D target with the 4-D mask)".into(),
-                });
-            }
-            let mut position_shape = pred_shape.to_vec();
-            position_shape.remove(1);
-            let expected: &[usize] = if multilabel {
-                pred_shape
-            } else {
-                &position_shape
-            };
-            if targets.shape() != expected {
-                return Err(shape_error(y_pred, y_true));
-            }
-            let positions: Vec<IxDyn> = ndarray::indices(position_shape.as_slice())
-                .into_iter()
-                .collect();
-            let groups = (0..pred_shape[1])
-                .map(|class| {
-                    let mut group = Group {
-                        indices: Vec::new(),
-                        targets: Vec::new(),
-                        shape: Vec::new(),
-                    };
-                    for position in &positions {
-                        let mut index = position.slice().to_vec();
-                        index.insert(1, class);
-                        let index = IxDyn(&index);
-                        let label = if multilabel {
-                            targets[&index]
-                        } else {
-                            targets[position]
-                        };
-                        if !multilabel && !kept(label) {
-                            continue;
-                        }
-                        let t = if multilabel {
-                            label
-                        } else {
-                            f64::from(u8::from(label == class as f64))
-                        };
-                        group.indices.push(index);
-                        group.targets.push(t);
-                    }
-                    group.shape = if options.ignore_index.is_some() {
-                        vec![group.targets.len()]
-                    } else {
-                        position_shape.clone()
-                    };
-                    group
-                })
-                .collect();
-            Ok(groups)
+            SmpMode::Multilabel => self.labels.at(position.element(&self.layout, group)),
         }
+    }
+
+    /// The shape of each group's reduced value: () for mean and sum, the group's shape without
+    /// its first axis for batchwise_mean, the group's shape unreduced.
+    fn reduced_shape(&self, reduction: SmpReduction) -> Vec<usize> {
+        match reduction {
+            SmpReduction::Mean | SmpReduction::Sum => Vec::new(),
+            SmpReduction::BatchwiseMean => self.shape[1..].to_vec(),
+            SmpReduction::Unreduced => self.shape.clone(),
+        }
+    }
+
+    /// Each kept position's index among the kept positions, in order (dropped ones get the next).
+    fn ranks(&self) -> Vec<usize> {
+        let mut rank = 0;
+        (0..self.layout.positions())
+            .map(|index| {
+                let own = rank;
+                rank += usize::from(self.kept(self.position(index)));
+                own
+            })
+            .collect()
+    }
+
+    /// Each group's normaliser: `normalized` divides a call's losses by n = max(Σ m, 1e-6), and
+    /// then the gradient of l_i/n carries −Σ_j u_j·l_j/n² on every m_i (0 where the clamp holds,
+    /// Σ m < 1e-6). `parts(position, g)` gives (m, u·l) of group g's element at a kept position,
+    /// u its upstream. Summed in position order, one compensated sum per group, so the result
+    /// does not depend on the number of cores; none of this without `normalized`.
+    fn normalizers(
+        &self,
+        normalized: bool,
+        parts: impl Fn(Position, usize) -> (f64, f64),
+    ) -> Vec<Normalizer> {
+        let groups = self.layout.classes;
+        if !normalized {
+            return vec![
+                Normalizer {
+                    norm: 1.0,
+                    upstream_modulation: 0.0,
+                };
+                groups
+            ];
+        }
+        let mut sums = vec![(CompensatedSum::default(), CompensatedSum::default()); groups];
+        for index in 0..self.layout.positions() {
+            let position = self.position(index);
+            if !self.kept(position) {
+                continue;
+            }
+            for (group, (modulation, weighted)) in sums.iter_mut().enumerate() {
+                let (m, ul) = parts(position, group);
+                modulation.add(m);
+                weighted.add(ul);
+            }
+        }
+        let floor = 1e-6;
+        sums.into_iter()
+            .map(|(modulation, weighted)| {
+                let total = modulation.total();
+                let norm = total.max(floor);
+                let upstream_modulation = if total >= floor {
+                    -weighted.total() / (norm * norm)
+                } else {
+                    0.0
+                };
+                Normalizer {
+                    norm,
+                    upstream_modulation,
+                }
+            })
+            .collect()
     }
 }
 
-/// The number of elements of a shape.
-fn raw_len(shape: &[usize]) -> usize {
-    shape.iter().product()
+/// A group's normaliser n and the upstream gradient on each of its m.
+#[derive(Debug, Clone, Copy)]
+struct Normalizer {
+    norm: f64,
+    upstream_modulation: f64,
+}
+
+/// How smp composes its groups' reduced values R_g into the loss, and the upstream gradient on
+/// each entry of them. Entry j of group g is entry g·|R| + j of the stack (G, R…).
+enum Composition<'a> {
+    /// Binary mode: the one group's reduced value is the loss, grad_output (ones when absent) its
+    /// upstream.
+    Alone(Option<Cow<'a, [f64]>>),
+    /// Multiclass and multilabel: Σ(stack·w)/Σw over the stacked reduced values, the float32
+    /// class weights broadcast right-aligned to the stack (so they only fit a (C,) stack) and Σw
+    /// rounded to float32; without weights w = 1 and Σw the stack's size. The upstream of entry
+    /// k is g·w_k/Σw.
+    Weighted {
+        weights: Option<Broadcast<'a>>,
+        total: f64,
+        g: f64,
+    },
+}
+
+/// Why a composition cannot be formed.
+enum CompositionError {
+    /// Multiclass or multilabel with no class: torch.stack of nothing.
+    NoGroups,
+    /// A rejected grad_output or class weights.
+    Rejected(Rejection),
+}
+
+impl<'a> Composition<'a> {
+    /// The composition of `groups`, their reduced values of `reduced_shape`, with (Σw, w) the
+    /// class weights; grad_output must have the loss's shape.
+    fn new(
+        groups: &Groups,
+        reduced_shape: &[usize],
+        class_weights: Option<(f64, &'a Tensor)>,
+        grad_output: Option<&'a ArrayD<f64>>,
+    ) -> std::result::Result<Composition<'a>, CompositionError> {
+        if groups.mode == SmpMode::Binary {
+            return Ok(Composition::Alone(match grad_output {
+                Some(given) if given.shape() != reduced_shape => {
+                    return Err(CompositionError::Rejected(Rejection::GradOutputShape {
+                        expected: reduced_shape.to_vec(),
+                        got: given.shape().to_vec(),
+                    }))
+                }
+                Some(given) => Some(match given.as_slice() {
+                    Some(values) => Cow::Borrowed(values),
+                    None => Cow::Owned(given.iter().copied().collect()),
+                }),
+                None => None,
+            }));
+        }
+        if groups.layout.classes == 0 {
+            return Err(CompositionError::NoGroups);
+        }
+        let g = grad_output_scalar(grad_output).map_err(CompositionError::Rejected)?;
+        let mut stack = vec![groups.layout.classes];
+        stack.extend_from_slice(reduced_shape);
+        Ok(match class_weights {
+            Some((total, tensor)) => Composition::Weighted {
+                weights: Some(
+                    Broadcast::new("class_weights", Some(tensor), &stack)
+                        .map_err(CompositionError::Rejected)?,
+                ),
+                total,
+                g,
+            },
+            None => Composition::Weighted {
+                weights: None,
+                total: stack.iter().product::<usize>() as f64,
+                g,
+            },
+        })
+    }
+
+    /// The weight of stack entry k in the loss (1 in binary mode).
+    #[inline]
+    fn weight(&self, entry: usize) -> f64 {
+        match self {
+            Composition::Alone(_) => 1.0,
+            Composition::Weighted { weights, .. } => {
+                weights.as_ref().map_or(1.0, |weights| weights.at(entry))
+            }
+        }
+    }
+
+    /// The upstream gradient on stack entry k.
+    #[inline]
+    fn upstream(&self, entry: usize) -> f64 {
+        match self {
+            Composition::Alone(grad_output) => {
+                grad_output.as_ref().map_or(1.0, |values| values[entry])
+            }
+            Composition::Weighted { total, g, .. } => g * self.weight(entry) / total,
+        }
+    }
 }

@@ -51,9 +51,8 @@ pub fn loss(
         Alpha::None
     };
     elementwise(inputs.shape(), reduction, grad_output, |i| {
-        let (x, t) = (x.at(i), t.at(i));
-        let pair = alpha.sigmoid_pair(0, t);
-        let loss = focal.forward(x, t, pair, 1.0).loss;
-        (loss, focal.backward(x, t, pair, 1.0, 1.0, 0.0))
+        let t = t.at(i);
+        let element = focal.element(x.at(i), t, alpha.sigmoid_pair(0, t), 1.0);
+        (element.loss(), element.slope(1.0, 0.0))
     })
 }
