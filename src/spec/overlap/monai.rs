@@ -8,8 +8,8 @@
 use ndarray::{ArrayD, Axis, IxDyn};
 
 use super::operands::{
-    check_prediction, float32_values, prediction_layout, row_major, shape_mismatch,
-    truncated_labels, Activation, Mask, Operands, Target,
+    check_prediction, float32_values, prediction_layout, shape_mismatch, truncated_labels,
+    Activation, Mask, Operands, Target,
 };
 use super::{
     grad_output_shape, Absent, Aggregation, ClassPooling, Convention, Guard, Intersection, Ratio,
@@ -193,13 +193,14 @@ pub fn loss(
         if one_hot.shape() != shape {
             return Err(shape_mismatch(&sliced(shape), &sliced(one_hot.shape())));
         }
-        Values::Converted(row_major(one_hot.build()))
+        // The labels stand for the one-hot target, t_c = [label = c], never built.
+        Target::Labels(one_hot.labels().iter().copied().collect())
     } else if target.shape().len() < 2 {
         return Err(shape_mismatch(shape, target.shape()));
     } else if target.shape() != shape {
         return Err(shape_mismatch(&sliced(shape), &sliced(target.shape())));
     } else {
-        Values::read(target)
+        Target::Values(Values::read(target))
     };
     let mask = ignore_index
         .map(|ii| position_ignore_mask(target, ii))
@@ -290,7 +291,7 @@ pub fn loss(
         activation,
         input,
         prediction_layout("input", input)?,
-        Target::Values(target_values),
+        target_values,
         mask,
         channels,
     );

@@ -422,15 +422,6 @@ pub(super) fn prediction_layout(argument: &'static str, tensor: &Tensor) -> Resu
     }
 }
 
-/// Values in row-major order, to be read as a target or a mask.
-pub(super) fn row_major(values: ArrayD<f64>) -> Vec<f64> {
-    if values.is_standard_layout() {
-        values.into_raw_vec_and_offset().0
-    } else {
-        values.iter().copied().collect()
-    }
-}
-
 /// Class indices read as PyTorch's `.long()` reads them: floats truncated toward zero.
 pub(super) fn truncated_labels(target: &Tensor) -> ArrayD<i64> {
     target.to_f64().mapv(|value| value.trunc() as i64)
