@@ -19,6 +19,7 @@ pub mod report;
 
 use known::{KnownFailures, Status};
 
+use std::cell::OnceCell;
 use std::collections::BTreeSet;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, OnceLock};
@@ -279,27 +280,31 @@ pub fn judge(case: &Case, outcome: &Outcome, tier: Tier) -> Vec<(CaseCheck, Verd
             Expected::Values {
                 loss, grad_input, ..
             },
-        ) => [
-            (Check::Forward, &output.loss, loss),
-            (Check::Gradient, &output.grad_input, grad_input),
-        ]
-        .into_iter()
-        .map(|(check, actual, expected)| {
-            let (tolerance, reason) =
-                tolerance_for(&case.entry.id, case.input_dtype(), check, tier);
-            let verdict = match assert_close(actual, &expected.to_f64(), tolerance) {
-                Ok(agreement) => Verdict::Passed(agreement),
-                Err(mismatch) => accepted_alternative(case, check, actual, tolerance)
-                    .unwrap_or_else(|| {
-                        Verdict::failed(
-                            FailureKind::Mismatch,
-                            format!("{mismatch}\nTolerance reason: {reason}"),
-                        )
-                    }),
-            };
-            (CaseCheck::Values(check), verdict)
-        })
-        .collect(),
+        ) => {
+            // The exact value, evaluated once for the case and only if a check needs it.
+            let exact = OnceCell::new();
+            [
+                (Check::Forward, &output.loss, loss),
+                (Check::Gradient, &output.grad_input, grad_input),
+            ]
+            .into_iter()
+            .map(|(check, actual, expected)| {
+                let (tolerance, reason) =
+                    tolerance_for(&case.entry.id, case.input_dtype(), check, tier);
+                let verdict = match assert_close(actual, &expected.to_f64(), tolerance) {
+                    Ok(agreement) => Verdict::Passed(agreement),
+                    Err(mismatch) => accepted_alternative(case, &exact, check, actual, tolerance)
+                        .unwrap_or_else(|| {
+                            Verdict::failed(
+                                FailureKind::Mismatch,
+                                format!("{mismatch}\nTolerance reason: {reason}"),
+                            )
+                        }),
+                };
+                (CaseCheck::Values(check), verdict)
+            })
+            .collect()
+        }
         (Outcome::Computed(_) | Outcome::Emulated(..), Expected::Error { kind, anchor_said }) => {
             every_check(Verdict::failed(
                 FailureKind::AcceptsRejectedInput,
@@ -319,15 +324,19 @@ pub fn judge(case: &Case, outcome: &Outcome, tier: Tier) -> Vec<(CaseCheck, Verd
 }
 
 /// The verdict on a value that misses the anchor's: accepted when an artefact rule covers the
-/// case's check and the value is within `tolerance` of the exact one.
+/// case's check and the value is within `tolerance` of the exact one (`exact`: the case's exact
+/// value, evaluated on first need and shared by its checks).
 fn accepted_alternative(
     case: &Case,
+    exact: &OnceCell<Option<oracle::Exact>>,
     check: Check,
     actual: &ArrayD<f64>,
     tolerance: Tolerance,
 ) -> Option<Verdict> {
     let artefact = artefacts_for(&case.entry.id, check).next()?;
-    let exact = oracle::evaluate(&call_for(case))?;
+    let exact = exact
+        .get_or_init(|| oracle::evaluate(&call_for(case)))
+        .as_ref()?;
     let exact = match check {
         Check::Forward => exact.loss_f64(),
         Check::Gradient => exact.grad_input_f64(),

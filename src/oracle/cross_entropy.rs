@@ -84,6 +84,26 @@ pub(super) fn lanes<T: Clone>(values: &ArrayD<T>, axis: usize) -> Vec<Vec<T>> {
         .collect()
 }
 
+/// The gradient of the input's shape from each position's lane slope (∂l_n/∂x along the class
+/// axis; `None`, a zero lane, for a position that is not read) times the position's upstream.
+pub(super) fn scaled_lanes(
+    shape: &[usize],
+    axis: usize,
+    slopes: Vec<Option<Vec<Real>>>,
+    upstream: &ArrayD<Real>,
+) -> ArrayD<Real> {
+    let classes = shape[axis];
+    let rows = slopes
+        .into_iter()
+        .zip(upstream.iter())
+        .map(|(slope, u)| match slope {
+            Some(slope) => slope.iter().map(|value| value * u).collect(),
+            None => vec![Real::zero(); classes],
+        })
+        .collect();
+    from_lanes(shape, axis, rows)
+}
+
 /// An array of the input's shape with each position's lane along the class axis set from `rows`.
 pub(super) fn from_lanes(shape: &[usize], axis: usize, rows: Vec<Vec<Real>>) -> ArrayD<Real> {
     let mut out = ArrayD::from_elem(shape, Real::zero());
@@ -237,17 +257,9 @@ fn class_index_targets(call: &LossCall, at: Option<&ArrayD<Real>>, epsilon: f64)
     let denominator = checked.counted_weight();
     let per_position = ArrayD::from_shape_vec(checked.positions, per_position).ok()?;
     let (loss, upstream) = reduce(call, reduction, per_position, &denominator)?;
-    let grad_rows = slopes
-        .into_iter()
-        .zip(upstream.iter())
-        .map(|(slope, u)| match slope {
-            Some(slope) => slope.iter().map(|value| value * u).collect(),
-            None => vec![Real::zero(); classes],
-        })
-        .collect();
     Some(Exact {
         loss,
-        grad_input: from_lanes(checked.input.shape(), checked.axis, grad_rows),
+        grad_input: scaled_lanes(checked.input.shape(), checked.axis, slopes, &upstream),
     })
 }
 

@@ -7,7 +7,7 @@
 use ndarray::{ArrayD, Axis, Dimension, IxDyn};
 
 use super::binary::{bce_with_logits_element, broadcast, elementwise, Logistic};
-use super::cross_entropy::{from_lanes, lanes, Softmax};
+use super::cross_entropy::{lanes, scaled_lanes, Softmax};
 use super::kornia::power_from_log;
 use super::options::{flag, optional_integer, optional_number, text};
 use super::real::{sum, Real};
@@ -163,17 +163,9 @@ pub(super) fn soft_cross_entropy(call: &LossCall, at: Option<&ArrayD<Real>>) -> 
     let count = Real::from_f64(per_position.len() as f64);
     let per_position = ArrayD::from_shape_vec(output_shape, per_position).ok()?;
     let (loss, upstream) = reduce(call, reduction, per_position, &count)?;
-    let grad_rows = slopes
-        .into_iter()
-        .zip(upstream.iter())
-        .map(|(slope, u)| match slope {
-            Some(slope) => slope.iter().map(|value| value * u).collect(),
-            None => vec![Real::zero(); classes],
-        })
-        .collect();
     Some(Exact {
         loss,
-        grad_input: from_lanes(x.shape(), 1, grad_rows),
+        grad_input: scaled_lanes(x.shape(), 1, slopes, &upstream),
     })
 }
 

@@ -6,11 +6,11 @@
 //! position. `weight` and `pos_weight` broadcast against the input with PyTorch's right-aligned
 //! rule, so a `(C,)` tensor aligns with the *last* axis and `(C, 1, 1)` with the channel axis.
 
-use ndarray::{ArrayD, IxDyn};
+use ndarray::ArrayD;
 
 use super::cross_entropy::check_float_input;
 use super::positions::{sweep, Layout, Upstream, Values};
-use super::{reshaped, LossOutput, Reduction};
+use super::{LossOutput, Reduction};
 use crate::error::Rejection;
 use crate::spec::Result;
 use crate::tensor::{DType, Tensor};
@@ -64,21 +64,6 @@ fn aligned_shape(name: &str, tensor: &Tensor, shape: &[usize]) -> Result<Vec<usi
     let mut aligned = vec![1; offset];
     aligned.extend_from_slice(own);
     Ok(aligned)
-}
-
-/// `tensor` broadcast to `shape` ([`aligned_shape`]'s rule), as a full array.
-pub fn broadcast_to(name: &str, tensor: &Tensor, shape: &[usize]) -> Result<ArrayD<f64>> {
-    let aligned = aligned_shape(name, tensor, shape)?;
-    let values = reshaped(tensor.to_f64(), IxDyn(&aligned));
-    values
-        .as_ref()
-        .and_then(|values| values.broadcast(IxDyn(shape)))
-        .map(|view| view.to_owned())
-        .ok_or_else(|| Rejection::BroadcastShape {
-            name: name.to_string(),
-            shape: tensor.shape().to_vec(),
-            to: shape.to_vec(),
-        })
 }
 
 /// An optional tensor broadcast to a shape without copying it out: element i of the broadcast
@@ -520,20 +505,22 @@ mod tests {
     #[test]
     fn broadcasting_is_right_aligned() {
         let per_last = Tensor::Float64(ArrayD::from_shape_vec(vec![2], vec![1.0, 2.0]).unwrap());
-        let spread = broadcast_to("w", &per_last, &[3, 2]).unwrap();
+        let spread = Broadcast::new("w", Some(&per_last), &[3, 2]).unwrap();
+        let read: Vec<f64> = (0..6).map(|i| spread.at(i)).collect();
+        assert_eq!(read, [1.0, 2.0, 1.0, 2.0, 1.0, 2.0]);
+
+        let per_channel =
+            Tensor::Float64(ArrayD::from_shape_vec(vec![3, 1], vec![1.0, 2.0, 3.0]).unwrap());
+        let spread = Broadcast::new("w", Some(&per_channel), &[2, 3, 2]).unwrap();
+        let read: Vec<f64> = (0..12).map(|i| spread.at(i)).collect();
         assert_eq!(
-            spread
-                .index_axis(ndarray::Axis(0), 2)
-                .iter()
-                .copied()
-                .collect::<Vec<_>>(),
-            vec![1.0, 2.0]
+            read,
+            [1.0, 1.0, 2.0, 2.0, 3.0, 3.0, 1.0, 1.0, 2.0, 2.0, 3.0, 3.0]
         );
-        assert_eq!(
-            broadcast_to("w", &per_last, &[2, 3]).unwrap_err().kind(),
-            "broadcast_shape"
-        );
+        assert_eq!(Broadcast::new("w", None, &[2]).unwrap().at(1), 1.0);
+        let error = Broadcast::new("w", Some(&per_last), &[2, 3]).err().unwrap();
+        assert_eq!(error.kind(), "broadcast_shape");
         let larger = Tensor::Float64(ArrayD::zeros(vec![4, 3, 2]));
-        assert!(broadcast_to("w", &larger, &[3, 2]).is_err());
+        assert!(Broadcast::new("w", Some(&larger), &[3, 2]).is_err());
     }
 }
