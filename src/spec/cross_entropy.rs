@@ -213,7 +213,6 @@ pub(crate) fn class_index_cross_entropy(
         |position, lane, scratch| {
             let target = targets[position.index];
             if Some(target) == ignore_index {
-                (0..classes).for_each(|class| lane.set(class, 0.0));
                 return (0.0, 0.0);
             }
             let target = target as usize;
@@ -332,7 +331,6 @@ fn class_index_nll(
     let weights = call.weights.as_slice().unwrap_or_default();
     let values = Values::read(input);
     let swept = sweep(layout, reduction == Reduction::None, |position, lane, _| {
-        (0..layout.classes).for_each(|class| lane.set(class, 0.0));
         let target = targets[position.index];
         if target == ignore_index {
             return (0.0, 0.0);

@@ -204,8 +204,8 @@ struct Chunk<'g, 'l> {
 }
 
 /// Runs `kernel` at every position and gathers what it returns. The kernel gets the position, its
-/// gradient lane (every class must be set) and a scratch vector it may use as it likes, and
-/// returns the position's loss as value and residual.
+/// gradient lane (all 0 until it sets a class, so it need only set the nonzero ones) and a
+/// scratch vector it may use as it likes, and returns the position's loss as value and residual.
 pub(crate) fn sweep<K>(layout: Layout, want_losses: bool, kernel: K) -> Swept
 where
     K: Fn(Position, &mut Lane, &mut Vec<f64>) -> (f64, f64) + Sync,

@@ -167,7 +167,7 @@ fn shifted_exp(x: f64, m: f64) -> f64 {
     let (d, delta) = two_sum(x, -m);
     let e = d.exp();
     if delta.is_finite() {
-        e.mul_add(delta, e)
+        e + e * delta
     } else {
         e
     }

@@ -362,13 +362,13 @@ fn linear_complement((p, p_lo): Wide, (q, q_lo): Wide, t: f64) -> Wide {
     two_sum(base, lo)
 }
 
-/// (hi + lo)^γ = hi^γ·(1 + γ·lo/hi), the first-order correction fused into the product.
+/// (hi + lo)^γ = hi^γ·(1 + γ·lo/hi), the first-order correction added to hi^γ.
 fn power_wide((hi, lo): Wide, gamma: f64) -> f64 {
     let m = power(hi, gamma);
     if hi == 0.0 || gamma == 0.0 {
         m
     } else {
-        m.mul_add(gamma * lo / hi, m)
+        m + m * (gamma * lo / hi)
     }
 }
 
@@ -446,7 +446,8 @@ impl Geometric {
             (-(-bce).exp_m1(), 0.0)
         };
         let base = complement / r;
-        let base_lo = ((-base).mul_add(r, complement) + complement_lo) / r;
+        let (product, product_lo) = two_product(base, r);
+        let base_lo = (((complement - product) - product_lo) + complement_lo) / r;
         let m = power_wide((base, base_lo), gamma);
         let slope = if base > 0.0 && gamma != 0.0 {
             gamma * power_wide((base, base_lo), gamma - 1.0) / r
@@ -732,7 +733,6 @@ where
             .map_or(1.0, |scale| scale[position.n])
     };
     let swept = sweep(input, false, |position, lane, scratch| {
-        (0..first).for_each(|class| lane.set(class, 0.0));
         let mut lane = MapLane { lane, first };
         let loss = kernel(position, Pass::Gradient, &mut lane, scratch);
         (loss * scale(position), 0.0)
@@ -846,7 +846,6 @@ pub(super) fn softmax_map(
             let (targets, grads) = rest.split_at_mut(classes);
             inputs(position, logits, targets);
             if targets.iter().all(|&t| skip(t)) {
-                (0..classes).for_each(|class| lane.set(class, 0.0));
                 return 0.0;
             }
             let softmax = SoftmaxLane::new(logits, exps);
@@ -856,9 +855,6 @@ pub(super) fn softmax_map(
                 let t = targets[class];
                 if skip(t) {
                     grads[class] = 0.0;
-                    if pass == Pass::Losses {
-                        lane.set(class, 0.0);
-                    }
                     continue;
                 }
                 let unformed = (f64::NAN, (f64::NAN, f64::NAN));

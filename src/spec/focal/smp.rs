@@ -167,7 +167,6 @@ pub fn loss(
         options.mode == SmpMode::Binary && options.reduction == SmpReduction::Unreduced;
     let swept = sweep(layout, want_losses, |position, lane, _| {
         if !groups.kept(position) {
-            (0..layout.classes).for_each(|group| lane.set(group, 0.0));
             return (0.0, 0.0);
         }
         let slot = slot(position);

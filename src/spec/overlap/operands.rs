@@ -56,7 +56,8 @@ fn sigmoid(x: f64) -> (f64, f64, f64) {
 /// ```
 ///
 /// Z − e_c is formed in double-double, where it keeps the small terms of Z whole: at a dominant
-/// class it is the sum of the others, not the rounding error of 1 − p.
+/// class it is the sum of the others, not the rounding error of 1 − p. Both quotients are
+/// products with 1/Z, itself in double-double, so each is rounded to f64 once.
 fn softmax_lane(logits: &[f64], exps: &mut [f64], p: &mut [f64], q: &mut [f64]) -> bool {
     if SoftmaxLane::new(logits, exps).is_none() {
         p.fill(f64::NAN);
@@ -66,9 +67,10 @@ fn softmax_lane(logits: &[f64], exps: &mut [f64], p: &mut [f64], q: &mut [f64]) 
     let mut total = CompensatedSum::default();
     exps.iter().for_each(|&e| total.add(e));
     let total = Wide::from(total);
+    let reciprocal = Wide::ONE / total;
     for ((&e, p), q) in exps.iter().zip(p.iter_mut()).zip(q.iter_mut()) {
-        *p = (Wide::from(e) / total).value();
-        *q = ((total - e) / total).value();
+        *p = (reciprocal * e).value();
+        *q = ((total - e) * reciprocal).value();
     }
     true
 }
@@ -77,29 +79,28 @@ fn softmax_lane(logits: &[f64], exps: &mut [f64], p: &mut [f64], q: &mut [f64]) 
 /// the value itself cancels:
 ///
 /// ```text
-/// ∂L/∂x_k = p_k·(g_k − Σ_c p_c·g_c) = p_k·(g_k·q_k − Σ_{c≠k} p_c·g_c)
+/// ∂L/∂x_k = p_k·(g_k − D),   D = Σ_c p_c·g_c;   at the most probable class a:   p_a·(g_a·q_a − Σ_{c≠a} p_c·g_c)
 /// ```
 ///
-/// with Σ_{c≠k} as a prefix plus a suffix sum of exact products in double-double, so a dominant
-/// class is never added and taken away again. Where Σ_c p_c·g_c is not finite the left-hand form
-/// is evaluated literally, as PyTorch does.
-fn softmax_backward(p: &[f64], q: &[f64], g: &[f64], out: &mut [f64], suffix: &mut [f64]) {
+/// D is a sum of exact products in double-double. Only at a class with p ≈ 1 would g_k − D lose
+/// digits to p_k·g_k inside D, and only a lane's most probable class can have p > ½: there the
+/// right-hand form takes q_a = 1 − p_a without subtraction and leaves p_a·g_a out of the sum. Where
+/// D is not finite the left-hand form is evaluated literally, as PyTorch does.
+fn softmax_backward(p: &[f64], q: &[f64], g: &[f64], out: &mut [f64]) {
     let term = |k: usize| Wide::from(p[k]) * g[k];
-    let mut after = Wide::ZERO;
-    for k in (0..g.len()).rev() {
-        (suffix[2 * k], suffix[2 * k + 1]) = after.parts();
-        after = after + term(k);
-    }
-    let total = after.value();
-    let mut before = Wide::ZERO;
+    let likeliest = (0..p.len()).fold(0, |best, k| if p[k] > p[best] { k } else { best });
+    let others = (0..p.len())
+        .filter(|&k| k != likeliest)
+        .fold(Wide::ZERO, |sum, k| sum + term(k));
+    let total = others + term(likeliest);
     for k in 0..g.len() {
-        let others = before + suffix[2 * k] + suffix[2 * k + 1];
-        out[k] = if total.is_finite() {
+        out[k] = if !total.value().is_finite() {
+            g[k] - p[k] * total.value()
+        } else if k == likeliest {
             ((Wide::from(g[k]) * q[k] - others) * p[k]).value()
         } else {
-            g[k] - p[k] * total
+            ((Wide::from(g[k]) - total) * p[k]).value()
         };
-        before = before + term(k);
     }
 }
 
@@ -146,8 +147,7 @@ pub(super) struct Operands<'a> {
 }
 
 /// A softmax lane's working values, slices of one buffer: the prediction's C values x, their
-/// p, q and e = exp(x − max x), ∂L/∂p and ∂L/∂x of each class, and the suffix sums of the
-/// backward (hi and lo).
+/// p, q and e = exp(x − max x), and ∂L/∂p and ∂L/∂x of each class.
 struct Lane<'s> {
     x: &'s mut [f64],
     p: &'s mut [f64],
@@ -155,7 +155,6 @@ struct Lane<'s> {
     exps: &'s mut [f64],
     grad_p: &'s mut [f64],
     grad_x: &'s mut [f64],
-    suffix: &'s mut [f64],
     /// Whether the lane has a softmax.
     valid: bool,
 }
@@ -163,7 +162,7 @@ struct Lane<'s> {
 impl<'s> Lane<'s> {
     /// The lane of `classes` classes, in `buffer`.
     fn new(buffer: &'s mut Vec<f64>, classes: usize) -> Lane<'s> {
-        buffer.resize(8 * classes, 0.0);
+        buffer.resize(6 * classes, 0.0);
         let mut rest = &mut buffer[..];
         let mut take = |len: usize| {
             let (head, tail) = std::mem::take(&mut rest).split_at_mut(len);
@@ -177,7 +176,6 @@ impl<'s> Lane<'s> {
             exps: take(classes),
             grad_p: take(classes),
             grad_x: take(classes),
-            suffix: take(2 * classes),
             valid: true,
         }
     }
@@ -319,7 +317,7 @@ impl<'a> Operands<'a> {
                         // An ignored position is not read: its gradient is 0 whatever its logits.
                         lane.grad_x.fill(if silent { 0.0 } else { f64::NAN });
                     } else {
-                        softmax_backward(lane.p, lane.q, lane.grad_p, lane.grad_x, lane.suffix);
+                        softmax_backward(lane.p, lane.q, lane.grad_p, lane.grad_x);
                     }
                     for (row, &value) in rows.iter_mut().zip(lane.grad_x.iter()) {
                         row[offset] = value;

@@ -33,11 +33,6 @@ impl Wide {
     pub(super) fn value(self) -> f64 {
         self.hi
     }
-
-    /// (hi, lo), whose sum is the value.
-    pub(super) fn parts(self) -> (f64, f64) {
-        (self.hi, self.lo)
-    }
 }
 
 impl From<f64> for Wide {
