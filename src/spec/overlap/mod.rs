@@ -356,8 +356,9 @@ impl Sums {
     /// I, E and T of every (group, class): sums over its positions, and over the batch when
     /// pooled. Each chunk of positions ([`position_chunks`]) sums its elements with compensation,
     /// on every core; the chunks' sums are added in chunk order in double-double, so the result
-    /// does not depend on the number of cores.
-    fn new(convention: &Convention, operands: &Operands) -> Sums {
+    /// does not depend on the number of cores. `gradient` (the `(N, C, S)` gradient, not yet
+    /// written) is the operands' to keep what the backward will read again ([`Operands::sum`]).
+    fn new(convention: &Convention, operands: &Operands, gradient: &mut [f64]) -> Sums {
         let layout = operands.layout();
         let classes = operands.selected();
         let groups = if convention.pool_batch {
@@ -367,8 +368,9 @@ impl Sums {
         };
         let Ratio { alpha, beta, .. } = convention.ratio;
         let chunks = position_chunks(layout);
-        let partials = in_parallel(chunks.iter().collect(), |chunk| {
-            operands.sum(chunk, &mut Vec::new(), |element| {
+        let rows = chunk_rows(gradient, layout);
+        let partials = in_parallel(chunks.iter().zip(rows).collect(), |(chunk, mut rows)| {
+            operands.sum(chunk, &mut Vec::new(), &mut rows, |element| {
                 let (i, e, size) = convention.intersection.terms(element, alpha, beta);
                 [i, e, size]
             })
@@ -441,7 +443,9 @@ fn overlap(
     operands: &Operands,
     grad_output: Option<&ArrayD<f64>>,
 ) -> Result<(ArrayD<f64>, Vec<f64>)> {
-    let sums = Sums::new(convention, operands);
+    let layout = operands.layout();
+    let mut gradient = vec![0.0; layout.elements()];
+    let sums = Sums::new(convention, operands, &mut gradient);
     let classes = sums.target.ncols();
     let pool = pooling_weights(
         &convention.class_pooling,
@@ -500,8 +504,6 @@ fn overlap(
     .mapv(|(by_fp, by_hit)| (by_fp.value(), by_hit.value()));
 
     let intersection = convention.intersection;
-    let layout = operands.layout();
-    let mut gradient = vec![0.0; layout.elements()];
     let chunks = position_chunks(layout);
     let rows = chunk_rows(&mut gradient, layout);
     in_parallel(chunks.iter().zip(rows).collect(), |(chunk, mut rows)| {

@@ -104,6 +104,26 @@ fn softmax_backward(p: &[f64], q: &[f64], g: &[f64], out: &mut [f64]) {
     }
 }
 
+/// q = 1 − p of a softmax lane's p, or `false` for a lane without a softmax (p is NaN). Only the
+/// most probable class a can have p > ½, where 1 − p_a would cancel; there q_a = Σ_{c≠a} p_c,
+/// compensated. Elsewhere 1 − p_c keeps its digits.
+fn complements(p: &[f64], q: &mut [f64]) -> bool {
+    if p.iter().any(|p| p.is_nan()) {
+        q.fill(f64::NAN);
+        return false;
+    }
+    let likeliest = (0..p.len()).fold(0, |best, k| if p[k] > p[best] { k } else { best });
+    let mut others = CompensatedSum::default();
+    for (k, (&p, q)) in p.iter().zip(q.iter_mut()).enumerate() {
+        *q = 1.0 - p;
+        if k != likeliest {
+            others.add(p);
+        }
+    }
+    q[likeliest] = others.total();
+    true
+}
+
 /// The target t of the prediction's classes.
 pub(super) enum Target<'a> {
     /// One value per element of the prediction's `(N, C, S)` layout.
@@ -239,11 +259,14 @@ impl<'a> Operands<'a> {
 
     /// Σ `terms(element)` over the positions of `chunk` for every selected channel, each of the
     /// three sums compensated and in position order. An elementwise activation is applied one
-    /// class row at a time, the softmax one position's lane at a time.
+    /// class row at a time, the softmax one position's lane at a time; the softmax's p is left in
+    /// `rows` (class c's span of the chunk in `rows[c]`, the gradient's place), where
+    /// [`Operands::backward`] reads it instead of taking the softmax again.
     pub(super) fn sum(
         &self,
         chunk: &Chunk,
         buffer: &mut Vec<f64>,
+        rows: &mut [&mut [f64]],
         terms: impl Fn(&Element) -> [f64; 3],
     ) -> Vec<[CompensatedSum; 3]> {
         match self.activation {
@@ -253,8 +276,11 @@ impl<'a> Operands<'a> {
                 let layout = self.layout;
                 let mut sums = vec![[CompensatedSum::default(); 3]; self.channels.len()];
                 let mut lane = Lane::new(buffer, layout.classes);
-                for position in chunk.positions(layout) {
+                for (offset, position) in chunk.positions(layout).enumerate() {
                     self.softmax_at(position, &mut lane);
+                    for (row, &p) in rows.iter_mut().zip(lane.p.iter()) {
+                        row[offset] = p;
+                    }
                     for (sums, &class) in sums.iter_mut().zip(&self.channels) {
                         let (p, q) = (lane.p[class], lane.q[class]);
                         let values = terms(&self.masked(position, class, p, q).0);
@@ -292,7 +318,7 @@ impl<'a> Operands<'a> {
 
     /// ∂L/∂x over `chunk`, from ∂L/∂p'_j = `grad(j, element)` of each selected channel: times m,
     /// added over a class's selections, through the activation. `rows[c]` receives class c's
-    /// span of the chunk.
+    /// span of the chunk; under the softmax it holds p as [`Operands::sum`] left it.
     pub(super) fn backward(
         &self,
         chunk: &Chunk,
@@ -307,7 +333,10 @@ impl<'a> Operands<'a> {
             Activation::Softmax => {
                 let mut lane = Lane::new(buffer, layout.classes);
                 for (offset, position) in chunk.positions(layout).enumerate() {
-                    self.softmax_at(position, &mut lane);
+                    for (p, row) in lane.p.iter_mut().zip(rows.iter()) {
+                        *p = row[offset];
+                    }
+                    lane.valid = complements(lane.p, lane.q);
                     for class in 0..layout.classes {
                         let (p, q) = (lane.p[class], lane.q[class]);
                         lane.grad_p[class] = self.grad_p(position, class, p, q, &grad);
