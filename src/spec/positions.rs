@@ -363,7 +363,8 @@ where
                 losses[i * chunk.len + j] = loss;
             }
             terms.push(loss);
-            if loss.is_finite() {
+            // A zero residual would leave the compensated sum as it is.
+            if loss.is_finite() && residual != 0.0 {
                 terms.push(residual);
             }
         }

@@ -446,8 +446,7 @@ impl Geometric {
             (-(-bce).exp_m1(), 0.0)
         };
         let base = complement / r;
-        let (product, product_lo) = two_product(base, r);
-        let base_lo = (((complement - product) - product_lo) + complement_lo) / r;
+        let base_lo = ((-base).mul_add(r, complement) + complement_lo) / r;
         let m = power_wide((base, base_lo), gamma);
         let slope = if base > 0.0 && gamma != 0.0 {
             gamma * power_wide((base, base_lo), gamma - 1.0) / r
