@@ -82,10 +82,11 @@ fn softmax_lane(logits: &[f64], exps: &mut [f64], p: &mut [f64], q: &mut [f64]) 
 /// ∂L/∂x_k = p_k·(g_k − D),   D = Σ_c p_c·g_c;   at the most probable class a:   p_a·(g_a·q_a − Σ_{c≠a} p_c·g_c)
 /// ```
 ///
-/// D is a sum of exact products in double-double. Only at a class with p ≈ 1 would g_k − D lose
-/// digits to p_k·g_k inside D, and only a lane's most probable class can have p > ½: there the
-/// right-hand form takes q_a = 1 − p_a without subtraction and leaves p_a·g_a out of the sum. Where
-/// D is not finite the left-hand form is evaluated literally, as PyTorch does.
+/// D is a sum of exact products in double-double, g_k − D is formed in double-double and its two
+/// parts multiplied by p_k and added. Only at a class with p ≈ 1 would g_k − D lose digits to
+/// p_k·g_k inside D, and only a lane's most probable class can have p > ½: there the right-hand
+/// form takes q_a = 1 − p_a without subtraction and leaves p_a·g_a out of the sum. Where D is not
+/// finite the left-hand form is evaluated literally, as PyTorch does.
 fn softmax_backward(p: &[f64], q: &[f64], g: &[f64], out: &mut [f64]) {
     let term = |k: usize| Wide::from(p[k]) * g[k];
     let likeliest = (0..p.len()).fold(0, |best, k| if p[k] > p[best] { k } else { best });
@@ -99,7 +100,8 @@ fn softmax_backward(p: &[f64], q: &[f64], g: &[f64], out: &mut [f64]) {
         } else if k == likeliest {
             ((Wide::from(g[k]) * q[k] - others) * p[k]).value()
         } else {
-            ((Wide::from(g[k]) - total) * p[k]).value()
+            let (hi, lo) = (Wide::from(g[k]) - total).split();
+            hi * p[k] + lo * p[k]
         };
     }
 }

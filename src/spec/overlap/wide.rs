@@ -33,6 +33,11 @@ impl Wide {
     pub(super) fn value(self) -> f64 {
         self.hi
     }
+
+    /// (hi, lo).
+    pub(super) fn split(self) -> (f64, f64) {
+        (self.hi, self.lo)
+    }
 }
 
 impl From<f64> for Wide {
