@@ -482,6 +482,29 @@ pub enum Error {
         /// The losses the oracle evaluates.
         losses: String,
     },
+    /// A generated case names a template the fixtures do not have (or one that expects an error).
+    #[error("no fixture case {template} to make generated cases from; the corpus needs the bundled fixtures it was written for")]
+    UnknownTemplate {
+        /// The template's case id.
+        template: String,
+    },
+    /// The reference rejects a case a corpus generated: a bug in the corpus, which makes valid
+    /// calls only.
+    #[error("generated case {id} is rejected by the reference ({message}); the corpus should make only valid calls, please report it with its recipe: {recipe}")]
+    GeneratedCaseRejected {
+        /// The case id.
+        id: String,
+        /// The recipe, in words.
+        recipe: String,
+        /// The reference's rejection.
+        message: String,
+    },
+    /// `--cases` or `--seed` given for a corpus that is not drawn.
+    #[error("{option} applies to --corpus random only")]
+    CorpusOption {
+        /// The option given.
+        option: String,
+    },
 }
 
 impl Error {
@@ -503,6 +526,9 @@ impl Error {
             Error::StaleFixtures { .. } => "stale_fixtures",
             Error::MissingGenerator { .. } => "missing_generator",
             Error::NothingGraded { .. } => "nothing_graded",
+            Error::UnknownTemplate { .. } => "unknown_template",
+            Error::GeneratedCaseRejected { .. } => "generated_case_rejected",
+            Error::CorpusOption { .. } => "corpus_option",
         }
     }
 }

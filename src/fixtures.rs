@@ -126,11 +126,19 @@ pub enum ExpectedEntry {
     },
 }
 
-/// A case with its tensors loaded.
+/// A case with its tensors loaded: a fixture's, or one a corpus generated.
 #[derive(Debug, Clone)]
 pub struct Case {
-    /// The manifest entry.
-    pub entry: CaseEntry,
+    /// `loss/dtype/shape/reduction/variant`, with a corpus's suffix for a generated case.
+    pub id: String,
+    /// The loss id.
+    pub loss: String,
+    /// `f64` or `f32`: the input's dtype.
+    pub dtype: String,
+    /// The seed its random inputs came from.
+    pub seed: u64,
+    /// The non-tensor keyword arguments.
+    pub params: BTreeMap<String, Value>,
     /// The tensor arguments by keyword name.
     pub tensors: BTreeMap<String, Tensor>,
     /// The expected outcome with its tensors loaded.
@@ -161,9 +169,9 @@ pub enum Expected {
 
 impl Case {
     /// The dtype of the case's input, from the id's dtype segment (`Fixtures::open` admits only
-    /// `f32` and `f64`).
+    /// `f32` and `f64`, and generated cases take their template's).
     pub fn input_dtype(&self) -> DType {
-        if self.entry.dtype == "f32" {
+        if self.dtype == "f32" {
             DType::Float32
         } else {
             DType::Float64
@@ -394,7 +402,11 @@ impl Fixtures {
             },
         };
         Ok(Case {
-            entry: entry.clone(),
+            id: entry.id.clone(),
+            loss: entry.loss.clone(),
+            dtype: entry.dtype.clone(),
+            seed: entry.seed,
+            params: entry.params.clone(),
             tensors,
             expected,
         })

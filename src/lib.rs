@@ -19,6 +19,7 @@
 pub mod catalog;
 pub mod certify;
 pub mod compare;
+pub mod corpus;
 pub mod coverage;
 pub mod error;
 pub mod eval;

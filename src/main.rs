@@ -4,6 +4,7 @@
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
@@ -15,11 +16,13 @@ use segloss::certify::known::KnownFailures;
 use segloss::certify::report::{
     markdown_matrix, printable, read_json_report, splice_matrix, Report, MATRIX_MARKERS,
 };
+use segloss::certify::reproduce::shrink_failure;
 use segloss::certify::{builtin, builtin_names, certify, corpus_checks, Implementation};
 use segloss::compare::Tier;
+use segloss::corpus::{Corpus, CorpusKind};
 use segloss::eval::{eval, parse_param, parse_tensor_file, EvalRequest};
 use segloss::files::{read_regular_file, MAX_DOCUMENT_BYTES};
-use segloss::fixtures::{CaseEntry, ExpectedEntry, Fixtures};
+use segloss::fixtures::{ExpectedEntry, Fixtures};
 use segloss::{Error, Result};
 
 #[derive(Parser)]
@@ -117,6 +120,21 @@ struct CertifyArgs {
     /// Tolerance tier: strict (per-dtype policy), float32, or approximate.
     #[arg(long, value_enum, default_value_t = TierArg::Strict)]
     tier: TierArg,
+    /// The cases to certify on: the bundled golden fixtures; large, realistic-size cases made
+    /// from recorded seeds; or random, property-based cases drawn from --seed (failures are
+    /// shrunk to a minimal case and a reproducer is printed).
+    #[arg(long, value_enum, default_value_t = CorpusArg::Fixtures)]
+    corpus: CorpusArg,
+    /// How many cases --corpus random draws.
+    #[arg(long)]
+    cases: Option<usize>,
+    /// The seed --corpus random draws its cases from.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Where the reproducers of shrunk random failures are written (a new directory under the
+    /// system's temporary directory when absent).
+    #[arg(long, value_name = "DIR")]
+    repro_dir: Option<PathBuf>,
     /// Only cases whose id contains this text (repeatable; any may match).
     #[arg(long = "filter")]
     filters: Vec<String>,
@@ -161,6 +179,41 @@ fn parse_timeout(text: &str) -> std::result::Result<Duration, String> {
             MAX_TIMEOUT.as_secs()
         ))
     }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum CorpusArg {
+    Fixtures,
+    Large,
+    Random,
+}
+
+/// The random corpus's size when --cases is not given.
+const DEFAULT_RANDOM_CASES: usize = 200;
+
+/// The corpus the arguments ask for.
+fn corpus_kind(args: &CertifyArgs) -> Result<CorpusKind> {
+    if args.corpus != CorpusArg::Random {
+        if let Some(option) = [
+            ("--cases", args.cases.is_some()),
+            ("--seed", args.seed.is_some()),
+        ]
+        .into_iter()
+        .find_map(|(name, given)| given.then_some(name))
+        {
+            return Err(Error::CorpusOption {
+                option: option.to_string(),
+            });
+        }
+    }
+    Ok(match args.corpus {
+        CorpusArg::Fixtures => CorpusKind::Fixtures,
+        CorpusArg::Large => CorpusKind::Large,
+        CorpusArg::Random => CorpusKind::Random {
+            cases: args.cases.unwrap_or(DEFAULT_RANDOM_CASES),
+            seed: args.seed.unwrap_or(0),
+        },
+    })
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -268,6 +321,7 @@ fn run_certify(args: &CertifyArgs) -> Result<ExitCode> {
     if !args.no_provenance_check {
         check_provenance(&fixtures)?;
     }
+    let kind = corpus_kind(args)?;
     let tier = Tier::from(args.tier);
     let implementation: Box<dyn Implementation> = match &args.cmd {
         Some(command) => Box::new(CommandAdapter::start(
@@ -282,7 +336,7 @@ fn run_certify(args: &CertifyArgs) -> Result<ExitCode> {
     };
     if args.grade {
         let grades = grade(&fixtures, implementation.as_ref(), |entry| {
-            selected(args, entry)
+            selected(args, &entry.id)
         })?;
         if grades.is_empty() {
             return Err(Error::NothingGraded {
@@ -292,9 +346,10 @@ fn run_certify(args: &CertifyArgs) -> Result<ExitCode> {
         emit(&printable(&grade_table(implementation.name(), &grades)))?;
         return Ok(ExitCode::SUCCESS);
     }
+    let corpus = Corpus::open(kind, Arc::new(fixtures))?;
     if let Some(case_id) = &args.explain {
         let explanation = explain(
-            &fixtures,
+            &corpus,
             implementation.as_ref(),
             case_id,
             tier,
@@ -313,10 +368,10 @@ fn run_certify(args: &CertifyArgs) -> Result<ExitCode> {
     };
     let show_progress = std::io::stderr().is_terminal() && !args.json;
     let results = certify(
-        &fixtures,
+        &corpus,
         implementation.as_ref(),
         tier,
-        |entry| selected(args, entry),
+        |spec| selected(args, &spec.id),
         |done, total| {
             if show_progress {
                 let filled = done * 40 / total.max(1);
@@ -337,16 +392,19 @@ fn run_certify(args: &CertifyArgs) -> Result<ExitCode> {
             reason: format!("{reason}; the run stopped after {} checks", results.len()),
         });
     }
-    let corpus = corpus_checks(&fixtures);
+    let reproducers = shrink_failures(&corpus, &results, implementation.as_ref(), tier, args)?;
+    let checks = corpus_checks(&corpus);
     if args.promote {
-        let removed = known.promote(&results, &corpus);
+        let removed = known.promote(&results, &checks);
         if let Some(path) = &args.known_failures {
             known.save(path)?;
         }
         eprintln!("--promote removed {removed} entries that now pass or name no check");
     }
-    let stale = known.stale_entries(&corpus);
-    let report = Report::new(implementation.name(), tier, results, &known);
+    let stale = known.stale_entries(&checks);
+    let mut report = Report::new(implementation.name(), tier, results, &known)
+        .with_corpus(corpus.kind.to_string());
+    report.reproducers = reproducers;
     if args.json {
         emit(&format!("{:#}\n", report.json()))?;
     } else {
@@ -389,12 +447,58 @@ fn run_certify(args: &CertifyArgs) -> Result<ExitCode> {
 }
 
 /// Whether `--filter` selects a case (any filter may match; none selects every case).
-fn selected(args: &CertifyArgs, entry: &CaseEntry) -> bool {
+fn selected(args: &CertifyArgs, id: &str) -> bool {
     args.filters.is_empty()
         || args
             .filters
             .iter()
-            .any(|filter| entry.id.contains(filter.as_str()))
+            .any(|filter| id.contains(filter.as_str()))
+}
+
+/// How many failing random cases are shrunk (each takes up to a few hundred runs).
+const SHRUNK_FAILURES: usize = 3;
+
+/// The first few failing cases of a random run, shrunk to minimal ones whose files are written
+/// under --repro-dir (or a new temporary directory), each described on stderr.
+fn shrink_failures(
+    corpus: &Corpus,
+    results: &[segloss::certify::CheckResult],
+    implementation: &dyn Implementation,
+    tier: Tier,
+    args: &CertifyArgs,
+) -> Result<Vec<String>> {
+    if !matches!(corpus.kind, CorpusKind::Random { .. }) {
+        return Ok(Vec::new());
+    }
+    let mut failing: Vec<&str> = results
+        .iter()
+        .filter(|result| matches!(result.verdict, segloss::certify::Verdict::Failed(_)))
+        .map(|result| result.case_id.as_str())
+        .collect();
+    failing.dedup();
+    let mut described = Vec::new();
+    for id in failing.into_iter().take(SHRUNK_FAILURES) {
+        let Some(spec) = corpus.find(id) else {
+            continue;
+        };
+        let dir = match &args.repro_dir {
+            Some(root) => root.join(id.replace(['/', '#'], "_")),
+            None => tempfile::Builder::new()
+                .prefix("segloss-repro-")
+                .tempdir()
+                .map_err(|error| Error::Io {
+                    path: std::env::temp_dir(),
+                    message: error.to_string(),
+                })?
+                .keep(),
+        };
+        if let Some(reproducer) = shrink_failure(corpus, spec, implementation, tier, Some(&dir)) {
+            let text = reproducer.describe();
+            eprintln!("segloss: {text}");
+            described.push(text);
+        }
+    }
+    Ok(described)
 }
 
 /// Fails unless the fixtures were made by the generator sources beside them (`../scripts`).

@@ -13,6 +13,7 @@ use segloss::certify::kinds::message_shows_kind;
 use segloss::certify::known::KnownFailures;
 use segloss::certify::{corpus_checks, trials, Reference};
 use segloss::compare::Tier;
+use segloss::corpus::Corpus;
 use segloss::coverage::{covered_losses, required_case_ids};
 use segloss::fixtures::{ExpectedEntry, Fixtures};
 
@@ -26,14 +27,15 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let corpus = Arc::new(Corpus::fixtures(fixtures.clone()));
     let mut all = trials(
-        fixtures.clone(),
+        corpus.clone(),
         Arc::new(Reference),
         Tier::Strict,
         Arc::new(KnownFailures::default()),
     );
     // Every check of the corpus is a trial, plus the two run-level trials.
-    let checks = corpus_checks(&fixtures).len();
+    let checks = corpus_checks(&corpus).len();
     let made = all.len();
     all.push(
         Trial::test("coverage/one_trial_per_check", move || {

@@ -7,12 +7,14 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use segloss::certify::command::CommandAdapter;
 use segloss::certify::{certify, Implementation, Verdict};
 use segloss::compare::Tier;
+use segloss::corpus::Corpus;
 use segloss::fixtures::Fixtures;
 use serde_json::Value;
 
@@ -381,9 +383,14 @@ fn an_adapter_that_fails_its_hello_twice_is_abandoned_quickly() {
         .find_map(|_| CommandAdapter::start(&command, Duration::from_secs(TIMEOUT), HELLO).ok())
         .expect("the adapter starts");
     let started = Instant::now();
-    let selected =
-        |entry: &segloss::fixtures::CaseEntry| entry.id.starts_with("nll_loss/f64/N4C3/");
-    let results = certify(&fixtures, &adapter, Tier::Strict, selected, |_, _| {});
+    let selected = |entry: &segloss::corpus::CaseSpec| entry.id.starts_with("nll_loss/f64/N4C3/");
+    let results = certify(
+        &Corpus::fixtures(Arc::new(fixtures.clone())),
+        &adapter,
+        Tier::Strict,
+        selected,
+        |_, _| {},
+    );
     let elapsed = started.elapsed();
     let abandoned = adapter.abandoned().expect("the adapter is abandoned");
     drop(adapter);
@@ -435,7 +442,7 @@ fn any_timeout_is_accepted_without_panicking() {
     let fixtures =
         Fixtures::open(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures"))).unwrap();
     let one_case =
-        |entry: &segloss::fixtures::CaseEntry| entry.id == "nll_loss/f64/N4C3/sum/ignore_index=5";
+        |entry: &segloss::corpus::CaseSpec| entry.id == "nll_loss/f64/N4C3/sum/ignore_index=5";
     // The adapter never misbehaves (there is no case 99).
     let command = sandbox.adapter_command("sleep", 99);
     let error = CommandAdapter::start(&command, Duration::MAX, Duration::ZERO)
@@ -447,10 +454,16 @@ fn any_timeout_is_accepted_without_panicking() {
     );
     let verdicts = |timeout: Duration| {
         let adapter = CommandAdapter::start(&command, timeout, Duration::MAX).unwrap();
-        certify(&fixtures, &adapter, Tier::Strict, one_case, |_, _| {})
-            .into_iter()
-            .map(|result| result.verdict)
-            .collect::<Vec<_>>()
+        certify(
+            &Corpus::fixtures(Arc::new(fixtures.clone())),
+            &adapter,
+            Tier::Strict,
+            one_case,
+            |_, _| {},
+        )
+        .into_iter()
+        .map(|result| result.verdict)
+        .collect::<Vec<_>>()
     };
     assert!(verdicts(Duration::MAX)
         .iter()

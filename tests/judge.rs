@@ -18,12 +18,18 @@ use segloss::certify::{
     LossOutput, Outcome, Reference, Verdict,
 };
 use segloss::compare::{Check, Tier};
+use segloss::corpus::Corpus;
 use segloss::fixtures::{Expected, Fixtures};
 
 /// The slice of the corpus these tests run on: value and error cases of one loss and shape.
 const SLICE: &str = "nll_loss/f64/N4C3/";
 
 /// The bundled fixtures, cut down to [`SLICE`] (read once: the manifest is large).
+/// The sliced fixtures as a corpus.
+fn corpus() -> Corpus {
+    Corpus::fixtures(Arc::new(fixtures()))
+}
+
 fn fixtures() -> Fixtures {
     static SLICED: OnceLock<Fixtures> = OnceLock::new();
     SLICED
@@ -151,13 +157,19 @@ fn is_error(expected: &Expected) -> bool {
 /// The failing checks of a `certify()` run, with their failure kinds.
 fn certify_failures(bug: Bug) -> BTreeMap<String, FailureKind> {
     let fixtures = fixtures();
-    certify(&fixtures, &Buggy(bug), Tier::Strict, |_| true, |_, _| {})
-        .into_iter()
-        .filter_map(|result| match &result.verdict {
-            Verdict::Failed(failure) => Some((result.trial_name(), failure.kind)),
-            _ => None,
-        })
-        .collect()
+    certify(
+        &Corpus::fixtures(Arc::new(fixtures.clone())),
+        &Buggy(bug),
+        Tier::Strict,
+        |_| true,
+        |_, _| {},
+    )
+    .into_iter()
+    .filter_map(|result| match &result.verdict {
+        Verdict::Failed(failure) => Some((result.trial_name(), failure.kind)),
+        _ => None,
+    })
+    .collect()
 }
 
 /// What libtest made of one trial.
@@ -172,7 +184,7 @@ enum TrialResult {
 /// concluded for each (read from its log).
 fn trial_results(bug: Bug, known: KnownFailures) -> BTreeMap<String, TrialResult> {
     let trials = trials(
-        Arc::new(fixtures()),
+        Arc::new(corpus()),
         Arc::new(Buggy(bug)),
         Tier::Strict,
         Arc::new(known),
@@ -287,7 +299,7 @@ fn rejecting_everything_for_an_unrelated_reason_passes_no_check() {
         "unrelated",
         Tier::Strict,
         certify(
-            &fixtures,
+            &Corpus::fixtures(Arc::new(fixtures.clone())),
             &Buggy(Bug::RejectEverything),
             Tier::Strict,
             |_| true,
@@ -386,7 +398,7 @@ fn the_reference_passes_every_check_of_the_slice() {
         results.len(),
         checks_where(&fixtures(), |_, _, _| true).len() + 2
     );
-    let failures = certify(&fixtures(), &Reference, Tier::Strict, |_| true, |_, _| {});
+    let failures = certify(&corpus(), &Reference, Tier::Strict, |_| true, |_, _| {});
     assert!(failures
         .iter()
         .all(|result| matches!(result.verdict, Verdict::Passed(_))));
@@ -397,7 +409,7 @@ fn certify_reports_progress_after_each_case() {
     let fixtures = fixtures();
     let mut seen = Vec::new();
     certify(
-        &fixtures,
+        &Corpus::fixtures(Arc::new(fixtures.clone())),
         &Reference,
         Tier::Strict,
         |_| true,
@@ -426,7 +438,7 @@ fn explain_reports_a_failing_case_and_survives_a_loss_of_the_wrong_shape() {
     let dir = tempfile::tempdir().unwrap();
     let case = "nll_loss/f64/N4C3/mean/weight";
     let explanation = explain(
-        &fixtures(),
+        &corpus(),
         &Buggy(Bug::LossWithAnAxis),
         case,
         Tier::Strict,
@@ -458,7 +470,7 @@ fn explain_reports_a_failing_case_and_survives_a_loss_of_the_wrong_shape() {
     let mut pixels = vec![0; reader.output_buffer_size()];
     reader.next_frame(&mut pixels).unwrap();
     assert!(pixels.chunks_exact(3).all(|pixel| pixel != [0, 0, 0]));
-    let passing = explain(&fixtures(), &Reference, case, Tier::Strict, dir.path()).unwrap();
+    let passing = explain(&corpus(), &Reference, case, Tier::Strict, dir.path()).unwrap();
     assert!(passing.passed, "{}", passing.text);
 }
 
@@ -551,14 +563,26 @@ fn an_anchor_artefact_accepts_the_anchor_value_or_the_exact_one_and_says_which()
         fixtures: fixtures.clone(),
         gradient_offset: None,
     };
-    let results = certify(&fixtures, &anchor, Tier::Strict, everything, |_, _| {});
+    let results = certify(
+        &Corpus::fixtures(Arc::new(fixtures.clone())),
+        &anchor,
+        Tier::Strict,
+        everything,
+        |_, _| {},
+    );
     assert!(results
         .iter()
         .all(|result| matches!(result.verdict, Verdict::Passed(_))));
 
     // The reference's exact gradients differ from the anchor's there, and are accepted, naming
     // the rule.
-    let results = certify(&fixtures, &Reference, Tier::Strict, everything, |_, _| {});
+    let results = certify(
+        &Corpus::fixtures(Arc::new(fixtures.clone())),
+        &Reference,
+        Tier::Strict,
+        everything,
+        |_, _| {},
+    );
     let accepted: Vec<_> = results
         .iter()
         .filter_map(|result| match &result.verdict {
@@ -602,7 +626,13 @@ fn an_anchor_artefact_accepts_the_anchor_value_or_the_exact_one_and_says_which()
         fixtures: fixtures.clone(),
         gradient_offset: Some(1e-3),
     };
-    let results = certify(&fixtures, &wrong, Tier::Strict, everything, |_, _| {});
+    let results = certify(
+        &Corpus::fixtures(Arc::new(fixtures.clone())),
+        &wrong,
+        Tier::Strict,
+        everything,
+        |_, _| {},
+    );
     for result in &results {
         let is_gradient = result.check == CaseCheck::Values(Check::Gradient);
         match &result.verdict {

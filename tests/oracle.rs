@@ -1431,12 +1431,12 @@ fn grade_fixture(case: &Case) -> Vec<Graded> {
     ]
     .into_iter()
     .map(|(check, reference, pytorch, exact)| Graded {
-        loss: case.entry.loss.clone(),
-        subject: case.entry.id.clone(),
+        loss: case.loss.clone(),
+        subject: case.id.clone(),
         check,
         reference: oracle::ulps(reference, exact),
         pytorch: Some(oracle::ulps(&pytorch.to_f64(), exact)),
-        pytorch_within_override: within_override(&case.entry.id, check, &pytorch.to_f64(), exact),
+        pytorch_within_override: within_override(&case.id, check, &pytorch.to_f64(), exact),
     })
     .collect()
 }

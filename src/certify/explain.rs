@@ -9,8 +9,9 @@ use ndarray::{ArrayD, Axis};
 
 use super::{call_for, compute_guarded, judge, Implementation, Outcome, Verdict};
 use crate::compare::Tier;
+use crate::corpus::Corpus;
 use crate::error::{Error, Result};
-use crate::fixtures::{Expected, Fixtures};
+use crate::fixtures::Expected;
 
 /// Pixels per element edge, so that small fixture images are visible.
 const CELL: usize = 12;
@@ -33,27 +34,22 @@ pub struct Explanation {
 
 /// Runs one case; returns a report of every check and the heatmap files written into `png_dir`.
 pub fn explain(
-    fixtures: &Fixtures,
+    corpus: &Corpus,
     implementation: &dyn Implementation,
     case_id: &str,
     tier: Tier,
     png_dir: &Path,
 ) -> Result<Explanation> {
-    let entry = fixtures
-        .manifest
-        .cases
-        .iter()
-        .find(|entry| entry.id == case_id)
-        .ok_or_else(|| Error::Manifest {
-            path: fixtures.root.join(crate::fixtures::MANIFEST_FILE),
-            message: format!("no case {case_id}"),
-        })?;
-    let case = fixtures.load(entry)?;
+    let spec = corpus.find(case_id).ok_or_else(|| Error::Manifest {
+        path: corpus.fixtures.root.join(crate::fixtures::MANIFEST_FILE),
+        message: format!("no case {case_id} in the {} corpus", corpus.kind),
+    })?;
+    let case = corpus.load(spec)?;
     let outcome = compute_guarded(implementation, &call_for(&case));
     let mut report = format!(
         "{case_id} ({})\nparams: {}\n",
         implementation.name(),
-        serde_json::Value::from_iter(case.entry.params.clone())
+        serde_json::Value::from_iter(case.params.clone())
     );
     let verdicts = judge(&case, &outcome, tier);
     let passed = verdicts.iter().all(|(_, verdict)| verdict.passed());

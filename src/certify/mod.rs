@@ -16,8 +16,10 @@ pub mod known;
 #[cfg(any(feature = "impl-candle", feature = "impl-burn"))]
 mod library;
 pub mod report;
+pub mod reproduce;
 
 use known::{KnownFailures, Status};
+use reproduce::minimal_failure;
 
 use std::cell::OnceCell;
 use std::collections::BTreeSet;
@@ -33,7 +35,8 @@ use crate::catalog::artefacts::{artefacts_for, AnchorArtefact};
 /// The call an implementation computes, as the catalog describes it.
 pub use crate::catalog::LossCall;
 use crate::compare::{assert_close, tolerance_for, Agreement, Check, Tier, Tolerance};
-use crate::fixtures::{Case, CaseEntry, Expected, ExpectedEntry, Fixtures};
+use crate::corpus::{CaseSpec, Corpus};
+use crate::fixtures::{Case, CaseEntry, Expected, ExpectedEntry};
 use crate::oracle;
 /// What an implementation returns for a call: the loss and the gradient with respect to the
 /// prediction.
@@ -136,13 +139,27 @@ impl CaseCheck {
     /// The checks a manifest entry asks for.
     pub fn for_entry(entry: &CaseEntry) -> &'static [CaseCheck] {
         match entry.expected {
-            ExpectedEntry::Values { .. } => &[
-                CaseCheck::Values(Check::Forward),
-                CaseCheck::Values(Check::Gradient),
-            ],
-            ExpectedEntry::Error { .. } => &[CaseCheck::Rejection],
+            ExpectedEntry::Values { .. } => CaseCheck::VALUES,
+            ExpectedEntry::Error { .. } => CaseCheck::REJECTION,
         }
     }
+
+    /// The checks a loaded case asks for.
+    pub fn for_expected(expected: &Expected) -> &'static [CaseCheck] {
+        match expected {
+            Expected::Values { .. } => CaseCheck::VALUES,
+            Expected::Error { .. } => CaseCheck::REJECTION,
+        }
+    }
+
+    /// The checks of a case whose outcome is values.
+    pub const VALUES: &'static [CaseCheck] = &[
+        CaseCheck::Values(Check::Forward),
+        CaseCheck::Values(Check::Gradient),
+    ];
+
+    /// The check of a case whose outcome is a rejection.
+    pub const REJECTION: &'static [CaseCheck] = &[CaseCheck::Rejection];
 }
 
 /// The judgement of one check.
@@ -247,8 +264,8 @@ pub struct CheckResult {
 /// The call a case describes, with the grad_output its expected gradient was computed for.
 pub fn call_for(case: &Case) -> LossCall {
     LossCall {
-        loss: case.entry.loss.clone(),
-        params: case.entry.params.clone(),
+        loss: case.loss.clone(),
+        params: case.params.clone(),
         tensors: case.tensors.clone(),
         grad_output: match &case.expected {
             Expected::Values { grad_output, .. } => Some(grad_output.to_f64()),
@@ -264,7 +281,7 @@ pub fn call_for(case: &Case) -> LossCall {
 /// error-kind table the generator uses ([`kinds`]).
 pub fn judge(case: &Case, outcome: &Outcome, tier: Tier) -> Vec<(CaseCheck, Verdict)> {
     let every_check = |verdict: Verdict| {
-        CaseCheck::for_entry(&case.entry)
+        CaseCheck::for_expected(&case.expected)
             .iter()
             .map(|&check| (check, verdict.clone()))
             .collect()
@@ -289,8 +306,7 @@ pub fn judge(case: &Case, outcome: &Outcome, tier: Tier) -> Vec<(CaseCheck, Verd
             ]
             .into_iter()
             .map(|(check, actual, expected)| {
-                let (tolerance, reason) =
-                    tolerance_for(&case.entry.id, case.input_dtype(), check, tier);
+                let (tolerance, reason) = tolerance_for(&case.id, case.input_dtype(), check, tier);
                 let verdict = match assert_close(actual, &expected.to_f64(), tolerance) {
                     Ok(agreement) => Verdict::Passed(agreement),
                     Err(mismatch) => accepted_alternative(case, &exact, check, actual, tolerance)
@@ -333,7 +349,7 @@ fn accepted_alternative(
     actual: &ArrayD<f64>,
     tolerance: Tolerance,
 ) -> Option<Verdict> {
-    let artefact = artefacts_for(&case.entry.id, check).next()?;
+    let artefact = artefacts_for(&case.id, check).next()?;
     let exact = exact
         .get_or_init(|| oracle::evaluate(&call_for(case)))
         .as_ref()?;
@@ -390,44 +406,57 @@ pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "a panic without a message".to_string())
 }
 
-/// Loads one case, runs the implementation on it and judges every check at `tier`. A case that
-/// cannot be loaded (checksum, missing file) fails every check with the reason.
+/// Loads (or makes) one case of `corpus`, runs the implementation on it and judges every check at
+/// `tier`. A case that cannot be loaded (checksum, missing file, a generated case the reference
+/// rejects) fails every check with the reason. A generated case's expected values are computed
+/// only when the implementation answers with values.
 pub fn run_case(
-    fixtures: &Fixtures,
-    entry: &CaseEntry,
+    corpus: &Corpus,
+    spec: &CaseSpec,
     implementation: &dyn Implementation,
     tier: Tier,
 ) -> Vec<CheckResult> {
-    let (verdicts, emulated) = match fixtures.load(entry) {
-        Ok(case) => {
-            let outcome = compute_guarded(implementation, &call_for(&case));
+    let unusable = |error: crate::Error| {
+        spec.checks
+            .iter()
+            .map(|&check| {
+                (
+                    check,
+                    Verdict::failed(
+                        FailureKind::FixtureUnusable,
+                        format!("fixture unusable: {error}"),
+                    ),
+                )
+            })
+            .collect()
+    };
+    let (verdicts, emulated) = match corpus.prepare(spec) {
+        Ok(prepared) => {
+            let outcome = compute_guarded(implementation, &prepared.call());
             let emulated = match &outcome {
                 Outcome::Emulated(_, how) => Some(how.clone()),
                 _ => None,
             };
-            (judge(&case, &outcome, tier), emulated)
+            let verdicts = match (&outcome, prepared) {
+                (Outcome::Unsupported(reason), _) => spec
+                    .checks
+                    .iter()
+                    .map(|&check| (check, Verdict::Unsupported(reason.clone())))
+                    .collect(),
+                (_, prepared) => match prepared.finish() {
+                    Ok(case) => judge(&case, &outcome, tier),
+                    Err(error) => unusable(error),
+                },
+            };
+            (verdicts, emulated)
         }
-        Err(error) => (
-            CaseCheck::for_entry(entry)
-                .iter()
-                .map(|&check| {
-                    (
-                        check,
-                        Verdict::failed(
-                            FailureKind::FixtureUnusable,
-                            format!("fixture unusable: {error}"),
-                        ),
-                    )
-                })
-                .collect(),
-            None,
-        ),
+        Err(error) => (unusable(error), None),
     };
     verdicts
         .into_iter()
         .map(|(check, verdict)| CheckResult {
-            case_id: entry.id.clone(),
-            loss: entry.loss.clone(),
+            case_id: spec.id.clone(),
+            loss: spec.loss.clone(),
             check,
             verdict,
             emulated: emulated.clone(),
@@ -435,42 +464,36 @@ pub fn run_case(
         .collect()
 }
 
-/// Runs the selected cases of the corpus in manifest order, calling `progress(done, total)`
-/// after each case. The run stops early when the implementation is [abandoned](Implementation::abandoned).
+/// Runs the selected cases of the corpus in order, calling `progress(done, total)` after each
+/// case. The run stops early when the implementation is [abandoned](Implementation::abandoned).
 pub fn certify(
-    fixtures: &Fixtures,
+    corpus: &Corpus,
     implementation: &dyn Implementation,
     tier: Tier,
-    selected: impl Fn(&CaseEntry) -> bool,
+    selected: impl Fn(&CaseSpec) -> bool,
     mut progress: impl FnMut(usize, usize),
 ) -> Vec<CheckResult> {
-    let entries: Vec<&CaseEntry> = fixtures
-        .manifest
-        .cases
-        .iter()
-        .filter(|entry| selected(entry))
-        .collect();
+    let specs: Vec<&CaseSpec> = corpus.cases.iter().filter(|spec| selected(spec)).collect();
     let mut results = Vec::new();
-    for (done, entry) in entries.iter().enumerate() {
+    for (done, spec) in specs.iter().enumerate() {
         if implementation.abandoned().is_some() {
             break;
         }
-        results.extend(run_case(fixtures, entry, implementation, tier));
-        progress(done + 1, entries.len());
+        results.extend(run_case(corpus, spec, implementation, tier));
+        progress(done + 1, specs.len());
     }
     results
 }
 
 /// Every check of the corpus by trial name (`<case id>/<check>`).
-pub fn corpus_checks(fixtures: &Fixtures) -> BTreeSet<String> {
-    fixtures
-        .manifest
+pub fn corpus_checks(corpus: &Corpus) -> BTreeSet<String> {
+    corpus
         .cases
         .iter()
-        .flat_map(|entry| {
-            CaseCheck::for_entry(entry)
+        .flat_map(|spec| {
+            spec.checks
                 .iter()
-                .map(move |check| format!("{}/{}", entry.id, check.name()))
+                .map(move |check| format!("{}/{}", spec.id, check.name()))
         })
         .collect()
 }
@@ -512,49 +535,52 @@ fn trial_outcome(result: &CheckResult, status: Status) -> Result<Completion, Fai
 /// failure are ignored trials with the reason; a listed check that passes, or fails another way
 /// than listed, fails.
 pub fn trials(
-    fixtures: Arc<Fixtures>,
+    corpus: Arc<Corpus>,
     implementation: Arc<dyn Implementation>,
     tier: Tier,
     known: Arc<KnownFailures>,
 ) -> Vec<Trial> {
     let mut trials = Vec::new();
     let mut every_case = Vec::new();
-    for entry in &fixtures.manifest.cases {
+    for spec in &corpus.cases {
         let results: Arc<OnceLock<Vec<CheckResult>>> = Arc::new(OnceLock::new());
-        every_case.push((entry.clone(), results.clone()));
-        for &check in CaseCheck::for_entry(entry) {
-            let (fixtures, implementation, results, entry, known) = (
-                fixtures.clone(),
+        every_case.push((spec.clone(), results.clone()));
+        for &check in spec.checks {
+            let (corpus, implementation, results, spec, known) = (
+                corpus.clone(),
                 implementation.clone(),
                 results.clone(),
-                entry.clone(),
+                spec.clone(),
                 known.clone(),
             );
-            let name = format!("{}/{}", entry.id, check.name());
+            let name = format!("{}/{}", spec.id, check.name());
             trials.push(
                 Trial::ignorable_test(name, move || {
                     let results = results
-                        .get_or_init(|| run_case(&fixtures, &entry, implementation.as_ref(), tier));
+                        .get_or_init(|| run_case(&corpus, &spec, implementation.as_ref(), tier));
                     let result = results
                         .iter()
                         .find(|result| result.check == check)
                         .ok_or_else(|| {
                             Failed::from("the implementation produced no verdict for this check")
                         })?;
-                    trial_outcome(result, known.status(result))
+                    trial_outcome(result, known.status(result)).map_err(|failed| {
+                        match minimal_failure(&corpus, &spec, implementation.as_ref(), tier) {
+                            Some(reproducer) => Failed::from(format!(
+                                "{}\n{}",
+                                failed.message().unwrap_or_default(),
+                                reproducer.describe()
+                            )),
+                            None => failed,
+                        }
+                    })
                 })
                 .with_kind(check.name()),
             );
         }
     }
     trials.sort_by(|a, b| a.name().cmp(b.name()));
-    trials.extend(run_trials(
-        fixtures,
-        implementation,
-        tier,
-        known,
-        every_case,
-    ));
+    trials.extend(run_trials(corpus, implementation, tier, known, every_case));
     trials
 }
 
@@ -562,14 +588,13 @@ pub fn trials(
 /// certified something (at least one check passed), so that a CI gate over an implementation
 /// that supports nothing fails instead of passing vacuously.
 fn run_trials(
-    fixtures: Arc<Fixtures>,
+    corpus: Arc<Corpus>,
     implementation: Arc<dyn Implementation>,
     tier: Tier,
     known: Arc<KnownFailures>,
-    every_case: Vec<(CaseEntry, Arc<OnceLock<Vec<CheckResult>>>)>,
+    every_case: Vec<(CaseSpec, Arc<OnceLock<Vec<CheckResult>>>)>,
 ) -> Vec<Trial> {
-    let corpus = corpus_checks(&fixtures);
-    let stale = known.stale_entries(&corpus);
+    let stale = known.stale_entries(&corpus_checks(&corpus));
     vec![
         Trial::test("run/known_failures_not_stale", move || {
             if stale.is_empty() {
@@ -586,9 +611,9 @@ fn run_trials(
         .with_kind("run"),
         Trial::test("run/certified_something", move || {
             let mut checks = 0;
-            for (entry, results) in &every_case {
+            for (spec, results) in &every_case {
                 let results = results
-                    .get_or_init(|| run_case(&fixtures, entry, implementation.as_ref(), tier));
+                    .get_or_init(|| run_case(&corpus, spec, implementation.as_ref(), tier));
                 checks += results.len();
                 if results
                     .iter()

@@ -22,6 +22,10 @@ pub struct Report {
     pub tier: Tier,
     /// Every check, in run order, with its status.
     pub checks: Vec<(CheckResult, Status)>,
+    /// The corpus the checks came from (`fixtures`, `large`, `random (--cases N --seed S)`).
+    pub corpus: String,
+    /// Minimal failing cases found by shrinking, each described in a few lines.
+    pub reproducers: Vec<String>,
 }
 
 /// Totals for one loss and option.
@@ -80,7 +84,9 @@ pub fn options_of(variant: &str) -> Vec<String> {
     if variant.starts_with("error=") {
         return vec!["rejections".into()];
     }
-    variant
+    // A generated case's scenario follows its template's variant after a '+'.
+    let template_variant = variant.split(['+', '#']).next().unwrap_or_default();
+    template_variant
         .split(',')
         .map(|token| match token.split_once('=') {
             Some((key, _)) if key != "target" && key != "weight" => key.to_string(),
@@ -108,6 +114,16 @@ impl Report {
             implementation: implementation.to_string(),
             tier,
             checks,
+            corpus: "fixtures".to_string(),
+            reproducers: Vec::new(),
+        }
+    }
+
+    /// The same report, naming the corpus its checks came from.
+    pub fn with_corpus(self, corpus: impl Into<String>) -> Report {
+        Report {
+            corpus: corpus.into(),
+            ..self
         }
     }
 
@@ -163,9 +179,10 @@ impl Report {
     /// The terminal summary: a table per loss and option, then every check that fails the run.
     pub fn terminal(&self) -> String {
         let mut text = format!(
-            "certified {} at the {} tier\n",
+            "certified {} at the {} tier on the {} corpus\n",
             self.implementation,
-            self.tier.name()
+            self.tier.name(),
+            self.corpus
         );
         let _ = writeln!(
             text,
@@ -269,6 +286,8 @@ impl Report {
         json!({
             "implementation": self.implementation,
             "tier": self.tier.name(),
+            "corpus": self.corpus,
+            "reproducers": self.reproducers,
             "failed": self.failed(),
             "certified_something": self.certified_something(),
             "rows": self.rows(),
@@ -597,7 +616,7 @@ mod tests {
     fn the_terminal_summary_lists_what_fails_the_run_escaped() {
         let text = report().terminal();
         assert!(
-            text.starts_with("certified example at the strict tier\n"),
+            text.starts_with("certified example at the strict tier on the fixtures corpus\n"),
             "{text}"
         );
         assert!(
