@@ -17,6 +17,7 @@ use ndarray::{ArrayD, Axis};
 use segloss::certify::known::{KnownFailures, KnownGroup};
 use segloss::certify::{trials, FailureKind, Implementation, LossCall, LossOutput, Outcome};
 use segloss::compare::Tier;
+use segloss::corpus::Corpus;
 use segloss::fixtures::Fixtures;
 use segloss::tensor::Tensor;
 
@@ -127,7 +128,7 @@ fn main() -> ExitCode {
         ],
     };
     let trials = trials(
-        fixtures,
+        Arc::new(Corpus::fixtures(fixtures)),
         Arc::new(PlainCrossEntropy),
         Tier::Strict,
         Arc::new(known),

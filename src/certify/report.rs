@@ -167,7 +167,10 @@ impl Report {
                 if matches!(result.verdict, Verdict::Accepted { .. }) {
                     row.accepted += 1;
                 }
-                if let Some(Agreement { max_abs, max_rel }) = result.verdict.agreement() {
+                if let Some(Agreement {
+                    max_abs, max_rel, ..
+                }) = result.verdict.agreement()
+                {
                     row.worst_abs = row.worst_abs.max(max_abs);
                     row.worst_rel = row.worst_rel.max(max_rel);
                 }
@@ -250,6 +253,10 @@ impl Report {
             .checks
             .iter()
             .map(|(result, status)| {
+                let normwise_ulps = result
+                    .verdict
+                    .agreement()
+                    .and_then(|agreement| agreement.normwise_ulps);
                 let (max_abs, max_rel, failure, detail) = match &result.verdict {
                     Verdict::Passed(agreement) => {
                         (Some(agreement.max_abs), Some(agreement.max_rel), None, None)
@@ -278,6 +285,7 @@ impl Report {
                     "failure": failure,
                     "max_abs": max_abs,
                     "max_rel": max_rel,
+                    "normwise_ulps": normwise_ulps,
                     "detail": detail,
                     "emulated": result.emulated,
                 })
@@ -534,7 +542,11 @@ mod tests {
     }
 
     fn passed(max_abs: f64, max_rel: f64) -> Verdict {
-        Verdict::Passed(Agreement { max_abs, max_rel })
+        Verdict::Passed(Agreement {
+            max_abs,
+            max_rel,
+            normwise_ulps: None,
+        })
     }
 
     /// A run over two losses with every status: passed, failed, unsupported, known, unexpected.

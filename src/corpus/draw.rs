@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use ndarray::{ArrayD, Dimension, IxDyn};
+use ndarray::{ArrayD, IxDyn};
 
 use super::recipe::{Labels, Recipe, ValueStyle};
 use crate::catalog;
@@ -187,34 +187,44 @@ fn label_map(
         }
     };
     let tile_labels: Vec<usize> = (0..images * tile_count).map(|_| draw(stream)).collect();
-    let mut map = ArrayD::zeros(IxDyn(positions));
-    for (index, value) in map.indexed_iter_mut() {
-        let index = index.slice();
-        let (n, coords) = (index[0], &index[1.min(index.len())..]);
+    let per_image: usize = spatial.iter().product();
+    let mut values = Vec::with_capacity(images * per_image);
+    // The position's spatial coordinates, advanced as an odometer.
+    let mut coords = vec![0; spatial.len()];
+    for flat in 0..images * per_image {
+        let n = flat / per_image.max(1);
         let label = match labels {
             Labels::Regions => {
-                let mut flat = 0;
-                for ((&c, &count), _) in coords.iter().zip(&tiles).zip(spatial) {
-                    flat = flat * count + c / tile;
-                }
+                let tile_index = coords
+                    .iter()
+                    .zip(&tiles)
+                    .fold(0, |index, (&c, &count)| index * count + c / tile);
                 let edge = coords
                     .iter()
                     .zip(spatial)
                     .any(|(&c, &size)| size > 8 && (c % tile < 2 || c + 2 >= size));
                 match ignore {
                     Some(ignore) if edge => ignore,
-                    _ => tile_labels[n * tile_count + flat] as f64,
+                    _ => tile_labels[n * tile_count + tile_index] as f64,
                 }
             }
-            Labels::Ignored => ignore.unwrap_or(draw(stream) as f64),
+            Labels::Ignored => ignore.unwrap_or_else(|| draw(stream) as f64),
             _ => match ignore {
                 Some(ignore) if stream.unit() < 0.1 => ignore,
                 _ => draw(stream) as f64,
             },
         };
-        *value = label;
+        values.push(label);
+        for (c, &size) in coords.iter_mut().zip(spatial).rev() {
+            *c += 1;
+            if *c < size {
+                break;
+            }
+            *c = 0;
+        }
     }
-    map
+    ArrayD::from_shape_vec(IxDyn(positions), values)
+        .unwrap_or_else(|_| ArrayD::zeros(IxDyn(positions)))
 }
 
 /// A prediction value in [lo, hi] in the recipe's style.
@@ -253,11 +263,15 @@ fn values_of(kind: Kind, shape: &[usize], recipe: &Recipe, stream: &mut Stream) 
             let positions = without_classes(shape);
             let classes = shape[CLASS_AXIS];
             let map = label_map(&positions, classes, None, recipe.labels, stream);
-            ArrayD::from_shape_fn(IxDyn(shape), |index| {
-                let mut at = index.slice().to_vec();
-                let class = at.remove(CLASS_AXIS);
-                f64::from(u8::from(map[IxDyn(&at)] == class as f64))
-            })
+            let per_image: usize = shape[CLASS_AXIS + 1..].iter().product();
+            let mut values = ArrayD::zeros(IxDyn(shape));
+            if let Some(flat) = values.as_slice_mut() {
+                for (index, &label) in map.iter().enumerate() {
+                    let (n, s) = (index / per_image, index % per_image);
+                    flat[(n * classes + label as usize) * per_image + s] = 1.0;
+                }
+            }
+            values
         }
         Kind::Binary => {
             let rate = match recipe.labels {
