@@ -372,10 +372,9 @@ pub(crate) fn tensors(template: &Case, recipe: &Recipe) -> BTreeMap<String, Tens
             out.insert(name.clone(), tensor.clone());
             continue;
         };
-        let kind = if name == prediction_name {
-            let (lo, hi) = finite_range(&values);
-            Kind::Range { lo, hi }
-        } else if relation_is_classes(&relation, tensor.shape(), old_classes) {
+        let kind = if name == prediction_name
+            || relation_is_classes(&relation, tensor.shape(), old_classes)
+        {
             let (lo, hi) = finite_range(&values);
             Kind::Range { lo, hi }
         } else {

@@ -176,6 +176,8 @@ impl Corpus {
 }
 
 /// A case ready to run.
+// One per case, run once: the size difference between the variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Prepared {
     /// A fixture case, expected values and all.
