@@ -24,12 +24,12 @@ use segloss::fixtures::{Expected, Fixtures};
 /// The slice of the corpus these tests run on: value and error cases of one loss and shape.
 const SLICE: &str = "nll_loss/f64/N4C3/";
 
-/// The bundled fixtures, cut down to [`SLICE`] (read once: the manifest is large).
 /// The sliced fixtures as a corpus.
 fn corpus() -> Corpus {
     Corpus::fixtures(Arc::new(fixtures()))
 }
 
+/// The bundled fixtures, cut down to [`SLICE`] (read once: the manifest is large).
 fn fixtures() -> Fixtures {
     static SLICED: OnceLock<Fixtures> = OnceLock::new();
     SLICED
