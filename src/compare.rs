@@ -108,11 +108,11 @@ pub struct ToleranceOverride {
 pub const F32_NORMWISE_ULPS: f64 = 128.0;
 
 /// The per-tensor bound of float64 cases, in float64 ulps of the largest expected magnitude.
-/// Measured, PyTorch's float64 results against the reference: at most 42 ulps on the bundled
+/// Measured, the anchors' float64 results against the reference: at most 42 ulps on the bundled
 /// cases (an `nll_loss` mean; cross_entropy 20) but for the case overridden in
-/// [`crate::catalog::tolerances`], and 126 on the `large` corpus (a weighted `nll_loss` mean;
-/// cross_entropy's sum over (2, 19, 1024, 2048) 117).
-pub const F64_NORMWISE_ULPS: f64 = 256.0;
+/// [`crate::catalog::tolerances`], and on the `large` corpus 371 (smp's DiceLoss gradient at
+/// (8, 21, 512, 512)), 126 for torch's losses (a weighted `nll_loss` mean).
+pub const F64_NORMWISE_ULPS: f64 = 512.0;
 
 /// Per-dtype defaults.
 pub const DTYPE_TOLERANCES: &[DTypeTolerance] = &[
@@ -127,7 +127,7 @@ pub const DTYPE_TOLERANCES: &[DTypeTolerance] = &[
             }),
         },
         reason: "both sides compute in f64 from the same inputs; summation order and PyTorch's \
-                 own rounding differ, measured up to 126 float64 ulps of the tensor's largest \
+                 own rounding differ, measured up to 371 float64 ulps of the tensor's largest \
                  magnitude (F64_NORMWISE_ULPS)",
     },
     DTypeTolerance {
