@@ -70,8 +70,8 @@ def main() -> int:
         if ulps is None and len(detail) > 2 and "ulps" in detail[2]:
             ulps = float(detail[2].split(" ulps")[0].rsplit(" ", 1)[-1])
         key = (library_of(loss), dtype)
-        if ulps is not None:
-            worst[key] = max(worst.get(key, (0.0, ""))[0], ulps), name
+        if ulps is not None and ulps >= worst.get(key, (0.0, ""))[0]:
+            worst[key] = (ulps, name)
         shown = f"{ulps:.1f}" if ulps is not None else "n/a"
         note = "" if check["status"] == "passed" else detail[0]
         print(f"| {name} | {check['status']} | {shown} | {note} |")
