@@ -176,6 +176,27 @@ fn garbage_is_reported_as_garbage() {
 }
 
 #[test]
+fn a_forward_only_adapter_is_judged_on_the_forward_and_unsupported_on_the_gradient() {
+    let (succeeded, report) = certify_broken("forward-only", &["nll_loss/f64/N4C3/"]);
+    assert!(succeeded, "{report:#}");
+    let checks = checks(&report);
+    let forward = status_of(&checks, "nll_loss/f64/N4C3/mean/weight/forward");
+    assert_eq!(forward.1, "passed");
+    let gradient = status_of(&checks, "nll_loss/f64/N4C3/mean/weight/gradient");
+    assert_eq!(gradient.1, "unsupported");
+    assert!(
+        gradient.2.contains("no gradient: a forward-only runtime"),
+        "{}",
+        gradient.2
+    );
+    // A rejection is still judged as one.
+    assert!(checks
+        .iter()
+        .filter(|check| check.0.ends_with("/error"))
+        .all(|check| check.1 == "passed"));
+}
+
+#[test]
 fn the_reference_through_the_protocol_passes() {
     let (succeeded, report) = certify_broken(
         "none",

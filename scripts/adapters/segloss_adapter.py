@@ -2,8 +2,9 @@
 
 An adapter is one function, `compute(request) -> (loss, grad_input)` over NumPy arrays, handed to
 `serve(name, compute)`. It raises `Unsupported` for a loss or option it does not have, returns an
-`Emulated` result when it reaches an option by emulation, and any other exception is reported as
-the implementation rejecting the input.
+`Emulated` result when it reaches an option by emulation, a `ForwardOnly` result when it has no
+gradient (a forward-only runtime: the gradient check is then unsupported, the forward judged), and
+any other exception is reported as the implementation rejecting the input.
 """
 
 import json
@@ -43,6 +44,16 @@ class Emulated:
     how: str
 
 
+@dataclass
+class ForwardOnly:
+    """The loss alone, from an implementation without a gradient (`why` says why); `how` says
+    how an option was emulated, if one was."""
+
+    loss: np.ndarray
+    why: str
+    how: "str | None" = None
+
+
 def _reply(message: dict) -> None:
     sys.stdout.write(json.dumps(message) + "\n")
     sys.stdout.flush()
@@ -64,8 +75,12 @@ def _answer(compute, message: dict) -> dict:
     except Exception as error:  # the implementation rejecting the input is an answer, not a crash
         lines = str(error).splitlines()
         return {**result, "status": "error", "message": f"{type(error).__name__}: {lines[0] if lines else ''}"}
-    loss, grad_input = (outcome.loss, outcome.grad_input) if isinstance(outcome, Emulated) else outcome
     out = Path(message["out"])
+    if isinstance(outcome, ForwardOnly):
+        np.save(out / "loss.npy", np.asarray(outcome.loss))
+        answer = {**result, "status": "ok", "no_gradient": outcome.why}
+        return answer if outcome.how is None else {**answer, "emulated": outcome.how}
+    loss, grad_input = (outcome.loss, outcome.grad_input) if isinstance(outcome, Emulated) else outcome
     np.save(out / "loss.npy", np.asarray(loss))
     np.save(out / "grad_input.npy", np.asarray(grad_input))
     if isinstance(outcome, Emulated):

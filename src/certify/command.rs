@@ -185,7 +185,19 @@ impl CommandAdapter {
             return Ok(
                 match parse_answer(&line, sequence).map_err(Failure::Process)? {
                     Answer::Stale { .. } => continue,
-                    Answer::Ok { emulated } => {
+                    Answer::Ok {
+                        emulated,
+                        no_gradient: Some(no_gradient),
+                    } => Outcome::ForwardOnly {
+                        loss: results::read_loss(&out, call)
+                            .map_err(|reason| Failure::Case(format!("status ok, but {reason}")))?,
+                        no_gradient,
+                        emulated,
+                    },
+                    Answer::Ok {
+                        emulated,
+                        no_gradient: None,
+                    } => {
                         let output = results::read_results(&out, call, prediction)
                             .map_err(|reason| Failure::Case(format!("status ok, but {reason}")))?;
                         match emulated {

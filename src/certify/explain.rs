@@ -78,7 +78,12 @@ pub fn explain(
         };
         report.push_str(&format!("{}: {detail}\n", check.name()));
     }
-    if let Outcome::Emulated(_, how) = &outcome {
+    if let Outcome::Emulated(_, how)
+    | Outcome::ForwardOnly {
+        emulated: Some(how),
+        ..
+    } = &outcome
+    {
         report.push_str(&format!("emulated: {how}\n"));
     }
     let mut written = Vec::new();

@@ -49,6 +49,16 @@ pub enum Outcome {
     Computed(LossOutput),
     /// It computed them by emulating an option it lacks natively (how, in words).
     Emulated(LossOutput, String),
+    /// It computed the loss but has no gradient (a forward-only runtime): the forward check is
+    /// judged, the gradient check is unsupported.
+    ForwardOnly {
+        /// The loss.
+        loss: ArrayD<f64>,
+        /// Why there is no gradient.
+        no_gradient: String,
+        /// How it emulated an option it lacks, if it did.
+        emulated: Option<String>,
+    },
     /// It rejected the input; `kind` is the segloss error kind when the implementation knows it.
     Rejected {
         /// The segloss error kind, if known.
@@ -300,33 +310,48 @@ pub fn judge(case: &Case, outcome: &Outcome, tier: Tier) -> Vec<(CaseCheck, Verd
         ) => {
             // The exact value, evaluated once for the case and only if a check needs it.
             let exact = OnceCell::new();
-            [
-                (Check::Forward, &output.loss, loss),
-                (Check::Gradient, &output.grad_input, grad_input),
+            vec![
+                (
+                    CaseCheck::Values(Check::Forward),
+                    value_verdict(case, &exact, Check::Forward, &output.loss, loss, tier),
+                ),
+                (
+                    CaseCheck::Values(Check::Gradient),
+                    value_verdict(
+                        case,
+                        &exact,
+                        Check::Gradient,
+                        &output.grad_input,
+                        grad_input,
+                        tier,
+                    ),
+                ),
             ]
-            .into_iter()
-            .map(|(check, actual, expected)| {
-                let (tolerance, reason) = tolerance_for(&case.id, case.input_dtype(), check, tier);
-                let verdict = match assert_close(actual, &expected.to_f64(), tolerance) {
-                    Ok(agreement) => Verdict::Passed(agreement),
-                    Err(mismatch) => accepted_alternative(case, &exact, check, actual, tolerance)
-                        .unwrap_or_else(|| {
-                            Verdict::failed(
-                                FailureKind::Mismatch,
-                                format!("{mismatch}\nTolerance reason: {reason}"),
-                            )
-                        }),
-                };
-                (CaseCheck::Values(check), verdict)
-            })
-            .collect()
         }
-        (Outcome::Computed(_) | Outcome::Emulated(..), Expected::Error { kind, anchor_said }) => {
-            every_check(Verdict::failed(
-                FailureKind::AcceptsRejectedInput,
-                format!("accepted an input the anchor rejects as {kind} ({anchor_said})"),
-            ))
-        }
+        (
+            Outcome::ForwardOnly {
+                loss: actual,
+                no_gradient,
+                ..
+            },
+            Expected::Values { loss, .. },
+        ) => vec![
+            (
+                CaseCheck::Values(Check::Forward),
+                value_verdict(case, &OnceCell::new(), Check::Forward, actual, loss, tier),
+            ),
+            (
+                CaseCheck::Values(Check::Gradient),
+                Verdict::Unsupported(format!("no gradient: {no_gradient}")),
+            ),
+        ],
+        (
+            Outcome::Computed(_) | Outcome::Emulated(..) | Outcome::ForwardOnly { .. },
+            Expected::Error { kind, anchor_said },
+        ) => every_check(Verdict::failed(
+            FailureKind::AcceptsRejectedInput,
+            format!("accepted an input the anchor rejects as {kind} ({anchor_said})"),
+        )),
         (Outcome::Rejected { message, .. }, Expected::Values { .. }) => {
             every_check(Verdict::failed(
                 FailureKind::RejectsValidInput,
@@ -336,6 +361,30 @@ pub fn judge(case: &Case, outcome: &Outcome, tier: Tier) -> Vec<(CaseCheck, Verd
         (Outcome::Rejected { kind: got, message }, Expected::Error { kind, anchor_said }) => {
             every_check(judge_rejection(got.as_deref(), message, kind, anchor_said))
         }
+    }
+}
+
+/// The verdict on one value check: within tolerance of the expected value, or of the exact one
+/// where an artefact rule accepts it (`exact`: the case's exact value, evaluated on first need
+/// and shared by its checks).
+fn value_verdict(
+    case: &Case,
+    exact: &OnceCell<Option<oracle::Exact>>,
+    check: Check,
+    actual: &ArrayD<f64>,
+    expected: &crate::tensor::Tensor,
+    tier: Tier,
+) -> Verdict {
+    let (tolerance, reason) = tolerance_for(&case.id, case.input_dtype(), check, tier);
+    match assert_close(actual, &expected.to_f64(), tolerance) {
+        Ok(agreement) => Verdict::Passed(agreement),
+        Err(mismatch) => accepted_alternative(case, exact, check, actual, tolerance)
+            .unwrap_or_else(|| {
+                Verdict::failed(
+                    FailureKind::Mismatch,
+                    format!("{mismatch}\nTolerance reason: {reason}"),
+                )
+            }),
     }
 }
 
@@ -434,7 +483,11 @@ pub fn run_case(
         Ok(prepared) => {
             let outcome = compute_guarded(implementation, &prepared.call());
             let emulated = match &outcome {
-                Outcome::Emulated(_, how) => Some(how.clone()),
+                Outcome::Emulated(_, how)
+                | Outcome::ForwardOnly {
+                    emulated: Some(how),
+                    ..
+                } => Some(how.clone()),
                 _ => None,
             };
             let verdicts = match (&outcome, prepared) {

@@ -16,6 +16,7 @@ pub mod large;
 pub mod random;
 pub mod recipe;
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
@@ -198,11 +199,12 @@ pub enum Prepared {
 }
 
 impl Prepared {
-    /// The call an implementation computes.
-    pub fn call(&self) -> LossCall {
+    /// The call an implementation computes: a generated case's own (its arrays are not
+    /// copied), a fixture case's built from it.
+    pub fn call(&self) -> Cow<'_, LossCall> {
         match self {
-            Prepared::Loaded(case) => crate::certify::call_for(case),
-            Prepared::Generated { call, .. } => call.clone(),
+            Prepared::Loaded(case) => Cow::Owned(crate::certify::call_for(case)),
+            Prepared::Generated { call, .. } => Cow::Borrowed(call),
         }
     }
 

@@ -7,6 +7,7 @@ reference), except for one misbehaviour chosen by its argument:
   crash       exits on cases with a weight
   hang        never answers cases with reduction sum
   garbage     answers cases with reduction none with a line that is not JSON
+  forward-only  answers with the reference's loss alone and `no_gradient` (a forward-only runtime)
 """
 
 import json
@@ -39,6 +40,9 @@ def answer(message):
     result = {"type": "result", "seq": message["seq"]}
     if ran.returncode != 0:
         return json.dumps({**result, **rejection(ran)})
+    if MODE == "forward-only":
+        (Path(message["out"]) / "grad_input.npy").unlink()
+        return json.dumps({**result, "status": "ok", "no_gradient": "a forward-only runtime"})
     if scale != 1.0:
         out = Path(message["out"])
         # The gradient is left as for the sum: wrong too, and the loss shows the denominator.

@@ -19,6 +19,8 @@ pub enum Answer {
     Ok {
         /// How the implementation emulated an option it lacks, if it did.
         emulated: Option<String>,
+        /// Why the implementation wrote no gradient, when it has none (a forward-only runtime).
+        no_gradient: Option<String>,
     },
     /// `error`: the implementation rejected the input.
     Error {
@@ -55,6 +57,7 @@ pub fn parse_answer(line: &[u8], seq: u64) -> Result<Answer, String> {
     match text("status").as_deref() {
         Some("ok") => Ok(Answer::Ok {
             emulated: text("emulated"),
+            no_gradient: text("no_gradient"),
         }),
         Some("error") => Ok(Answer::Error {
             kind: text("kind"),
@@ -132,7 +135,8 @@ mod tests {
         assert_eq!(
             parse_answer(ok, 3),
             Ok(Answer::Ok {
-                emulated: Some("how".into())
+                emulated: Some("how".into()),
+                no_gradient: None
             })
         );
         let error =

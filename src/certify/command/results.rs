@@ -19,11 +19,7 @@ pub(super) fn read_results(
     call: &LossCall,
     prediction: &str,
 ) -> Result<LossOutput, String> {
-    // Neither result has more elements than the call's tensors together, each at most 8 bytes.
-    let elements = call.tensors.values().fold(0u64, |sum, tensor| {
-        sum.saturating_add(tensor.shape().iter().product::<usize>() as u64)
-    });
-    let limit = elements.saturating_mul(8).saturating_add(HEADER_ROOM);
+    let limit = size_limit(call);
     let loss = read_float(out, "loss.npy", limit)?;
     let grad_input = read_float(out, "grad_input.npy", limit)?;
     let expected = call.tensors.get(prediction).map(Tensor::shape);
@@ -38,6 +34,20 @@ pub(super) fn read_results(
         loss: loss.to_f64(),
         grad_input: grad_input.to_f64(),
     })
+}
+
+/// Reads `loss.npy` alone from `out`, for an answer without a gradient.
+pub(super) fn read_loss(out: &Path, call: &LossCall) -> Result<ndarray::ArrayD<f64>, String> {
+    Ok(read_float(out, "loss.npy", size_limit(call))?.to_f64())
+}
+
+/// The most bytes a result file of `call` may have: neither result has more elements than the
+/// call's tensors together, each at most 8 bytes.
+fn size_limit(call: &LossCall) -> u64 {
+    let elements = call.tensors.values().fold(0u64, |sum, tensor| {
+        sum.saturating_add(tensor.shape().iter().product::<usize>() as u64)
+    });
+    elements.saturating_mul(8).saturating_add(HEADER_ROOM)
 }
 
 /// Reads the float32 or float64 array `name` in `out`, a regular file of at most `limit` bytes.
