@@ -55,10 +55,11 @@ fn sigmoid(x: f64) -> (f64, f64, f64) {
 /// p_c = e_c/Z,   q_c = 1 − p_c = (Z − e_c)/Z = Σ_{c'≠c} e_c'/Z
 /// ```
 ///
-/// p_c is e_c times 1/Z, the reciprocal in double-double, rounded once. Only a class with the largest logit (e_c = 1) can have p > ½, where 1 − p would
-/// cancel: there Z − e_c is formed in double-double, where it keeps the small terms of Z whole (at
-/// a dominant class it is the sum of the others, not the rounding error of 1 − p), and multiplied
-/// by 1/Z, rounded once. Elsewhere q = 1 − p ≥ ½ keeps its digits.
+/// p_c is e_c times 1/Z, the reciprocal in double-double, rounded once. Only a class with the
+/// largest logit (e_c = 1) can have p > ½, where 1 − p would cancel: there Z − e_c is formed in
+/// double-double, where it keeps the small terms of Z whole (at a dominant class it is the sum of
+/// the others, not the rounding error of 1 − p), and multiplied by 1/Z, rounded once. Elsewhere
+/// q = 1 − p ≥ ½ keeps its digits.
 fn softmax_lane(logits: &[f64], exps: &mut [f64], p: &mut [f64], q: &mut [f64]) -> bool {
     if SoftmaxLane::new(logits, exps).is_none() {
         p.fill(f64::NAN);
