@@ -7,6 +7,8 @@ scripts="$(cd "$(dirname "$0")" && pwd)"
 repo="$(dirname "$scripts")"
 cd "$repo"
 python="$(bash "$scripts/setup_venv.sh" | tail -n 1)"
+# The other implementations live in a virtualenv of their own (the anchors' pins plus theirs).
+impl_python="$(bash "$scripts/setup_implementations.sh" | tail -n 1)"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
@@ -19,6 +21,13 @@ adapters=(
     "logsoftmax_nll_module|$python scripts/adapters/logsoftmax_nll_module.py"
     "candle|builtin candle"
     "burn|builtin burn|--tier float32"
+    "keras3|$impl_python scripts/adapters/keras3.py"
+    "optax|$impl_python scripts/adapters/optax_losses.py"
+    "onnxruntime|$impl_python scripts/adapters/onnx_losses.py --runtime onnxruntime"
+    "onnx_reference|$impl_python scripts/adapters/onnx_losses.py --runtime reference"
+    "pytorch_toolbelt|$impl_python scripts/adapters/pytorch_toolbelt.py"
+    "timm|$impl_python scripts/adapters/timm_losses.py"
+    "fvcore|$impl_python scripts/adapters/fvcore_losses.py|--tier float32"
 )
 
 # One build with every feature the built-in entries need (the Rust library adapters take minutes

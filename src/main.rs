@@ -14,7 +14,8 @@ use segloss::certify::explain::explain;
 use segloss::certify::grade::{grade, grade_table};
 use segloss::certify::known::KnownFailures;
 use segloss::certify::report::{
-    markdown_matrix, printable, read_json_report, splice_matrix, Report, MATRIX_MARKERS,
+    markdown_matrix, printable, read_json_report, read_known_failures, splice_matrix,
+    upstream_defects_markdown, Report, MATRIX_MARKERS,
 };
 use segloss::certify::reproduce::shrink_failure;
 use segloss::certify::{builtin, builtin_names, certify, corpus_checks, Implementation};
@@ -526,7 +527,12 @@ fn matrix(reports: &[PathBuf], update: Option<&Path>) -> Result<ExitCode> {
         .iter()
         .map(|path| read_json_report(path))
         .collect::<Result<Vec<_>>>()?;
-    let table = markdown_matrix(&runs);
+    let defects = reports
+        .iter()
+        .zip(&runs)
+        .map(|(path, (name, _))| Ok((name.clone(), read_known_failures(path)?)))
+        .collect::<Result<Vec<_>>>()?;
+    let table = markdown_matrix(&runs) + &upstream_defects_markdown(&defects);
     let Some(path) = update else {
         emit(&table)?;
         return Ok(ExitCode::SUCCESS);

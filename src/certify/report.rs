@@ -299,8 +299,26 @@ impl Report {
             "failed": self.failed(),
             "certified_something": self.certified_something(),
             "rows": self.rows(),
+            "known_failures": self.known_failure_counts(),
             "checks": checks,
         })
+    }
+
+    /// Each known-failure reason with how many of this run's checks failed as listed under it.
+    pub fn known_failure_counts(&self) -> Vec<KnownFailureCount> {
+        let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+        for (_, status) in &self.checks {
+            if let Status::KnownFailure(reason) = status {
+                *counts.entry(reason).or_default() += 1;
+            }
+        }
+        counts
+            .into_iter()
+            .map(|(reason, checks)| KnownFailureCount {
+                reason: reason.to_string(),
+                checks,
+            })
+            .collect()
     }
 
     /// JUnit XML: one test suite per loss, one test case per check.
@@ -388,6 +406,57 @@ pub fn read_json_report(path: &Path) -> Result<(String, Vec<Row>)> {
     let rows: Vec<Row> = serde_json::from_value(report["rows"].clone())
         .map_err(|error| invalid(error.to_string()))?;
     Ok((name, rows))
+}
+
+/// A known-failure reason of a run and how many checks failed as listed under it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KnownFailureCount {
+    /// The list's reason.
+    pub reason: String,
+    /// How many checks.
+    pub checks: usize,
+}
+
+/// The known-failure reasons of a `segloss certify --json` report (none in a report without them).
+pub fn read_known_failures(path: &Path) -> Result<Vec<KnownFailureCount>> {
+    let report: serde_json::Value =
+        serde_json::from_slice(&read_regular_file(path, MAX_DOCUMENT_BYTES)?).map_err(|error| {
+            Error::Manifest {
+                path: path.to_path_buf(),
+                message: format!("not a segloss certify --json report: {error}"),
+            }
+        })?;
+    Ok(serde_json::from_value(report["known_failures"].clone()).unwrap_or_default())
+}
+
+/// A Markdown list of the upstream defects each run reproduces: its known-failure reasons that
+/// cite an upstream issue or pull request (`project#123`, `PR #123`), with their check counts.
+pub fn upstream_defects_markdown(runs: &[(String, Vec<KnownFailureCount>)]) -> String {
+    let cites = |reason: &str| {
+        reason
+            .split('#')
+            .skip(1)
+            .any(|after| after.starts_with(|c: char| c.is_ascii_digit()))
+    };
+    let mut text = String::from("#### Upstream defects reproduced\n\n");
+    let mut any = false;
+    for (name, known) in runs {
+        for count in known.iter().filter(|count| cites(&count.reason)) {
+            any = true;
+            let _ = writeln!(
+                text,
+                "* **{}** ({} checks): {}",
+                escape_markdown(name),
+                count.checks,
+                escape_markdown(&count.reason)
+            );
+        }
+    }
+    if !any {
+        text.push_str("None of these runs' known failures cites an upstream issue.\n");
+    }
+    text.push('\n');
+    text
 }
 
 /// The start and end markers of the generated matrix in a Markdown file.
@@ -550,6 +619,35 @@ mod tests {
     }
 
     /// A run over two losses with every status: passed, failed, unsupported, known, unexpected.
+    #[test]
+    fn upstream_defects_list_known_failures_that_cite_an_issue() {
+        let counts = report().known_failure_counts();
+        assert_eq!(
+            counts,
+            vec![KnownFailureCount {
+                reason: "takes anything".into(),
+                checks: 1
+            }]
+        );
+        let runs = vec![
+            ("plain".to_string(), counts),
+            (
+                "cited".to_string(),
+                vec![KnownFailureCount {
+                    reason: "divides by all elements (onnx/onnx#8433)".into(),
+                    checks: 3,
+                }],
+            ),
+        ];
+        let text = upstream_defects_markdown(&runs);
+        assert!(
+            text.contains("* **cited** (3 checks): divides by all elements (onnx/onnx#8433)"),
+            "{text}"
+        );
+        assert!(!text.contains("takes anything"), "{text}");
+        assert!(upstream_defects_markdown(&runs[..1]).contains("None of these runs"));
+    }
+
     fn report() -> Report {
         let forward = CaseCheck::Values(Check::Forward);
         let gradient = CaseCheck::Values(Check::Gradient);
