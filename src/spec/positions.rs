@@ -10,7 +10,10 @@ use std::thread;
 
 use ndarray::{ArrayD, IxDyn};
 
-use super::{compensated_sum, grad_output_or_ones, scalar, LossOutput, Reduction, Result};
+use super::binary::two_sum;
+use super::{
+    compensated_sum, grad_output_or_ones, scalar, CompensatedSum, LossOutput, Reduction, Result,
+};
 use crate::tensor::Tensor;
 
 /// About this many positions make a chunk.
@@ -343,7 +346,7 @@ where
     K: Fn(Position, &mut Lane, &mut Vec<f64>) -> (f64, f64),
 {
     let mut scratch = Vec::new();
-    let mut terms = Vec::with_capacity(2 * chunk.images * chunk.len);
+    let mut total = CompensatedSum::default();
     for i in 0..chunk.images {
         let n = chunk.n0 + i;
         for j in 0..chunk.len {
@@ -362,19 +365,18 @@ where
             if let Some(losses) = chunk.losses.as_deref_mut() {
                 losses[i * chunk.len + j] = loss;
             }
-            terms.push(loss);
-            // A zero residual would leave the compensated sum as it is.
-            if loss.is_finite() && residual != 0.0 {
-                terms.push(residual);
+            total.add(loss);
+            if loss.is_finite() {
+                total.add(residual);
             }
         }
     }
-    let sum = compensated_sum(terms.iter().copied());
+    let (hi, lo) = total.parts();
+    let (sum, error) = two_sum(hi, lo);
     if !sum.is_finite() {
         return [sum, 0.0];
     }
-    let compensation = compensated_sum(terms.iter().copied().chain([-sum]));
-    [sum, compensation]
+    [sum, error]
 }
 
 #[cfg(test)]
