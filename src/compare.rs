@@ -67,12 +67,12 @@ pub struct Normwise {
 }
 
 impl Normwise {
-    /// One ulp of `magnitude` in this format (0 for 0).
+    /// One ulp of `magnitude` in this format (0 for 0 and for a non-finite magnitude).
     pub fn ulp(self, magnitude: f64) -> f64 {
         if magnitude == 0.0 || !magnitude.is_finite() {
             return 0.0;
         }
-        2f64.powi(magnitude.log2().floor() as i32 - (self.precision - 1))
+        2f64.powi(magnitude.abs().log2().floor() as i32 - (self.precision - 1))
     }
 }
 
@@ -590,6 +590,44 @@ mod tests {
             precision: 24,
         }),
     };
+
+    #[test]
+    fn an_ulp_is_counted_in_the_bound_s_format() {
+        let float32 = Normwise {
+            ulps: 1.0,
+            precision: 24,
+        };
+        let float64 = Normwise {
+            ulps: 1.0,
+            precision: 53,
+        };
+        assert_eq!(float32.ulp(1.0), 2f64.powi(-23));
+        assert_eq!(float32.ulp(3.0), 2f64.powi(-22));
+        assert_eq!(float32.ulp(-0.75), 2f64.powi(-24));
+        assert_eq!(float64.ulp(1.0), f64::EPSILON);
+        assert_eq!(float64.ulp(1e-300), 2f64.powi(-997 - 52));
+        assert_eq!(float64.ulp(0.0), 0.0);
+        assert_eq!(float64.ulp(f64::INFINITY), 0.0);
+    }
+
+    #[test]
+    fn opposite_infinities_differ_infinitely_in_both_measures() {
+        let error = assert_close(
+            &array(&[f64::INFINITY]),
+            &array(&[f64::NEG_INFINITY]),
+            TIGHT,
+        )
+        .unwrap_err();
+        let Mismatch::Values {
+            worst_abs,
+            worst_rel,
+            ..
+        } = *error
+        else {
+            panic!("{error}")
+        };
+        assert_eq!((worst_abs.0, worst_rel.0), (f64::INFINITY, f64::INFINITY));
+    }
 
     #[test]
     fn a_per_tensor_bound_scales_with_the_tensor() {

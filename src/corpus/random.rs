@@ -117,9 +117,7 @@ fn draw_recipe(template: &Case, index: usize, stream: &mut Stream) -> Recipe {
         params: BTreeMap::new(),
         shape,
         labels: Labels::ALL[stream.below(Labels::ALL.len())],
-        values: if stream.below(2) == 0
-            || tie_sensitive(&template.loss)
-            || template.dtype == "f32"
+        values: if stream.below(2) == 0 || tie_sensitive(&template.loss) || template.dtype == "f32"
         {
             ValueStyle::Uniform
         } else {
