@@ -381,6 +381,16 @@ pub fn assert_close(
     let mut mismatched = 0;
     let mut first = None;
     let (actual, expected) = (actual.as_standard_layout(), expected.as_standard_layout());
+    let scale = expected
+        .iter()
+        .filter(|value| value.is_finite())
+        .fold(0.0_f64, |max, value| max.max(value.abs()));
+    // The per-tensor bound and its unit; an all-zero expected tensor has no scale, and the
+    // elementwise rule (atol) bounds it instead.
+    let normwise = tolerance
+        .normwise
+        .map(|bound| (bound, bound.ulp(scale)))
+        .filter(|&(_, unit)| unit > 0.0);
     let pairs = actual.iter().zip(expected.iter()).enumerate();
     for (index, (&got, &want)) in pairs {
         let same_special = (got.is_nan() && want.is_nan()) || (got.is_infinite() && got == want);
@@ -403,7 +413,7 @@ pub fn assert_close(
         let close = same_special
             || (got.is_finite()
                 && want.is_finite()
-                && (tolerance.normwise.is_some()
+                && (normwise.is_some()
                     || abs_diff <= tolerance.atol + tolerance.rtol * want.abs()));
         if abs_diff > worst_abs.0 {
             worst_abs = (abs_diff, index);
@@ -419,18 +429,9 @@ pub fn assert_close(
         }
     }
     let shape = expected.shape();
-    if let (None, Some(bound)) = (first, tolerance.normwise) {
-        let scale = expected
-            .iter()
-            .filter(|value| value.is_finite())
-            .fold(0.0_f64, |max, value| max.max(value.abs()));
-        // An all-zero expected tensor has no scale: atol bounds it instead.
-        let unit = bound.ulp(scale);
-        let (ulps, allowed) = if unit > 0.0 {
-            (worst_abs.0 / unit, bound.ulps * unit)
-        } else {
-            (worst_abs.0 / tolerance.atol * bound.ulps, tolerance.atol)
-        };
+    if let (None, Some((bound, unit))) = (first, normwise) {
+        let ulps = worst_abs.0 / unit;
+        let allowed = bound.ulps * unit;
         agreement.normwise_ulps = Some(ulps);
         if ulps > bound.ulps {
             let over = actual
@@ -655,6 +656,14 @@ mod tests {
             Tolerance::elementwise(1.3e-6, 1e-5)
         )
         .is_err());
+        // An all-zero expected tensor has no scale: atol bounds it.
+        let zeros = array(&[0.0, 0.0]);
+        assert!(assert_close(&array(&[0.5e-5, 0.0]), &zeros, F32_BOUND).is_ok());
+        let error = assert_close(&array(&[2e-5, 0.0]), &zeros, F32_BOUND).unwrap_err();
+        assert!(
+            matches!(*error, Mismatch::Values { mismatched: 1, .. }),
+            "{error}"
+        );
         // A NaN must still meet a NaN.
         let error =
             assert_close(&array(&[f64::NAN, 1.0]), &array(&[0.0, 1.0]), F32_BOUND).unwrap_err();
