@@ -656,6 +656,21 @@ mod tests {
             Tolerance::elementwise(1.3e-6, 1e-5)
         )
         .is_err());
+        // Exactly the bound passes; the count is of the elements beyond it.
+        let ones = array(&[1.0, 1.0, 1.0]);
+        let at_bound = array(&[1.0 + 2f64.powi(-16), 1.0, 1.0]);
+        assert_eq!(
+            assert_close(&at_bound, &ones, F32_BOUND)
+                .unwrap()
+                .normwise_ulps,
+            Some(128.0)
+        );
+        let mixed = array(&[1.0, 1.0 + 2f64.powi(-10), 1.0 + 2f64.powi(-20)]);
+        let error = assert_close(&mixed, &ones, F32_BOUND).unwrap_err();
+        let Mismatch::Normwise { over, ulps, .. } = *error.clone() else {
+            panic!("{error}")
+        };
+        assert_eq!((over, ulps), (1, 8192.0));
         // An all-zero expected tensor has no scale: atol bounds it.
         let zeros = array(&[0.0, 0.0]);
         assert!(assert_close(&array(&[0.5e-5, 0.0]), &zeros, F32_BOUND).is_ok());
