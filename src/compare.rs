@@ -665,7 +665,11 @@ mod tests {
                 .normwise_ulps,
             Some(128.0)
         );
-        let mixed = array(&[1.0, 1.0 + 2f64.powi(-10), 1.0 + 2f64.powi(-20)]);
+        let mixed = array(&[
+            1.0 + 2f64.powi(-16),
+            1.0 + 2f64.powi(-10),
+            1.0 + 2f64.powi(-20),
+        ]);
         let error = assert_close(&mixed, &ones, F32_BOUND).unwrap_err();
         let Mismatch::Normwise { over, ulps, .. } = *error.clone() else {
             panic!("{error}")
