@@ -14,10 +14,9 @@ use segloss::certify::explain::explain;
 use segloss::certify::grade::{grade, grade_table};
 use segloss::certify::known::KnownFailures;
 use segloss::certify::report::{
-    markdown_matrix, printable, read_json_report, read_known_failures, splice_matrix,
-    upstream_defects_markdown, Report, MATRIX_MARKERS,
+    markdown_matrix, printable, read_json_report, splice_matrix, Report, MATRIX_MARKERS,
 };
-use segloss::certify::reproduce::shrink_failure;
+use segloss::certify::reproduce::minimal_failure;
 use segloss::certify::{builtin, builtin_names, certify, corpus_checks, Implementation};
 use segloss::compare::Tier;
 use segloss::corpus::{Corpus, CorpusKind};
@@ -415,10 +414,7 @@ fn run_certify(args: &CertifyArgs) -> Result<ExitCode> {
         write_text(path, &report.junit())?;
     }
     if let Some(path) = &args.markdown {
-        write_text(
-            path,
-            &markdown_matrix(&[(report.implementation.clone(), report.rows())]),
-        )?;
+        write_text(path, &markdown_matrix(&[report.summary()]))?;
     }
     if !stale.is_empty() {
         eprintln!(
@@ -482,18 +478,14 @@ fn shrink_failures(
         let Some(spec) = corpus.find(id) else {
             continue;
         };
-        let dir = match &args.repro_dir {
-            Some(root) => root.join(id.replace(['/', '#'], "_")),
-            None => tempfile::Builder::new()
-                .prefix("segloss-repro-")
-                .tempdir()
-                .map_err(|error| Error::Io {
-                    path: std::env::temp_dir(),
-                    message: error.to_string(),
-                })?
-                .keep(),
-        };
-        if let Some(reproducer) = shrink_failure(corpus, spec, implementation, tier, Some(&dir)) {
+        let reproducer = minimal_failure(
+            corpus,
+            spec,
+            implementation,
+            tier,
+            args.repro_dir.as_deref(),
+        );
+        if let Some(reproducer) = reproducer {
             let text = reproducer.describe();
             eprintln!("segloss: {text}");
             described.push(text);
@@ -527,12 +519,7 @@ fn matrix(reports: &[PathBuf], update: Option<&Path>) -> Result<ExitCode> {
         .iter()
         .map(|path| read_json_report(path))
         .collect::<Result<Vec<_>>>()?;
-    let defects = reports
-        .iter()
-        .zip(&runs)
-        .map(|(path, (name, _))| Ok((name.clone(), read_known_failures(path)?)))
-        .collect::<Result<Vec<_>>>()?;
-    let table = markdown_matrix(&runs) + &upstream_defects_markdown(&defects);
+    let table = markdown_matrix(&runs);
     let Some(path) = update else {
         emit(&table)?;
         return Ok(ExitCode::SUCCESS);

@@ -224,29 +224,19 @@ fn a_random_failure_shrinks_to_a_handful_of_elements() {
     let (id, _) = failures.first().expect("a random cross_entropy case fails");
     let spec = corpus.find(id).unwrap();
     let original = spec.recipe.as_ref().unwrap().elements();
-    let reproducer =
-        shrink_failure(&corpus, spec, &Buggy(Bug::ScaledLoss), Tier::Strict, None).unwrap();
+    let reproducer = shrink_failure(&corpus, spec, &Buggy(Bug::ScaledLoss), Tier::Strict).unwrap();
     assert!(reproducer.elements <= 8, "{}", reproducer.describe());
     assert!(reproducer.elements <= original);
+    let command = reproducer.command();
     assert!(
-        reproducer
-            .command
-            .starts_with("segloss eval cross_entropy --input DIR/input.npy"),
-        "{}",
-        reproducer.command
+        command.starts_with("segloss eval cross_entropy --input DIR/input.npy"),
+        "{command}"
     );
     // The minimal case still fails.
-    let templates: Vec<_> = fixtures()
-        .manifest
-        .cases
-        .iter()
-        .filter(|entry| entry.id == reproducer.recipe.template)
-        .map(|entry| fixtures().load(entry).unwrap())
-        .collect();
-    let minimal = make(&templates[0], &reproducer.recipe).unwrap();
-    let call = segloss::certify::call_for(&minimal);
+    let minimal = &reproducer.case;
+    let call = segloss::certify::call_for(minimal);
     let outcome = Buggy(Bug::ScaledLoss).compute(&call);
-    assert!(segloss::certify::judge(&minimal, &outcome, Tier::Strict)
+    assert!(segloss::certify::judge(minimal, &outcome, Tier::Strict)
         .iter()
         .any(|(_, verdict)| matches!(verdict, Verdict::Failed(_))));
 }

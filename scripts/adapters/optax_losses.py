@@ -103,6 +103,13 @@ def cross_entropy(request):
     return cross_entropy_indices(request, logits, target, weight, smoothing, reduction, class_axis, params)
 
 
+def along_classes(weight, ndim, class_axis):
+    """A per-class weight shaped to broadcast along the class axis of an ndim-axis tensor."""
+    shape = [1] * ndim
+    shape[class_axis] = -1
+    return jnp.asarray(weight).reshape(shape)
+
+
 def cross_entropy_probabilities(request, logits, target, weight, smoothing, reduction, class_axis, params):
     how = []
     labels = jnp.asarray(target)
@@ -110,9 +117,7 @@ def cross_entropy_probabilities(request, logits, target, weight, smoothing, redu
         labels = optax.smooth_labels(labels, smoothing, axis=class_axis)
         how.append("label_smoothing through optax.smooth_labels")
     if weight is not None:
-        shape = [1] * logits.ndim
-        shape[class_axis] = -1
-        labels = labels * jnp.asarray(weight).reshape(shape)
+        labels = labels * along_classes(weight, logits.ndim, class_axis)
         how.append("class weight by multiplying the labels per class")
     if "ignore_index" in params:
         how.append("ignore_index dropped (softmax_cross_entropy has none; PyTorch ignores a negative one with probabilities)")
@@ -148,9 +153,7 @@ def cross_entropy_indices(request, logits, target, weight, smoothing, reduction,
         soft = optax.smooth_labels(one_hot, smoothing, axis=class_axis)
         how.append("label_smoothing through jax.nn.one_hot + optax.smooth_labels + softmax_cross_entropy")
         if weight is not None:
-            shape = [1] * logits.ndim
-            shape[class_axis] = -1
-            soft = soft * jnp.asarray(weight).reshape(shape)
+            soft = soft * along_classes(weight, logits.ndim, class_axis)
             how.append("class weight by multiplying the smoothed labels per class")
 
         def per_position(x):

@@ -618,7 +618,7 @@ pub fn trials(
                             Failed::from("the implementation produced no verdict for this check")
                         })?;
                     trial_outcome(result, known.status(result)).map_err(|failed| {
-                        match minimal_failure(&corpus, &spec, implementation.as_ref(), tier) {
+                        match minimal_failure(&corpus, &spec, implementation.as_ref(), tier, None) {
                             Some(reproducer) => Failed::from(format!(
                                 "{}\n{}",
                                 failed.message().unwrap_or_default(),

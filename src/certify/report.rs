@@ -304,6 +304,15 @@ impl Report {
         })
     }
 
+    /// What the conformance matrix takes from this run.
+    pub fn summary(&self) -> RunSummary {
+        RunSummary {
+            name: self.implementation.clone(),
+            rows: self.rows(),
+            known_failures: self.known_failure_counts(),
+        }
+    }
+
     /// Each known-failure reason with how many of this run's checks failed as listed under it.
     pub fn known_failure_counts(&self) -> Vec<KnownFailureCount> {
         let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
@@ -390,8 +399,21 @@ impl Report {
     }
 }
 
-/// The implementation's name and the rows of a `segloss certify --json` report.
-pub fn read_json_report(path: &Path) -> Result<(String, Vec<Row>)> {
+/// What the conformance matrix takes from one run: the implementation's name, its rows and its
+/// known-failure reasons.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunSummary {
+    /// The implementation's name.
+    pub name: String,
+    /// Totals per loss and option.
+    pub rows: Vec<Row>,
+    /// Each known-failure reason with its check count.
+    pub known_failures: Vec<KnownFailureCount>,
+}
+
+/// The [`RunSummary`] of a `segloss certify --json` report (no known failures in a report
+/// without them).
+pub fn read_json_report(path: &Path) -> Result<RunSummary> {
     let invalid = |message: String| Error::Manifest {
         path: path.to_path_buf(),
         message: format!("not a segloss certify --json report: {message}"),
@@ -405,7 +427,12 @@ pub fn read_json_report(path: &Path) -> Result<(String, Vec<Row>)> {
         .to_string();
     let rows: Vec<Row> = serde_json::from_value(report["rows"].clone())
         .map_err(|error| invalid(error.to_string()))?;
-    Ok((name, rows))
+    Ok(RunSummary {
+        name,
+        rows,
+        known_failures: serde_json::from_value(report["known_failures"].clone())
+            .unwrap_or_default(),
+    })
 }
 
 /// A known-failure reason of a run and how many checks failed as listed under it.
@@ -417,21 +444,9 @@ pub struct KnownFailureCount {
     pub checks: usize,
 }
 
-/// The known-failure reasons of a `segloss certify --json` report (none in a report without them).
-pub fn read_known_failures(path: &Path) -> Result<Vec<KnownFailureCount>> {
-    let report: serde_json::Value =
-        serde_json::from_slice(&read_regular_file(path, MAX_DOCUMENT_BYTES)?).map_err(|error| {
-            Error::Manifest {
-                path: path.to_path_buf(),
-                message: format!("not a segloss certify --json report: {error}"),
-            }
-        })?;
-    Ok(serde_json::from_value(report["known_failures"].clone()).unwrap_or_default())
-}
-
 /// A Markdown list of the upstream defects each run reproduces: its known-failure reasons that
 /// cite an upstream issue or pull request (`project#123`, `PR #123`), with their check counts.
-pub fn upstream_defects_markdown(runs: &[(String, Vec<KnownFailureCount>)]) -> String {
+fn upstream_defects_markdown(runs: &[RunSummary]) -> String {
     let cites = |reason: &str| {
         reason
             .split('#')
@@ -440,13 +455,17 @@ pub fn upstream_defects_markdown(runs: &[(String, Vec<KnownFailureCount>)]) -> S
     };
     let mut text = String::from("#### Upstream defects reproduced\n\n");
     let mut any = false;
-    for (name, known) in runs {
-        for count in known.iter().filter(|count| cites(&count.reason)) {
+    for run in runs {
+        for count in run
+            .known_failures
+            .iter()
+            .filter(|count| cites(&count.reason))
+        {
             any = true;
             let _ = writeln!(
                 text,
                 "* **{}** ({} checks): {}",
-                escape_markdown(name),
+                escape_markdown(&run.name),
                 count.checks,
                 escape_markdown(&count.reason)
             );
@@ -478,12 +497,12 @@ pub fn splice_matrix(text: &str, table: &str) -> Option<String> {
     ))
 }
 
-/// A Markdown conformance matrix from the `rows` of several runs' JSON reports: one table per
-/// loss, options down, implementations across.
-pub fn markdown_matrix(runs: &[(String, Vec<Row>)]) -> String {
+/// A Markdown conformance matrix from several runs: one table per loss, options down,
+/// implementations across, then the upstream defects each run reproduces.
+pub fn markdown_matrix(runs: &[RunSummary]) -> String {
     let mut losses: BTreeMap<&str, BTreeMap<&str, Vec<Option<&Row>>>> = BTreeMap::new();
-    for (column, (_, rows)) in runs.iter().enumerate() {
-        for row in rows {
+    for (column, run) in runs.iter().enumerate() {
+        for row in &run.rows {
             let cells = losses
                 .entry(&row.loss)
                 .or_default()
@@ -495,7 +514,7 @@ pub fn markdown_matrix(runs: &[(String, Vec<Row>)]) -> String {
     let mut text = String::new();
     for (loss, options) in losses {
         let _ = writeln!(text, "#### `{loss}`\n");
-        let header: Vec<String> = runs.iter().map(|(name, _)| escape_markdown(name)).collect();
+        let header: Vec<String> = runs.iter().map(|run| escape_markdown(&run.name)).collect();
         let _ = writeln!(text, "| option | {} |", header.join(" | "));
         let _ = writeln!(text, "|---|{}", "---|".repeat(runs.len()));
         for (option, cells) in options {
@@ -507,7 +526,7 @@ pub fn markdown_matrix(runs: &[(String, Vec<Row>)]) -> String {
         }
         text.push('\n');
     }
-    text
+    text + &upstream_defects_markdown(runs)
 }
 
 /// One matrix cell: all passed, or the counts that did not.
@@ -618,26 +637,26 @@ mod tests {
         })
     }
 
-    /// A run over two losses with every status: passed, failed, unsupported, known, unexpected.
     #[test]
     fn upstream_defects_list_known_failures_that_cite_an_issue() {
-        let counts = report().known_failure_counts();
+        let plain = report().summary();
         assert_eq!(
-            counts,
+            plain.known_failures,
             vec![KnownFailureCount {
                 reason: "takes anything".into(),
                 checks: 1
             }]
         );
         let runs = vec![
-            ("plain".to_string(), counts),
-            (
-                "cited".to_string(),
-                vec![KnownFailureCount {
+            plain,
+            RunSummary {
+                name: "cited".into(),
+                rows: vec![],
+                known_failures: vec![KnownFailureCount {
                     reason: "divides by all elements (onnx/onnx#8433)".into(),
                     checks: 3,
                 }],
-            ),
+            },
         ];
         let text = upstream_defects_markdown(&runs);
         assert!(
@@ -648,6 +667,7 @@ mod tests {
         assert!(upstream_defects_markdown(&runs[..1]).contains("None of these runs"));
     }
 
+    /// A run over two losses with every status: passed, failed, unsupported, known, unexpected.
     fn report() -> Report {
         let forward = CaseCheck::Values(Check::Forward);
         let gradient = CaseCheck::Values(Check::Gradient);
@@ -767,10 +787,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("report.json");
         std::fs::write(&path, json.to_string()).unwrap();
-        assert_eq!(
-            read_json_report(&path).unwrap(),
-            ("example".to_string(), report.rows())
-        );
+        assert_eq!(read_json_report(&path).unwrap(), report.summary());
         std::fs::write(&path, "{\"rows\": []}").unwrap();
         assert!(read_json_report(&path).is_err());
     }
@@ -829,7 +846,12 @@ mod tests {
             unsupported: 3,
             ..Row::default()
         }];
-        let table = markdown_matrix(&[("a|b".into(), rows), ("other".into(), other)]);
+        let run = |name: &str, rows| RunSummary {
+            name: name.into(),
+            rows,
+            known_failures: vec![],
+        };
+        let table = markdown_matrix(&[run("a|b", rows), run("other", other)]);
         assert!(
             table.contains("#### `ce`\n\n| option | a\\|b | other |\n|---|---|---|\n"),
             "{table}"

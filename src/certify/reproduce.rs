@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use super::{call_for, compute_guarded, judge, Implementation, Verdict};
 use crate::catalog;
 use crate::compare::Tier;
-use crate::corpus::random::{shrink, templates};
+use crate::corpus::random::shrink;
 use crate::corpus::{make, CaseSpec, Corpus, CorpusKind, Recipe};
 use crate::error::{Error, Result};
 use crate::fixtures::{Case, Expected};
@@ -27,13 +27,26 @@ pub struct Reproducer {
     pub elements: usize,
     /// Candidates tried while shrinking.
     pub tried: usize,
-    /// Where its files are, once written.
+    /// The minimal case, its expected values included.
+    pub case: Case,
+    /// Where its files are, once saved.
     pub dir: Option<PathBuf>,
-    /// The `segloss eval` command line (with the files' paths once written).
-    pub command: String,
 }
 
 impl Reproducer {
+    /// Writes the case's files into `dir` ([`write_case`]).
+    pub fn save(&mut self, dir: &Path) -> Result<()> {
+        write_case(&self.case, dir)?;
+        self.dir = Some(dir.to_path_buf());
+        Ok(())
+    }
+
+    /// The `segloss eval` command line that computes the reference's answer from the saved files
+    /// (`DIR` standing for their directory until they are saved).
+    pub fn command(&self) -> String {
+        eval_command(&self.case, self.dir.as_deref().unwrap_or(Path::new("DIR")))
+    }
+
     /// A few lines for a report: the minimal case, its files and the command.
     pub fn describe(&self) -> String {
         let mut text = format!(
@@ -47,7 +60,7 @@ impl Reproducer {
         if let Some(dir) = &self.dir {
             let _ = write!(text, "\n  files: {}", dir.display());
         }
-        let _ = write!(text, "\n  reference: {}", self.command);
+        let _ = write!(text, "\n  reference: {}", self.command());
         text
     }
 }
@@ -60,68 +73,65 @@ fn fails(case: &Case, implementation: &dyn Implementation, tier: Tier) -> bool {
         .any(|(_, verdict)| matches!(verdict, Verdict::Failed(_)))
 }
 
-/// For a failing case of a `random` corpus: the smallest case it shrinks to that still fails,
-/// its files written to a new directory under the system's temporary directory (kept). `None`
-/// for any other corpus, or when the case does not fail again.
+/// For a failing case of a `random` corpus: [`shrink_failure`], its files saved under `root` (in a
+/// directory named after the case) or, without one, in a new directory under the system's
+/// temporary directory (kept). `None` for any other corpus, when the case does not fail again, or
+/// when its files cannot be written.
 pub fn minimal_failure(
     corpus: &Corpus,
     spec: &CaseSpec,
     implementation: &dyn Implementation,
     tier: Tier,
+    root: Option<&Path>,
 ) -> Option<Reproducer> {
-    let dir = tempfile::Builder::new()
-        .prefix("segloss-repro-")
-        .tempdir()
-        .ok()?
-        .keep();
-    let reproducer = shrink_failure(corpus, spec, implementation, tier, Some(&dir));
-    if reproducer.is_none() {
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-    reproducer
+    let mut reproducer = shrink_failure(corpus, spec, implementation, tier)?;
+    let dir = match root {
+        Some(root) => root.join(spec.id.replace(['/', '#'], "_")),
+        None => tempfile::Builder::new()
+            .prefix("segloss-repro-")
+            .tempdir()
+            .ok()?
+            .keep(),
+    };
+    reproducer.save(&dir).ok()?;
+    Some(reproducer)
 }
 
-/// [`minimal_failure`], writing the files into `dir` when given.
+/// The smallest case a failing case of a `random` corpus shrinks to that still fails (files not
+/// written). `None` for any other corpus, or when the case does not fail again.
 pub fn shrink_failure(
     corpus: &Corpus,
     spec: &CaseSpec,
     implementation: &dyn Implementation,
     tier: Tier,
-    dir: Option<&Path>,
 ) -> Option<Reproducer> {
     if !matches!(corpus.kind, CorpusKind::Random { .. }) {
         return None;
     }
     let recipe = spec.recipe.clone()?;
-    let templates = templates(&corpus.fixtures).ok()?;
+    let templates = corpus.templates().ok()?;
     let template = templates.iter().find(|case| case.id == recipe.template)?;
     if !make(template, &recipe).is_ok_and(|case| fails(&case, implementation, tier)) {
         return None;
     }
-    let shrunk = shrink(recipe, &templates, SHRINK_BUDGET, |candidate, template| {
+    let shrunk = shrink(recipe, templates, SHRINK_BUDGET, |candidate, template| {
         make(template, candidate).is_ok_and(|case| fails(&case, implementation, tier))
     });
     let template = templates
         .iter()
         .find(|case| case.id == shrunk.recipe.template)?;
-    let case = make(template, &shrunk.recipe).ok()?;
-    let command = match dir {
-        Some(dir) => write_case(&case, dir).ok()?,
-        None => eval_command(&case, Path::new("DIR")),
-    };
     Some(Reproducer {
         original: spec.id.clone(),
         elements: shrunk.recipe.elements(),
+        case: make(template, &shrunk.recipe).ok()?,
         recipe: shrunk.recipe,
         tried: shrunk.tried,
-        dir: dir.map(Path::to_path_buf),
-        command,
+        dir: None,
     })
 }
 
-/// Writes a case's tensors, grad_output and expected values as `.npy` files into `dir`; returns
-/// the `segloss eval` command that recomputes the expected values from them.
-pub fn write_case(case: &Case, dir: &Path) -> Result<String> {
+/// Writes a case's tensors, grad_output and expected values as `.npy` files into `dir`.
+pub fn write_case(case: &Case, dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|error| Error::Io {
         path: dir.to_path_buf(),
         message: error.to_string(),
@@ -139,7 +149,7 @@ pub fn write_case(case: &Case, dir: &Path) -> Result<String> {
         loss.write_npy(&dir.join("expected_loss.npy"))?;
         grad_input.write_npy(&dir.join("expected_grad_input.npy"))?;
     }
-    Ok(eval_command(case, dir))
+    Ok(())
 }
 
 /// The `segloss eval` command line of a case whose files are (or would be) in `dir`.

@@ -117,9 +117,7 @@ fn label_count(classes: usize) -> usize {
 /// `classes` channels.
 fn kind_of(values: &ArrayD<f64>, follows: &Follows, integer: bool, classes: usize) -> Kind {
     let finite: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
-    let lo = finite.iter().copied().fold(f64::INFINITY, f64::min);
-    let hi = finite.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let (lo, hi) = if lo <= hi { (lo, hi) } else { (0.0, 1.0) };
+    let (lo, hi) = finite_bounds(values).unwrap_or((0.0, 1.0));
     let whole = finite.iter().all(|v| v.fract() == 0.0);
     let count = label_count(classes);
     let labels = || {
@@ -416,23 +414,21 @@ fn relation_is_classes(relation: &Follows, shape: &[usize], classes: usize) -> b
     matches!(relation, Follows::Nothing) && shape == [classes]
 }
 
-/// The smallest and largest finite value (0 and 1 when there are none).
+/// The range of the finite values, widened by 1 each way when they are all equal (0 to 1 when
+/// there are none), for drawing new values in it.
 fn finite_range(values: &ArrayD<f64>) -> (f64, f64) {
-    let lo = values
-        .iter()
-        .copied()
-        .filter(|v| v.is_finite())
-        .fold(f64::INFINITY, f64::min);
-    let hi = values
-        .iter()
-        .copied()
-        .filter(|v| v.is_finite())
-        .fold(f64::NEG_INFINITY, f64::max);
-    if lo < hi {
-        (lo, hi)
-    } else if lo == hi {
-        (lo - 1.0, hi + 1.0)
-    } else {
-        (0.0, 1.0)
+    match finite_bounds(values) {
+        Some((lo, hi)) if lo < hi => (lo, hi),
+        Some((lo, hi)) => (lo - 1.0, hi + 1.0),
+        None => (0.0, 1.0),
     }
+}
+
+/// The smallest and largest finite value, if there is one.
+fn finite_bounds(values: &ArrayD<f64>) -> Option<(f64, f64)> {
+    let finite = values.iter().copied().filter(|v| v.is_finite());
+    let (lo, hi) = finite.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+        (lo.min(v), hi.max(v))
+    });
+    (lo <= hi).then_some((lo, hi))
 }

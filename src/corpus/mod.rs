@@ -18,7 +18,7 @@ pub mod recipe;
 
 use std::borrow::Cow;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use ndarray::{ArrayD, IxDyn};
 
@@ -82,6 +82,8 @@ pub struct Corpus {
     pub fixtures: Arc<Fixtures>,
     /// The cases, in run order.
     pub cases: Vec<CaseSpec>,
+    /// The fixture cases random recipes are made from, loaded once ([`Corpus::templates`]).
+    templates: OnceLock<Vec<Case>>,
 }
 
 impl Corpus {
@@ -104,6 +106,7 @@ impl Corpus {
             kind: CorpusKind::Fixtures,
             fixtures,
             cases,
+            templates: OnceLock::new(),
         }
     }
 
@@ -138,6 +141,7 @@ impl Corpus {
             kind,
             fixtures,
             cases,
+            templates: OnceLock::new(),
         })
     }
 
@@ -147,10 +151,23 @@ impl Corpus {
             CorpusKind::Fixtures => Ok(Corpus::fixtures(fixtures)),
             CorpusKind::Large => Corpus::generated(kind, fixtures, large::recipes()),
             CorpusKind::Random { cases, seed } => {
-                let recipes = random::recipes(&fixtures, cases, seed)?;
-                Corpus::generated(kind, fixtures, recipes)
+                let templates = random::templates(&fixtures)?;
+                let recipes = random::recipes(&templates, cases, seed);
+                let corpus = Corpus::generated(kind, fixtures, recipes)?;
+                corpus.templates.get_or_init(|| templates);
+                Ok(corpus)
             }
         }
+    }
+
+    /// The fixture cases a random case may take as its template (and shrinking may move it to),
+    /// loaded on first need and kept.
+    pub fn templates(&self) -> Result<&[Case]> {
+        if let Some(templates) = self.templates.get() {
+            return Ok(templates);
+        }
+        let loaded = random::templates(&self.fixtures)?;
+        Ok(self.templates.get_or_init(|| loaded))
     }
 
     /// The case `id`, if the corpus has it.

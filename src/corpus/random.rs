@@ -70,13 +70,12 @@ fn broadcast_axes(template: &Case) -> Vec<usize> {
 /// moves on to another).
 const DRAWS_PER_CASE: usize = 16;
 
-/// `cases` recipes drawn from `seed`, case i from its own stream (so case i is the same whatever
+/// `cases` recipes drawn from `seed` over `templates` ([`templates`]), case i from its own stream (so case i is the same whatever
 /// `cases` is). A draw is kept only when the reference accepts the case it makes: some templates
 /// hold only under their own values (every pixel ignored, a batch of targets unlike the
 /// prediction's), and redrawn values leave the loss's domain.
-pub fn recipes(fixtures: &Fixtures, cases: usize, seed: u64) -> Result<Vec<Recipe>> {
-    let templates = templates(fixtures)?;
-    Ok((0..cases)
+pub fn recipes(templates: &[Case], cases: usize, seed: u64) -> Vec<Recipe> {
+    (0..cases)
         .filter_map(|index| {
             let mut stream = Stream::new(seed ^ (index as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
             (0..DRAWS_PER_CASE).find_map(|_| {
@@ -85,7 +84,7 @@ pub fn recipes(fixtures: &Fixtures, cases: usize, seed: u64) -> Result<Vec<Recip
                 make(template, &recipe).is_ok().then_some(recipe)
             })
         })
-        .collect())
+        .collect()
 }
 
 /// Whether a loss's gradient depends on how tied values are ordered: the Lovász losses sort

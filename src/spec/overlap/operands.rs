@@ -47,8 +47,8 @@ fn sigmoid(x: f64) -> (f64, f64, f64) {
     }
 }
 
-/// The softmax of a lane of logits, p and q = 1 − p for each class, or `false` for a lane
-/// without one (holding +∞ or NaN, or all −∞: p = q = NaN). With e_c = exp(x_c − max x) from
+/// The softmax of a lane of logits, p and q = 1 − p for each class; p = q = NaN for a lane
+/// without one (holding +∞ or NaN, or all −∞). With e_c = exp(x_c − max x) from
 /// [`SoftmaxLane`] (exactly 1 at the arg-max) and their sum Z carried in double-double:
 ///
 /// ```text
@@ -60,11 +60,11 @@ fn sigmoid(x: f64) -> (f64, f64, f64) {
 /// double-double, where it keeps the small terms of Z whole (at a dominant class it is the sum of
 /// the others, not the rounding error of 1 − p), and multiplied by 1/Z, rounded once. Elsewhere
 /// q = 1 − p ≥ ½ keeps its digits.
-fn softmax_lane(logits: &[f64], exps: &mut [f64], p: &mut [f64], q: &mut [f64]) -> bool {
+fn softmax_lane(logits: &[f64], exps: &mut [f64], p: &mut [f64], q: &mut [f64]) {
     if SoftmaxLane::new(logits, exps).is_none() {
         p.fill(f64::NAN);
         q.fill(f64::NAN);
-        return false;
+        return;
     }
     let mut total = CompensatedSum::default();
     exps.iter().for_each(|&e| total.add(e));
@@ -78,7 +78,6 @@ fn softmax_lane(logits: &[f64], exps: &mut [f64], p: &mut [f64], q: &mut [f64]) 
             1.0 - *p
         };
     }
-    true
 }
 
 /// The softmax's vector-Jacobian product for g = ∂L/∂p, written so that nothing cancels but what
@@ -91,11 +90,11 @@ fn softmax_lane(logits: &[f64], exps: &mut [f64], p: &mut [f64], q: &mut [f64]) 
 /// D is a sum of exact products in double-double, g_k − D is formed in double-double and its two
 /// parts multiplied by p_k and added. Only at a class with p ≈ 1 would g_k − D lose digits to
 /// p_k·g_k inside D, and only a lane's most probable class can have p > ½: there the right-hand
-/// form takes q_a = 1 − p_a without subtraction and leaves p_a·g_a out of the sum. Where D is not
-/// finite the left-hand form is evaluated literally, as PyTorch does.
-fn softmax_backward(p: &[f64], q: &[f64], g: &[f64], out: &mut [f64]) {
+/// form takes q_a = 1 − p_a without subtraction and leaves p_a·g_a out of the sum (`likeliest` is
+/// a, from [`complements`]). Where D is not finite the left-hand form is evaluated literally, as
+/// PyTorch does.
+fn softmax_backward(p: &[f64], q: &[f64], g: &[f64], likeliest: usize, out: &mut [f64]) {
     let term = |k: usize| Wide::from(p[k]) * g[k];
-    let likeliest = (0..p.len()).fold(0, |best, k| if p[k] > p[best] { k } else { best });
     let others = (0..p.len())
         .filter(|&k| k != likeliest)
         .fold(Wide::ZERO, |sum, k| sum + term(k));
@@ -112,13 +111,13 @@ fn softmax_backward(p: &[f64], q: &[f64], g: &[f64], out: &mut [f64]) {
     }
 }
 
-/// q = 1 − p of a softmax lane's p, or `false` for a lane without a softmax (p is NaN). Only the
-/// most probable class a can have p > ½, where 1 − p_a would cancel; there q_a = Σ_{c≠a} p_c,
-/// compensated. Elsewhere 1 − p_c keeps its digits.
-fn complements(p: &[f64], q: &mut [f64]) -> bool {
+/// q = 1 − p of a softmax lane's p, and its most probable class a (the first largest p), or `None`
+/// for a lane without a softmax (p is NaN). Only a can have p > ½, where 1 − p_a would cancel;
+/// there q_a = Σ_{c≠a} p_c, compensated. Elsewhere 1 − p_c keeps its digits.
+fn complements(p: &[f64], q: &mut [f64]) -> Option<usize> {
     if p.iter().any(|p| p.is_nan()) {
         q.fill(f64::NAN);
-        return false;
+        return None;
     }
     let likeliest = (0..p.len()).fold(0, |best, k| if p[k] > p[best] { k } else { best });
     let mut others = CompensatedSum::default();
@@ -129,7 +128,7 @@ fn complements(p: &[f64], q: &mut [f64]) -> bool {
         }
     }
     q[likeliest] = others.total();
-    true
+    Some(likeliest)
 }
 
 /// The target t of the prediction's classes.
@@ -183,8 +182,6 @@ struct Lane<'s> {
     exps: &'s mut [f64],
     grad_p: &'s mut [f64],
     grad_x: &'s mut [f64],
-    /// Whether the lane has a softmax.
-    valid: bool,
 }
 
 impl<'s> Lane<'s> {
@@ -204,7 +201,6 @@ impl<'s> Lane<'s> {
             exps: take(classes),
             grad_p: take(classes),
             grad_x: take(classes),
-            valid: true,
         }
     }
 }
@@ -339,22 +335,24 @@ impl<'a> Operands<'a> {
             Activation::Identity => self.backward_rows(chunk, identity, &grad, rows),
             Activation::Sigmoid => self.backward_rows(chunk, sigmoid, &grad, rows),
             Activation::Softmax => {
-                let mut lane = Lane::new(buffer, layout.classes);
+                let lane = Lane::new(buffer, layout.classes);
                 for (offset, position) in chunk.positions(layout).enumerate() {
                     for (p, row) in lane.p.iter_mut().zip(rows.iter()) {
                         *p = row[offset];
                     }
-                    lane.valid = complements(lane.p, lane.q);
+                    let likeliest = complements(lane.p, lane.q);
                     for class in 0..layout.classes {
                         let (p, q) = (lane.p[class], lane.q[class]);
                         lane.grad_p[class] = self.grad_p(position, class, p, q, &grad);
                     }
                     let silent = lane.grad_p.iter().all(|&g| g == 0.0);
-                    if silent || !lane.valid {
+                    match likeliest {
                         // An ignored position is not read: its gradient is 0 whatever its logits.
-                        lane.grad_x.fill(if silent { 0.0 } else { f64::NAN });
-                    } else {
-                        softmax_backward(lane.p, lane.q, lane.grad_p, lane.grad_x);
+                        _ if silent => lane.grad_x.fill(0.0),
+                        None => lane.grad_x.fill(f64::NAN),
+                        Some(likeliest) => {
+                            softmax_backward(lane.p, lane.q, lane.grad_p, likeliest, lane.grad_x)
+                        }
                     }
                     for (row, &value) in rows.iter_mut().zip(lane.grad_x.iter()) {
                         row[offset] = value;
@@ -415,7 +413,7 @@ impl<'a> Operands<'a> {
         for (class, x) in lane.x.iter_mut().enumerate() {
             *x = self.prediction.at(position.element(&self.layout, class));
         }
-        lane.valid = softmax_lane(lane.x, lane.exps, lane.p, lane.q);
+        softmax_lane(lane.x, lane.exps, lane.p, lane.q);
     }
 
     /// The element of `class` at `position` from its activated (p, q), and its mask m.
