@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from segloss_gen import binary_focal, common, cross_entropy, lovasz_mcc, overlap
+from segloss_gen import binary_focal, common, cross_entropy, defects, lovasz_mcc, overlap
 
 #: One module per loss family; each exposes `cases()`.
 FAMILIES = (cross_entropy, binary_focal, overlap, lovasz_mcc)
@@ -26,13 +26,15 @@ def main(argv: list[str] | None = None) -> int:
     common.configure_torch()
     cases = [case for family in FAMILIES for case in family.cases()]
     try:
-        manifest = common.generate(cases, args.out)
+        manifest = common.generate(cases, args.out, defects.shown)
+        defects.check_every_defect_shown(manifest["cases"])
     except common.GenerationError as error:
         print(f"fixture generation failed: {error}", file=sys.stderr)
         return 1
     errors = sum(entry["expected"]["outcome"] == "error" for entry in manifest["cases"])
     total = len(manifest["cases"])
-    print(f"wrote {total} cases ({total - errors} values, {errors} errors)", file=sys.stderr)
+    shown = sum("alternatives" in entry for entry in manifest["cases"])
+    print(f"wrote {total} cases ({total - errors} values, {errors} errors; {shown} show an upstream defect)", file=sys.stderr)
     return 0
 
 

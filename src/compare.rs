@@ -252,6 +252,20 @@ pub struct Agreement {
     pub normwise_ulps: Option<f64>,
 }
 
+impl Agreement {
+    /// The worse of two agreements, figure by figure (a per-tensor figure is kept if either has one).
+    pub fn worst(self, other: Agreement) -> Agreement {
+        Agreement {
+            max_abs: self.max_abs.max(other.max_abs),
+            max_rel: self.max_rel.max(other.max_rel),
+            normwise_ulps: match (self.normwise_ulps, other.normwise_ulps) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                (a, b) => a.or(b),
+            },
+        }
+    }
+}
+
 /// Why a comparison failed.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Mismatch {

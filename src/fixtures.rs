@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -83,6 +84,55 @@ pub struct CaseEntry {
     pub tensors: BTreeMap<String, FileRef>,
     /// What the anchor did.
     pub expected: ExpectedEntry,
+    /// Outcomes accepted instead of the anchor's: the corrected outcome of each upstream defect
+    /// the case shows (absent when none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alternatives: Vec<AlternativeEntry>,
+}
+
+/// An upstream defect an anchor shows: its outcome is kept as the case's expected one, and the
+/// corrected outcome is accepted too (see `docs/fixture-format.md`, "Alternatives").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Defect {
+    /// A short stable name, as reports print it.
+    pub id: String,
+    /// The upstream issue or pull request, `owner/repository#number`.
+    pub upstream: String,
+    /// What the anchor does, in a sentence.
+    pub anchor_does: String,
+    /// What the accepted corrected outcome is, in a sentence.
+    pub accepted: String,
+}
+
+impl Defect {
+    /// `id (upstream)`, as reports name the defect.
+    pub fn name(&self) -> String {
+        format!("{} ({})", self.id, self.upstream)
+    }
+}
+
+/// The corrected outcome of an upstream defect, as the manifest records it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlternativeEntry {
+    /// The defect whose correction this is.
+    pub defect: Defect,
+    /// The corrected loss and gradient, for the recorded grad_output (the case's own when the
+    /// anchor returned values).
+    pub values: ValueFiles,
+}
+
+/// The files of a loss, its gradient and the grad_output it was computed for.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValueFiles {
+    /// The grad_output the gradient was computed with.
+    pub grad_output: FileRef,
+    /// The loss.
+    pub loss: FileRef,
+    /// The gradient with respect to `input`.
+    pub grad_input: FileRef,
 }
 
 /// A `.npy` file of the corpus.
@@ -143,6 +193,21 @@ pub struct Case {
     pub tensors: BTreeMap<String, Tensor>,
     /// The expected outcome with its tensors loaded.
     pub expected: Expected,
+    /// The corrected outcomes of the upstream defects the case shows, accepted too.
+    pub corrected: Vec<Corrected>,
+}
+
+/// The corrected outcome of an upstream defect a case shows, loaded.
+#[derive(Debug, Clone)]
+pub struct Corrected {
+    /// The defect.
+    pub defect: Arc<Defect>,
+    /// The grad_output the gradient was computed with.
+    pub grad_output: Tensor,
+    /// The corrected loss.
+    pub loss: Tensor,
+    /// The corrected gradient with respect to `input`.
+    pub grad_input: Tensor,
 }
 
 /// The expected outcome of a case, loaded.
@@ -263,6 +328,17 @@ impl Manifest {
                     case.id
                 )));
             }
+            let mut defects = BTreeSet::new();
+            if let Some(twice) = case
+                .alternatives
+                .iter()
+                .find(|alternative| !defects.insert(alternative.defect.id.as_str()))
+            {
+                return Err(manifest_error(format!(
+                    "case {:?} lists defect {:?} twice",
+                    case.id, twice.defect.id
+                )));
+            }
             for file in case.files() {
                 if let Some(reason) = path_problem(&file.path) {
                     return Err(Error::FixturePath {
@@ -288,7 +364,19 @@ impl CaseEntry {
             } => vec![grad_output, loss, grad_input],
             ExpectedEntry::Error { .. } => Vec::new(),
         };
-        self.tensors.values().chain(expected)
+        let alternatives = self.alternatives.iter().flat_map(|alternative| {
+            let values = &alternative.values;
+            [&values.grad_output, &values.loss, &values.grad_input]
+        });
+        self.tensors.values().chain(expected).chain(alternatives)
+    }
+
+    /// The upstream defects the case shows.
+    pub fn defects(&self) -> Vec<Arc<Defect>> {
+        self.alternatives
+            .iter()
+            .map(|alternative| Arc::new(alternative.defect.clone()))
+            .collect()
     }
 }
 
@@ -401,6 +489,19 @@ impl Fixtures {
                 anchor_said: format!("{exception_type}: {message}"),
             },
         };
+        let corrected = entry
+            .alternatives
+            .iter()
+            .map(|alternative| {
+                let values = &alternative.values;
+                Ok(Corrected {
+                    defect: Arc::new(alternative.defect.clone()),
+                    grad_output: self.read(&entry.id, &values.grad_output)?,
+                    loss: self.read(&entry.id, &values.loss)?,
+                    grad_input: self.read(&entry.id, &values.grad_input)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
         Ok(Case {
             id: entry.id.clone(),
             loss: entry.loss.clone(),
@@ -409,6 +510,7 @@ impl Fixtures {
             params: entry.params.clone(),
             tensors,
             expected,
+            corrected,
         })
     }
 

@@ -261,23 +261,63 @@ def _to_torch(name: str, array: np.ndarray, prediction: str) -> torch.Tensor:
     return tensor
 
 
-def _values(case: Case, call: Call, inputs: dict[str, torch.Tensor], rng: np.random.Generator, out: Path) -> dict[str, Any]:
-    """Run the anchor forward and backward; save grad_output, loss and grad_input."""
-    loss = case.anchor(**inputs, **call.params)
+def _values(
+    case: Case,
+    call: Call,
+    inputs: dict[str, torch.Tensor],
+    rng: np.random.Generator,
+    out: Path,
+    anchor: Callable[..., torch.Tensor] | None = None,
+    prefix: str = "",
+    grad_output: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """Run the anchor (or `anchor`) forward and backward; save grad_output, loss and grad_input,
+    their file names starting with `prefix`. The grad_output is drawn from `rng` unless given."""
+    loss = (anchor or case.anchor)(**inputs, **call.params)
     loss_values = loss.detach().numpy()
     # The loss's own dtype: some anchors compute in float32 whatever the prediction's dtype.
     dtype = loss_values.dtype
-    if loss.dim() == 0:
+    if grad_output is not None:
+        grad_output = grad_output.astype(dtype)
+    elif loss.dim() == 0:
         grad_output = np.asarray(rng.uniform(0.5, 2.0), dtype=dtype)
     else:
         grad_output = rng.standard_normal(tuple(loss.shape)).astype(dtype)
     (grad_input,) = torch.autograd.grad(loss, inputs[case.prediction], torch.from_numpy(grad_output.copy()))
     return {
         "outcome": "values",
-        "grad_output": _save(out, case.id, "grad_output", grad_output),
-        "loss": _save(out, case.id, "loss", loss_values),
-        "grad_input": _save(out, case.id, "grad_input", grad_input.numpy()),
+        "grad_output": _save(out, case.id, f"{prefix}grad_output", grad_output),
+        "loss": _save(out, case.id, f"{prefix}loss", loss_values),
+        "grad_input": _save(out, case.id, f"{prefix}grad_input", grad_input.numpy()),
     }
+
+
+def _alternative(
+    case: Case, defect: Any, call: Call, inputs: dict[str, torch.Tensor], expected: dict[str, Any], rng: np.random.Generator, out: Path
+) -> dict[str, Any] | None:
+    """The corrected outcome of an upstream defect (defects.Defect) at the case, for the anchor's
+    grad_output when it returned values; insists that it differs from the anchor's outcome. None
+    where the anchor raised and the corrected anchor raises too: the input is invalid either way,
+    so the case does not show the defect."""
+
+    def corrected(**arguments: Any) -> torch.Tensor:
+        return defect.corrected(case.loss, **arguments)
+
+    anchor_values = expected["outcome"] == "values"
+    grad_output = np.load(out / expected["grad_output"]["path"]) if anchor_values else None
+    try:
+        values = _values(case, call, inputs, rng, out, corrected, f"{defect.id}.", grad_output)
+    except Exception:
+        if anchor_values:
+            raise
+        return None
+    del values["outcome"]
+    if anchor_values and all(
+        np.array_equal(np.load(out / expected[name]["path"]), np.load(out / values[name]["path"]), equal_nan=True)
+        for name in ("loss", "grad_input")
+    ):
+        raise GenerationError(f"{case.id}: defect {defect.id} is attached, but the corrected anchor gives the anchor's values")
+    return {"defect": defect.about(), "values": values}
 
 
 def _error(case: Case, call: Call, inputs: dict[str, torch.Tensor]) -> dict[str, Any]:
@@ -296,8 +336,9 @@ def _error(case: Case, call: Call, inputs: dict[str, torch.Tensor]) -> dict[str,
     raise GenerationError(f"{case.id}: declared {case.error_kind}, but the anchor returned {result}")
 
 
-def run_case(case: Case, out: Path) -> dict[str, Any]:
-    """Build, run and save one case under `out`; return its manifest entry."""
+def run_case(case: Case, out: Path, defects: Callable[[str, Call], list[Any]]) -> dict[str, Any]:
+    """Build, run and save one case under `out`; return its manifest entry. `defects(loss, call)`
+    lists the upstream defects the case shows, whose corrected outcomes the entry records."""
     rng = np.random.default_rng(case.seed)
     call = case.build(rng)
     inputs = {name: _to_torch(name, array, case.prediction) for name, array in call.tensors.items()}
@@ -306,7 +347,7 @@ def run_case(case: Case, out: Path) -> dict[str, Any]:
         expected = _values(case, call, inputs, rng, out)
     else:
         expected = _error(case, call, inputs)
-    return {
+    entry = {
         "id": case.id,
         "loss": case.loss,
         "dtype": case.dtype,
@@ -318,10 +359,19 @@ def run_case(case: Case, out: Path) -> dict[str, Any]:
         "tensors": tensors,
         "expected": expected,
     }
+    alternatives = [
+        alternative
+        for defect in defects(case.loss, call)
+        if (alternative := _alternative(case, defect, call, inputs, expected, rng, out)) is not None
+    ]
+    if alternatives:
+        entry["alternatives"] = alternatives
+    return entry
 
 
-def generate(cases: list[Case], out: Path) -> dict[str, Any]:
-    """Write every case and the manifest into `out`, which must not exist or be empty.
+def generate(cases: list[Case], out: Path, defects: Callable[[str, Call], list[Any]]) -> dict[str, Any]:
+    """Write every case and the manifest into `out`, which must not exist or be empty;
+    `defects(loss, call)` lists the upstream defects a case shows (`run_case`).
 
     Returns the manifest. Any disagreement between a case and the anchor aborts the run.
     """
@@ -335,7 +385,7 @@ def generate(cases: list[Case], out: Path) -> dict[str, Any]:
     entries = []
     for case in sorted(cases, key=lambda case: case.id):
         try:
-            entries.append(run_case(case, out))
+            entries.append(run_case(case, out, defects))
         except GenerationError:
             raise
         except Exception as error:

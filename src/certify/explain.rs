@@ -61,13 +61,13 @@ pub fn explain(
             ),
             Verdict::Accepted {
                 agreement,
-                artefact,
+                alternative,
             } => format!(
-                "passed: not the anchor's value but the exact one, accepted as {} (worst abs {:e}, worst rel {:e} from the exact value)\n  {}",
-                artefact.label(),
+                "passed: not the anchor's value but {} (worst abs {:e}, worst rel {:e} from it)\n  {}",
+                alternative.label(),
                 agreement.max_abs,
                 agreement.max_rel,
-                artefact.reason
+                alternative.reason()
             ),
             Verdict::Failed(failure) => format!(
                 "FAILED ({})\n  {}",

@@ -187,6 +187,7 @@ mod tests {
             check: CaseCheck::Values(Check::Forward),
             verdict,
             emulated: None,
+            defects: Vec::new(),
         }
     }
 

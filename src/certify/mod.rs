@@ -36,11 +36,12 @@ use crate::catalog::artefacts::{artefacts_for, AnchorArtefact};
 pub use crate::catalog::LossCall;
 use crate::compare::{assert_close, tolerance_for, Agreement, Check, Tier, Tolerance};
 use crate::corpus::{CaseSpec, Corpus};
-use crate::fixtures::{Case, CaseEntry, Expected, ExpectedEntry};
+use crate::fixtures::{Case, CaseEntry, Defect, Expected, ExpectedEntry};
 use crate::oracle;
 /// What an implementation returns for a call: the loss and the gradient with respect to the
 /// prediction.
 pub use crate::spec::LossOutput;
+use crate::tensor::Tensor;
 
 /// What an implementation did with a loss call.
 #[derive(Debug, Clone, PartialEq)]
@@ -177,18 +178,51 @@ impl CaseCheck {
 pub enum Verdict {
     /// Within tolerance (or rejected for the anchor's reason), with the worst differences seen.
     Passed(Agreement),
-    /// Not within tolerance of the anchor's value, where the anchor's value is a listed artefact,
-    /// but within tolerance of the exact value that the rule accepts instead.
+    /// Not the anchor's outcome, but one accepted instead: the exact value where the anchor's is a
+    /// listed artefact, or the corrected outcome of an upstream defect the case shows.
     Accepted {
-        /// The worst differences from the exact value.
+        /// The worst differences from the accepted value.
         agreement: Agreement,
-        /// The artefact rule that accepts it.
-        artefact: &'static AnchorArtefact,
+        /// What the accepted value is.
+        alternative: Alternative,
     },
     /// Not, with the kind of failure and the reason.
     Failed(Failure),
     /// The implementation does not support the case.
     Unsupported(String),
+}
+
+/// An outcome accepted instead of the anchor's.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Alternative {
+    /// The exact value, where the anchor's is a listed artefact.
+    Exact(&'static AnchorArtefact),
+    /// The corrected outcome of an upstream defect the case shows.
+    Corrected(Arc<Defect>),
+}
+
+impl Alternative {
+    /// Why the anchor's outcome is not the one to hold an implementation to.
+    pub fn reason(&self) -> String {
+        match self {
+            Alternative::Exact(artefact) => artefact.reason.to_string(),
+            Alternative::Corrected(defect) => {
+                format!("the anchor's outcome is a defect: {}", defect.anchor_does)
+            }
+        }
+    }
+
+    /// What was accepted, in a line.
+    pub fn label(&self) -> String {
+        match self {
+            Alternative::Exact(artefact) => artefact.label(),
+            Alternative::Corrected(defect) => format!(
+                "the corrected outcome of upstream defect {}: {}",
+                defect.name(),
+                defect.accepted
+            ),
+        }
+    }
 }
 
 /// Why a check failed: the kind (what known-failure lists match on) and the detail.
@@ -239,7 +273,7 @@ impl Verdict {
     }
 
     /// The worst differences of a passed check (from the anchor's value, or from the accepted
-    /// exact value).
+    /// alternative).
     pub fn agreement(&self) -> Option<Agreement> {
         match self {
             Verdict::Passed(agreement) | Verdict::Accepted { agreement, .. } => Some(*agreement),
@@ -269,6 +303,9 @@ pub struct CheckResult {
     pub verdict: Verdict,
     /// How the implementation emulated an option it lacks, when it did.
     pub emulated: Option<String>,
+    /// The upstream defects the case shows: a passed check gave the anchor's (defective)
+    /// outcome, an accepted one the corrected outcome.
+    pub defects: Vec<Arc<Defect>>,
 }
 
 /// The call a case describes, with the grad_output its expected gradient was computed for.
@@ -277,10 +314,16 @@ pub fn call_for(case: &Case) -> LossCall {
         loss: case.loss.clone(),
         params: case.params.clone(),
         tensors: case.tensors.clone(),
+        // An implementation that computes where the anchor raises is held to a corrected
+        // outcome, if the case has one, for its grad_output.
         grad_output: match &case.expected {
-            Expected::Values { grad_output, .. } => Some(grad_output.to_f64()),
-            Expected::Error { .. } => None,
-        },
+            Expected::Values { grad_output, .. } => Some(grad_output),
+            Expected::Error { .. } => case
+                .corrected
+                .first()
+                .map(|corrected| &corrected.grad_output),
+        }
+        .map(Tensor::to_f64),
     }
 }
 
@@ -348,10 +391,12 @@ pub fn judge(case: &Case, outcome: &Outcome, tier: Tier) -> Vec<(CaseCheck, Verd
         (
             Outcome::Computed(_) | Outcome::Emulated(..) | Outcome::ForwardOnly { .. },
             Expected::Error { kind, anchor_said },
-        ) => every_check(Verdict::failed(
-            FailureKind::AcceptsRejectedInput,
-            format!("accepted an input the anchor rejects as {kind} ({anchor_said})"),
-        )),
+        ) => every_check(corrected_answer(case, outcome, tier).unwrap_or_else(|| {
+            Verdict::failed(
+                FailureKind::AcceptsRejectedInput,
+                format!("accepted an input the anchor rejects as {kind} ({anchor_said})"),
+            )
+        })),
         (Outcome::Rejected { message, .. }, Expected::Values { .. }) => {
             every_check(Verdict::failed(
                 FailureKind::RejectsValidInput,
@@ -379,6 +424,7 @@ fn value_verdict(
     match assert_close(actual, &expected.to_f64(), tolerance) {
         Ok(agreement) => Verdict::Passed(agreement),
         Err(mismatch) => accepted_alternative(case, exact, check, actual, tolerance)
+            .or_else(|| accepted_correction(case, check, actual, tolerance))
             .unwrap_or_else(|| {
                 Verdict::failed(
                     FailureKind::Mismatch,
@@ -409,8 +455,66 @@ fn accepted_alternative(
     let agreement = assert_close(actual, &exact, tolerance).ok()?;
     Some(Verdict::Accepted {
         agreement,
-        artefact,
+        alternative: Alternative::Exact(artefact),
     })
+}
+
+/// The verdict on a value that misses the anchor's: accepted when it is within `tolerance` of the
+/// corrected outcome of an upstream defect the case shows.
+fn accepted_correction(
+    case: &Case,
+    check: Check,
+    actual: &ArrayD<f64>,
+    tolerance: Tolerance,
+) -> Option<Verdict> {
+    case.corrected.iter().find_map(|corrected| {
+        let value = match check {
+            Check::Forward => &corrected.loss,
+            Check::Gradient => &corrected.grad_input,
+        };
+        let agreement = assert_close(actual, &value.to_f64(), tolerance).ok()?;
+        Some(Verdict::Accepted {
+            agreement,
+            alternative: Alternative::Corrected(corrected.defect.clone()),
+        })
+    })
+}
+
+/// The verdict on values computed where the anchor raises: accepted when the loss and the
+/// gradient (the loss alone, from a forward-only implementation) are within tolerance of the
+/// corrected outcome of an upstream defect the case shows; `None` otherwise.
+fn corrected_answer(case: &Case, outcome: &Outcome, tier: Tier) -> Option<Verdict> {
+    let (loss, grad_input) = match outcome {
+        Outcome::Computed(output) | Outcome::Emulated(output, _) => {
+            (&output.loss, Some(&output.grad_input))
+        }
+        Outcome::ForwardOnly { loss, .. } => (loss, None),
+        Outcome::Rejected { .. } | Outcome::Unsupported(_) | Outcome::Broken(_) => return None,
+    };
+    let within = |check: Check, actual: &ArrayD<f64>| {
+        let (tolerance, _) = tolerance_for(&case.id, case.input_dtype(), check, tier);
+        accepted_correction(case, check, actual, tolerance)
+    };
+    let forward = within(Check::Forward, loss)?;
+    let Some(grad_input) = grad_input else {
+        return Some(forward);
+    };
+    match (forward, within(Check::Gradient, grad_input)?) {
+        (
+            Verdict::Accepted {
+                agreement: loss_agreement,
+                alternative,
+            },
+            Verdict::Accepted {
+                agreement: gradient_agreement,
+                alternative: gradient_alternative,
+            },
+        ) if alternative == gradient_alternative => Some(Verdict::Accepted {
+            agreement: loss_agreement.worst(gradient_agreement),
+            alternative,
+        }),
+        _ => None,
+    }
 }
 
 /// A rejection of an input the anchor rejects as `kind`: passed only for the anchor's reason.
@@ -513,6 +617,7 @@ pub fn run_case(
             check,
             verdict,
             emulated: emulated.clone(),
+            defects: spec.defects.clone(),
         })
         .collect()
 }

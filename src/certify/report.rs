@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::known::{KnownFailures, Status};
-use super::{CheckResult, Verdict};
+use super::{Alternative, CheckResult, Verdict};
 use crate::compare::{Agreement, Tier};
 use crate::error::{Error, Result};
 use crate::files::{read_regular_file, MAX_DOCUMENT_BYTES};
@@ -47,8 +47,8 @@ pub struct Row {
     pub unexpected_passes: usize,
     /// Checks computed by emulating the option.
     pub emulated: usize,
-    /// Passed checks whose value is not the anchor's but the exact value an anchor-artefact rule
-    /// accepts instead.
+    /// Passed checks whose value is not the anchor's but an accepted alternative: the exact value
+    /// where the anchor's is a listed artefact, or an upstream defect's corrected outcome.
     #[serde(default)]
     pub accepted: usize,
     /// The greatest absolute difference over passed value checks.
@@ -215,12 +215,19 @@ impl Report {
                 row.worst_rel,
                 [
                     (row.emulated, "emulated"),
-                    (row.accepted, "anchor artefact accepted")
+                    (row.accepted, "alternative accepted")
                 ]
                 .iter()
                 .filter(|(count, _)| *count > 0)
                 .map(|(count, label)| format!("  ({count} {label})"))
                 .collect::<String>()
+            );
+        }
+        for count in self.defect_counts() {
+            let _ = writeln!(
+                text,
+                "upstream defect {} ({}): {} checks gave the anchor's outcome, {} the corrected one",
+                count.defect, count.upstream, count.anchor, count.corrected
             );
         }
         for (result, status) in &self.checks {
@@ -263,12 +270,12 @@ impl Report {
                     }
                     Verdict::Accepted {
                         agreement,
-                        artefact,
+                        alternative,
                     } => (
                         Some(agreement.max_abs),
                         Some(agreement.max_rel),
                         None,
-                        Some(format!("accepted: {}", artefact.label())),
+                        Some(format!("accepted: {}", alternative.label())),
                     ),
                     Verdict::Failed(failure) => (
                         None,
@@ -288,6 +295,7 @@ impl Report {
                     "normwise_ulps": normwise_ulps,
                     "detail": detail,
                     "emulated": result.emulated,
+                    "upstream_defects": result.defects.iter().map(|defect| &defect.id).collect::<Vec<_>>(),
                 })
             })
             .collect();
@@ -300,6 +308,7 @@ impl Report {
             "certified_something": self.certified_something(),
             "rows": self.rows(),
             "known_failures": self.known_failure_counts(),
+            "upstream_defects": self.defect_counts(),
             "checks": checks,
         })
     }
@@ -310,7 +319,32 @@ impl Report {
             name: self.implementation.clone(),
             rows: self.rows(),
             known_failures: self.known_failure_counts(),
+            defects: self.defect_counts(),
         }
+    }
+
+    /// For each upstream defect the run's cases show, how many passed checks gave the anchor's
+    /// (defective) outcome and how many the corrected one.
+    pub fn defect_counts(&self) -> Vec<DefectCount> {
+        let mut counts: BTreeMap<&str, DefectCount> = BTreeMap::new();
+        for (result, _) in &self.checks {
+            for defect in &result.defects {
+                let count = counts.entry(&defect.id).or_insert_with(|| DefectCount {
+                    defect: defect.id.clone(),
+                    upstream: defect.upstream.clone(),
+                    ..DefectCount::default()
+                });
+                match &result.verdict {
+                    Verdict::Passed(_) => count.anchor += 1,
+                    Verdict::Accepted {
+                        alternative: Alternative::Corrected(corrected),
+                        ..
+                    } if corrected.id == defect.id => count.corrected += 1,
+                    _ => {}
+                }
+            }
+        }
+        counts.into_values().collect()
     }
 
     /// Each known-failure reason with how many of this run's checks failed as listed under it.
@@ -409,6 +443,21 @@ pub struct RunSummary {
     pub rows: Vec<Row>,
     /// Each known-failure reason with its check count.
     pub known_failures: Vec<KnownFailureCount>,
+    /// The upstream defects the run's cases show, with the outcomes given.
+    pub defects: Vec<DefectCount>,
+}
+
+/// How a run answered the cases showing one upstream defect.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DefectCount {
+    /// The defect's id.
+    pub defect: String,
+    /// Its upstream issue or pull request.
+    pub upstream: String,
+    /// Passed checks that gave the anchor's (defective) outcome.
+    pub anchor: usize,
+    /// Passed checks that gave the corrected outcome.
+    pub corrected: usize,
 }
 
 /// The [`RunSummary`] of a `segloss certify --json` report (no known failures in a report
@@ -432,6 +481,7 @@ pub fn read_json_report(path: &Path) -> Result<RunSummary> {
         rows,
         known_failures: serde_json::from_value(report["known_failures"].clone())
             .unwrap_or_default(),
+        defects: serde_json::from_value(report["upstream_defects"].clone()).unwrap_or_default(),
     })
 }
 
@@ -444,8 +494,9 @@ pub struct KnownFailureCount {
     pub checks: usize,
 }
 
-/// A Markdown list of the upstream defects each run reproduces: its known-failure reasons that
-/// cite an upstream issue or pull request (`project#123`, `PR #123`), with their check counts.
+/// A Markdown list of the upstream defects each run reproduces: the defect cases where it gave the
+/// anchor's outcome (or the corrected one), then its known-failure reasons that cite an upstream
+/// issue or pull request (`project#123`, `PR #123`), with their check counts.
 fn upstream_defects_markdown(runs: &[RunSummary]) -> String {
     let cites = |reason: &str| {
         reason
@@ -456,6 +507,20 @@ fn upstream_defects_markdown(runs: &[RunSummary]) -> String {
     let mut text = String::from("#### Upstream defects reproduced\n\n");
     let mut any = false;
     for run in runs {
+        for count in &run.defects {
+            for (checks, gave) in [(count.anchor, "reproduces"), (count.corrected, "corrects")] {
+                if checks > 0 {
+                    any = true;
+                    let _ = writeln!(
+                        text,
+                        "* **{}** ({checks} checks): {gave} upstream defect `{}` ({})",
+                        escape_markdown(&run.name),
+                        count.defect,
+                        escape_markdown(&count.upstream)
+                    );
+                }
+            }
+        }
         for count in run
             .known_failures
             .iter()
@@ -472,7 +537,9 @@ fn upstream_defects_markdown(runs: &[RunSummary]) -> String {
         }
     }
     if !any {
-        text.push_str("None of these runs' known failures cites an upstream issue.\n");
+        text.push_str(
+            "None of these runs answers a defect case or has a known failure citing an upstream issue.\n",
+        );
     }
     text.push('\n');
     text
@@ -626,6 +693,7 @@ mod tests {
             check,
             verdict,
             emulated: None,
+            defects: Vec::new(),
         }
     }
 
@@ -656,6 +724,12 @@ mod tests {
                     reason: "divides by all elements (onnx/onnx#8433)".into(),
                     checks: 3,
                 }],
+                defects: vec![DefectCount {
+                    defect: "smp-tversky-gamma-on-mean".into(),
+                    upstream: "qubvel-org/segmentation_models.pytorch#734".into(),
+                    anchor: 2,
+                    corrected: 0,
+                }],
             },
         ];
         let text = upstream_defects_markdown(&runs);
@@ -663,6 +737,11 @@ mod tests {
             text.contains("* **cited** (3 checks): divides by all elements (onnx/onnx#8433)"),
             "{text}"
         );
+        assert!(
+            text.contains("* **cited** (2 checks): reproduces upstream defect `smp-tversky-gamma-on-mean` (qubvel-org/segmentation_models.pytorch#734)"),
+            "{text}"
+        );
+        assert!(!text.contains("corrects"), "{text}");
         assert!(!text.contains("takes anything"), "{text}");
         assert!(upstream_defects_markdown(&runs[..1]).contains("None of these runs"));
     }
@@ -850,6 +929,7 @@ mod tests {
             name: name.into(),
             rows,
             known_failures: vec![],
+            defects: vec![],
         };
         let table = markdown_matrix(&[run("a|b", rows), run("other", other)]);
         assert!(

@@ -27,7 +27,7 @@ pub use recipe::{Labels, Recipe, ValueStyle};
 use crate::catalog::{self, LossCall};
 use crate::certify::CaseCheck;
 use crate::error::{Error, Result};
-use crate::fixtures::{Case, Expected, Fixtures};
+use crate::fixtures::{Case, Defect, Expected, Fixtures};
 use crate::tensor::Tensor;
 
 /// Which corpus, and for `random` its size and seed.
@@ -69,6 +69,8 @@ pub struct CaseSpec {
     pub checks: &'static [CaseCheck],
     /// How it is made, for a generated case.
     pub recipe: Option<Recipe>,
+    /// The upstream defects it shows (none for a generated case: defect cases are no templates).
+    pub defects: Vec<Arc<Defect>>,
     /// Its manifest entry (the template, for a generated case).
     entry: usize,
 }
@@ -99,6 +101,7 @@ impl Corpus {
                 loss: case.loss.clone(),
                 checks: CaseCheck::for_entry(case),
                 recipe: None,
+                defects: case.defects(),
                 entry,
             })
             .collect();
@@ -133,6 +136,7 @@ impl Corpus {
                     loss: fixtures.manifest.cases[entry].loss.clone(),
                     checks: CaseCheck::VALUES,
                     recipe: Some(recipe),
+                    defects: Vec::new(),
                     entry,
                 })
             })
@@ -256,6 +260,7 @@ impl Prepared {
                         loss: Tensor::Float64(output.loss),
                         grad_input: Tensor::Float64(output.grad_input),
                     },
+                    corrected: Vec::new(),
                 })
             }
         }
