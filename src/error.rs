@@ -505,6 +505,10 @@ pub enum Error {
         /// The option given.
         option: String,
     },
+    /// A translation or comparison that cannot be made (a loss that takes none of the generated
+    /// problems, inputs that do not fit); the message says what and what to give instead.
+    #[error("{0}")]
+    Rosetta(String),
 }
 
 impl Error {
@@ -529,6 +533,7 @@ impl Error {
             Error::UnknownTemplate { .. } => "unknown_template",
             Error::GeneratedCaseRejected { .. } => "generated_case_rejected",
             Error::CorpusOption { .. } => "corpus_option",
+            Error::Rosetta(_) => "rosetta",
         }
     }
 }

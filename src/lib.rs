@@ -27,6 +27,7 @@ pub mod files;
 pub mod fixtures;
 pub mod npy;
 pub mod oracle;
+pub mod rosetta;
 pub mod spec;
 pub mod tensor;
 

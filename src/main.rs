@@ -23,6 +23,8 @@ use segloss::corpus::{Corpus, CorpusKind};
 use segloss::eval::{eval, parse_param, parse_tensor_file, EvalRequest};
 use segloss::files::{read_regular_file, MAX_DOCUMENT_BYTES};
 use segloss::fixtures::{ExpectedEntry, Fixtures};
+use segloss::npy::{read_npy_file, DEFAULT_MAX_FILE_BYTES};
+use segloss::rosetta;
 use segloss::{Error, Result};
 
 #[derive(Parser)]
@@ -78,6 +80,49 @@ enum Command {
     },
     /// Certify an implementation (the built-in reference, or --cmd) against the fixtures.
     Certify(CertifyArgs),
+    /// Say how loss OTHER computes what LOSS computes: OTHER's parameters and the tensor
+    /// transforms, or its closest setting and every convention that still differs, measured on
+    /// generated problems through the reference.
+    Translate {
+        /// The loss to translate, with its parameters (--param).
+        loss: String,
+        /// A keyword parameter of LOSS: NAME=VALUE, VALUE parsed as JSON where it parses.
+        #[arg(long = "param", value_name = "NAME=VALUE", value_parser = parse_param)]
+        params: Vec<(String, serde_json::Value)>,
+        /// The loss to translate into.
+        #[arg(long, value_name = "OTHER")]
+        to: String,
+        /// How many generated problems to evaluate both on.
+        #[arg(long, default_value = "24")]
+        problems: usize,
+        /// The seed of the generated problems.
+        #[arg(long, default_value = "0")]
+        seed: u64,
+        /// Print the translation as JSON (docs/translate.md).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Evaluate two losses side by side on generated problems (or given logits and labels):
+    /// values, the difference of values and gradients, and the conventions that explain it.
+    /// Usage: segloss compare LOSS_A [--param K=V]... --with LOSS_B [--param K=V]...
+    /// [--logits FILE.npy --labels FILE.npy] [--problems N] [--seed S] [--json]
+    Compare {
+        /// LOSS_A, its --param options, --with LOSS_B and its --param options, then the other
+        /// options.
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            num_args = 1..,
+            value_name = "ARGS"
+        )]
+        args: Vec<String>,
+    },
+    /// Write the generated convention Rosetta (docs/rosetta.md), or print it.
+    Rosetta {
+        /// Write it to this file instead of printing it.
+        #[arg(long, value_name = "FILE")]
+        write: Option<PathBuf>,
+    },
     /// Render a Markdown conformance matrix from the --json reports of several runs.
     Matrix {
         /// JSON reports written by `segloss certify --json`.
@@ -262,6 +307,16 @@ fn main() -> ExitCode {
         Command::List { fixtures } => list(&fixtures),
         Command::Certify(args) => run_certify(&args),
         Command::Matrix { reports, update } => matrix(&reports, update.as_deref()),
+        Command::Translate {
+            loss,
+            params,
+            to,
+            problems,
+            seed,
+            json,
+        } => translate(&loss, params, &to, problems, seed, json),
+        Command::Compare { args } => compare(&args),
+        Command::Rosetta { write } => rosetta_page(write.as_deref()),
     };
     match outcome {
         Ok(code) => code,
@@ -541,4 +596,161 @@ fn write_text(path: &Path, text: &str) -> Result<()> {
         path: path.to_path_buf(),
         message: error.to_string(),
     })
+}
+
+/// `segloss translate`.
+fn translate(
+    loss: &str,
+    params: Vec<(String, serde_json::Value)>,
+    to: &str,
+    problems: usize,
+    seed: u64,
+    json: bool,
+) -> Result<ExitCode> {
+    let setting = rosetta::Setting {
+        loss: loss.to_string(),
+        params: params.into_iter().collect(),
+    };
+    let translation = rosetta::translate(&setting, to, problems.max(1), seed)?;
+    emit(&if json {
+        serde_json::to_string_pretty(&translation).unwrap_or_default() + "\n"
+    } else {
+        translation.terminal()
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The arguments of `segloss compare`, parsed from its words.
+struct CompareRequest {
+    a: rosetta::Setting,
+    b: rosetta::Setting,
+    logits: Option<PathBuf>,
+    labels: Option<PathBuf>,
+    problems: usize,
+    seed: u64,
+    json: bool,
+}
+
+/// Parses `LOSS_A [--param K=V]... --with LOSS_B [--param K=V]... [options]`: a --param belongs
+/// to the loss named last before it.
+fn parse_compare(args: &[String]) -> Result<CompareRequest> {
+    let usage = |problem: String| {
+        Error::Rosetta(format!(
+            "{problem}; usage: segloss compare LOSS_A [--param K=V]... --with LOSS_B [--param K=V]... \
+             [--logits FILE.npy --labels FILE.npy] [--problems N] [--seed S] [--json]"
+        ))
+    };
+    let mut words = args.iter();
+    let mut settings: Vec<rosetta::Setting> = Vec::new();
+    let mut request = CompareRequest {
+        a: rosetta::Setting {
+            loss: String::new(),
+            params: Default::default(),
+        },
+        b: rosetta::Setting {
+            loss: String::new(),
+            params: Default::default(),
+        },
+        logits: None,
+        labels: None,
+        problems: 8,
+        seed: 0,
+        json: false,
+    };
+    let value = |words: &mut std::slice::Iter<String>, option: &str| {
+        words
+            .next()
+            .cloned()
+            .ok_or_else(|| usage(format!("{option} needs a value")))
+    };
+    while let Some(word) = words.next() {
+        match word.as_str() {
+            "--with" => {
+                let loss = value(&mut words, "--with")?;
+                settings.push(rosetta::Setting {
+                    loss,
+                    params: Default::default(),
+                });
+            }
+            "--param" => {
+                let (name, parsed) = parse_param(&value(&mut words, "--param")?).map_err(usage)?;
+                let setting = settings
+                    .last_mut()
+                    .ok_or_else(|| usage("--param before any loss".into()))?;
+                setting.params.insert(name, parsed);
+            }
+            "--logits" => request.logits = Some(PathBuf::from(value(&mut words, "--logits")?)),
+            "--labels" => request.labels = Some(PathBuf::from(value(&mut words, "--labels")?)),
+            "--problems" | "--seed" => {
+                let text = value(&mut words, word)?;
+                let number: u64 = text
+                    .parse()
+                    .map_err(|_| usage(format!("{word} {text:?} is not a whole number")))?;
+                if word == "--problems" {
+                    request.problems = (number as usize).max(1);
+                } else {
+                    request.seed = number;
+                }
+            }
+            "--json" => request.json = true,
+            option if option.starts_with("--") => {
+                return Err(usage(format!("unknown option {option}")))
+            }
+            loss if settings.is_empty() => settings.push(rosetta::Setting {
+                loss: loss.to_string(),
+                params: Default::default(),
+            }),
+            other => return Err(usage(format!("unexpected {other:?}"))),
+        }
+    }
+    match <[rosetta::Setting; 2]>::try_from(settings) {
+        Ok([a, b]) => {
+            request.a = a;
+            request.b = b;
+            Ok(request)
+        }
+        Err(_) => Err(usage("give one LOSS_A and one --with LOSS_B".into())),
+    }
+}
+
+/// `segloss compare`.
+fn compare(args: &[String]) -> Result<ExitCode> {
+    let request = parse_compare(args)?;
+    let problems = match (&request.logits, &request.labels) {
+        (None, None) => rosetta::problems(request.problems, request.seed),
+        (Some(logits), Some(labels)) => {
+            let logits = read_npy_file(logits, DEFAULT_MAX_FILE_BYTES)?.to_f64();
+            let labels = read_npy_file(labels, DEFAULT_MAX_FILE_BYTES)?;
+            let labels = match labels {
+                segloss::tensor::Tensor::Int64(labels) => labels,
+                other => other.to_f64().mapv(|label| label as i64),
+            };
+            vec![rosetta::problem_from(logits, labels)?]
+        }
+        _ => {
+            return Err(Error::Rosetta(
+                "give both --logits and --labels, or neither (generated problems)".into(),
+            ))
+        }
+    };
+    let comparison = rosetta::compare(&request.a, &request.b, &problems)?;
+    emit(&if request.json {
+        serde_json::to_string_pretty(&comparison).unwrap_or_default() + "\n"
+    } else {
+        comparison.terminal()
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `segloss rosetta`.
+fn rosetta_page(write: Option<&Path>) -> Result<ExitCode> {
+    let page = rosetta::page::render()?;
+    match write {
+        Some(path) => std::fs::write(path, page).map_err(|error| Error::Io {
+            path: path.to_path_buf(),
+            message: error.to_string(),
+        })?,
+        None => emit(&page)?,
+    }
+    Ok(ExitCode::SUCCESS)
 }

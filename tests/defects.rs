@@ -238,7 +238,16 @@ fn corrected_outcomes_pass_and_are_reported_as_corrections() {
         );
     }
     assert!(!report.failed());
-    assert!(report.terminal().contains("the corrected one"));
+    let terminal = report.terminal();
+    assert!(terminal.contains("the corrected one"), "{terminal}");
+    assert!(terminal.contains("upstream defect corrected"), "{terminal}");
+    let corrected: usize = report
+        .rows()
+        .iter()
+        .filter(|row| row.option == "all")
+        .map(|row| row.corrected)
+        .sum();
+    assert_eq!(corrected, results.len());
 }
 
 #[test]

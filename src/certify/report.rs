@@ -47,10 +47,14 @@ pub struct Row {
     pub unexpected_passes: usize,
     /// Checks computed by emulating the option.
     pub emulated: usize,
-    /// Passed checks whose value is not the anchor's but an accepted alternative: the exact value
-    /// where the anchor's is a listed artefact, or an upstream defect's corrected outcome.
+    /// Passed checks whose value is not the anchor's but the exact value an anchor-artefact rule
+    /// accepts instead.
     #[serde(default)]
     pub accepted: usize,
+    /// Passed checks whose outcome is not the anchor's but the corrected outcome of an upstream
+    /// defect the case shows.
+    #[serde(default)]
+    pub corrected: usize,
     /// The greatest absolute difference over passed value checks.
     #[serde(with = "infinite_as_null")]
     pub worst_abs: f64,
@@ -164,8 +168,16 @@ impl Report {
                 if result.emulated.is_some() {
                     row.emulated += 1;
                 }
-                if matches!(result.verdict, Verdict::Accepted { .. }) {
-                    row.accepted += 1;
+                match &result.verdict {
+                    Verdict::Accepted {
+                        alternative: Alternative::Exact(_),
+                        ..
+                    } => row.accepted += 1,
+                    Verdict::Accepted {
+                        alternative: Alternative::Corrected(_),
+                        ..
+                    } => row.corrected += 1,
+                    _ => {}
                 }
                 if let Some(Agreement {
                     max_abs, max_rel, ..
@@ -215,7 +227,9 @@ impl Report {
                 row.worst_rel,
                 [
                     (row.emulated, "emulated"),
-                    (row.accepted, "alternative accepted")
+                    (row.accepted, "anchor artefact accepted"),
+                    (row.corrected, "upstream defect corrected"),
+                    (row.corrected, "upstream defect corrected")
                 ]
                 .iter()
                 .filter(|(count, _)| *count > 0)
@@ -226,7 +240,7 @@ impl Report {
         for count in self.defect_counts() {
             let _ = writeln!(
                 text,
-                "upstream defect {} ({}): {} checks gave the anchor's outcome, {} the corrected one",
+                "upstream defect {} ({}): checks giving the anchor's outcome {}, the corrected one {}",
                 count.defect, count.upstream, count.anchor, count.corrected
             );
         }
@@ -513,8 +527,9 @@ fn upstream_defects_markdown(runs: &[RunSummary]) -> String {
                     any = true;
                     let _ = writeln!(
                         text,
-                        "* **{}** ({checks} checks): {gave} upstream defect `{}` ({})",
+                        "* **{}** ({checks} check{}): {gave} upstream defect `{}` ({})",
                         escape_markdown(&run.name),
+                        if checks == 1 { "" } else { "s" },
                         count.defect,
                         escape_markdown(&count.upstream)
                     );

@@ -14,6 +14,7 @@ pub mod overlap;
 mod positions;
 pub mod smp;
 pub mod softmax;
+pub mod trace;
 
 use std::fmt;
 use std::str::FromStr;

@@ -206,6 +206,22 @@ struct Chunk<'g, 'l> {
     losses: Option<&'l mut [f64]>,
 }
 
+/// Below this many elements a pass runs on the calling thread: starting threads would cost more
+/// than the work (the results are the same either way, the chunks being summed in order).
+const PARALLEL_MIN_ELEMENTS: usize = 1 << 16;
+
+/// The threads for a pass over `elements` elements in `items` pieces: the cores (asked once per
+/// process), at most one per piece, one for a small pass.
+pub(crate) fn threads_for(elements: usize, items: usize) -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    if elements < PARALLEL_MIN_ELEMENTS {
+        return 1;
+    }
+    let cores =
+        *CORES.get_or_init(|| thread::available_parallelism().map_or(1, |cores| cores.get()));
+    cores.min(items)
+}
+
 /// Runs `kernel` at every position and gathers what it returns. The kernel gets the position, its
 /// gradient lane (all 0 until it sets a class, so it need only set the nonzero ones) and a
 /// scratch vector it may use as it likes, and returns the position's loss as value and residual.
@@ -217,9 +233,7 @@ where
     let mut losses = want_losses.then(|| vec![0.0; layout.positions()]);
     let chunks = chunks(layout, &mut gradient, losses.as_deref_mut());
     let count = chunks.len();
-    let threads = thread::available_parallelism()
-        .map_or(1, |cores| cores.get())
-        .min(count);
+    let threads = threads_for(layout.elements(), count);
     let mut sums = Vec::with_capacity(2 * count);
     if threads <= 1 {
         for chunk in chunks {

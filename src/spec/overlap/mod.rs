@@ -54,7 +54,8 @@ use std::thread;
 
 use ndarray::{Array2, ArrayD, IxDyn, Zip};
 
-use super::positions::{Layout, Position};
+use super::positions::{threads_for, Layout, Position};
+use super::trace::{number, Fact};
 use super::{compensated_sum, reshaped, Reduction};
 use crate::error::Rejection;
 use crate::spec::binary::two_sum;
@@ -342,6 +343,116 @@ pub struct Convention {
     pub aggregation: Aggregation,
 }
 
+impl Convention {
+    /// The conventions in words, the ratio normalised to k = 1 (so that Dice written as
+    /// 2I/(P + T) and as I/(I + ½FP + ½FN) read the same): what [`crate::spec::trace`] records.
+    fn facts(&self) -> Vec<Fact> {
+        let Ratio {
+            k,
+            alpha,
+            beta,
+            smooth_nr,
+            smooth_dr,
+            guard,
+        } = self.ratio;
+        let guard = match guard {
+            Guard::None => "none".to_string(),
+            Guard::ClampMin(eps) => format!("the denominator clamped at {}", number(eps / k)),
+            Guard::ZeroIfEmpty => "score 0 where I, FP and FN are all 0".to_string(),
+        };
+        let weights = |weights: &Option<Vec<f64>>| {
+            weights.as_ref().map_or(String::new(), |weights| {
+                let weights: Vec<String> = weights.iter().map(|&w| number(w)).collect();
+                format!(" weighted [{}]", weights.join(", "))
+            })
+        };
+        vec![
+            Fact::new(
+                "sums over",
+                if self.pool_batch {
+                    "the whole batch's positions"
+                } else {
+                    "each image's positions"
+                },
+            ),
+            Fact::new(
+                "intersection",
+                match self.intersection {
+                    Intersection::Product => "I = Σp·t, FP = Σp·(1 − t), FN = Σ(1 − p)·t",
+                    Intersection::L1 => "I = Σmin(p, t), FP = Σmax(p − t, 0), FN = Σmax(t − p, 0)",
+                    Intersection::Squared => "I = Σp·t, FP = Σp·(p − t), FN = Σt·(t − p) (squared)",
+                },
+            ),
+            Fact::new(
+                "classes pooled",
+                match &self.class_pooling {
+                    ClassPooling::PerClass => "no: one score per class".to_string(),
+                    ClassPooling::Weighted(v) => {
+                        format!(
+                            "one score from the classes' sums{}",
+                            weights(&Some(v.clone()))
+                        )
+                    }
+                    ClassPooling::Generalized(w) => {
+                        format!(
+                            "one score from the classes' sums weighted {w:?} from T (generalized)"
+                        )
+                    }
+                },
+            ),
+            Fact::new(
+                "score",
+                format!(
+                    "(I + {})/(I + {}·FP + {}·FN + {})",
+                    number(smooth_nr / k),
+                    number(alpha / k),
+                    number(beta / k),
+                    number(smooth_dr / k)
+                ),
+            ),
+            Fact::new("denominator guard", guard),
+            Fact::new(
+                "loss of a score",
+                match self.score_loss {
+                    ScoreLoss::OneMinus => "1 − score".to_string(),
+                    ScoreLoss::NegLog(eps) => format!("−ln max(score, {})", number(eps)),
+                },
+            ),
+            Fact::new(
+                "classes absent from the target",
+                match self.absent {
+                    Absent::Kept => "scored like the others",
+                    Absent::ZeroedCounted => "loss 0, still counted in the mean",
+                    Absent::Dropped => "left out of the mean",
+                },
+            ),
+            Fact::new(
+                "reduction",
+                match &self.aggregation {
+                    Aggregation::Each {
+                        weights: w,
+                        reduction,
+                        ..
+                    } => format!("{reduction} over every (group, class) loss{}", weights(w)),
+                    Aggregation::ClassMean {
+                        weights: w, gamma, ..
+                    } => {
+                        let power = if *gamma == 1.0 {
+                            String::new()
+                        } else {
+                            format!(", raised to {}", number(*gamma))
+                        };
+                        format!(
+                            "mean over the classes{} (Σwl/Σw), then over the groups{power}",
+                            weights(w)
+                        )
+                    }
+                },
+            ),
+        ]
+    }
+}
+
 /// The sums of every (group, class), each `(G, C)`.
 struct Sums {
     /// I.
@@ -369,12 +480,16 @@ impl Sums {
         let Ratio { alpha, beta, .. } = convention.ratio;
         let chunks = position_chunks(layout);
         let rows = chunk_rows(gradient, layout);
-        let partials = in_parallel(chunks.iter().zip(rows).collect(), |(chunk, mut rows)| {
-            operands.sum(chunk, &mut Vec::new(), &mut rows, |element| {
-                let (i, e, size) = convention.intersection.terms(element, alpha, beta);
-                [i, e, size]
-            })
-        });
+        let partials = in_parallel(
+            layout.elements(),
+            chunks.iter().zip(rows).collect(),
+            |(chunk, mut rows)| {
+                operands.sum(chunk, &mut Vec::new(), &mut rows, |element| {
+                    let (i, e, size) = convention.intersection.terms(element, alpha, beta);
+                    [i, e, size]
+                })
+            },
+        );
         let mut totals = Array2::from_elem((groups, classes), [Wide::ZERO; 3]);
         for (chunk, sums) in chunks.iter().zip(partials) {
             let g = if convention.pool_batch { 0 } else { chunk.n };
@@ -506,15 +621,19 @@ fn overlap(
     let intersection = convention.intersection;
     let chunks = position_chunks(layout);
     let rows = chunk_rows(&mut gradient, layout);
-    in_parallel(chunks.iter().zip(rows).collect(), |(chunk, mut rows)| {
-        let coefficients = per_class.row(if convention.pool_batch { 0 } else { chunk.n });
-        let grad = |j: usize, element: &Element| {
-            let (by_fp, by_hit) = coefficients[j];
-            let (fp, hit) = intersection.slopes(element);
-            by_fp * fp + by_hit * hit
-        };
-        operands.backward(chunk, grad, &mut Vec::new(), &mut rows);
-    });
+    in_parallel(
+        layout.elements(),
+        chunks.iter().zip(rows).collect(),
+        |(chunk, mut rows)| {
+            let coefficients = per_class.row(if convention.pool_batch { 0 } else { chunk.n });
+            let grad = |j: usize, element: &Element| {
+                let (by_fp, by_hit) = coefficients[j];
+                let (fp, hit) = intersection.slopes(element);
+                by_fp * fp + by_hit * hit
+            };
+            operands.backward(chunk, grad, &mut Vec::new(), &mut rows);
+        },
+    );
     Ok((loss, gradient))
 }
 
@@ -572,12 +691,14 @@ fn chunk_rows(gradient: &mut [f64], layout: Layout) -> Vec<Vec<&mut [f64]>> {
     rows
 }
 
-/// `work` of every item, the items shared in contiguous runs among the cores; the results in
-/// item order.
-fn in_parallel<I: Send, T: Send>(items: Vec<I>, work: impl Fn(I) -> T + Sync) -> Vec<T> {
-    let threads = thread::available_parallelism()
-        .map_or(1, |cores| cores.get())
-        .min(items.len());
+/// `work` of every item, the items shared in contiguous runs among the cores (one for a pass
+/// over fewer elements than is worth a thread, see [`threads_for`]); the results in item order.
+fn in_parallel<I: Send, T: Send>(
+    elements: usize,
+    items: Vec<I>,
+    work: impl Fn(I) -> T + Sync,
+) -> Vec<T> {
+    let threads = threads_for(elements, items.len());
     if threads <= 1 {
         return items.into_iter().map(work).collect();
     }

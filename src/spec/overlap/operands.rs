@@ -13,6 +13,7 @@ use super::{overlap, Chunk, Convention};
 use crate::error::Rejection;
 use crate::spec::positions::{Layout, Position, Values};
 use crate::spec::softmax::SoftmaxLane;
+use crate::spec::trace::{self, Fact};
 use crate::spec::{CompensatedSum, LossOutput, Result};
 use crate::tensor::Tensor;
 
@@ -254,11 +255,56 @@ impl<'a> Operands<'a> {
         convention: &Convention,
         grad_output: Option<&ArrayD<f64>>,
     ) -> Result<LossOutput> {
+        trace::record(|| {
+            let mut facts = self.facts();
+            facts.extend(convention.facts());
+            facts
+        });
         let (loss, gradient) = overlap(convention, self, grad_output)?;
         Ok(LossOutput {
             loss,
             grad_input: ArrayD::from_shape_vec(IxDyn(self.shape), gradient).unwrap_or_default(),
         })
+    }
+
+    /// The operands' conventions in words: activation, target, mask, scored classes.
+    fn facts(&self) -> Vec<Fact> {
+        let classes = self.layout.classes;
+        let scored = if self.channels.iter().copied().eq(0..classes) {
+            "every class".to_string()
+        } else if self.channels.iter().copied().eq(1..classes) {
+            "every class but the first (background)".to_string()
+        } else {
+            format!("classes {:?}", self.channels)
+        };
+        vec![
+            Fact::new(
+                "prediction",
+                match self.activation {
+                    Activation::Identity => "probabilities, as given",
+                    Activation::Softmax => "logits, softmax over the classes",
+                    Activation::Sigmoid => "logits, sigmoid of each element",
+                },
+            ),
+            Fact::new(
+                "target",
+                match self.target {
+                    Target::Labels(_) => "class indices",
+                    Target::Values(_) => "one value per class (one-hot or soft)",
+                },
+            ),
+            Fact::new(
+                "ignored",
+                match self.mask {
+                    None => "nothing",
+                    Some(Mask::Positions(_)) => {
+                        "masked positions (ignore_index, a mask) leave every sum"
+                    }
+                    Some(Mask::Elements(_)) => "masked elements (ignore_index) leave every sum",
+                },
+            ),
+            Fact::new("classes scored", scored),
+        ]
     }
 
     /// Σ `terms(element)` over the positions of `chunk` for every selected channel, each of the
