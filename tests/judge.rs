@@ -607,7 +607,7 @@ fn an_anchor_artefact_accepts_the_anchor_value_or_the_exact_one_and_says_which()
         results,
         &KnownFailures::default(),
     );
-    assert!(report.terminal().contains("alternative accepted"));
+    assert!(report.terminal().contains("anchor artefact accepted"));
     let checks = report.json()["checks"].clone();
     let nan_rows = checks
         .as_array()
