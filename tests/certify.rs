@@ -1,6 +1,7 @@
 //! Certifying out-of-process implementations: a deliberately broken adapter (wrong reduction
 //! denominator, crash, hang, garbage) is caught with a clear reason, and the run goes on; no
-//! adapter process outlives its run. Needs `python3` (standard library only).
+//! adapter process outlives its run; the Python protocol helper states the error kinds adapters
+//! give their rejections. Needs `python3` (standard library only).
 
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -229,4 +230,22 @@ fn explain_writes_a_heatmap_of_the_gradient_difference() {
     );
     assert!(std::fs::read(&png).unwrap().starts_with(b"\x89PNG"));
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The unit tests of scripts/adapters/segloss_adapter.py's rejections (`Rejected`, the kinds table
+/// handed to `serve`): tests/adapters/test_segloss_adapter.py.
+#[test]
+fn the_python_helper_states_error_kinds() {
+    let output = Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/adapters/test_segloss_adapter.py"
+        ))
+        .output()
+        .expect("python3 runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }

@@ -50,10 +50,13 @@ CategoricalCrossentropy has no ignore_class); segloss.soft_dice's smooth ≠ 0 (
 smoothing term); kornia's ignore_index, weight and average="macro", and Tversky cases where a class
 is absent from an image (kornia averages over the classes present, Keras over all).
 
-Rejections are Keras's (or torch's, under Keras) own: the adapter checks nothing itself and states
-no error kind, so the anchors' dtype, range and shape checks that Keras does not make, and Keras's
-own wording of the ones it does, are known failures (known-failures/keras3.json). An integer
-prediction, which Keras casts to float, gets a forward-only answer (no gradient to take).
+Rejections are Keras's (or torch's, under Keras) own: the adapter checks nothing itself. It states
+an error kind only for Keras's own checks that name the reason (KINDS: the reduction argument, the
+target's shape against the prediction's), so the anchors' dtype, range and shape checks that Keras
+does not make, torch errors that merely happen on such inputs, and Keras's shape check where
+PyTorch names another reason (the target's rank or batch size) are known failures
+(known-failures/keras3.json). An integer prediction, which Keras casts to float, gets a
+forward-only answer (no gradient to take).
 
 Alpha and beta go to keras.losses.Tversky by their documented meaning (alpha weighs false
 positives): Keras 3.15.1 applies them the other way round (keras-team/keras#23333), which the
@@ -73,6 +76,15 @@ import keras  # noqa: E402
 from segloss_adapter import Emulated, ForwardOnly, Unsupported, serve  # noqa: E402
 
 KERAS_VERSION = "3.15.1"
+
+# Keras's own checks whose messages name the reason, as segloss error kinds (segloss_adapter.serve
+# matches them in "<exception type>: <message>"). Nothing else Keras or torch raises states a kind.
+KINDS = {
+    # keras.losses.Loss's standardize_reduction: the reduction argument checked against Keras's list.
+    "invalid_reduction": [r"^ValueError: Invalid value for argument `reduction`\. "],
+    # the torch backend's binary and (sparse) categorical crossentropy: target's shape against output's.
+    "target_shape_mismatch": [r"^ValueError: Arguments `target` and `output` must have the same shape"],
+}
 
 
 def loss_dtype(prediction: torch.Tensor):
@@ -315,4 +327,4 @@ def compute(request):
 if __name__ == "__main__":
     found = (keras.__version__, keras.backend.backend())
     assert found == (KERAS_VERSION, "torch"), f"this adapter certifies Keras {KERAS_VERSION} on torch, not {found}"
-    serve(f"Keras {KERAS_VERSION} (torch backend, CPU)", compute)
+    serve(f"Keras {KERAS_VERSION} (torch backend, CPU)", compute, kinds=KINDS)

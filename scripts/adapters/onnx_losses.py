@@ -43,9 +43,10 @@ What it cannot do:
 * label smoothing and probability targets (a target of the input's shape): the ONNX operators
   have neither, so those cases are unsupported;
 * inputs of another float dtype than float32 and float64 (the corpus has none): unsupported;
-* state a segloss error kind: segloss_adapter.py sends a rejection's message alone, so a runtime
-  that rejects an input for the anchor's reason in its own words fails as a wrong rejection (the
-  known-failure lists say which);
+* state a segloss error kind: it hands `serve` no kinds table, since the runtimes reject through
+  ONNX's type constraints at load, the operators of a function body or NumPy's indexing, not a
+  check that names PyTorch's reason, so a runtime that rejects an input for the anchor's reason in
+  those words fails as a wrong rejection (the known-failure lists say which);
 * every other loss id: unsupported.
 """
 

@@ -48,8 +48,11 @@ that are not class distributions without an activation (optax's dice_loss with a
 takes only predictions summing to 1 over the class axis, and raises otherwise); MONAI options optax
 has no counterpart for (sigmoid over several channels, ignore_index, squared_pred, soft_label,
 smooth_nr != smooth_dr, both activations). Rejections are optax's or JAX's own (the adapter checks
-nothing itself and states no error kind), so PyTorch's bounds, dtype and shape checks that optax
-does not make are known failures (known-failures/optax.json).
+nothing itself); it states an error kind only for optax's own checks that name the reason (KINDS:
+the dtype checks of logits and integer labels, dice_loss's shape and reduction checks), so
+PyTorch's bounds, dtype and shape checks that optax does not make, and JAX errors that merely
+happen on such inputs (broadcasting, take_along_axis, squeeze), are known failures
+(known-failures/optax.json).
 """
 
 import os
@@ -64,10 +67,28 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
-from segloss_adapter import Emulated, Unsupported, serve  # noqa: E402
+from segloss_adapter import Emulated, Rejected, Unsupported, serve  # noqa: E402
 
 NAME = f"optax {optax.__version__} (JAX {jax.__version__}, CPU)"
 REDUCTIONS = ("none", "mean", "sum")
+
+# optax's own checks whose messages name the reason, as segloss error kinds (segloss_adapter.serve
+# matches them in "<exception type>: <message>"). JAX's broadcasting, indexing and squeezing errors
+# state no kind: they merely happen on such inputs.
+KINDS = {
+    # utils.check_subdtype(labels, jnp.integer), softmax_cross_entropy_with_integer_labels: the class indices' dtype.
+    "target_dtype": [r"^TypeError: Expected the input to have a dtype that is a subdtype of <class 'numpy\.integer'>"],
+    # utils.check_subdtype(logits, jnp.floating) in every optax loss called here: the prediction's dtype.
+    "input_dtype": [r"^TypeError: Expected the input to have a dtype that is a subdtype of <class 'numpy\.floating'>"],
+    # utils.check_shapes_equal(predictions, targets) in dice_loss: the target's shape against the prediction's.
+    "target_shape_mismatch": [r"^ValueError: Shape mismatch: got \("],
+    # dice_loss's check of its reduction argument ("mean", "sum" or "none").
+    "invalid_reduction": [r"^ValueError: Unsupported reduction: "],
+}
+# optax.smooth_labels makes the same floating check of its labels: of one-hot labels in the
+# prediction's dtype (input_dtype, as above), or of a probability target, which smooth_probabilities
+# states as probability_target_dtype.
+SUBDTYPE_CHECK = "Expected the input to have a dtype that is a subdtype of"
 
 
 def vjp(function, prediction, grad_output):
@@ -110,11 +131,22 @@ def along_classes(weight, ndim, class_axis):
     return jnp.asarray(weight).reshape(shape)
 
 
+def smooth_probabilities(labels, smoothing, class_axis):
+    """optax.smooth_labels of a probability target, whose dtype check (utils.check_subdtype(labels,
+    jnp.floating)) rejects the target, not the prediction, as KINDS would take it."""
+    try:
+        return optax.smooth_labels(labels, smoothing, axis=class_axis)
+    except TypeError as error:
+        if not str(error).startswith(SUBDTYPE_CHECK):
+            raise
+        raise Rejected("probability_target_dtype", f"{type(error).__name__}: {error}") from error
+
+
 def cross_entropy_probabilities(request, logits, target, weight, smoothing, reduction, class_axis, params):
     how = []
     labels = jnp.asarray(target)
     if smoothing > 0.0:
-        labels = optax.smooth_labels(labels, smoothing, axis=class_axis)
+        labels = smooth_probabilities(labels, smoothing, class_axis)
         how.append("label_smoothing through optax.smooth_labels")
     if weight is not None:
         labels = labels * along_classes(weight, logits.ndim, class_axis)
@@ -405,4 +437,4 @@ def compute(request):
 
 
 if __name__ == "__main__":
-    serve(NAME, compute)
+    serve(NAME, compute, kinds=KINDS)

@@ -5,11 +5,33 @@ An adapter is one function, `compute(request) -> (loss, grad_input)` over NumPy 
 `Emulated` result when it reaches an option by emulation, a `ForwardOnly` result when it has no
 gradient (a forward-only runtime: the gradient check is then unsupported, the forward judged), and
 any other exception is reported as the implementation rejecting the input.
+
+A rejection is sent as `"<exception type>: <first line of its message>"`, and segloss passes it
+only for the anchor's reason: a rejection may state that reason as a segloss error kind
+(`invalid_reduction`, `target_dtype`, ...; scripts/segloss_gen/error_kinds.json lists them), and
+one that states none is matched against that table's patterns for the anchor's kind. A library
+that rejects for the anchor's reason in its own words can say so in two ways:
+
+* raise `Rejected(kind, message)` from `compute`, for a rejection the adapter recognises where
+  it happens;
+* hand `serve` a table of the library's messages, each kind with regular expressions searched
+  (`re.search`) in the `"<exception type>: <first line>"` of any other exception:
+
+      serve(name, compute, kinds={"invalid_reduction": [r"^ValueError: Unsupported reduction: "]})
+
+  the first kind, in the table's order, with a matching pattern is stated; a rejection that none
+  matches states no kind.
+
+State a kind only for a library check that names that reason (its own reduction, dtype or shape
+check), never for a failure that merely happens on such an input (a broadcasting or indexing
+error): a stated kind other than the anchor's fails as a wrong rejection.
 """
 
 import json
+import re
 import sys
 import traceback
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +43,24 @@ VERSION = 1
 
 class Unsupported(Exception):
     """The implementation does not have this loss or option; the message says which."""
+
+
+class Rejected(Exception):
+    """The implementation rejected the input for the reason `kind` names, a segloss error kind
+    (scripts/segloss_gen/error_kinds.json); `message` is sent as it is (its first line), so give
+    the library's own words, e.g. `Rejected("target_dtype", f"{type(error).__name__}: {error}")`."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+
+
+# The form of a segloss error kind (snake_case).
+_KIND = re.compile(r"[a-z][a-z0-9_]*")
+
+# A kinds table as `serve` compiles it: (kind, pattern) pairs in the table's order.
+_Table = Sequence[tuple[str, re.Pattern]]
 
 
 @dataclass
@@ -59,7 +99,37 @@ def _reply(message: dict) -> None:
     sys.stdout.flush()
 
 
-def _answer(compute, message: dict) -> dict:
+def _first_line(text: str) -> str:
+    lines = text.splitlines()
+    return lines[0] if lines else ""
+
+
+def _compile_kinds(kinds: Mapping[str, Sequence[str]] | None) -> _Table:
+    """The kinds table as (kind, compiled pattern) pairs, in order; a kind that is not a snake_case
+    identifier, a bare string instead of a list of patterns, or a pattern that does not compile is
+    the adapter's bug and raises here, before the hello."""
+    compiled = []
+    for kind, patterns in (kinds or {}).items():
+        if not isinstance(kind, str) or not _KIND.fullmatch(kind):
+            raise ValueError(f"kinds: {kind!r} is not a segloss error kind (snake_case)")
+        if isinstance(patterns, str):
+            raise ValueError(f"kinds: {kind} maps to a string, not a list of patterns")
+        compiled.extend((kind, re.compile(pattern)) for pattern in patterns)
+    return compiled
+
+
+def _rejection(error: Exception, kinds: _Table) -> dict:
+    """The `error` answer for an exception: `Rejected` states its own kind; any other exception is
+    described as "<type>: <first line>" and states the first kind of the table that matches it."""
+    if isinstance(error, Rejected):
+        return {"status": "error", "message": _first_line(error.message), "kind": error.kind}
+    said = f"{type(error).__name__}: {_first_line(str(error))}"
+    kind = next((kind for kind, pattern in kinds if pattern.search(said)), None)
+    answer = {"status": "error", "message": said}
+    return answer if kind is None else {**answer, "kind": kind}
+
+
+def _answer(compute, message: dict, kinds: _Table = ()) -> dict:
     request = Request(
         loss=message["loss"],
         params=message["params"],
@@ -73,8 +143,7 @@ def _answer(compute, message: dict) -> dict:
     except Unsupported as reason:
         return {**result, "status": "unsupported", "reason": str(reason)}
     except Exception as error:  # the implementation rejecting the input is an answer, not a crash
-        lines = str(error).splitlines()
-        return {**result, "status": "error", "message": f"{type(error).__name__}: {lines[0] if lines else ''}"}
+        return {**result, **_rejection(error, kinds)}
     out = Path(message["out"])
     if isinstance(outcome, ForwardOnly):
         np.save(out / "loss.npy", np.asarray(outcome.loss))
@@ -88,15 +157,18 @@ def _answer(compute, message: dict) -> dict:
     return {**result, "status": "ok"}
 
 
-def serve(name: str, compute) -> None:
-    """Answer requests on stdin until it closes."""
+def serve(name: str, compute, kinds: Mapping[str, Sequence[str]] | None = None) -> None:
+    """Answer requests on stdin until it closes. `kinds` maps segloss error kinds to regular
+    expressions over a rejection's "<exception type>: <first line>" (see the module's docstring):
+    the first kind with a matching pattern is stated with the rejection."""
+    table = _compile_kinds(kinds)
     for line in sys.stdin:
         message = json.loads(line)
         if message.get("type") == "hello":
             _reply({"type": "hello", "protocol": PROTOCOL, "version": VERSION, "name": name})
         elif message.get("type") == "case":
             try:
-                _reply(_answer(compute, message))
+                _reply(_answer(compute, message, table))
             except Exception:  # a bug in the adapter itself: say so on stderr and let segloss see the exit
                 traceback.print_exc()
                 sys.exit(1)

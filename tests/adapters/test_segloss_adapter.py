@@ -1,0 +1,117 @@
+"""Unit tests of the Python protocol helper, scripts/adapters/segloss_adapter.py: how `serve` answers
+a rejection, with the error kind a `Rejected` exception or the adapter's kinds table states.
+Standard library only (tests/certify.rs runs it with python3): the cases here carry no tensors and
+end in rejections, so no array is loaded or saved, and a stand-in module takes NumPy's place when
+NumPy is not installed."""
+
+import io
+import json
+import re
+import sys
+import types
+import unittest
+from pathlib import Path
+from unittest import mock
+
+try:
+    import numpy  # noqa: F401
+except ImportError:  # the helper names np.ndarray in its annotations, and uses nothing else here
+    sys.modules["numpy"] = types.SimpleNamespace(ndarray=object)
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts" / "adapters"))
+
+from segloss_adapter import PROTOCOL, VERSION, Rejected, Unsupported, serve  # noqa: E402
+
+KINDS = {
+    "invalid_reduction": [r"^ValueError: Unsupported reduction: ", r"^ValueError: Invalid value for argument `reduction`"],
+    "target_shape_mismatch": [r"^ValueError: Shape mismatch: got "],
+    # Matches every ValueError: listed after the others, so that they win where they match.
+    "unexpected_shape": [r"^ValueError: "],
+}
+
+
+def case(seq):
+    return {"type": "case", "seq": seq, "loss": "cross_entropy", "params": {}, "tensors": {},
+            "prediction": "input", "grad_output": None, "out": "unused"}
+
+
+def run(raises, kinds=None):
+    """The answers `serve` gives to a hello and to one case per exception in `raises`, raised by
+    `compute` in turn."""
+    errors = iter(raises)
+
+    def compute(request):
+        raise next(errors)
+
+    lines = [{"type": "hello", "protocol": PROTOCOL, "version": VERSION}]
+    lines += [case(seq) for seq in range(len(raises))]
+    stdin = io.StringIO("".join(json.dumps(line) + "\n" for line in lines))
+    stdout = io.StringIO()
+    with mock.patch.object(sys, "stdin", stdin), mock.patch.object(sys, "stdout", stdout):
+        serve("test adapter", compute, **({} if kinds is None else {"kinds": kinds}))
+    hello, *answers = [json.loads(line) for line in stdout.getvalue().splitlines()]
+    assert hello == {"type": "hello", "protocol": PROTOCOL, "version": VERSION, "name": "test adapter"}
+    return answers
+
+
+def error(seq, message, kind=None):
+    answer = {"type": "result", "seq": seq, "status": "error", "message": message}
+    return answer if kind is None else {**answer, "kind": kind}
+
+
+class StatingKinds(unittest.TestCase):
+    def test_without_a_table_a_rejection_states_no_kind(self):
+        self.assertEqual(run([ValueError("Unsupported reduction: avg")]),
+                         [error(0, "ValueError: Unsupported reduction: avg")])
+
+    def test_rejected_states_its_kind_with_its_message(self):
+        answers = run([Rejected("target_dtype", "TypeError: labels must be integers\nsecond line")], KINDS)
+        self.assertEqual(answers, [error(0, "TypeError: labels must be integers", "target_dtype")])
+
+    def test_rejected_is_not_matched_against_the_table(self):
+        answers = run([Rejected("input_dtype", "ValueError: Unsupported reduction: avg")], KINDS)
+        self.assertEqual(answers, [error(0, "ValueError: Unsupported reduction: avg", "input_dtype")])
+
+    def test_the_table_states_the_kind_whose_pattern_matches_type_and_first_line(self):
+        answers = run([
+            ValueError("Unsupported reduction: avg"),
+            ValueError("Invalid value for argument `reduction`. Expected one of ...\nmore"),
+            ValueError("Shape mismatch: got (2, 3) and (2, 1)."),
+        ], KINDS)
+        self.assertEqual(answers, [
+            error(0, "ValueError: Unsupported reduction: avg", "invalid_reduction"),
+            error(1, "ValueError: Invalid value for argument `reduction`. Expected one of ...", "invalid_reduction"),
+            error(2, "ValueError: Shape mismatch: got (2, 3) and (2, 1).", "target_shape_mismatch"),
+        ])
+
+    def test_the_first_kind_in_the_table_that_matches_wins(self):
+        answers = run([ValueError("Shape mismatch: got (2,) and (3,)."), ValueError("anything else")], KINDS)
+        self.assertEqual([answer["kind"] for answer in answers], ["target_shape_mismatch", "unexpected_shape"])
+
+    def test_a_rejection_no_pattern_matches_states_no_kind(self):
+        answers = run([TypeError("Unsupported reduction: avg"), RuntimeError("")], KINDS)
+        self.assertEqual(answers, [error(0, "TypeError: Unsupported reduction: avg"), error(1, "RuntimeError: ")])
+
+    def test_later_lines_of_a_message_are_neither_sent_nor_matched(self):
+        answers = run([TypeError("first line\nUnsupported reduction: avg")], {"invalid_reduction": [r"Unsupported reduction"]})
+        self.assertEqual(answers, [error(0, "TypeError: first line")])
+
+    def test_unsupported_stays_unsupported_whatever_the_table_says(self):
+        answers = run([Unsupported("Unsupported reduction: avg")], {"invalid_reduction": [r"Unsupported reduction"]})
+        self.assertEqual(answers, [{"type": "result", "seq": 0, "status": "unsupported",
+                                    "reason": "Unsupported reduction: avg"}])
+
+    def test_a_malformed_table_fails_before_the_hello(self):
+        malformed = [({"Invalid Reduction": [r"x"]}, ValueError), ({"invalid_reduction": r"x"}, ValueError),
+                     ({"invalid_reduction": [r"("]}, re.error)]
+        for kinds, raised in malformed:
+            hello = json.dumps({"type": "hello", "protocol": PROTOCOL, "version": VERSION}) + "\n"
+            stdout = io.StringIO()
+            with self.subTest(kinds=kinds), mock.patch.object(sys, "stdin", io.StringIO(hello)), \
+                    mock.patch.object(sys, "stdout", stdout), self.assertRaises(raised):
+                serve("test adapter", lambda request: None, kinds=kinds)
+            self.assertEqual(stdout.getvalue(), "")
+
+
+if __name__ == "__main__":
+    unittest.main()
