@@ -284,28 +284,32 @@ struct Run {
 }
 
 impl Setting {
-    /// Evaluates the setting in `form` on every problem; the facts are the first problem's.
+    /// Evaluates the setting in `form` on every problem; the facts are the first problem's. It
+    /// stops at the first problem the reference rejects (the last outcome is then the rejection),
+    /// and after the first problem when the conventions recorded there do not fit the form.
     fn run(&self, def: &LossDef, form: Form, problems: &[Problem]) -> Run {
         let mut facts = Vec::new();
-        let outcomes = problems
-            .iter()
-            .enumerate()
-            .map(|(index, problem)| {
-                let call = self.call(def, form, problem);
-                let (output, recorded) = traced(|| catalog::evaluate(&call));
-                if index == 0 {
-                    facts = recorded;
-                }
-                output
-                    .map(|output| {
-                        (
-                            output.loss,
-                            problem.logits_gradient(form, output.grad_input),
-                        )
-                    })
-                    .map_err(|error| error.to_string())
-            })
-            .collect();
+        let mut outcomes = Vec::with_capacity(problems.len());
+        for (index, problem) in problems.iter().enumerate() {
+            let call = self.call(def, form, problem);
+            let (output, recorded) = traced(|| catalog::evaluate(&call));
+            if index == 0 {
+                facts = recorded;
+            }
+            let outcome = output
+                .map(|output| {
+                    (
+                        output.loss,
+                        problem.logits_gradient(form, output.grad_input),
+                    )
+                })
+                .map_err(|error| error.to_string());
+            let stop = outcome.is_err() || (index == 0 && !form_fits(form, &facts));
+            outcomes.push(outcome);
+            if stop {
+                break;
+            }
+        }
         Run {
             form,
             facts,
@@ -437,10 +441,14 @@ pub fn differences(from: &[Fact], to: &[Fact]) -> Vec<Difference> {
             values.join("; ")
         }
     };
+    // A convention one loss does not record and the other records as its neutral value (nothing
+    // ignored, no weights, every class scored) is no difference.
+    let neutral = |value: &str| ["—", "nothing", "none", "every class"].contains(&value);
     axes.into_iter()
         .filter_map(|axis| {
             let (from, to) = (value(from, axis), value(to, axis));
-            (from != to).then(|| Difference {
+            let missing = from == "—" || to == "—";
+            (from != to && !(missing && neutral(&from) && neutral(&to))).then(|| Difference {
                 axis: axis.to_string(),
                 from,
                 to,
@@ -458,6 +466,11 @@ pub struct Described {
     pub form: Form,
     /// Its conventions, as the spec recorded them.
     pub facts: Vec<Fact>,
+}
+
+/// The catalog entry of a loss named on the command line; an unknown name is a usage error.
+fn find(loss: &str) -> Result<&'static LossDef> {
+    catalog::find(loss).map_err(|unknown| Error::Rosetta(unknown.to_string()))
 }
 
 /// The best form for a setting: the first one whose calls the reference accepts on every problem
@@ -520,7 +533,7 @@ fn candidates(domain: Domain, numbers: &[f64]) -> Vec<Option<Value>> {
     match domain {
         Domain::Bool => values.extend([Some(Value::Bool(false)), Some(Value::Bool(true))]),
         Domain::Choice(choices) => values.extend(choices.iter().map(|c| Some(Value::from(*c)))),
-        Domain::Number { .. } => {
+        Domain::Number { .. } | Domain::NumberOrList { .. } => {
             for &number in [0.0, 1.0, 0.5].iter().chain(numbers) {
                 let value = Some(Value::from(number));
                 if !values.contains(&value) {
@@ -583,15 +596,19 @@ fn rank(differences: &[f64], differing: usize, set: usize) -> (usize, i64, usize
 /// values in turn until none improves, and what still differs.
 pub fn translate(from: &Setting, to: &str, count: usize, seed: u64) -> Result<Translation> {
     let problems = problems(count, seed);
-    let from_def = catalog::find(&from.loss)?;
-    let to_def = catalog::find(to)?;
+    let from_def = find(&from.loss)?;
+    let to_def = find(to)?;
     let reference = best_run(from, from_def, &problems)?;
     let numbers = numbers_of(from, &reference.facts);
     let evaluate = |setting: &Setting| -> Option<(Run, Option<f64>, Vec<f64>)> {
         Form::ALL
             .iter()
             .map(|&form| setting.run(to_def, form, &problems))
-            .filter(|run| run.outcomes.iter().all(Result::is_ok) && form_fits(run.form, &run.facts))
+            .filter(|run| {
+                run.outcomes.len() == problems.len()
+                    && run.outcomes.iter().all(Result::is_ok)
+                    && form_fits(run.form, &run.facts)
+            })
             .map(|run| {
                 let plain = problem_differences(&reference.outcomes, &run.outcomes, 1.0);
                 let scaled = constant_factor(&reference.outcomes, &run.outcomes)
@@ -767,8 +784,8 @@ pub struct ComparedProblem {
 
 /// Compares two settings on `problems` (generated, or given): values, gradients, differences.
 pub fn compare(a: &Setting, b: &Setting, problems: &[Problem]) -> Result<Comparison> {
-    let run_a = best_run(a, catalog::find(&a.loss)?, problems)?;
-    let run_b = best_run(b, catalog::find(&b.loss)?, problems)?;
+    let run_a = best_run(a, find(&a.loss)?, problems)?;
+    let run_b = best_run(b, find(&b.loss)?, problems)?;
     let rows: Vec<ComparedProblem> = problems
         .iter()
         .zip(run_a.outcomes.iter().zip(&run_b.outcomes))

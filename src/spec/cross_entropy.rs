@@ -11,6 +11,7 @@ use super::binary::{two_product, two_sum};
 use super::positions::{sweep, Layout, Upstream, Values};
 use super::smp::shape_error;
 use super::softmax::SoftmaxLane;
+use super::trace::{self, number, Fact};
 use super::{check_batched, compensated_sum, reshaped, LossOutput, Reduction};
 use crate::error::Rejection;
 use crate::spec::Result;
@@ -188,6 +189,20 @@ pub(crate) fn class_index_cross_entropy(
     grad_output: Option<&ArrayD<f64>>,
 ) -> Result<LossOutput> {
     let denominator = class_index_checks(call, ignore_index, smoothing, mean_over, reduction)?;
+    trace::record(|| {
+        let mut facts = vec![
+            Fact::new("prediction", "logits, log-softmax over the classes"),
+            Fact::new("target", "class indices"),
+        ];
+        facts.extend(class_index_facts(
+            call,
+            ignore_index,
+            smoothing,
+            mean_over,
+            reduction,
+        ));
+        facts
+    });
     let upstream = Upstream::new(reduction, grad_output, call.targets.shape(), denominator)?;
     let layout = Layout::of(input.shape(), call.class_axis);
     let classes = layout.classes;
@@ -272,6 +287,56 @@ pub(crate) fn class_index_cross_entropy(
 
 /// The bounds and dtype checks a class-index loss makes before it computes, and the denominator
 /// of its mean.
+/// The conventions of a class-index cross entropy past its prediction and target, in words.
+fn class_index_facts(
+    call: &ClassIndexCall,
+    ignore_index: Option<i64>,
+    smoothing: f64,
+    mean_over: MeanOver,
+    reduction: Reduction,
+) -> Vec<Fact> {
+    let mean = match (reduction, mean_over) {
+        (Reduction::Mean, MeanOver::TargetWeights) if call.weighted => {
+            "mean: Σl / Σ w_y over the positions not ignored".to_string()
+        }
+        (Reduction::Mean, MeanOver::TargetWeights) => {
+            "mean: Σl / (number of positions not ignored)".to_string()
+        }
+        (Reduction::Mean, MeanOver::Positions) => {
+            "mean: Σl / (number of positions, ignored ones included)".to_string()
+        }
+        (reduction, _) => reduction.to_string(),
+    };
+    vec![
+        Fact::new(
+            "ignored",
+            ignore_index.map_or("nothing".to_string(), |index| {
+                format!("positions labelled {index} add 0")
+            }),
+        ),
+        Fact::new(
+            "label smoothing",
+            if smoothing > 0.0 {
+                format!(
+                    "(1 − ε)·(−log p_y) + (ε/C)·Σ_c(−log p_c), ε = {}",
+                    number(smoothing)
+                )
+            } else {
+                "none".to_string()
+            },
+        ),
+        Fact::new(
+            "class weights",
+            if call.weighted {
+                "w_y (and w_c in the smoothing term)"
+            } else {
+                "none"
+            },
+        ),
+        Fact::new("reduction", mean),
+    ]
+}
+
 fn class_index_checks(
     call: &ClassIndexCall,
     ignore_index: Option<i64>,
@@ -325,6 +390,20 @@ fn class_index_nll(
         MeanOver::TargetWeights,
         reduction,
     )?;
+    trace::record(|| {
+        let mut facts = vec![
+            Fact::new("prediction", "log-probabilities, as given"),
+            Fact::new("target", "class indices"),
+        ];
+        facts.extend(class_index_facts(
+            call,
+            Some(ignore_index),
+            0.0,
+            MeanOver::TargetWeights,
+            reduction,
+        ));
+        facts
+    });
     let upstream = Upstream::new(reduction, grad_output, call.targets.shape(), denominator)?;
     let layout = Layout::of(input.shape(), call.class_axis);
     let targets: Vec<i64> = call.targets.iter().copied().collect();
@@ -363,6 +442,36 @@ fn probability_cross_entropy(
     reduction: Reduction,
     grad_output: Option<&ArrayD<f64>>,
 ) -> Result<LossOutput> {
+    trace::record(|| {
+        vec![
+            Fact::new("prediction", "logits, log-softmax over the classes"),
+            Fact::new("target", "one value per class (one-hot or soft)"),
+            Fact::new("ignored", "nothing"),
+            Fact::new(
+                "label smoothing",
+                if label_smoothing > 0.0 {
+                    format!("t·(1 − ε) + ε/C, ε = {}", number(label_smoothing))
+                } else {
+                    "none".to_string()
+                },
+            ),
+            Fact::new(
+                "class weights",
+                if weights.iter().all(|&w| w == 1.0) {
+                    "none"
+                } else {
+                    "w_c on each class's term"
+                },
+            ),
+            Fact::new(
+                "reduction",
+                match reduction {
+                    Reduction::Mean => "mean: Σl / (number of positions)".to_string(),
+                    other => other.to_string(),
+                },
+            ),
+        ]
+    });
     let layout = Layout::of(input.shape(), class_axis);
     let classes = layout.classes;
     let mut positions_shape = input.shape().to_vec();

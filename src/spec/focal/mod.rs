@@ -49,6 +49,7 @@ use ndarray::{ArrayD, IxDyn};
 use super::binary::{two_product, two_sum, Logit, Wide};
 use super::positions::{sweep, Lane, Layout, Position};
 use super::softmax::SoftmaxLane;
+use super::trace::{self, number, Fact};
 use super::{compensated_sum, CompensatedSum, LossOutput, Reduction};
 use crate::error::Rejection;
 use crate::spec::Result;
@@ -785,6 +786,22 @@ pub(super) fn sigmoid_map(
     weight: Option<&[f64]>,
     reducer: &Reducer,
 ) -> LossOutput {
+    trace::record(|| {
+        let given = |values: Option<&[f64]>, what: &str| match values {
+            Some(values) if values.iter().any(|&value| value != 1.0) => {
+                format!("{what} {}", numbers(values))
+            }
+            _ => "none".to_string(),
+        };
+        let mut facts = focal.facts("logits, sigmoid of each element", alpha);
+        facts.extend([
+            Fact::new("pos_weight", given(pos_weight, "per class")),
+            Fact::new("class weights", given(weight, "per class")),
+            Fact::new("classes scored", scored(first)),
+            Fact::new("reduction", reducer.aggregation.words()),
+        ]);
+        facts
+    });
     let per_class = |values: Option<&[f64]>, class: usize| values.map_or(1.0, |v| v[class]);
     over_positions(map, first, map_shape, reducer, |position, pass, lane, _| {
         let mut total = CompensatedSum::default();
@@ -830,6 +847,24 @@ pub(super) fn softmax_map(
     class_weight: impl Fn(usize) -> f64 + Sync,
     reducer: &Reducer,
 ) -> LossOutput {
+    trace::record(|| {
+        let untargeted = match focal.untargeted {
+            Untargeted::Formed => "",
+            Untargeted::Masked => ", classes with t_c = 0 masked out",
+        };
+        vec![
+            Fact::new("prediction", "logits, softmax over the classes"),
+            Fact::new(
+                "focal term",
+                format!(
+                    "−(1 − p_c)^γ·log p_c·t_c per class, γ = {}{untargeted}",
+                    number(focal.gamma)
+                ),
+            ),
+            Fact::new("classes scored", scored(first)),
+            Fact::new("reduction", reducer.aggregation.words()),
+        ]
+    });
     let classes = map.classes;
     let skip = |t: f64| t == 0.0 && focal.untargeted == Untargeted::Masked;
     over_positions(
@@ -890,6 +925,88 @@ pub(super) fn softmax_map(
             total.total()
         },
     )
+}
+
+/// The classes a map scores when its input's first `first` channels are dropped, in words.
+fn scored(first: usize) -> &'static str {
+    if first == 0 {
+        "every class"
+    } else {
+        "every class but the first (background)"
+    }
+}
+
+/// Numbers as a list in words.
+fn numbers(values: &[f64]) -> String {
+    let values: Vec<String> = values.iter().map(|&value| number(value)).collect();
+    format!("[{}]", values.join(", "))
+}
+
+impl SigmoidFocal {
+    /// The conventions of the prediction (`prediction`, in words), the focal term and α.
+    pub(super) fn facts(&self, prediction: &str, alpha: &Alpha) -> Vec<Fact> {
+        vec![
+            Fact::new("prediction", prediction),
+            Fact::new("focal term", self.words()),
+            Fact::new("α", alpha.words()),
+        ]
+    }
+
+    /// The focal term in words.
+    fn words(&self) -> String {
+        let gamma = number(self.gamma);
+        match self.soft_target {
+            SoftTarget::Linear => {
+                format!("BCE·(1 − p_t)^γ, p_t = p·t + (1 − p)·(1 − t), γ = {gamma}")
+            }
+            SoftTarget::Geometric { reduced_threshold } => format!(
+                "BCE·(1 − p_t)^γ, p_t = exp(−BCE), γ = {gamma}{}",
+                reduced_threshold.map_or(String::new(), |r| format!(
+                    ", ((1 − p_t)/r)^γ above r = {} and 1 below",
+                    number(r)
+                ))
+            ),
+            SoftTarget::LogSigmoid => format!("BCE·exp(γ·log σ(−x·(2t − 1))), γ = {gamma}"),
+            SoftTarget::Interpolated => {
+                format!("t·(1 − p)^γ·(−log p) + (1 − t)·p^γ·(−log(1 − p)), γ = {gamma}")
+            }
+        }
+    }
+}
+
+impl Alpha {
+    /// α in words.
+    fn words(&self) -> String {
+        match self {
+            Alpha::None => "none".to_string(),
+            Alpha::Balanced(alpha) => {
+                format!("{} on positives, 1 − α on negatives", number(*alpha))
+            }
+            Alpha::PositivesPerClass(alphas) => {
+                format!("α_c {} on positives (t = 1), 1 elsewhere", numbers(alphas))
+            }
+            Alpha::PerClass(alphas) => format!("α_c {} per class", numbers(alphas)),
+            Alpha::Background(alpha) => format!(
+                "1 − α for the first class (background), α = {} for the others",
+                number(*alpha)
+            ),
+        }
+    }
+}
+
+impl Aggregation {
+    /// The reduction in words.
+    pub(super) fn words(self) -> &'static str {
+        match self {
+            Aggregation::None => "none: the loss of every element",
+            Aggregation::Sum => "sum over every element",
+            Aggregation::MeanOverElements => "mean over every element (N·C·positions)",
+            Aggregation::MonaiMean => {
+                "mean over every element, or Σl / Σmask (positions) with ignore_index"
+            }
+            Aggregation::MonaiSum => "sum over (image, class) of the mean over the positions",
+        }
+    }
 }
 
 /// A value rounded to float32, as MONAI's `.float()` casts and smp's float32 class weights leave it.

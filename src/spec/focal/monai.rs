@@ -11,6 +11,7 @@ use crate::error::Rejection;
 use crate::spec::cross_entropy::check_float_input;
 use crate::spec::monai::{ignore_mask, OneHot};
 use crate::spec::positions::{Layout, Position, Values};
+use crate::spec::trace::{self, Fact};
 use crate::spec::{check_batched, LossOutput, Reduction, Result};
 use crate::tensor::Tensor;
 
@@ -188,6 +189,12 @@ pub fn loss(
             kept,
         }
     };
+    trace::record(|| {
+        vec![Fact::new(
+            "inputs",
+            "rounded to float32 (MONAI computes in float32)",
+        )]
+    });
     Ok(if options.use_softmax {
         let focal = SoftmaxFocal {
             gamma: options.gamma,

@@ -5,12 +5,13 @@ use std::borrow::Cow;
 
 use ndarray::{ArrayD, IxDyn};
 
-use super::{grad_output_scalar, to_f32, SigmoidFocal, SoftTarget};
+use super::{grad_output_scalar, to_f32, Alpha, SigmoidFocal, SoftTarget};
 use crate::error::Rejection;
 use crate::spec::binary::{two_product, two_sum, Broadcast};
 use crate::spec::cross_entropy::check_float_input;
 use crate::spec::positions::{sweep, Layout, Position, Values};
 use crate::spec::smp::{shape_error, SmpMode};
+use crate::spec::trace::{self, Fact};
 use crate::spec::{compensated_sum, CompensatedSum, LossOutput, Result};
 use crate::tensor::Tensor;
 
@@ -129,6 +130,42 @@ pub fn loss(
             reduced_threshold: options.reduced_threshold,
         },
     };
+    trace::record(|| {
+        let prediction = if options.from_logits {
+            "logits, sigmoid of each element"
+        } else {
+            "probabilities, as given"
+        };
+        let alpha = options.alpha.map_or(Alpha::None, Alpha::Balanced);
+        let mut facts = focal.facts(prediction, &alpha);
+        let each = match options.reduction {
+            SmpReduction::Mean => "mean",
+            SmpReduction::Sum => "sum",
+            SmpReduction::BatchwiseMean => "sum over the batch axis",
+            SmpReduction::Unreduced => "unreduced",
+        };
+        let normalized = if options.normalized {
+            ", divided by Σ(1 − p_t)^γ"
+        } else {
+            ""
+        };
+        facts.push(Fact::new(
+            "reduction",
+            match options.mode {
+                SmpMode::Binary => format!("one focal loss over every element, {each}{normalized}"),
+                _ => format!(
+                    "one focal loss per class, each {each}{normalized}, then their mean (Σwl/Σw)"
+                ),
+            },
+        ));
+        facts.push(Fact::new(
+            "ignored",
+            options.ignore_index.map_or("nothing".to_string(), |index| {
+                format!("elements labelled {index} dropped")
+            }),
+        ));
+        facts
+    });
     let alpha = options.alpha.map(|alpha| (alpha, 1.0 - alpha));
     let values = Values::read(y_pred);
     let layout = groups.layout;

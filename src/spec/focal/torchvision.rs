@@ -2,11 +2,12 @@
 
 use ndarray::ArrayD;
 
-use super::{Alpha, SigmoidFocal, SoftTarget};
+use super::{Aggregation, Alpha, SigmoidFocal, SoftTarget};
 use crate::error::Rejection;
 use crate::spec::binary::{check_same_shape, elementwise};
 use crate::spec::cross_entropy::check_float_input;
 use crate::spec::positions::Values;
+use crate::spec::trace::{self, Fact};
 use crate::spec::{LossOutput, Reduction, Result};
 use crate::tensor::Tensor;
 
@@ -50,6 +51,14 @@ pub fn loss(
     } else {
         Alpha::None
     };
+    trace::record(|| {
+        let mut facts = focal.facts("logits, sigmoid of each element", &alpha);
+        facts.push(Fact::new(
+            "reduction",
+            Aggregation::plain(reduction).words(),
+        ));
+        facts
+    });
     elementwise(inputs.shape(), reduction, grad_output, |i| {
         let t = t.at(i);
         let element = focal.element(x.at(i), t, alpha.sigmoid_pair(0, t), 1.0);
