@@ -40,6 +40,17 @@ pub const TABLES: &[Table] = &[
         to: &["cross_entropy", "smp.SoftCrossEntropyLoss"],
     },
     Table {
+        family: "Binary cross entropy",
+        from: &[
+            ("binary_cross_entropy_with_logits", &[]),
+            ("smp.SoftBCEWithLogitsLoss", &[("smooth_factor", "0.1")]),
+        ],
+        to: &[
+            "binary_cross_entropy_with_logits",
+            "smp.SoftBCEWithLogitsLoss",
+        ],
+    },
+    Table {
         family: "Focal",
         from: &[
             ("sigmoid_focal_loss", &[("reduction", "\"mean\"")]),

@@ -10,6 +10,7 @@ use ndarray::ArrayD;
 
 use super::cross_entropy::check_float_input;
 use super::positions::{sweep, Layout, Upstream, Values};
+use super::trace::{self, number, Fact};
 use super::{LossOutput, Reduction};
 use crate::error::Rejection;
 use crate::spec::Result;
@@ -391,9 +392,53 @@ pub fn binary_cross_entropy_with_logits(
     grad_output: Option<&ArrayD<f64>>,
 ) -> Result<LossOutput> {
     let call = check_logits_call(input, target, weight, pos_weight)?;
+    record_logits_facts(weight, pos_weight, "none", None, reduction);
     elementwise(input.shape(), reduction, grad_output, |i| {
         call.element(i, |t| (t, 1.0 - t))
     })
+}
+
+/// Records the conventions of a BCE over logits: its weights, label smoothing (in words), ignored
+/// label, and reduction (the mean dividing by every element, ignored ones included).
+fn record_logits_facts(
+    weight: Option<&Tensor>,
+    pos_weight: Option<&Tensor>,
+    smoothing: &str,
+    ignore_index: Option<i64>,
+    reduction: Reduction,
+) {
+    trace::record(|| {
+        let given = |tensor: Option<&Tensor>| {
+            if tensor.is_some() {
+                "given, broadcast over the elements"
+            } else {
+                "none"
+            }
+        };
+        vec![
+            Fact::new("prediction", "logits, sigmoid of each element"),
+            Fact::new("target", "one value per class (one-hot or soft)"),
+            Fact::new("class weights", given(weight)),
+            Fact::new("pos_weight", given(pos_weight)),
+            Fact::new("label smoothing", smoothing),
+            Fact::new(
+                "ignored",
+                ignore_index.map_or("nothing".to_string(), |index| {
+                    format!("elements labelled {index} add 0")
+                }),
+            ),
+            Fact::new(
+                "reduction",
+                match reduction {
+                    Reduction::Mean if ignore_index.is_some() => {
+                        "mean: Σl / (number of elements, ignored ones included)".to_string()
+                    }
+                    Reduction::Mean => "mean: Σl / (number of elements)".to_string(),
+                    other => other.to_string(),
+                },
+            ),
+        ]
+    });
 }
 
 /// smp's `SoftBCEWithLogitsLoss(weight, ignore_index, reduction, smooth_factor, pos_weight)`.
@@ -434,6 +479,16 @@ pub fn smp_soft_bce_with_logits(
         (smooth_factor, _) => (y_true, smooth_factor),
     };
     let call = check_logits_call(y_pred, y_true, weight, pos_weight)?;
+    let smoothing = options.smooth_factor.map_or("none".to_string(), |s| {
+        format!("t·(1 − s) + (1 − t)·s, s = {}", number(s))
+    });
+    record_logits_facts(
+        weight,
+        pos_weight,
+        &smoothing,
+        options.ignore_index,
+        options.reduction,
+    );
     let smoothed = |t: f64| match smooth_factor {
         Some(s) => ((1.0 - t) * s + t * (1.0 - s), t * s + (1.0 - t) * (1.0 - s)),
         None => (t, 1.0 - t),
