@@ -42,8 +42,11 @@ pub const SAME: f64 = 1e-9;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PredictionForm {
-    /// The logits as they are.
+    /// The logits as they are, float64.
     Logits,
+    /// The logits as float32 (for a loss that takes float32 only; the generated logits are
+    /// float32 numbers, so both forms hold the same values).
+    Logits32,
     /// softmax over the class axis of the logits.
     Probabilities,
 }
@@ -71,34 +74,22 @@ pub struct Form {
 
 impl Form {
     /// Every form, logits and class indices first.
-    pub const ALL: [Form; 6] = {
+    pub const ALL: [Form; 9] = {
         use PredictionForm::*;
         use TargetForm::*;
+        const fn form(prediction: PredictionForm, target: TargetForm) -> Form {
+            Form { prediction, target }
+        }
         [
-            Form {
-                prediction: Logits,
-                target: Indices,
-            },
-            Form {
-                prediction: Logits,
-                target: IndicesWithChannel,
-            },
-            Form {
-                prediction: Logits,
-                target: OneHot,
-            },
-            Form {
-                prediction: Probabilities,
-                target: Indices,
-            },
-            Form {
-                prediction: Probabilities,
-                target: IndicesWithChannel,
-            },
-            Form {
-                prediction: Probabilities,
-                target: OneHot,
-            },
+            form(Logits, Indices),
+            form(Logits, IndicesWithChannel),
+            form(Logits, OneHot),
+            form(Probabilities, Indices),
+            form(Probabilities, IndicesWithChannel),
+            form(Probabilities, OneHot),
+            form(Logits32, Indices),
+            form(Logits32, IndicesWithChannel),
+            form(Logits32, OneHot),
         ]
     };
 
@@ -106,6 +97,7 @@ impl Form {
     pub fn words(&self) -> String {
         let prediction = match self.prediction {
             PredictionForm::Logits => "logits (N, C, H, W)",
+            PredictionForm::Logits32 => "logits (N, C, H, W) as float32",
             PredictionForm::Probabilities => "softmax(logits) over C",
         };
         let target = match self.target {
@@ -170,8 +162,9 @@ pub fn problems(count: usize, seed: u64) -> Vec<Problem> {
             } else {
                 2.0
             };
+            // float32 numbers, so that a loss taking float32 sees the same values.
             let logits = ArrayD::from_shape_fn(IxDyn(&[batch, CLASSES, height, width]), |_| {
-                scale * (2.0 * stream.uniform() - 1.0)
+                f64::from((scale * (2.0 * stream.uniform() - 1.0)) as f32)
             });
             let labels =
                 ArrayD::from_shape_fn(IxDyn(&[batch, height, width]), |position| match index % 4 {
@@ -204,8 +197,9 @@ impl Problem {
     /// The tensors of `form`: (prediction, target).
     fn tensors(&self, form: Form) -> (Tensor, Tensor) {
         let prediction = match form.prediction {
-            PredictionForm::Logits => self.logits.clone(),
-            PredictionForm::Probabilities => softmax(&self.logits),
+            PredictionForm::Logits => Tensor::Float64(self.logits.clone()),
+            PredictionForm::Logits32 => Tensor::Float32(self.logits.mapv(|x| x as f32)),
+            PredictionForm::Probabilities => Tensor::Float64(softmax(&self.logits)),
         };
         let target = match form.target {
             TargetForm::Indices => Tensor::Int64(self.labels.clone()),
@@ -222,13 +216,13 @@ impl Problem {
                 }))
             }
         };
-        (Tensor::Float64(prediction), target)
+        (prediction, target)
     }
 
     /// ∂L/∂logits from ∂L/∂(the prediction as `form` hands it).
     fn logits_gradient(&self, form: Form, gradient: ArrayD<f64>) -> ArrayD<f64> {
         match form.prediction {
-            PredictionForm::Logits => gradient,
+            PredictionForm::Logits | PredictionForm::Logits32 => gradient,
             PredictionForm::Probabilities => {
                 let p = softmax(&self.logits);
                 let weighted = (&p * &gradient).sum_axis(Axis(1)).insert_axis(Axis(1));
@@ -332,8 +326,7 @@ fn form_fits(form: Form, facts: &[Fact]) -> bool {
         Some(value) if value.starts_with("probabilities") => {
             form.prediction == PredictionForm::Probabilities
         }
-        Some(_) => form.prediction == PredictionForm::Logits,
-        None => form.prediction == PredictionForm::Logits,
+        _ => form.prediction != PredictionForm::Probabilities,
     };
     let target = match value("target") {
         Some("class indices") => form.target != TargetForm::OneHot,

@@ -65,6 +65,14 @@ pub const TABLES: &[Table] = &[
         ],
     },
     Table {
+        family: "Lovász",
+        from: &[
+            ("smp.LovaszLoss", &[("mode", "\"multiclass\"")]),
+            ("kornia.lovasz_softmax_loss", &[]),
+        ],
+        to: &["smp.LovaszLoss", "kornia.lovasz_softmax_loss"],
+    },
+    Table {
         family: "Overlap: Dice, Jaccard (IoU), Tversky",
         from: &[
             ("smp.DiceLoss", &[("mode", "\"multiclass\"")]),
@@ -155,8 +163,7 @@ pub fn render_translations(tables: &[(&'static Table, Vec<Translation>)]) -> Str
          with respect to the logits agrees to 1e-9 relative. The conventions are the ones the spec's \
          family core records while it computes (`segloss translate` and `segloss compare` print \
          them for any call); a difference listed beside \"same\" is one these problems do not \
-         exercise. The Lovász and MCC families are not on the page yet: their cores record no \
-         conventions.\n\n"
+         exercise. smp's MCC loss has no counterpart in the other libraries and is not on the page.\n\n"
     );
     for (table, translations) in tables {
         let _ = writeln!(page, "## {}\n", table.family);

@@ -67,6 +67,17 @@ pub fn kornia_lovasz_softmax(
         .collect();
     check_not_empty("pred", pred)?;
     check_not_empty("target", target)?;
+    super::record_facts(
+        true,
+        "one per image",
+        "every class",
+        if weight.is_some() {
+            "per class; the mean still divides by C"
+        } else {
+            "none"
+        },
+        None,
+    );
     let labels = Labels::read(target);
     let label = |index: usize| labels.at(index) as i64;
     let count = target.shape().iter().product();
@@ -165,6 +176,7 @@ pub fn kornia_lovasz_hinge(
             got: pred.shape().to_vec(),
         });
     };
+    super::record_facts(false, "one per image", "", "none", None);
     if target.shape().len() != 3 {
         return Err(Rejection::UnexpectedShape {
             argument: "target",

@@ -51,6 +51,7 @@ use super::positions::Values;
 use super::softmax::SoftmaxLane;
 use super::{compensated_sum, grad_output_or_ones, scalar, CompensatedSum, LossOutput};
 use crate::error::Rejection;
+use crate::spec::trace::{self, Fact};
 use crate::spec::Result;
 use crate::tensor::Tensor;
 
@@ -58,6 +59,39 @@ mod kornia;
 mod smp;
 
 pub use kornia::{kornia_lovasz_hinge, kornia_lovasz_softmax};
+
+/// Records a Lovász loss's conventions: softmax errors or hinge errors, its groups, which classes
+/// a softmax group scores, its class weights and ignored label.
+fn record_facts(softmax: bool, groups: &str, classes: &str, weights: &str, ignored: Option<i64>) {
+    trace::record(|| {
+        let mut facts = vec![
+            Fact::new(
+                "prediction",
+                if softmax {
+                    "logits, softmax over the classes; errors |[y = c] − p_c|"
+                } else {
+                    "logits; hinge errors 1 − x·(2t − 1)"
+                },
+            ),
+            Fact::new("groups", groups),
+        ];
+        if softmax {
+            facts.push(Fact::new("classes of a group", classes));
+            facts.push(Fact::new("class weights", weights));
+        }
+        facts.push(Fact::new(
+            "ignored",
+            ignored.map_or("nothing".to_string(), |index| {
+                format!("labels equal to {index} leave every group")
+            }),
+        ));
+        facts.push(Fact::new(
+            "reduction",
+            "mean of the Lovász extensions over the groups (and classes)",
+        ));
+        facts
+    });
+}
 pub use smp::{smp_lovasz, SmpLovaszOptions};
 
 /// The Lovász weights Δ_i of ground truth taken in decreasing order of the errors, one rank at a

@@ -56,6 +56,17 @@ pub fn smp_lovasz(
     options: &SmpLovaszOptions,
     grad_output: Option<&ArrayD<f64>>,
 ) -> Result<LossOutput> {
+    super::record_facts(
+        options.mode == SmpMode::Multiclass,
+        if options.per_image {
+            "one per image"
+        } else {
+            "the whole batch pooled"
+        },
+        "those present in its labels",
+        "none",
+        options.ignore_index,
+    );
     let prediction = Values::read(y_pred);
     let labels = Labels::read(y_true);
     let groups = smp_groups(y_pred.shape(), y_true.shape(), options.per_image)?;
