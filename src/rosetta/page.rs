@@ -125,9 +125,7 @@ pub fn translations() -> Result<Vec<(&'static Table, Vec<Translation>)>> {
             let mut found = Vec::new();
             for (loss, params) in table.from {
                 let from = setting(loss, params);
-                for to in table.to.iter().filter(|to| {
-                    **to != from.loss || table.from.len() > 1 && !from.params.is_empty()
-                }) {
+                for to in table.to.iter().filter(|to| **to != from.loss) {
                     found.push(translate(&from, to, PAGE_PROBLEMS, PAGE_SEED)?);
                 }
             }
