@@ -188,6 +188,7 @@ mod tests {
             verdict,
             emulated: None,
             defects: Vec::new(),
+            elapsed: std::time::Duration::ZERO,
         }
     }
 

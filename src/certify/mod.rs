@@ -25,6 +25,7 @@ use std::cell::OnceCell;
 use std::collections::BTreeSet;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use libtest_mimic::{Completion, Failed, Trial};
 use ndarray::ArrayD;
@@ -34,7 +35,7 @@ use crate::catalog;
 use crate::catalog::artefacts::{artefacts_for, AnchorArtefact};
 /// The call an implementation computes, as the catalog describes it.
 pub use crate::catalog::LossCall;
-use crate::compare::{assert_close, tolerance_for, Agreement, Check, Tier, Tolerance};
+use crate::compare::{assert_close, tolerance_for, Agreement, Check, Mismatch, Tier, Tolerance};
 use crate::corpus::{CaseSpec, Corpus};
 use crate::fixtures::{Case, CaseEntry, Defect, Expected, ExpectedEntry};
 use crate::oracle;
@@ -232,6 +233,20 @@ pub struct Failure {
     pub kind: FailureKind,
     /// The full reason, as reports print it.
     pub detail: String,
+    /// For values beyond the tolerance: the comparison's figures and what was allowed.
+    pub comparison: Option<Box<ValueComparison>>,
+}
+
+/// A failed value comparison: the mismatch and the tolerance it was held to, with the reason for
+/// that tolerance (the policy's, worded for any implementation).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValueComparison {
+    /// How the values differ.
+    pub mismatch: Mismatch,
+    /// What was allowed.
+    pub tolerance: Tolerance,
+    /// Why that much.
+    pub reason: &'static str,
 }
 
 /// The kinds of failure a check can have.
@@ -286,6 +301,7 @@ impl Verdict {
         Verdict::Failed(Failure {
             kind,
             detail: detail.into(),
+            comparison: None,
         })
     }
 }
@@ -306,6 +322,9 @@ pub struct CheckResult {
     /// The upstream defects the case shows: a passed check gave the anchor's (defective)
     /// outcome, an accepted one the corrected outcome.
     pub defects: Vec<Arc<Defect>>,
+    /// How long the implementation took to answer the case (shared by its checks; zero where
+    /// the case could not be prepared).
+    pub elapsed: Duration,
 }
 
 /// The call a case describes, with the grad_output its expected gradient was computed for.
@@ -426,10 +445,15 @@ fn value_verdict(
         Err(mismatch) => accepted_alternative(case, exact, check, actual, tolerance)
             .or_else(|| accepted_correction(case, check, actual, tolerance))
             .unwrap_or_else(|| {
-                Verdict::failed(
-                    FailureKind::Mismatch,
-                    format!("{mismatch}\nTolerance reason: {reason}"),
-                )
+                Verdict::Failed(Failure {
+                    kind: FailureKind::Mismatch,
+                    detail: mismatch.to_string(),
+                    comparison: Some(Box::new(ValueComparison {
+                        mismatch: *mismatch,
+                        tolerance,
+                        reason,
+                    })),
+                })
             }),
     }
 }
@@ -583,9 +607,12 @@ pub fn run_case(
             })
             .collect()
     };
+    let mut elapsed = Duration::ZERO;
     let (verdicts, emulated) = match corpus.prepare(spec) {
         Ok(prepared) => {
+            let started = Instant::now();
             let outcome = compute_guarded(implementation, &prepared.call());
+            elapsed = started.elapsed();
             let emulated = match &outcome {
                 Outcome::Emulated(_, how)
                 | Outcome::ForwardOnly {
@@ -618,6 +645,7 @@ pub fn run_case(
             verdict,
             emulated: emulated.clone(),
             defects: spec.defects.clone(),
+            elapsed,
         })
         .collect()
 }

@@ -9,10 +9,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::known::{KnownFailures, Status};
-use super::{Alternative, CheckResult, Verdict};
-use crate::compare::{Agreement, Tier};
+use super::{Alternative, CaseCheck, CheckResult, Failure, Verdict};
+use crate::compare::{tolerance_for, Agreement, Mismatch, Tier, Tolerance};
 use crate::error::{Error, Result};
 use crate::files::{read_regular_file, MAX_DOCUMENT_BYTES};
+use crate::tensor::DType;
 
 /// A judged run: every check with its status against the known-failure list.
 pub struct Report {
@@ -26,6 +27,101 @@ pub struct Report {
     pub corpus: String,
     /// Minimal failing cases found by shrinking, each described in a few lines.
     pub reproducers: Vec<String>,
+    /// The fixtures' provenance (the manifest's generator record), when the run read fixtures.
+    pub provenance: Option<serde_json::Value>,
+    /// The command that runs the implementation, for an out-of-process one.
+    pub command: Option<String>,
+}
+
+/// What the terminal table's columns count.
+const LEGEND: &str =
+    "passed: within tolerance of the anchor's value (or an accepted alternative), or rejected \
+for the anchor's reason; failed: not, and not listed; unsup: the implementation does not support \
+it; known: failed as its known-failure list says; unexp: listed as failing, but passed. Counts \
+are checks (forward, gradient, or rejection); worst abs and rel over passed value checks.\n";
+
+/// A tolerance in a few words.
+fn tolerance_text(tolerance: &Tolerance) -> String {
+    match tolerance.normwise {
+        Some(bound) => format!(
+            "{} ulps (of {} bits) of the tensor's largest expected magnitude",
+            bound.ulps, bound.precision
+        ),
+        None => format!(
+            "rtol {:e}, atol {:e} per element",
+            tolerance.rtol, tolerance.atol
+        ),
+    }
+}
+
+/// A check's figures for `--json`: its worst differences (from the expected value, or the
+/// accepted alternative), where the worst is for a failure, and the tolerance it was held to.
+fn figures(result: &CheckResult, tier: Tier) -> serde_json::Value {
+    let CaseCheck::Values(check) = result.check else {
+        return json!({});
+    };
+    let tolerance_json = |tolerance: &Tolerance, reason: &str| {
+        json!({
+            "rtol": tolerance.rtol,
+            "atol": tolerance.atol,
+            "normwise_ulps": tolerance.normwise.map(|bound| bound.ulps),
+            "reason": reason,
+        })
+    };
+    match &result.verdict {
+        Verdict::Failed(Failure {
+            comparison: Some(comparison),
+            ..
+        }) => {
+            let tolerance = tolerance_json(&comparison.tolerance, comparison.reason);
+            match &comparison.mismatch {
+                Mismatch::Values {
+                    mismatched,
+                    total,
+                    worst_abs,
+                    worst_rel,
+                    ..
+                } => json!({
+                    "max_abs": finite(worst_abs.0), "max_rel": finite(worst_rel.0),
+                    "worst_index": worst_abs.1, "elements_beyond": mismatched,
+                    "elements": total, "tolerance": tolerance,
+                }),
+                Mismatch::Normwise {
+                    worst_abs,
+                    ulps,
+                    over,
+                    total,
+                    ..
+                } => json!({
+                    "max_abs": finite(worst_abs.0), "normwise_ulps": finite(*ulps),
+                    "worst_index": worst_abs.1, "elements_beyond": over,
+                    "elements": total, "tolerance": tolerance,
+                }),
+                Mismatch::Shape { actual, expected } => json!({
+                    "shape": actual, "expected_shape": expected, "tolerance": tolerance,
+                }),
+            }
+        }
+        verdict => {
+            let dtype = match result.case_id.split('/').nth(1) {
+                Some("f32") => DType::Float32,
+                _ => DType::Float64,
+            };
+            let (tolerance, reason) = tolerance_for(&result.case_id, dtype, check, tier);
+            let agreement = verdict.agreement();
+            json!({
+                "max_abs": agreement.map(|a| finite(a.max_abs)),
+                "max_rel": agreement.map(|a| finite(a.max_rel)),
+                "normwise_ulps": agreement.and_then(|a| a.normwise_ulps).map(finite),
+                "tolerance": tolerance_json(&tolerance, reason),
+            })
+        }
+    }
+}
+
+/// A figure for JSON, which has no infinity: `null` where it is not finite.
+fn finite(value: f64) -> Option<f64> {
+    value.is_finite().then_some(value)
 }
 
 /// Totals for one loss and option.
@@ -120,7 +216,32 @@ impl Report {
             checks,
             corpus: "fixtures".to_string(),
             reproducers: Vec::new(),
+            provenance: None,
+            command: None,
         }
+    }
+
+    /// The same report, naming the fixtures' provenance and the implementation's command.
+    pub fn with_origin(
+        self,
+        provenance: Option<serde_json::Value>,
+        command: Option<String>,
+    ) -> Report {
+        Report {
+            provenance,
+            command,
+            ..self
+        }
+    }
+
+    /// The time the implementation took over the run's cases.
+    pub fn elapsed(&self) -> std::time::Duration {
+        let mut seen = std::collections::BTreeSet::new();
+        self.checks
+            .iter()
+            .filter(|(result, _)| seen.insert(result.case_id.as_str()))
+            .map(|(result, _)| result.elapsed)
+            .sum()
     }
 
     /// The same report, naming the corpus its checks came from.
@@ -199,9 +320,19 @@ impl Report {
             self.tier.name(),
             self.corpus
         );
+        let rows = self.rows();
+        let width = |header: &str, cell: fn(&Row) -> &str| {
+            rows.iter()
+                .map(|row| cell(row).chars().count())
+                .fold(header.len(), usize::max)
+        };
+        let (loss_width, option_width) = (
+            width("loss", |row| &row.loss),
+            width("option", |row| &row.option),
+        );
         let _ = writeln!(
             text,
-            "{:<24} {:<32} {:>6} {:>6} {:>6} {:>6} {:>6} {:>10} {:>10}",
+            "{:<loss_width$}  {:<option_width$} {:>6} {:>6} {:>6} {:>6} {:>6} {:>10} {:>10}",
             "loss",
             "option",
             "passed",
@@ -212,10 +343,19 @@ impl Report {
             "worst abs",
             "worst rel"
         );
-        for row in self.rows() {
+        for row in &rows {
+            let notes: String = [
+                (row.emulated, "emulated"),
+                (row.accepted, "anchor artefact accepted"),
+                (row.corrected, "upstream defect corrected"),
+            ]
+            .iter()
+            .filter(|(count, _)| *count > 0)
+            .map(|(count, label)| format!("  ({count} {label})"))
+            .collect();
             let _ = writeln!(
                 text,
-                "{:<24} {:<32} {:>6} {:>6} {:>6} {:>6} {:>6} {:>10.2e} {:>10.2e}{}",
+                "{:<loss_width$}  {:<option_width$} {:>6} {:>6} {:>6} {:>6} {:>6} {:>10.2e} {:>10.2e}{notes}",
                 row.loss,
                 row.option,
                 row.passed,
@@ -225,18 +365,9 @@ impl Report {
                 row.unexpected_passes,
                 row.worst_abs,
                 row.worst_rel,
-                [
-                    (row.emulated, "emulated"),
-                    (row.accepted, "anchor artefact accepted"),
-                    (row.corrected, "upstream defect corrected"),
-                    (row.corrected, "upstream defect corrected")
-                ]
-                .iter()
-                .filter(|(count, _)| *count > 0)
-                .map(|(count, label)| format!("  ({count} {label})"))
-                .collect::<String>()
             );
         }
+        text.push_str(LEGEND);
         for count in self.defect_counts() {
             let _ = writeln!(
                 text,
@@ -244,6 +375,8 @@ impl Report {
                 count.defect, count.upstream, count.anchor, count.corrected
             );
         }
+        // Each tolerance reason is printed once, after the failures that cite it.
+        let mut reasons: Vec<&str> = Vec::new();
         for (result, status) in &self.checks {
             if let Some(problem) = failing_detail(status, &result.verdict) {
                 let _ = writeln!(
@@ -252,74 +385,96 @@ impl Report {
                     result.trial_name(),
                     problem.replace('\n', "\n  ")
                 );
+                if let (
+                    Status::Failed | Status::FailsDifferently { .. },
+                    Verdict::Failed(failure),
+                ) = (status, &result.verdict)
+                {
+                    if let Some(comparison) = &failure.comparison {
+                        let number = match reasons.iter().position(|&r| r == comparison.reason) {
+                            Some(at) => at + 1,
+                            None => {
+                                reasons.push(comparison.reason);
+                                reasons.len()
+                            }
+                        };
+                        let _ = writeln!(
+                            text,
+                            "  allowed: {} (why: [{number}])",
+                            tolerance_text(&comparison.tolerance)
+                        );
+                    }
+                }
             }
+        }
+        for (index, reason) in reasons.iter().enumerate() {
+            let _ = writeln!(text, "[{}] {reason}", index + 1);
         }
         let failing = self
             .checks
             .iter()
             .filter(|(_, status)| status.fails_run())
             .count();
+        let cases = self
+            .checks
+            .iter()
+            .map(|(result, _)| result.case_id.as_str())
+            .collect::<std::collections::BTreeSet<_>>()
+            .len();
         let _ = writeln!(
             text,
-            "{} checks: {} fail the run",
-            self.checks.len(),
-            failing
+            "{cases} cases, {} checks: {failing} fail the run",
+            self.checks.len()
         );
         printable(&text)
     }
 
-    /// The run for machines: the implementation, tier, totals and every check.
+    /// The run for machines: the segloss version, where the cases came from and what was run,
+    /// the tier, totals and every check with its figures, tolerance and time.
     pub fn json(&self) -> serde_json::Value {
         let checks: Vec<_> = self
             .checks
             .iter()
             .map(|(result, status)| {
-                let normwise_ulps = result
-                    .verdict
-                    .agreement()
-                    .and_then(|agreement| agreement.normwise_ulps);
-                let (max_abs, max_rel, failure, detail) = match &result.verdict {
-                    Verdict::Passed(agreement) => {
-                        (Some(agreement.max_abs), Some(agreement.max_rel), None, None)
+                let (failure, detail) = match &result.verdict {
+                    Verdict::Passed(_) => (None, None),
+                    Verdict::Accepted { alternative, .. } => {
+                        (None, Some(format!("accepted: {}", alternative.label())))
                     }
-                    Verdict::Accepted {
-                        agreement,
-                        alternative,
-                    } => (
-                        Some(agreement.max_abs),
-                        Some(agreement.max_rel),
-                        None,
-                        Some(format!("accepted: {}", alternative.label())),
-                    ),
-                    Verdict::Failed(failure) => (
-                        None,
-                        None,
-                        Some(failure.kind.name()),
-                        Some(failure.detail.clone()),
-                    ),
-                    Verdict::Unsupported(reason) => (None, None, None, Some(reason.clone())),
+                    Verdict::Failed(failure) => {
+                        (Some(failure.kind.name()), Some(failure.detail.clone()))
+                    }
+                    Verdict::Unsupported(reason) => (None, Some(reason.clone())),
                 };
-                json!({
+                let mut check = json!({
                     "check": result.trial_name(),
                     "loss": result.loss,
                     "status": status.label(),
                     "failure": failure,
-                    "max_abs": max_abs,
-                    "max_rel": max_rel,
-                    "normwise_ulps": normwise_ulps,
                     "detail": detail,
                     "emulated": result.emulated,
                     "upstream_defects": result.defects.iter().map(|defect| &defect.id).collect::<Vec<_>>(),
-                })
+                    "elapsed_s": result.elapsed.as_secs_f64(),
+                });
+                if let (Some(check), Some(figures)) =
+                    (check.as_object_mut(), figures(result, self.tier).as_object())
+                {
+                    check.extend(figures.clone());
+                }
+                check
             })
             .collect();
         json!({
+            "segloss_version": env!("CARGO_PKG_VERSION"),
             "implementation": self.implementation,
+            "command": self.command,
+            "fixtures": self.provenance,
             "tier": self.tier.name(),
             "corpus": self.corpus,
             "reproducers": self.reproducers,
             "failed": self.failed(),
             "certified_something": self.certified_something(),
+            "elapsed_s": self.elapsed().as_secs_f64(),
             "rows": self.rows(),
             "known_failures": self.known_failure_counts(),
             "upstream_defects": self.defect_counts(),
@@ -387,6 +542,14 @@ impl Report {
                 .or_default()
                 .push(check);
         }
+        // A case's time is shared evenly by its checks.
+        let mut checks_per_case: BTreeMap<&str, u32> = BTreeMap::new();
+        for (result, _) in &self.checks {
+            *checks_per_case.entry(&result.case_id).or_default() += 1;
+        }
+        let time = |result: &CheckResult| {
+            (result.elapsed / checks_per_case[result.case_id.as_str()]).as_secs_f64()
+        };
         let mut xml = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
         let _ = writeln!(
             xml,
@@ -404,18 +567,20 @@ impl Report {
                     matches!(status, Status::Unsupported | Status::KnownFailure(_))
                 })
                 .count();
+            let suite_time: f64 = checks.iter().map(|(result, _)| time(result)).sum();
             let _ = writeln!(
                 xml,
-                "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" skipped=\"{skipped}\">",
+                "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" skipped=\"{skipped}\" time=\"{suite_time:.6}\">",
                 escape(loss),
                 checks.len()
             );
             for (result, status) in checks {
                 let _ = write!(
                     xml,
-                    "    <testcase classname=\"{}\" name=\"{}\"",
+                    "    <testcase classname=\"{}\" name=\"{}\" time=\"{:.6}\"",
                     escape(loss),
-                    escape(&result.trial_name())
+                    escape(&result.trial_name()),
+                    time(result)
                 );
                 let body = match (status, &result.verdict) {
                     (Status::Unsupported, Verdict::Unsupported(reason)) => {
@@ -709,6 +874,7 @@ mod tests {
             verdict,
             emulated: None,
             defects: Vec::new(),
+            elapsed: std::time::Duration::ZERO,
         }
     }
 
@@ -759,6 +925,79 @@ mod tests {
         assert!(!text.contains("corrects"), "{text}");
         assert!(!text.contains("takes anything"), "{text}");
         assert!(upstream_defects_markdown(&runs[..1]).contains("None of these runs"));
+    }
+
+    /// A failed value check whose values are off by `factor`, as the judge words it.
+    fn mismatched(case_id: &str, factor: f64) -> CheckResult {
+        let expected = ndarray::ArrayD::from_shape_vec(vec![3], vec![1.0, 2.0, 4.0]).unwrap();
+        let actual = expected.mapv(|value| value * factor);
+        let (tolerance, reason) =
+            tolerance_for(case_id, DType::Float64, Check::Forward, Tier::Strict);
+        let mismatch = *crate::compare::assert_close(&actual, &expected, tolerance).unwrap_err();
+        let verdict = Verdict::Failed(Failure {
+            kind: FailureKind::Mismatch,
+            detail: mismatch.to_string(),
+            comparison: Some(Box::new(crate::certify::ValueComparison {
+                mismatch,
+                tolerance,
+                reason,
+            })),
+        });
+        check(case_id, CaseCheck::Values(Check::Forward), verdict)
+    }
+
+    #[test]
+    fn failed_checks_carry_their_figures_and_tolerance_and_reasons_are_printed_once() {
+        let report = Report::new(
+            "example",
+            Tier::Strict,
+            vec![
+                mismatched(
+                    "a_rather_long_loss_name_for_the_column/f64/N4C3/mean/default",
+                    1.5,
+                ),
+                mismatched("ce/f64/N4C3/sum/default", 1.25),
+            ],
+            &KnownFailures::default(),
+        )
+        .with_origin(
+            Some(json!({"torch": "2.15"})),
+            Some("python3 adapter.py".into()),
+        );
+        let json = report.json();
+        let failed = &json["checks"][0];
+        assert_eq!(failed["failure"], "mismatch");
+        assert_eq!(failed["max_abs"], 2.0);
+        assert_eq!(failed["worst_index"], json!([2]));
+        assert_eq!(failed["elements_beyond"], 3);
+        assert_eq!(failed["elements"], 3);
+        assert_eq!(failed["tolerance"]["normwise_ulps"], 512.0);
+        assert!(failed["tolerance"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("f64"));
+        assert_eq!(json["command"], "python3 adapter.py");
+        assert_eq!(json["fixtures"]["torch"], "2.15");
+        assert_eq!(json["segloss_version"], env!("CARGO_PKG_VERSION"));
+        let terminal = report.terminal();
+        assert_eq!(terminal.matches("[1] ").count(), 1, "{terminal}");
+        assert_eq!(terminal.matches("(why: [1])").count(), 2, "{terminal}");
+        assert!(terminal.contains("passed: within tolerance"), "{terminal}");
+        assert!(
+            terminal.contains("2 cases, 2 checks: 2 fail the run"),
+            "{terminal}"
+        );
+        // The header and rows stay aligned with a loss name longer than the old fixed column.
+        let lines: Vec<&str> = terminal.lines().collect();
+        let header = lines
+            .iter()
+            .position(|line| line.starts_with("loss"))
+            .unwrap();
+        let passed_at = lines[header].find("passed").unwrap();
+        assert!(lines[header + 1..]
+            .iter()
+            .take_while(|line| !line.starts_with("passed:"))
+            .all(|row| row.len() > passed_at && row[..passed_at].ends_with(' ')));
     }
 
     /// A run over two losses with every status: passed, failed, unsupported, known, unexpected.
@@ -904,15 +1143,29 @@ mod tests {
 
     #[test]
     fn junit_counts_failures_and_skips_per_loss() {
-        let xml = report().junit();
+        let mut report = report();
+        // The first case (two checks) took 4 ms: 2 ms each.
+        for (result, _) in report.checks.iter_mut().take(2) {
+            result.elapsed = std::time::Duration::from_millis(4);
+        }
+        let xml = report.junit();
         assert!(
-            xml.contains("<testsuite name=\"ce\" tests=\"5\" failures=\"1\" skipped=\"2\">"),
+            xml.contains(
+                "<testsuite name=\"ce\" tests=\"5\" failures=\"1\" skipped=\"2\" time=\"0.004000\">"
+            ),
             "{xml}"
         );
         assert!(
-            xml.contains("<testsuite name=\"nll\" tests=\"1\" failures=\"1\" skipped=\"0\">"),
+            xml.contains("name=\"ce/f64/N4C3/mean/weight/gradient\" time=\"0.002000\""),
             "{xml}"
         );
+        assert!(
+            xml.contains(
+                "<testsuite name=\"nll\" tests=\"1\" failures=\"1\" skipped=\"0\" time=\"0.000000\">"
+            ),
+            "{xml}"
+        );
+        assert_eq!(report.elapsed(), std::time::Duration::from_millis(4));
         assert!(
             xml.contains("<failure message=\"failed\">off &lt;by&gt; \\u{1b}[31mred</failure>"),
             "{xml}"
