@@ -8,18 +8,23 @@ use std::path::{Path, PathBuf};
 use ndarray::{ArrayD, Axis};
 
 use super::{call_for, compute_guarded, judge, Implementation, Outcome, Verdict};
-use crate::compare::Tier;
+use crate::compare::{tolerance_for, Check, Tier, Tolerance};
 use crate::corpus::Corpus;
 use crate::error::{Error, Result};
-use crate::fixtures::Expected;
+use crate::fixtures::{Case, Expected};
 
-/// Pixels per element edge, so that small fixture images are visible.
-const CELL: usize = 12;
+/// The most pixels an element edge takes, so that small fixture images are visible.
+const CELL: usize = 40;
+/// How many pixels across a small array's heatmap aims at.
+const READABLE: usize = 480;
 /// Pixels between tiles.
 const GAP: usize = 3;
 /// The most pixels a heatmap spans across or down, so that a realistic-size case (millions of
 /// elements) draws as an image of a few megabytes rather than gigabytes.
 const MAX_SIDE: usize = 2048;
+
+/// A picture to write: its file name and what draws it into a path.
+type Drawing<'a> = (String, Box<dyn Fn(&Path) -> Result<()> + 'a>);
 
 /// The explanation of one case.
 #[derive(Debug, Clone, PartialEq)]
@@ -87,6 +92,8 @@ pub fn explain(
         report.push_str(&format!("emulated: {how}\n"));
     }
     let mut written = Vec::new();
+    let stem = case_id.replace(['/', ',', '='], "_");
+    let mut drawings: Vec<Drawing> = Vec::new();
     if let (
         Outcome::Computed(output) | Outcome::Emulated(output, _),
         Expected::Values {
@@ -94,28 +101,63 @@ pub fn explain(
         },
     ) = (&outcome, &case.expected)
     {
-        let stem = case_id.replace(['/', ',', '='], "_");
-        let mut panels = vec![("gradient", output.grad_input.clone(), grad_input.to_f64())];
+        let mut panels = vec![(
+            Check::Gradient,
+            "gradient",
+            output.grad_input.clone(),
+            grad_input.to_f64(),
+        )];
         if output.loss.ndim() > 0 && output.loss.shape() == loss.shape() {
             // Per-position losses: give them a class axis of 1 so they tile like the gradient.
             let with_class_axis = |array: ArrayD<f64>| array.insert_axis(Axis(1));
             panels.push((
+                Check::Forward,
                 "loss",
                 with_class_axis(output.loss.clone()),
                 with_class_axis(loss.to_f64()),
             ));
         }
-        for (what, actual, expected) in panels {
+        for (check, what, actual, expected) in panels {
             if actual.shape() != expected.shape() {
                 continue;
             }
-            let path = png_dir.join(format!("{stem}.{what}.png"));
-            write_heatmap(&(&actual - &expected), &path)?;
-            report.push_str(&format!(
-                "{what} difference heatmap: {} (tiles: batch items down, classes across; white = equal, red = largest |difference|, black = non-finite mismatch)\n",
-                path.display()
+            let (tolerance, _) = tolerance_for(&case.id, case.input_dtype(), check, tier);
+            drawings.push((
+                format!("{stem}.{what}.png"),
+                Box::new(move |path: &Path| write_heatmap(&actual, &expected, &tolerance, path)),
             ));
-            written.push(path);
+        }
+        if let Some((labels, classes)) = target_labels(&case) {
+            drawings.push((
+                format!("{stem}.target.png"),
+                Box::new(move |path: &Path| write_target_map(&labels, classes, path)),
+            ));
+        }
+    }
+    if !drawings.is_empty() {
+        match std::fs::create_dir_all(png_dir) {
+            Err(error) => report.push_str(&format!(
+                "heatmaps not written: cannot create {}: {error}\n",
+                png_dir.display()
+            )),
+            Ok(()) => {
+                for (name, draw) in drawings {
+                    let path = png_dir.join(name);
+                    match draw(&path) {
+                        Ok(()) => {
+                            report.push_str(&format!("heatmap: {}\n", path.display()));
+                            written.push(path);
+                        }
+                        Err(error) => report.push_str(&format!("heatmap not written: {error}\n")),
+                    }
+                }
+                report.push_str(
+                    "(difference heatmaps: batch items down, classes across, each element by its \
+                     difference over what the tolerance allows there: white equal, pale to amber \
+                     within the tolerance, red beyond it, black a NaN or infinity against a \
+                     number; the target map: each position by its class, white where ignored)\n",
+                );
+            }
         }
     }
     Ok(Explanation {
@@ -123,6 +165,50 @@ pub fn explain(
         heatmaps: written,
         passed,
     })
+}
+
+/// The case's class labels `(N, positions…)` and class count, for the target map: an integer
+/// target beside an `(N, C, …)` prediction as it is, a float target of the prediction's shape as
+/// the class of its largest value (−1, drawn as ignored, where a position has no positive value).
+fn target_labels(case: &Case) -> Option<(ArrayD<i64>, usize)> {
+    let def = crate::catalog::find(&case.loss).ok()?;
+    let prediction = case.tensors.get(def.prediction())?;
+    let target = case.tensors.get(def.target())?;
+    let classes = *prediction.shape().get(1)?;
+    let ignored = case
+        .params
+        .get("ignore_index")
+        .and_then(serde_json::Value::as_i64);
+    if !target.dtype().is_floating() {
+        let labels = target.to_f64().mapv(|label| label as i64).mapv(|label| {
+            if Some(label) == ignored {
+                -1
+            } else {
+                label
+            }
+        });
+        let mut positions = prediction.shape().to_vec();
+        positions.remove(1);
+        return match labels.shape() {
+            shape if shape == positions.as_slice() => Some((labels, classes)),
+            [n, 1, rest @ ..] if [*n].iter().chain(rest).eq(positions.iter()) => {
+                Some((labels.index_axis_move(Axis(1), 0), classes))
+            }
+            _ => None,
+        };
+    }
+    if target.shape() != prediction.shape() {
+        return None;
+    }
+    let values = target.to_f64();
+    let labels = values.map_axis(Axis(1), |lane| {
+        lane.iter()
+            .enumerate()
+            .filter(|(_, &value)| value > 0.0)
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map_or(-1, |(class, _)| class as i64)
+    });
+    Some((labels, classes))
 }
 
 /// Views an array as a grid of tiles: (rows, columns, tile height, tile width) with the batch
@@ -138,82 +224,344 @@ fn tile_layout(shape: &[usize]) -> [usize; 4] {
     }
 }
 
-/// Writes |difference| as an RGB PNG: white for 0, red for the largest magnitude, black where the
-/// difference is not finite (NaN against a number, opposite infinities). A difference too large
-/// to draw at 12 pixels per element within 2048 pixels is shown in blocks of
-/// elements, each block coloured by its largest |difference|.
-pub fn write_heatmap(difference: &ArrayD<f64>, path: &Path) -> Result<()> {
-    let [rows, columns, tile_height, tile_width] = tile_layout(difference.shape());
-    let largest = difference
+/// How far each element is from its expected value, in units of what the tolerance allows
+/// there: 0 where equal (NaN against NaN and equal infinities included), up to 1 within the
+/// tolerance, more beyond it, NaN where one side is not finite and the two differ.
+pub fn excess_ratios(
+    actual: &ArrayD<f64>,
+    expected: &ArrayD<f64>,
+    tolerance: &Tolerance,
+) -> ArrayD<f64> {
+    let scale = expected
         .iter()
-        .map(|value| value.abs())
         .filter(|value| value.is_finite())
-        .fold(0.0, f64::max);
-    let elements_across = (columns * tile_width).max(rows * tile_height).max(1);
-    let (block, cell) = if elements_across <= MAX_SIDE {
-        (1, (MAX_SIDE / elements_across).clamp(1, CELL))
+        .fold(0.0_f64, |m, value| m.max(value.abs()));
+    let uniform = tolerance
+        .normwise
+        .map(|bound| bound.ulps * bound.ulp(scale))
+        .filter(|_| scale > 0.0);
+    ndarray::Zip::from(actual)
+        .and(expected)
+        .map_collect(|&a, &e| {
+            if a == e || (a.is_nan() && e.is_nan()) {
+                0.0
+            } else if !a.is_finite() || !e.is_finite() {
+                f64::NAN
+            } else {
+                let allowed = uniform.unwrap_or(tolerance.atol + tolerance.rtol * e.abs());
+                let difference = (a - e).abs();
+                if allowed > 0.0 {
+                    difference / allowed
+                } else {
+                    f64::INFINITY
+                }
+            }
+        })
+}
+
+/// The colour of an excess ratio: white for 0; white to amber up to the tolerance; orange-red to
+/// dark red from 1× to 1000× the tolerance (log scale); black for a non-finite mismatch.
+fn ratio_colour(ratio: f64) -> [u8; 3] {
+    if ratio.is_nan() {
+        [0, 0, 0]
+    } else if ratio == 0.0 {
+        [255, 255, 255]
+    } else if ratio <= 1.0 {
+        [
+            255,
+            (255.0 - 75.0 * ratio).round() as u8,
+            (255.0 - 255.0 * ratio).round() as u8,
+        ]
+    } else {
+        let t = (ratio.log10() / 3.0).clamp(0.0, 1.0);
+        [
+            (255.0 - 115.0 * t).round() as u8,
+            (60.0 * (1.0 - t)).round() as u8,
+            0,
+        ]
+    }
+}
+
+/// The legend under a heatmap: each colour with what it means.
+fn ratio_legend(allowed: &str) -> Vec<([u8; 3], String)> {
+    vec![
+        (ratio_colour(0.0), "equal".to_string()),
+        (ratio_colour(0.5), "0.5x".to_string()),
+        (ratio_colour(1.0), format!("1x = {allowed}")),
+        (ratio_colour(10.0), "10x".to_string()),
+        (ratio_colour(1000.0), ">=1000x".to_string()),
+        (ratio_colour(f64::NAN), "nan/inf mismatch".to_string()),
+    ]
+}
+
+/// A picture under construction: RGB pixels on a grey ground.
+struct Canvas {
+    width: usize,
+    height: usize,
+    pixels: Vec<u8>,
+}
+
+impl Canvas {
+    fn new(width: usize, height: usize) -> Canvas {
+        Canvas {
+            width,
+            height,
+            pixels: vec![200; width * height * 3],
+        }
+    }
+
+    fn fill(&mut self, left: usize, top: usize, width: usize, height: usize, colour: [u8; 3]) {
+        for y in top..(top + height).min(self.height) {
+            for x in left..(left + width).min(self.width) {
+                let offset = (y * self.width + x) * 3;
+                self.pixels[offset..offset + 3].copy_from_slice(&colour);
+            }
+        }
+    }
+
+    /// Writes `text` in the 3×5 font at twice its size, black, from (left, top).
+    fn text(&mut self, left: usize, top: usize, text: &str) {
+        for (index, character) in text.chars().enumerate() {
+            let rows = glyph(character);
+            for (y, row) in rows.iter().enumerate() {
+                for (x, bit) in row.chars().enumerate() {
+                    if bit == '#' {
+                        self.fill(left + index * 8 + x * 2, top + y * 2, 2, 2, [0, 0, 0]);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes a legend row of swatches with their labels from (left, top); returns its height.
+    fn legend(&mut self, left: usize, top: usize, entries: &[([u8; 3], String)]) -> usize {
+        let mut x = left;
+        for (colour, label) in entries {
+            self.fill(x, top, 14, 14, [90, 90, 90]);
+            self.fill(x + 1, top + 1, 12, 12, *colour);
+            self.text(x + 20, top + 2, label);
+            x += 20 + 8 * label.chars().count() + 16;
+        }
+        LEGEND_HEIGHT
+    }
+
+    fn write(&self, path: &Path) -> Result<()> {
+        let io_error = |message: String| Error::Io {
+            path: path.to_path_buf(),
+            message,
+        };
+        let file = File::create(path).map_err(|error| io_error(error.to_string()))?;
+        let mut encoder =
+            png::Encoder::new(BufWriter::new(file), self.width as u32, self.height as u32);
+        encoder.set_color(png::ColorType::Rgb);
+        encoder.set_depth(png::BitDepth::Eight);
+        let mut writer = encoder
+            .write_header()
+            .map_err(|error| io_error(error.to_string()))?;
+        writer
+            .write_image_data(&self.pixels)
+            .map_err(|error| io_error(error.to_string()))
+    }
+}
+
+/// The height of a legend row.
+const LEGEND_HEIGHT: usize = 22;
+
+/// The width a legend row needs.
+fn legend_width(entries: &[([u8; 3], String)]) -> usize {
+    entries
+        .iter()
+        .map(|(_, label)| 20 + 8 * label.chars().count() + 16)
+        .sum::<usize>()
+        + 2 * GAP
+}
+
+/// A 3×5 glyph ('#' set) for the characters legends use; a blank for any other.
+fn glyph(character: char) -> [&'static str; 5] {
+    match character {
+        '0' => ["###", "#.#", "#.#", "#.#", "###"],
+        '1' => [".#.", "##.", ".#.", ".#.", "###"],
+        '2' => ["###", "..#", "###", "#..", "###"],
+        '3' => ["###", "..#", ".##", "..#", "###"],
+        '4' => ["#.#", "#.#", "###", "..#", "..#"],
+        '5' => ["###", "#..", "###", "..#", "###"],
+        '6' => ["###", "#..", "###", "#.#", "###"],
+        '7' => ["###", "..#", ".#.", ".#.", ".#."],
+        '8' => ["###", "#.#", "###", "#.#", "###"],
+        '9' => ["###", "#.#", "###", "..#", "###"],
+        '.' => ["...", "...", "...", "...", ".#."],
+        '-' => ["...", "...", "###", "...", "..."],
+        '+' => ["...", ".#.", "###", ".#.", "..."],
+        '=' => ["...", "###", "...", "###", "..."],
+        '>' => ["#..", ".#.", "..#", ".#.", "#.."],
+        '<' => ["..#", ".#.", "#..", ".#.", "..#"],
+        '/' => ["..#", "..#", ".#.", "#..", "#.."],
+        'a' => ["...", "##.", ".##", "#.#", "###"],
+        'c' => ["...", "###", "#..", "#..", "###"],
+        'd' => ["..#", "..#", "###", "#.#", "###"],
+        'e' => ["...", "###", "###", "#..", "###"],
+        'f' => [".##", "#..", "###", "#..", "#.."],
+        'g' => ["...", "###", "#.#", "###", "..#"],
+        'h' => ["#..", "#..", "###", "#.#", "#.#"],
+        'i' => [".#.", "...", ".#.", ".#.", ".#."],
+        'l' => [".#.", ".#.", ".#.", ".#.", ".##"],
+        'm' => ["...", "###", "###", "#.#", "#.#"],
+        'n' => ["...", "##.", "#.#", "#.#", "#.#"],
+        'o' => ["...", "###", "#.#", "#.#", "###"],
+        'p' => ["...", "###", "#.#", "###", "#.."],
+        'q' => ["...", "###", "#.#", "###", "..#"],
+        'r' => ["...", "###", "#..", "#..", "#.."],
+        's' => ["...", ".##", ".#.", "..#", "##."],
+        't' => [".#.", "###", ".#.", ".#.", ".##"],
+        'u' => ["...", "#.#", "#.#", "#.#", "###"],
+        'w' => ["...", "#.#", "#.#", "###", "###"],
+        'x' => ["...", "#.#", ".#.", "#.#", "#.#"],
+        'y' => ["...", "#.#", "###", "..#", "###"],
+        _ => ["...", "...", "...", "...", "..."],
+    }
+}
+
+/// Pixels per element edge for an array `elements_across` elements across, and how many elements
+/// a drawn block holds: small arrays are enlarged (at most [`CELL`] pixels an element, aiming at a
+/// picture [`READABLE`] pixels across), large ones drawn in blocks within [`MAX_SIDE`].
+fn cell_and_block(elements_across: usize) -> (usize, usize) {
+    let elements_across = elements_across.max(1);
+    if elements_across <= MAX_SIDE {
+        (1, (READABLE / elements_across).clamp(1, CELL))
     } else {
         (elements_across.div_ceil(MAX_SIDE), 1)
-    };
+    }
+}
+
+/// Draws `values` (laid out as [`tile_layout`] of `shape`), each block of elements in
+/// `colour(folded)`, where `fold` combines the values of a block; returns the canvas with
+/// `legend_rows` of room underneath and where the legend starts.
+fn draw_tiles(
+    shape: &[usize],
+    values: impl Iterator<Item = f64>,
+    fold: impl Fn(f64, f64) -> f64,
+    colour: impl Fn(f64) -> [u8; 3],
+    legend_width_needed: usize,
+    legend_rows: usize,
+) -> (Canvas, usize) {
+    let [rows, columns, tile_height, tile_width] = tile_layout(shape);
+    let (block, cell) = cell_and_block((columns * tile_width).max(rows * tile_height));
     let (block_height, block_width) = (tile_height.div_ceil(block), tile_width.div_ceil(block));
-    // The largest |difference| of each block, NaN where any element's is not finite.
-    let mut blocks = vec![0.0f64; rows * columns * block_height * block_width];
-    for (flat, &value) in difference.iter().enumerate() {
+    let mut blocks: Vec<Option<f64>> = vec![None; rows * columns * block_height * block_width];
+    for (flat, value) in values.enumerate() {
         let x = flat % tile_width.max(1);
         let y = (flat / tile_width.max(1)) % tile_height.max(1);
         let column = (flat / (tile_width * tile_height).max(1)) % columns.max(1);
         let row = flat / (tile_width * tile_height * columns).max(1);
         let index = ((row * columns + column) * block_height + y / block) * block_width + x / block;
-        let magnitude = value.abs();
         let slot = &mut blocks[index];
-        *slot = if magnitude.is_finite() && !slot.is_nan() {
-            slot.max(magnitude)
-        } else {
-            f64::NAN
-        };
+        *slot = Some(slot.map_or(value, |held| fold(held, value)));
     }
-    let width = (columns * (block_width * cell + GAP)).max(1);
-    let height = (rows * (block_height * cell + GAP)).max(1);
-    let mut pixels = vec![200u8; width * height * 3];
-    for (index, &value) in blocks.iter().enumerate() {
+    let tiles_width = (columns * (block_width * cell + GAP)).max(1);
+    let tiles_height = (rows * (block_height * cell + GAP)).max(1);
+    let width = tiles_width.max(legend_width_needed);
+    let mut canvas = Canvas::new(width, tiles_height + legend_rows * LEGEND_HEIGHT + GAP);
+    for (index, value) in blocks.iter().enumerate() {
+        let Some(value) = value else { continue };
         let x = index % block_width;
         let y = (index / block_width) % block_height;
         let tile = index / (block_width * block_height);
         let (row, column) = (tile / columns, tile % columns);
-        let color = if value.is_nan() {
-            [0, 0, 0]
-        } else {
-            let fade = if largest > 0.0 {
-                1.0 - value / largest
-            } else {
-                1.0
-            };
-            let channel = (255.0 * fade).round() as u8;
-            [255, channel, channel]
-        };
         let left = column * (block_width * cell + GAP) + x * cell;
         let top = row * (block_height * cell + GAP) + y * cell;
-        for dy in 0..cell {
-            let offset = ((top + dy) * width + left) * 3;
-            for pixel in pixels[offset..offset + 3 * cell].chunks_exact_mut(3) {
-                pixel.copy_from_slice(&color);
-            }
+        canvas.fill(left, top, cell, cell, colour(*value));
+        if cell >= 8 {
+            // A hairline between elements, so that a uniform tile still shows its grid.
+            canvas.fill(left, top, cell, 1, [225, 225, 225]);
+            canvas.fill(left, top, 1, cell, [225, 225, 225]);
         }
     }
-    let io_error = |message: String| Error::Io {
-        path: path.to_path_buf(),
-        message,
+    (canvas, tiles_height + GAP)
+}
+
+/// Writes a heatmap of how far `actual` is from `expected` against `tolerance`: each element
+/// coloured by its excess ratio ([`excess_ratios`], [`ratio_colour`]), so that differences within
+/// the tolerance stay pale however small they are and every element beyond it is red; equal
+/// non-finite values are equal. Batch items run down, classes across; a large array is drawn in
+/// blocks of elements, each coloured by its largest ratio. A legend names the colours and what
+/// the tolerance allows.
+pub fn write_heatmap(
+    actual: &ArrayD<f64>,
+    expected: &ArrayD<f64>,
+    tolerance: &Tolerance,
+    path: &Path,
+) -> Result<()> {
+    let ratios = excess_ratios(actual, expected, tolerance);
+    let allowed = match tolerance.normwise {
+        Some(bound) => format!("{} ulps of max", bound.ulps),
+        None => format!("{:.1e}+{:.1e}e", tolerance.atol, tolerance.rtol),
     };
-    let file = File::create(path).map_err(|error| io_error(error.to_string()))?;
-    let mut encoder = png::Encoder::new(BufWriter::new(file), width as u32, height as u32);
-    encoder.set_color(png::ColorType::Rgb);
-    encoder.set_depth(png::BitDepth::Eight);
-    let mut writer = encoder
-        .write_header()
-        .map_err(|error| io_error(error.to_string()))?;
-    writer
-        .write_image_data(&pixels)
-        .map_err(|error| io_error(error.to_string()))
+    let legend = ratio_legend(&allowed);
+    let (mut canvas, legend_top) = draw_tiles(
+        ratios.shape(),
+        ratios.iter().copied(),
+        |held, value| {
+            if held.is_nan() || value.is_nan() {
+                f64::NAN
+            } else {
+                held.max(value)
+            }
+        },
+        ratio_colour,
+        legend_width(&legend),
+        1,
+    );
+    canvas.legend(GAP, legend_top, &legend);
+    canvas.write(path)
+}
+
+/// A distinct colour per class (cycling after ten).
+fn class_colour(class: i64) -> [u8; 3] {
+    const PALETTE: [[u8; 3]; 10] = [
+        [31, 119, 180],
+        [255, 127, 14],
+        [44, 160, 44],
+        [214, 39, 40],
+        [148, 103, 189],
+        [140, 86, 75],
+        [227, 119, 194],
+        [127, 127, 127],
+        [188, 189, 34],
+        [23, 190, 207],
+    ];
+    PALETTE[class.rem_euclid(10) as usize]
+}
+
+/// Writes the target's class labels `(N, positions…)` as tiles (one per batch item), each
+/// position in its class's colour and ignored positions (labels outside `[0, classes)`) in white
+/// with a grey frame; a legend names the colours.
+pub fn write_target_map(labels: &ArrayD<i64>, classes: usize, path: &Path) -> Result<()> {
+    let mut shape = labels.shape().to_vec();
+    if shape.is_empty() {
+        shape.push(1);
+    }
+    shape.insert(1.min(shape.len()), 1);
+    let ignored = |label: i64| label < 0 || label >= classes as i64;
+    let mut legend: Vec<([u8; 3], String)> = (0..classes.min(10))
+        .map(|class| (class_colour(class as i64), format!("{class}")))
+        .collect();
+    legend.push(([255, 255, 255], "ignored".to_string()));
+    let (mut canvas, legend_top) = draw_tiles(
+        &shape,
+        labels.iter().map(|&label| label as f64),
+        |held, value| if held < 0.0 { held } else { value },
+        |label| {
+            if ignored(label as i64) {
+                [255, 255, 255]
+            } else {
+                class_colour(label as i64)
+            }
+        },
+        legend_width(&legend),
+        1,
+    );
+    canvas.legend(GAP, legend_top, &legend);
+    canvas.write(path)
 }
 
 #[cfg(test)]
@@ -237,64 +585,93 @@ mod tests {
     }
 
     #[test]
-    fn each_element_is_coloured_by_its_difference_in_its_tile() {
+    fn each_element_is_coloured_by_its_difference_over_the_tolerance() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("colours.png");
-        // Two batch items, two classes, 2 × 3 positions.
-        let mut difference = ArrayD::zeros(vec![2, 2, 2, 3]);
-        difference[[1, 1, 1, 2]] = -4.0;
-        difference[[1, 0, 1, 1]] = 2.0;
-        difference[[0, 1, 0, 0]] = f64::NAN;
-        write_heatmap(&difference, &path).unwrap();
+        // Two batch items, two classes, 2 × 3 positions; atol 1 allows 1 everywhere.
+        let expected = ArrayD::from_elem(vec![2, 2, 2, 3], 1.0);
+        let mut actual = expected.clone();
+        let mut expected = expected;
+        actual[[1, 1, 1, 2]] = 5.0; // 4× the tolerance
+        actual[[1, 0, 1, 1]] = 1.5; // half of it
+        actual[[0, 1, 0, 0]] = f64::NAN; // NaN against a number
+        actual[[0, 0, 1, 1]] = f64::NAN; // NaN against NaN: equal
+        expected[[0, 0, 1, 1]] = f64::NAN;
+        let tolerance = Tolerance::elementwise(0.0, 1.0);
+        write_heatmap(&actual, &expected, &tolerance, &path).unwrap();
         let (pixels, width) = png_pixels(&path);
+        let (_, cell) = cell_and_block(6);
         let pixel = |batch: usize, class: usize, y: usize, x: usize| {
-            let left = class * (3 * CELL + GAP) + x * CELL + CELL / 2;
-            let top = batch * (2 * CELL + GAP) + y * CELL + CELL / 2;
+            let left = class * (3 * cell + GAP) + x * cell + cell / 2;
+            let top = batch * (2 * cell + GAP) + y * cell + cell / 2;
             let offset = (top * width + left) * 3;
             [pixels[offset], pixels[offset + 1], pixels[offset + 2]]
         };
-        assert_eq!(
-            pixel(1, 1, 1, 2),
-            [255, 0, 0],
-            "the largest difference is red"
+        assert_eq!(pixel(1, 1, 1, 2), ratio_colour(4.0), "beyond the tolerance");
+        let red = pixel(1, 1, 1, 2);
+        assert!(
+            red[0] > 200 && red[1] < 60 && red[2] == 0,
+            "is red: {red:?}"
         );
         assert_eq!(
             pixel(1, 0, 1, 1),
-            [255, 128, 128],
-            "half the largest is half faded"
+            [255, 218, 128],
+            "half the tolerance is pale amber"
         );
         assert_eq!(
             pixel(0, 1, 0, 0),
             [0, 0, 0],
-            "a non-finite difference is black"
+            "a non-finite mismatch is black"
+        );
+        assert_eq!(
+            pixel(0, 0, 1, 1),
+            [255, 255, 255],
+            "NaN against NaN is equal"
         );
         assert_eq!(pixel(0, 0, 0, 0), [255, 255, 255], "no difference is white");
-        assert_eq!(pixel(0, 1, 1, 2), [255, 255, 255]);
-        assert_eq!(pixel(1, 1, 1, 1), [255, 255, 255]);
-        let gap = (CELL / 2 * width + 3 * CELL + 1) * 3;
+        let gap = (cell / 2 * width + 3 * cell + 1) * 3;
         assert_eq!(pixels[gap..gap + 3], [200, 200, 200], "tiles are apart");
     }
 
     #[test]
-    fn small_differences_are_drawn_in_cells_of_several_pixels() {
+    fn tiny_differences_within_the_tolerance_stay_pale() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("small.png");
-        write_heatmap(&ArrayD::from_elem(vec![2, 3, 4], 1.0), &path).unwrap();
-        let (width, height) = (3 * (4 * CELL + GAP), 2 * (CELL + GAP));
-        assert_eq!(png_size(&path), (width as u32, height as u32));
+        let path = dir.path().join("pale.png");
+        let expected = ArrayD::from_elem(vec![1, 1, 1, 4], 0.25);
+        let actual = expected.mapv(|value: f64| value + 5.5e-17);
+        let tolerance = Tolerance::elementwise(1e-10, 1e-13);
+        write_heatmap(&actual, &expected, &tolerance, &path).unwrap();
+        let (pixels, width) = png_pixels(&path);
+        let ratio = 5.5e-17 / (1e-13 + 1e-10 * 0.25);
+        let colour = ratio_colour(ratio);
+        assert!(colour[1] > 250 && colour[2] > 250, "{colour:?}");
+        let centre = cell_and_block(4).1 / 2;
+        let offset = (centre * width + centre) * 3;
+        assert_eq!(pixels[offset..offset + 3], colour);
     }
 
     #[test]
-    fn large_differences_are_drawn_in_blocks_within_the_size_limit() {
+    fn small_arrays_are_enlarged_and_large_ones_drawn_in_blocks() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("large.png");
-        let mut difference = ArrayD::zeros(vec![1, 2, 3, 5000]);
-        difference[[0, 1, 2, 4999]] = f64::NAN;
-        write_heatmap(&difference, &path).unwrap();
-        let (width, height) = png_size(&path);
+        let small = dir.path().join("small.png");
+        let values = ArrayD::from_elem(vec![2, 3, 4], 1.0);
+        let tolerance = Tolerance::elementwise(0.0, 1.0);
+        write_heatmap(&values, &values, &tolerance, &small).unwrap();
+        let (cell, block) = (cell_and_block(4).1, cell_and_block(4).0);
+        assert_eq!((block, cell), (1, CELL));
+        let (width, height) = png_size(&small);
+        assert!(width as usize >= 3 * (4 * CELL + GAP), "{width}");
+        assert_eq!(height as usize, 2 * (CELL + GAP) + LEGEND_HEIGHT + GAP);
+
+        let large = dir.path().join("large.png");
+        let expected: ArrayD<f64> = ArrayD::zeros(vec![1, 2, 3, 5000]);
+        let mut actual = expected.clone();
+        actual[[0, 1, 2, 4999]] = f64::NAN;
+        write_heatmap(&actual, &expected, &tolerance, &large).unwrap();
+        let (width, _) = png_size(&large);
         // 2 tiles of 5000 elements across: blocks of 5 elements, 1000 pixels a tile.
-        assert_eq!((width, height), (2 * (1000 + GAP as u32), 1 + GAP as u32));
-        let (pixels, _) = png_pixels(&path);
+        assert_eq!(width, 2 * (1000 + GAP as u32));
+        let (pixels, _) = png_pixels(&large);
         let block = |tile: usize, index: usize| {
             let offset = (tile * (1000 + GAP) + index) * 3;
             [pixels[offset], pixels[offset + 1], pixels[offset + 2]]
@@ -302,5 +679,23 @@ mod tests {
         assert_eq!(block(1, 999), [0, 0, 0], "the block holding the NaN");
         assert_eq!(block(1, 998), [255, 255, 255]);
         assert_eq!(block(0, 999), [255, 255, 255]);
+    }
+
+    #[test]
+    fn the_target_map_colours_classes_and_leaves_ignored_positions_white() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("target.png");
+        let labels = ArrayD::from_shape_vec(vec![1, 2, 2], vec![0, 1, 2, 255]).unwrap();
+        write_target_map(&labels, 3, &path).unwrap();
+        let (pixels, width) = png_pixels(&path);
+        let (_, cell) = cell_and_block(2);
+        let pixel = |y: usize, x: usize| {
+            let offset = ((y * cell + cell / 2) * width + x * cell + cell / 2) * 3;
+            [pixels[offset], pixels[offset + 1], pixels[offset + 2]]
+        };
+        assert_eq!(pixel(0, 0), class_colour(0));
+        assert_eq!(pixel(0, 1), class_colour(1));
+        assert_eq!(pixel(1, 0), class_colour(2));
+        assert_eq!(pixel(1, 1), [255, 255, 255]);
     }
 }
