@@ -1,4 +1,4 @@
-"""Cases for binary cross entropy and the focal losses (SEMANTICS.md §2-§6, §8).
+"""Cases for binary cross entropy and the focal losses (docs/semantics.md §2-§6, §8).
 
 Anchors: torch's `binary_cross_entropy` and `binary_cross_entropy_with_logits`, torchvision's
 `sigmoid_focal_loss`, smp's `FocalLoss`, `SoftBCEWithLogitsLoss` and `SoftCrossEntropyLoss`, MONAI's

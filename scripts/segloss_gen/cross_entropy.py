@@ -1,4 +1,4 @@
-"""Cases for `torch.nn.functional.cross_entropy` and `nll_loss` (SEMANTICS.md §1).
+"""Cases for `torch.nn.functional.cross_entropy` and `nll_loss` (docs/semantics.md §1).
 
 The catalog below lists every variant exactly as its id segment. `parse_variant` turns a segment into
 `Options`, and `build_call` draws the call from them with the case's generator, always in the same

@@ -1,5 +1,5 @@
 """Cases for `smp.LovaszLoss`, `smp.MCCLoss`, `kornia.lovasz_softmax_loss` and
-`kornia.lovasz_hinge_loss` (SEMANTICS.md §4.4, §4.7, §6.5).
+`kornia.lovasz_hinge_loss` (docs/semantics.md §4.4, §4.7, §6.5).
 
 smp's losses are classes: the case's `params` are the constructor's keyword arguments and its
 `tensors` the forward's (`y_pred`, `y_true`); kornia's are functions of `pred`, `target` and

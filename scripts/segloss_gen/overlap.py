@@ -1,5 +1,5 @@
 """Cases for the overlap losses: Dice, Jaccard (IoU), Tversky and generalized Dice of smp, MONAI and
-kornia, and segloss's own textbook soft Dice and soft IoU (SEMANTICS.md §4, §5, §6, §8.3).
+kornia, and segloss's own textbook soft Dice and soft IoU (docs/semantics.md §4, §5, §6, §8.3).
 
 A variant id lists the anchor's own keyword arguments in its signature order, `name` for True and
 `name=value` otherwise, then data tags (`TAGS`); `default` when there are none; error cases start
