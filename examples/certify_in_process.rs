@@ -133,5 +133,5 @@ fn main() -> ExitCode {
         Tier::Strict,
         Arc::new(known),
     );
-    libtest_mimic::run(&args, trials).exit_code()
+    segloss::certify::run_trials_filtered(&args, trials).exit_code()
 }

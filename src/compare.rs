@@ -148,13 +148,40 @@ pub const DTYPE_TOLERANCES: &[DTypeTolerance] = &[
     },
 ];
 
-/// Whether `id` starts with `pattern`, where each `*` in the pattern matches any run of characters.
+/// Whether `id` starts with `pattern`, where each `*` in the pattern matches any run of characters
+/// (`/` included: `cross_entropy/*smoothing` reaches into later segments). The tolerance and
+/// artefact rules' patterns; case selection uses [`filter_matches`].
 pub fn matches_pattern(id: &str, pattern: &str) -> bool {
-    let mut parts = pattern.split('*');
-    let first = parts.next().unwrap_or("");
-    let Some(mut rest) = id.strip_prefix(first) else {
+    glob(id, pattern, Anchor::Prefix)
+}
+
+/// Where a [`glob`] must match up to.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Anchor {
+    /// The text need only start with a match.
+    Prefix,
+    /// The whole text must match.
+    Whole,
+}
+
+/// Whether `text` matches `pattern`, where each `*` matches any run of characters (none
+/// included): the whole text or, with [`Anchor::Prefix`], a start of it.
+fn glob(text: &str, pattern: &str, anchor: Anchor) -> bool {
+    let mut parts: Vec<&str> = pattern.split('*').collect();
+    let first = parts.remove(0);
+    let Some(mut rest) = text.strip_prefix(first) else {
         return false;
     };
+    if anchor == Anchor::Whole {
+        // The last part ends the text; the parts between match leftmost in what precedes it.
+        match parts.pop() {
+            None => return rest.is_empty(),
+            Some(last) => match rest.strip_suffix(last) {
+                Some(before) => rest = before,
+                None => return false,
+            },
+        }
+    }
     for part in parts {
         match rest.find(part) {
             Some(at) => rest = &rest[at + part.len()..],
@@ -162,6 +189,34 @@ pub fn matches_pattern(id: &str, pattern: &str) -> bool {
         }
     }
     true
+}
+
+/// Whether the case-selection filter `filter` selects `name`, a case id
+/// (`loss/dtype/shape/reduction/variant`) or a trial name (a case id and its check, or
+/// `coverage/…`, `run/…`): the one matcher of `segloss certify --filter`, `segloss list
+/// --filter` and the libtest runners' FILTER.
+///
+/// A filter is `/`-separated segments that match the name's first segments, each segment whole:
+/// `cross_entropy/f32` selects the float32 `cross_entropy` cases and not `binary_cross_entropy`'s.
+/// Within a segment `*` matches any run of characters (`smp.*Loss/f64`, `nll_loss/*/*/sum`,
+/// `*/*/*/*/ignore_index*`); a segment `**` matches any number of segments, none included
+/// (`**/label_smoothing*`). Empty segments are ignored, so `cross_entropy/f32/` is
+/// `cross_entropy/f32`, and an empty filter selects everything.
+pub fn filter_matches(name: &str, filter: &str) -> bool {
+    let names: Vec<&str> = name.split('/').collect();
+    let filters: Vec<&str> = filter.split('/').filter(|part| !part.is_empty()).collect();
+    segments_match(&names, &filters)
+}
+
+/// Whether the filter segments `filter` match a start of the name segments `names`.
+fn segments_match(names: &[&str], filter: &[&str]) -> bool {
+    match filter.split_first() {
+        None => true,
+        Some((&"**", rest)) => (0..=names.len()).any(|skip| segments_match(&names[skip..], rest)),
+        Some((segment, rest)) => names.split_first().is_some_and(|(name, names)| {
+            glob(name, segment, Anchor::Whole) && segments_match(names, rest)
+        }),
+    }
 }
 
 /// How strictly a certification run compares, chosen by the user of `segloss certify`.
@@ -507,6 +562,60 @@ mod tests {
             "smp.*/f64/*class_weights"
         ));
         assert!(!matches_pattern("xsmp.DiceLoss/f64", "smp.*"));
+    }
+
+    #[test]
+    fn filters_match_whole_segments_from_the_start() {
+        let id = "cross_entropy/f32/N2C3H3W4/mean/label_smoothing=0.1";
+        for filter in [
+            "",
+            "cross_entropy",
+            "cross_entropy/",
+            "cross_entropy/f32",
+            "cross_entropy/f32/*",
+            "cross_entropy/f32/N2C3H3W4/mean/label_smoothing=0.1",
+            "*/f32",
+            "cross_*/f*",
+            "*entropy",
+            "cross_entropy/f32/*/mean/*smoothing*",
+            "**/label_smoothing=*",
+            "**/mean",
+            "cross_entropy/**/mean/**",
+        ] {
+            assert!(filter_matches(id, filter), "{filter} should select {id}");
+        }
+        for filter in [
+            "entropy",
+            "cross_entropy/f3",
+            "cross_entropy/f32/N2C3",
+            "f32",
+            "*/f64",
+            "cross_entropy/f32/N2C3H3W4/mean/label_smoothing=0.1/forward",
+            "cross_entropy/f32/*/*/*/*",
+            "**/label_smoothing",
+            "*smoothing*",
+        ] {
+            assert!(
+                !filter_matches(id, filter),
+                "{filter} should not select {id}"
+            );
+        }
+        assert!(!filter_matches(
+            "binary_cross_entropy/f32/N4/mean/default",
+            "cross_entropy/f32"
+        ));
+        assert!(filter_matches(
+            "smp.DiceLoss/f64/N2C3H3W4/default/mode=multiclass",
+            "smp.*Loss/f64"
+        ));
+        assert!(!filter_matches(
+            "smp.DiceLoss/f32/N2C3H3W4/default/mode=multiclass",
+            "smp.*Loss/f64"
+        ));
+        assert!(filter_matches("aXbXc/x", "a*b*c"));
+        assert!(!filter_matches("aXbXcd/x", "a*b*c"));
+        assert!(filter_matches("abc/x", "a*bc"));
+        assert!(!filter_matches("ab/x", "a*bc"));
     }
 
     const TIGHT: Tolerance = Tolerance::elementwise(1e-10, 1e-13);

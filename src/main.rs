@@ -18,7 +18,7 @@ use segloss::certify::report::{
 };
 use segloss::certify::reproduce::minimal_failure;
 use segloss::certify::{builtin, builtin_names, certify, corpus_checks, Implementation};
-use segloss::compare::Tier;
+use segloss::compare::{filter_matches, Tier};
 use segloss::corpus::{Corpus, CorpusKind};
 use segloss::eval::{eval, parse_param, parse_tensor_file, EvalRequest};
 use segloss::files::{read_regular_file, MAX_DOCUMENT_BYTES};
@@ -72,11 +72,17 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
-    /// List the fixture cases with their expected outcome.
+    /// List the fixture cases with their expected outcome: `values`, or `error` and the error
+    /// kind the anchor raised.
     List {
         /// The fixtures directory.
         #[arg(long, default_value = "fixtures")]
         fixtures: PathBuf,
+        #[command(flatten)]
+        filter: CaseFilter,
+        /// Print a JSON array of the cases (id, loss, dtype, outcome, error_kind) instead.
+        #[arg(long)]
+        json: bool,
     },
     /// Certify an implementation (the built-in reference, or --cmd) against the fixtures.
     Certify(CertifyArgs),
@@ -180,9 +186,8 @@ struct CertifyArgs {
     /// system's temporary directory when absent).
     #[arg(long, value_name = "DIR")]
     repro_dir: Option<PathBuf>,
-    /// Only cases whose id contains this text (repeatable; any may match).
-    #[arg(long = "filter")]
-    filters: Vec<String>,
+    #[command(flatten)]
+    filter: CaseFilter,
     /// Print the report as JSON on stdout instead of the terminal summary.
     #[arg(long)]
     json: bool,
@@ -206,6 +211,26 @@ struct CertifyArgs {
     /// have changed since the fixtures were made: skip the provenance check.
     #[arg(long)]
     no_provenance_check: bool,
+}
+
+/// `--filter`: which cases a command takes, by case id.
+#[derive(clap::Args)]
+struct CaseFilter {
+    /// Only the cases whose id matches FILTER (repeatable; any may match). A case id is
+    /// loss/dtype/shape/reduction/variant; FILTER's `/`-separated segments match its first
+    /// segments whole: `cross_entropy/f32` selects float32 cross_entropy and no
+    /// binary_cross_entropy case. In a segment `*` matches any run of characters
+    /// (`smp.*Loss/f64`, `*/f32/*/sum`); a `**` segment any number of segments
+    /// (`**/ignore_index*`).
+    #[arg(long = "filter", value_name = "FILTER")]
+    filters: Vec<String>,
+}
+
+impl CaseFilter {
+    /// Whether the filters select the case `id` (any may match; none selects every case).
+    fn selects(&self, id: &str) -> bool {
+        self.filters.is_empty() || self.filters.iter().any(|filter| filter_matches(id, filter))
+    }
 }
 
 /// The longest per-case timeout `--timeout` takes.
@@ -304,7 +329,11 @@ fn main() -> ExitCode {
             };
             eval(&request, &out).map(|()| ExitCode::SUCCESS)
         }
-        Command::List { fixtures } => list(&fixtures),
+        Command::List {
+            fixtures,
+            filter,
+            json,
+        } => list(&fixtures, &filter, json),
         Command::Certify(args) => run_certify(&args),
         Command::Matrix { reports, update } => matrix(&reports, update.as_deref()),
         Command::Translate {
@@ -357,16 +386,47 @@ fn emit(text: &str) -> Result<()> {
     }
 }
 
-fn list(root: &Path) -> Result<ExitCode> {
+/// `segloss list`: the selected cases, a line each (`id<TAB>values` or `id<TAB>error KIND`), or
+/// a JSON array of them.
+fn list(root: &Path, filter: &CaseFilter, json: bool) -> Result<ExitCode> {
     let fixtures = Fixtures::open(root)?;
-    let mut text = String::new();
-    for case in &fixtures.manifest.cases {
-        let outcome = match &case.expected {
-            ExpectedEntry::Values { .. } => "values".to_string(),
-            ExpectedEntry::Error { kind, .. } => format!("error {kind}"),
-        };
-        text.push_str(&format!("{}\t{outcome}\n", case.id));
+    let cases: Vec<_> = fixtures
+        .manifest
+        .cases
+        .iter()
+        .filter(|case| filter.selects(&case.id))
+        .collect();
+    if cases.is_empty() {
+        eprintln!("segloss: no case selected (check --filter and the fixtures)");
+        return Ok(ExitCode::from(EXIT_UNUSABLE));
     }
+    let text = if json {
+        let entries: Vec<serde_json::Value> = cases
+            .iter()
+            .map(|case| {
+                let mut entry = serde_json::json!({
+                    "id": case.id,
+                    "loss": case.loss,
+                    "dtype": case.dtype,
+                    "outcome": "values",
+                });
+                if let ExpectedEntry::Error { kind, .. } = &case.expected {
+                    entry["outcome"] = "error".into();
+                    entry["error_kind"] = kind.as_str().into();
+                }
+                entry
+            })
+            .collect();
+        format!("{:#}\n", serde_json::Value::Array(entries))
+    } else {
+        cases
+            .iter()
+            .map(|case| match &case.expected {
+                ExpectedEntry::Values { .. } => format!("{}\tvalues\n", case.id),
+                ExpectedEntry::Error { kind, .. } => format!("{}\terror {kind}\n", case.id),
+            })
+            .collect()
+    };
     emit(&text)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -391,7 +451,7 @@ fn run_certify(args: &CertifyArgs) -> Result<ExitCode> {
     };
     if args.grade {
         let grades = grade(&fixtures, implementation.as_ref(), |entry| {
-            selected(args, &entry.id)
+            args.filter.selects(&entry.id)
         })?;
         if grades.is_empty() {
             return Err(Error::NothingGraded {
@@ -426,7 +486,7 @@ fn run_certify(args: &CertifyArgs) -> Result<ExitCode> {
         &corpus,
         implementation.as_ref(),
         tier,
-        |spec| selected(args, &spec.id),
+        |spec| args.filter.selects(&spec.id),
         |done, total| {
             if show_progress {
                 let filled = done * 40 / total.max(1);
@@ -496,15 +556,6 @@ fn run_certify(args: &CertifyArgs) -> Result<ExitCode> {
         return Ok(ExitCode::from(EXIT_UNUSABLE));
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Whether `--filter` selects a case (any filter may match; none selects every case).
-fn selected(args: &CertifyArgs, id: &str) -> bool {
-    args.filters.is_empty()
-        || args
-            .filters
-            .iter()
-            .any(|filter| id.contains(filter.as_str()))
 }
 
 /// How many failing random cases are shrunk (each takes up to a few hundred runs).

@@ -1,5 +1,6 @@
 //! The `segloss` binary: `eval` writes float64 results, and on input the loss rejects it exits
-//! non-zero with a one-line message and writes nothing.
+//! non-zero with a one-line message and writes nothing; `list` and `certify` select cases by
+//! whole id segments and globs.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -334,7 +335,144 @@ fn grade_reports_ulps_beside_the_anchor_and_refuses_to_grade_nothing() {
         "{row}"
     );
     // Error cases only: nothing to grade.
-    let output = certify(&["--grade", "--filter", "nll_loss/f64/N4C3/mean/error="]);
+    let output = certify(&["--grade", "--filter", "nll_loss/f64/N4C3/mean/error=*"]);
     assert_eq!(output.status.code(), Some(2));
     assert!(one_line_error(&output).contains("nothing graded"));
+}
+
+/// `segloss list` with `args`, from the repository root: its exit status and stdout.
+fn list(args: &[&str]) -> (Option<i32>, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_segloss"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .arg("list")
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        output.status.code(),
+        String::from_utf8(output.stdout).unwrap(),
+    )
+}
+
+/// The case ids of `segloss list`'s text output.
+fn ids(text: &str) -> Vec<&str> {
+    text.lines()
+        .map(|line| line.split('\t').next().unwrap())
+        .collect()
+}
+
+#[test]
+fn filters_select_whole_segments_not_substrings() {
+    let (status, every) = list(&[]);
+    assert_eq!(status, Some(0));
+    let every = ids(&every);
+    let (status, text) = list(&["--filter", "cross_entropy/f32"]);
+    assert_eq!(status, Some(0));
+    let selected = ids(&text);
+    let expected: Vec<&str> = every
+        .iter()
+        .copied()
+        .filter(|id| id.starts_with("cross_entropy/f32/"))
+        .collect();
+    assert!(!expected.is_empty());
+    assert_eq!(selected, expected);
+    assert!(
+        every
+            .iter()
+            .any(|id| id.starts_with("binary_cross_entropy/f32/")),
+        "the substring would have matched these"
+    );
+    // The same with a trailing slash or a trailing glob segment.
+    for filter in ["cross_entropy/f32/", "cross_entropy/f32/*"] {
+        assert_eq!(ids(&list(&["--filter", filter]).1), expected, "{filter}");
+    }
+    // certify selects by the same matcher: no binary_cross_entropy check is run.
+    let output = certify(&["--json", "--filter", "cross_entropy/f32"]);
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let checks = report["checks"].as_array().unwrap();
+    assert!(!checks.is_empty());
+    for check in checks {
+        let name = check["check"].as_str().unwrap();
+        assert!(name.starts_with("cross_entropy/f32/"), "{name}");
+    }
+}
+
+#[test]
+fn globs_match_within_a_segment_and_double_stars_across_segments() {
+    let every = list(&[]).1;
+    let every = ids(&every);
+    let smp_f64 = list(&["--filter", "smp.*Loss/f64"]).1;
+    let smp_f64 = ids(&smp_f64);
+    let expected: Vec<&str> = every
+        .iter()
+        .copied()
+        .filter(|id| {
+            let segments: Vec<&str> = id.split('/').collect();
+            segments[0].starts_with("smp.") && segments[0].ends_with("Loss") && segments[1] == "f64"
+        })
+        .collect();
+    assert!(expected.len() > 10, "{expected:?}");
+    assert_eq!(smp_f64, expected);
+    // Repeated filters: any may match.
+    let (status, text) = list(&[
+        "--filter",
+        "**/ignore_index=255",
+        "--filter",
+        "nll_loss/*/N4C3/sum",
+    ]);
+    assert_eq!(status, Some(0));
+    let selected = ids(&text);
+    assert!(!selected.is_empty());
+    for id in &selected {
+        let segments: Vec<&str> = id.split('/').collect();
+        assert!(
+            segments[4] == "ignore_index=255"
+                || (segments[0] == "nll_loss" && segments[2] == "N4C3" && segments[3] == "sum"),
+            "{id}"
+        );
+    }
+    // A filter that selects nothing is a one-line error, as certify's.
+    let output = Command::new(env!("CARGO_BIN_EXE_segloss"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["list", "--filter", "entropy"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(one_line_error(&output).contains("no case selected"));
+}
+
+#[test]
+fn list_json_carries_what_the_text_says() {
+    let (status, text) = list(&["--filter", "nll_loss/f64"]);
+    assert_eq!(status, Some(0));
+    let (status, json) = list(&["--json", "--filter", "nll_loss/f64"]);
+    assert_eq!(status, Some(0));
+    let cases: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(cases.len(), lines.len());
+    assert!(cases.len() > 10);
+    let mut errors = 0;
+    for (case, line) in cases.iter().zip(&lines) {
+        let (id, outcome) = line.split_once('\t').unwrap();
+        assert_eq!(case["id"], id);
+        assert_eq!(case["loss"], "nll_loss");
+        assert_eq!(case["dtype"], "f64");
+        match outcome.strip_prefix("error ") {
+            Some(kind) => {
+                errors += 1;
+                assert_eq!(case["outcome"], "error", "{case}");
+                assert_eq!(case["error_kind"], kind, "{case}");
+            }
+            None => {
+                assert_eq!(outcome, "values");
+                assert_eq!(case["outcome"], "values", "{case}");
+                assert!(case.get("error_kind").is_none(), "{case}");
+            }
+        }
+    }
+    assert!(errors > 0);
+    // The whole inventory too: as many cases as lines.
+    let every: Vec<serde_json::Value> = serde_json::from_str(&list(&["--json"]).1).unwrap();
+    assert_eq!(every.len(), list(&[]).1.lines().count());
 }

@@ -1,6 +1,7 @@
 //! The golden runner: certifies the reference spec against the bundled fixtures, one trial per
 //! case and check, plus coverage and integrity trials. `cargo test -- --list` shows the inventory;
-//! `cargo test -- cross_entropy/f32` runs a slice of it.
+//! `cargo test -- cross_entropy/f32` runs a slice of it (whole segments and `*` globs, as
+//! `segloss certify --filter` selects: [`segloss::compare::filter_matches`]).
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -11,7 +12,7 @@ use segloss::catalog::artefacts::{artefacts_for, ANCHOR_ARTEFACTS};
 use segloss::catalog::losses;
 use segloss::certify::kinds::message_shows_kind;
 use segloss::certify::known::KnownFailures;
-use segloss::certify::{corpus_checks, trials, Reference};
+use segloss::certify::{corpus_checks, run_trials_filtered, trials, Reference};
 use segloss::compare::Tier;
 use segloss::corpus::Corpus;
 use segloss::coverage::{covered_losses, required_case_ids};
@@ -48,7 +49,7 @@ fn main() -> ExitCode {
         .with_kind("coverage"),
     );
     all.extend(coverage_trials(fixtures));
-    libtest_mimic::run(&args, all).exit_code()
+    run_trials_filtered(&args, all).exit_code()
 }
 
 /// Trials that fail when the corpus lacks a declared combination, holds a file the manifest does

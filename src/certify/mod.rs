@@ -770,6 +770,41 @@ pub fn trials(
     trials
 }
 
+/// Runs libtest-mimic trials as [`libtest_mimic::run`] does, with the case-selection syntax of
+/// [`crate::compare::filter_matches`] for the positional FILTER and `--skip` instead of libtest's substrings, so
+/// that `cargo test --test golden -- cross_entropy/f32` runs the float32 `cross_entropy` trials
+/// and no `binary_cross_entropy` one. With `--exact`, names are matched exactly, as libtest does.
+/// The runner of every `harness = false` target that runs [`trials`].
+pub fn run_trials_filtered(
+    args: &libtest_mimic::Arguments,
+    trials: Vec<Trial>,
+) -> libtest_mimic::Conclusion {
+    use crate::compare::filter_matches;
+    if args.exact || (args.filter.is_none() && args.skip.is_empty()) {
+        return libtest_mimic::run(args, trials);
+    }
+    let selected = |name: &str| {
+        args.filter
+            .as_deref()
+            .is_none_or(|filter| filter_matches(name, filter))
+            && !args.skip.iter().any(|skip| filter_matches(name, skip))
+    };
+    // libtest-mimic's own filter is a substring: it gets the trials left out as exact `--skip`
+    // names instead, so that its summary still counts them as filtered out.
+    let args = libtest_mimic::Arguments {
+        filter: None,
+        exact: true,
+        skip: trials
+            .iter()
+            .map(Trial::name)
+            .filter(|name| !selected(name))
+            .map(str::to_string)
+            .collect(),
+        ..args.clone()
+    };
+    libtest_mimic::run(&args, trials)
+}
+
 /// The run-level trials: the known-failure list names only checks of the corpus, and the run
 /// certified something (at least one check passed), so that a CI gate over an implementation
 /// that supports nothing fails instead of passing vacuously.
