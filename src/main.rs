@@ -168,6 +168,14 @@ struct CertifyArgs {
     /// Remove the entries of the known-failure list that now pass, and rewrite it.
     #[arg(long, requires = "known_failures")]
     promote: bool,
+    /// Start a known-failure list from this run: write its failed checks to FILE, one group per
+    /// failure kind, each with a placeholder reason that --known-failures refuses until it is
+    /// replaced by the real one (docs/known-failures.md). The run still counts the failures.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["known_failures", "explain"])]
+    write_known_failures: Option<PathBuf>,
+    /// Let --write-known-failures replace an existing file.
+    #[arg(long, requires = "write_known_failures")]
+    overwrite: bool,
     /// Tolerance tier: strict (per-dtype policy), float32, or approximate.
     #[arg(long, value_enum, default_value_t = TierArg::Strict)]
     tier: TierArg,
@@ -205,7 +213,7 @@ struct CertifyArgs {
     explain_dir: PathBuf,
     /// Instead of judging checks, report the implementation's error in ulps against the exact
     /// value, per loss, beside the anchor's (float64 cases of the losses the oracle evaluates).
-    #[arg(long, conflicts_with_all = ["explain", "known_failures", "promote"])]
+    #[arg(long, conflicts_with_all = ["explain", "known_failures", "promote", "write_known_failures"])]
     grade: bool,
     /// Certify against fixtures whose generator sources are not beside them (`../scripts`) or
     /// have changed since the fixtures were made: skip the provenance check.
@@ -438,6 +446,13 @@ fn run_certify(args: &CertifyArgs) -> Result<ExitCode> {
     }
     let kind = corpus_kind(args)?;
     let tier = Tier::from(args.tier);
+    if let Some(path) = args
+        .write_known_failures
+        .as_deref()
+        .filter(|_| !args.overwrite)
+    {
+        KnownFailures::check_new(path)?;
+    }
     let implementation: Box<dyn Implementation> = match &args.cmd {
         Some(command) => Box::new(CommandAdapter::start(
             command,
@@ -515,6 +530,24 @@ fn run_certify(args: &CertifyArgs) -> Result<ExitCode> {
             known.save(path)?;
         }
         eprintln!("--promote removed {removed} entries that now pass or name no check");
+    }
+    if let Some(path) = &args.write_known_failures {
+        let written = KnownFailures::from_failures(implementation.name(), &results);
+        written.write(path, args.overwrite)?;
+        eprintln!(
+            "segloss: wrote {} failing checks in {} group(s) to {}; replace each {:?} reason \
+             with why its checks fail (split groups that fail for several reasons), then certify \
+             with --known-failures {}",
+            written
+                .groups
+                .iter()
+                .map(|group| group.checks.len())
+                .sum::<usize>(),
+            written.groups.len(),
+            path.display(),
+            segloss::certify::known::PLACEHOLDER_MARKER,
+            path.display()
+        );
     }
     let stale = known.stale_entries(&checks);
     let mut report = Report::new(implementation.name(), tier, results, &known)

@@ -1,6 +1,7 @@
 //! The `segloss` binary: `eval` writes float64 results, and on input the loss rejects it exits
 //! non-zero with a one-line message and writes nothing; `list` and `certify` select cases by
-//! whole id segments and globs.
+//! whole id segments and globs; `--write-known-failures` starts a list that is refused until its
+//! reasons are given.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -475,4 +476,96 @@ fn list_json_carries_what_the_text_says() {
     // The whole inventory too: as many cases as lines.
     let every: Vec<serde_json::Value> = serde_json::from_str(&list(&["--json"]).1).unwrap();
     assert_eq!(every.len(), list(&[]).1.lines().count());
+}
+
+/// `segloss certify` of the deliberately broken adapter (`tests/adapters/broken_adapter.py`, which
+/// needs `python3`) in `mode`, on the cases `filter` selects, with `args`.
+fn certify_broken(mode: &str, filter: &str, args: &[&str]) -> std::process::Output {
+    let adapter = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/adapters/broken_adapter.py"
+    );
+    Command::new(env!("CARGO_BIN_EXE_segloss"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("SEGLOSS_BIN", env!("CARGO_BIN_EXE_segloss"))
+        .env_remove("SEGLOSS_ADAPTER_PIDS")
+        .args(["certify", "--timeout", "10", "--filter", filter])
+        .args(["--cmd", &format!("python3 {adapter} {mode}")])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_known_failure_list_is_started_from_a_run_and_refused_until_its_reasons_are_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("known.json");
+    let file = path.to_string_lossy().into_owned();
+    let filter = "nll_loss/f64/N4C3/mean";
+    let written = certify_broken("wrong-mean", filter, &["--write-known-failures", &file]);
+    // The failures still fail the run: a fresh list explains nothing.
+    assert_eq!(written.status.code(), Some(1), "{written:?}");
+    let stderr = String::from_utf8_lossy(&written.stderr);
+    assert!(
+        stderr.contains("REPLACE ME") && stderr.contains(&file),
+        "{stderr}"
+    );
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut list: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(list["implementation"], "broken (wrong-mean)");
+    let groups = list["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 1, "{list:#}");
+    assert_eq!(groups[0]["fails_as"], "mismatch");
+    assert!(groups[0]["reason"]
+        .as_str()
+        .unwrap()
+        .starts_with("REPLACE ME"));
+    let checks: Vec<&str> = groups[0]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|check| check.as_str().unwrap())
+        .collect();
+    assert!(
+        checks.contains(&"nll_loss/f64/N4C3/mean/weight/forward"),
+        "{checks:?}"
+    );
+    assert!(checks
+        .iter()
+        .all(|check| check.starts_with("nll_loss/f64/N4C3/mean/")));
+    assert!(checks.windows(2).all(|pair| pair[0] < pair[1]), "sorted");
+
+    // An existing file is not replaced unless asked, and nothing runs.
+    let again = certify_broken("wrong-mean", filter, &["--write-known-failures", &file]);
+    assert_eq!(again.status.code(), Some(2));
+    let error = one_line_error(&again);
+    assert!(
+        error.contains(&file) && error.contains("--overwrite"),
+        "{error}"
+    );
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+    let replaced = certify_broken(
+        "wrong-mean",
+        filter,
+        &["--write-known-failures", &file, "--overwrite"],
+    );
+    assert_eq!(replaced.status.code(), Some(1), "{replaced:?}");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+
+    // Placeholder reasons are refused, naming the file and the fix.
+    let refused = certify_broken("wrong-mean", filter, &["--known-failures", &file]);
+    assert_eq!(refused.status.code(), Some(2));
+    let error = one_line_error(&refused);
+    assert!(
+        error.contains(&file) && error.contains("placeholder") && error.contains("replace"),
+        "{error}"
+    );
+
+    // With the reason given, the list explains the run.
+    list["groups"][0]["reason"] =
+        "divides the sum by the number of target positions, ignoring weights and ignore_index"
+            .into();
+    std::fs::write(&path, list.to_string()).unwrap();
+    let explained = certify_broken("wrong-mean", filter, &["--known-failures", &file]);
+    assert_eq!(explained.status.code(), Some(0), "{explained:?}");
 }

@@ -2,9 +2,13 @@
 //! fail, grouped under a reason and the kind of failure (`fails_as`). Strict every way: an
 //! unlisted failure fails the run, and so do a listed check that passes, a listed check that fails
 //! as another kind (it now fails for a different reason), and an entry naming no check of the
-//! corpus (stale). `segloss certify --promote` removes passing and stale entries.
+//! corpus (stale). `segloss certify --promote` removes passing and stale entries;
+//! `segloss certify --write-known-failures` starts a list from a run's failures, with a
+//! placeholder reason that [`KnownFailures::load`] refuses until it is replaced.
+//! `docs/known-failures.md` documents the format.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -12,6 +16,15 @@ use serde::{Deserialize, Serialize};
 use super::{CheckResult, FailureKind, Verdict};
 use crate::error::{Error, Result};
 use crate::files::{read_regular_file, MAX_DOCUMENT_BYTES};
+
+/// What every reason of a list written by [`KnownFailures::from_failures`] starts with; a list
+/// with a reason that still contains it is refused by [`KnownFailures::load`].
+pub const PLACEHOLDER_MARKER: &str = "REPLACE ME";
+
+/// The reason [`KnownFailures::from_failures`] gives every group.
+pub const PLACEHOLDER_REASON: &str = "REPLACE ME: why these checks fail (a missing option, \
+    another convention, an upstream defect with its issue or pull request); segloss refuses the \
+    list until every reason says why";
 
 /// The known-failure list of one implementation.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -80,7 +93,8 @@ impl Status {
 }
 
 impl KnownFailures {
-    /// Reads a list, rejecting one that lists a check twice or gives a group no reason.
+    /// Reads a list, rejecting one that lists a check twice, gives a group no reason, or still
+    /// has a placeholder reason ([`PLACEHOLDER_MARKER`]).
     pub fn load(path: &Path) -> Result<KnownFailures> {
         let invalid = |message: String| Error::Manifest {
             path: path.to_path_buf(),
@@ -94,6 +108,18 @@ impl KnownFailures {
             if group.reason.trim().is_empty() {
                 return Err(invalid("a group has no reason".into()));
             }
+            if group.reason.contains(PLACEHOLDER_MARKER) {
+                return Err(Error::Manifest {
+                    path: path.to_path_buf(),
+                    message: format!(
+                        "known-failure list not ready: the group of {} {} checks still has the \
+                         placeholder reason {PLACEHOLDER_MARKER:?}; replace every placeholder with \
+                         why its checks fail, then certify again",
+                        group.checks.len(),
+                        group.fails_as.name()
+                    ),
+                });
+            }
             if let Some(twice) = group.checks.iter().find(|check| !seen.insert(*check)) {
                 return Err(invalid(format!("{twice} is listed twice")));
             }
@@ -103,14 +129,68 @@ impl KnownFailures {
 
     /// Writes the list as pretty JSON with a trailing newline.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let text = serde_json::to_string_pretty(self).map_err(|error| Error::Io {
+        self.write(path, true)
+    }
+
+    /// Writes the list as [`save`](Self::save) does, to a new file: an existing one is replaced
+    /// only when `overwrite` is set, and refused otherwise.
+    pub fn write(&self, path: &Path, overwrite: bool) -> Result<()> {
+        let io_error = |error: &dyn std::fmt::Display| Error::Io {
             path: path.to_path_buf(),
             message: error.to_string(),
-        })? + "\n";
-        std::fs::write(path, text).map_err(|error| Error::Io {
-            path: path.to_path_buf(),
-            message: error.to_string(),
-        })
+        };
+        let text = serde_json::to_string_pretty(self).map_err(|error| io_error(&error))? + "\n";
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true);
+        if overwrite {
+            options.create(true).truncate(true);
+        } else {
+            options.create_new(true);
+        }
+        let mut file = options.open(path).map_err(|error| {
+            if error.kind() == std::io::ErrorKind::AlreadyExists {
+                refuse_existing(path)
+            } else {
+                io_error(&error)
+            }
+        })?;
+        file.write_all(text.as_bytes())
+            .map_err(|error| io_error(&error))
+    }
+
+    /// Fails when `path` exists: a new list must not replace one unless asked (`--overwrite`).
+    pub fn check_new(path: &Path) -> Result<()> {
+        match std::fs::symlink_metadata(path) {
+            Ok(_) => Err(refuse_existing(path)),
+            Err(_) => Ok(()),
+        }
+    }
+
+    /// A starting list from a run: every failed check of `results`, one group per failure kind
+    /// (checks sorted), each with [`PLACEHOLDER_REASON`], so that the list cannot be used until
+    /// a person has said why each group fails (and split the groups that fail for several
+    /// reasons).
+    pub fn from_failures(implementation: &str, results: &[CheckResult]) -> KnownFailures {
+        let mut by_kind: BTreeMap<FailureKind, BTreeSet<String>> = BTreeMap::new();
+        for result in results {
+            if let Verdict::Failed(failure) = &result.verdict {
+                by_kind
+                    .entry(failure.kind)
+                    .or_default()
+                    .insert(result.trial_name());
+            }
+        }
+        KnownFailures {
+            implementation: implementation.to_string(),
+            groups: by_kind
+                .into_iter()
+                .map(|(fails_as, checks)| KnownGroup {
+                    reason: PLACEHOLDER_REASON.to_string(),
+                    fails_as,
+                    checks: checks.into_iter().collect(),
+                })
+                .collect(),
+        }
     }
 
     /// The group a check is listed in, if it is.
@@ -171,6 +251,16 @@ impl KnownFailures {
                 .iter()
                 .map(|group| group.checks.len())
                 .sum::<usize>()
+    }
+}
+
+/// The refusal to replace an existing file with a new list.
+fn refuse_existing(path: &Path) -> Error {
+    Error::Io {
+        path: path.to_path_buf(),
+        message: "already exists; a new known-failure list does not replace it (pass --overwrite \
+                  to replace it, or give another file)"
+            .into(),
     }
 }
 
@@ -272,6 +362,51 @@ mod tests {
         let removed = known.promote(&[], &BTreeSet::new());
         assert_eq!(removed, 1);
         assert!(known.groups.is_empty());
+    }
+
+    #[test]
+    fn a_list_from_failures_groups_by_kind_and_is_refused_until_its_reasons_are_given() {
+        let results = [
+            result("b", mismatch()),
+            result("a", mismatch()),
+            result("c", Verdict::failed(FailureKind::NoAnswer, "crashed")),
+            result("d", Verdict::Passed(Agreement::default())),
+            result("e", Verdict::Unsupported("no".into())),
+        ];
+        let mut written = KnownFailures::from_failures("example", &results);
+        assert_eq!(written.implementation, "example");
+        let groups: Vec<(FailureKind, &[String])> = written
+            .groups
+            .iter()
+            .map(|group| (group.fails_as, group.checks.as_slice()))
+            .collect();
+        assert_eq!(
+            groups,
+            [
+                (
+                    FailureKind::Mismatch,
+                    &["a/forward".to_string(), "b/forward".to_string()][..]
+                ),
+                (FailureKind::NoAnswer, &["c/forward".to_string()][..]),
+            ]
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("known.json");
+        written.write(&path, false).unwrap();
+        let error = written.write(&path, false).unwrap_err().to_string();
+        assert!(error.contains("--overwrite"), "{error}");
+        assert!(KnownFailures::check_new(&path).is_err());
+        let error = KnownFailures::load(&path).unwrap_err().to_string();
+        assert!(error.contains("placeholder"), "{error}");
+        for group in &mut written.groups {
+            group.reason = "a real reason".into();
+        }
+        written.write(&path, true).unwrap();
+        assert_eq!(KnownFailures::load(&path).unwrap(), written);
+        // All results known: nothing fails the run any more.
+        assert!(results
+            .iter()
+            .all(|result| !written.status(result).fails_run()));
     }
 
     #[test]
