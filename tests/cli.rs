@@ -310,8 +310,8 @@ fn explain_exits_0_on_a_passing_case_and_draws_into_the_given_directory() {
     );
     assert_eq!(
         std::fs::read_dir(dir.path()).unwrap().count(),
-        2,
-        "gradient and loss heatmaps"
+        3,
+        "gradient and loss heatmaps, and the target map"
     );
 }
 
