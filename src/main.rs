@@ -208,9 +208,10 @@ struct CertifyArgs {
     /// Explain one case: every check in detail, and PNG heatmaps of the differences.
     #[arg(long, value_name = "CASE")]
     explain: Option<String>,
-    /// Where --explain writes its PNG files.
-    #[arg(long, default_value = ".")]
-    explain_dir: PathBuf,
+    /// Where --explain writes its PNG files (made when missing; default: a segloss-explain
+    /// directory under the system's temporary directory, printed with the pictures).
+    #[arg(long, value_name = "DIR")]
+    explain_dir: Option<PathBuf>,
     /// Instead of judging checks, report the implementation's error in ulps against the exact
     /// value, per loss, beside the anchor's (float64 cases of the losses the oracle evaluates).
     #[arg(long, conflicts_with_all = ["explain", "known_failures", "promote", "write_known_failures"])]
@@ -483,7 +484,10 @@ fn run_certify(args: &CertifyArgs) -> Result<ExitCode> {
             implementation.as_ref(),
             case_id,
             tier,
-            &args.explain_dir,
+            &args
+                .explain_dir
+                .clone()
+                .unwrap_or_else(|| std::env::temp_dir().join("segloss-explain")),
         )?;
         emit(&printable(&explanation.text))?;
         return Ok(ExitCode::from(if explanation.passed {
@@ -550,8 +554,10 @@ fn run_certify(args: &CertifyArgs) -> Result<ExitCode> {
         );
     }
     let stale = known.stale_entries(&checks);
+    let provenance = serde_json::to_value(&corpus.fixtures.manifest.generator).ok();
     let mut report = Report::new(implementation.name(), tier, results, &known)
-        .with_corpus(corpus.kind.to_string());
+        .with_corpus(corpus.kind.to_string())
+        .with_origin(provenance, args.cmd.clone());
     report.reproducers = reproducers;
     if args.json {
         emit(&format!("{:#}\n", report.json()))?;

@@ -569,3 +569,36 @@ fn a_known_failure_list_is_started_from_a_run_and_refused_until_its_reasons_are_
     let explained = certify_broken("wrong-mean", filter, &["--known-failures", &file]);
     assert_eq!(explained.status.code(), Some(0), "{explained:?}");
 }
+
+#[test]
+fn the_json_report_names_version_fixtures_and_times_and_explain_defaults_to_a_temporary_directory()
+{
+    let output = certify(&["--json", "--filter", "nll_loss/f64/N4C3/mean"]);
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["segloss_version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(report["command"], serde_json::Value::Null);
+    assert_eq!(report["fixtures"]["torch"], "2.15.0");
+    assert!(report["fixtures"]["script_sha256"].is_string());
+    for check in report["checks"].as_array().unwrap() {
+        assert!(check["elapsed_s"].as_f64().unwrap() >= 0.0, "{check}");
+        if check["check"].as_str().unwrap().ends_with("/forward") {
+            assert!(check["max_abs"].is_number(), "{check}");
+            assert!(check["tolerance"]["reason"].is_string(), "{check}");
+        }
+    }
+
+    let output = certify(&["--explain", "nll_loss/f64/N4C3/none/weight"]);
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let text = String::from_utf8_lossy(&output.stdout);
+    let heatmap = text
+        .lines()
+        .find_map(|line| line.strip_prefix("heatmap: "))
+        .expect("a heatmap path is printed");
+    let path = std::path::Path::new(heatmap);
+    assert!(
+        path.starts_with(std::env::temp_dir().join("segloss-explain")),
+        "{heatmap}"
+    );
+    assert!(std::fs::read(path).unwrap().starts_with(b"\x89PNG"));
+}
