@@ -3,7 +3,7 @@ how far each is from the reference, case by case: the check that the reference b
 segmentation sizes as the libraries it specifies do.
 
     scripts/.venv/bin/python scripts/large_agreement.py                      # every large case
-    scripts/.venv/bin/python scripts/large_agreement.py --filter /f64/ --filter cross_entropy
+    scripts/.venv/bin/python scripts/large_agreement.py --filter "*/f64" --filter cross_entropy
     scripts/.venv/bin/python scripts/large_agreement.py --library torch --library smp
 
 It runs `segloss certify --corpus large --json` with the anchors' adapter
@@ -36,7 +36,7 @@ def main() -> int:
     parser.add_argument("--library", action="append", default=[],
                         help="only this anchor library (repeatable)")
     parser.add_argument("--filter", action="append", default=[],
-                        help="only cases whose id contains this (repeatable), e.g. a sample")
+                        help="only cases this filter selects (whole id segments and * globs, as segloss certify --filter; repeatable)")
     parser.add_argument("--timeout", default="600", help="seconds per case")
     args = parser.parse_args()
 
