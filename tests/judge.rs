@@ -461,7 +461,9 @@ fn explain_reports_a_failing_case_and_survives_a_loss_of_the_wrong_shape() {
         2,
         "only the gradient has comparable shapes (and the target map)"
     );
-    assert!(explanation.heatmaps[1].to_string_lossy().ends_with(".target.png"));
+    assert!(explanation.heatmaps[1]
+        .to_string_lossy()
+        .ends_with(".target.png"));
     // The gradient agrees (NLL's is 0 off the target classes): a heatmap of differences has no
     // black, non-finite cell — a ratio would (0/0).
     let decoder = png::Decoder::new(std::io::BufReader::new(
@@ -472,7 +474,9 @@ fn explain_reports_a_failing_case_and_survives_a_loss_of_the_wrong_shape() {
     let info = reader.next_frame(&mut pixels).unwrap();
     // Black above the legend (its last 25 rows, which write in black) would be a non-finite cell.
     let tiles = (info.height as usize - 25) * info.width as usize * 3;
-    assert!(pixels[..tiles].chunks_exact(3).all(|pixel| pixel != [0, 0, 0]));
+    assert!(pixels[..tiles]
+        .chunks_exact(3)
+        .all(|pixel| pixel != [0, 0, 0]));
     let passing = explain(&corpus(), &Reference, case, Tier::Strict, dir.path()).unwrap();
     assert!(passing.passed, "{}", passing.text);
 }
