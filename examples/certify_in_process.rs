@@ -9,16 +9,13 @@
 //! `reduction` and `weight`, nothing else. Everything it lacks it declares unsupported; the
 //! known-failure list holds what it gets wrong.
 
-use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use ndarray::{ArrayD, Axis};
 use segloss::certify::known::{KnownFailures, KnownGroup};
-use segloss::certify::{trials, FailureKind, Implementation, LossCall, LossOutput, Outcome};
+use segloss::certify::{FailureKind, Implementation, LossCall, LossOutput, Outcome};
 use segloss::compare::Tier;
-use segloss::corpus::Corpus;
-use segloss::fixtures::Fixtures;
 use segloss::tensor::Tensor;
 
 /// A textbook cross entropy: l_n = −w_y·log softmax(x_n)_y, mean = Σ l / Σ w_y.
@@ -99,14 +96,6 @@ impl Implementation for PlainCrossEntropy {
 }
 
 fn main() -> ExitCode {
-    let args = libtest_mimic::Arguments::from_args();
-    let fixtures = match Fixtures::open(&Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")) {
-        Ok(fixtures) => Arc::new(fixtures),
-        Err(error) => {
-            eprintln!("{error}");
-            return ExitCode::FAILURE;
-        }
-    };
     // What this implementation is known to get wrong, each with its reason. A listed check that
     // starts passing fails its trial, so the list stays exact.
     let known = KnownFailures {
@@ -127,11 +116,5 @@ fn main() -> ExitCode {
             },
         ],
     };
-    let trials = trials(
-        Arc::new(Corpus::fixtures(fixtures)),
-        Arc::new(PlainCrossEntropy),
-        Tier::Strict,
-        Arc::new(known),
-    );
-    segloss::certify::run_trials_filtered(&args, trials).exit_code()
+    segloss::certify::run_conformance(Arc::new(PlainCrossEntropy), known, Tier::Strict)
 }

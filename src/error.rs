@@ -505,6 +505,12 @@ pub enum Error {
         /// The option given.
         option: String,
     },
+    /// No fixtures directory where segloss looked.
+    #[error("no segloss fixtures found: no manifest.json in {looked}; give --fixtures DIR, or set SEGLOSS_FIXTURES to a directory holding manifest.json (a segloss checkout's fixtures/)")]
+    NoFixtures {
+        /// Where it looked.
+        looked: String,
+    },
     /// A translation or comparison that cannot be made (a loss that takes none of the generated
     /// problems, inputs that do not fit); the message says what and what to give instead.
     #[error("{0}")]
@@ -534,6 +540,7 @@ impl Error {
             Error::GeneratedCaseRejected { .. } => "generated_case_rejected",
             Error::CorpusOption { .. } => "corpus_option",
             Error::Rosetta(_) => "rosetta",
+            Error::NoFixtures { .. } => "no_fixtures",
         }
     }
 }

@@ -419,6 +419,35 @@ fn path_problem(path: &str) -> Option<&'static str> {
     })
 }
 
+/// The environment variable that names a fixtures directory (the one holding `manifest.json`),
+/// for a crate or a binary outside the segloss repository.
+pub const FIXTURES_ENV: &str = "SEGLOSS_FIXTURES";
+
+/// Where the golden fixtures are: `$SEGLOSS_FIXTURES` when it is set (it must hold a manifest);
+/// else the `fixtures` directory of the segloss sources this library was built from (a path or
+/// git dependency's checkout, or this repository); else `fixtures` under the current directory.
+pub fn locate() -> Result<PathBuf> {
+    let holds_manifest = |dir: &Path| dir.join(MANIFEST_FILE).is_file();
+    if let Some(dir) = std::env::var_os(FIXTURES_ENV) {
+        let dir = PathBuf::from(dir);
+        return if holds_manifest(&dir) {
+            Ok(dir)
+        } else {
+            Err(Error::NoFixtures {
+                looked: format!("{FIXTURES_ENV}={}", dir.display()),
+            })
+        };
+    }
+    let built_from = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+    let here = PathBuf::from("fixtures");
+    [built_from.clone(), here.clone()]
+        .into_iter()
+        .find(|dir| holds_manifest(dir))
+        .ok_or_else(|| Error::NoFixtures {
+            looked: format!("{} and {}", built_from.display(), here.display()),
+        })
+}
+
 /// A fixtures directory with its parsed manifest.
 #[derive(Debug, Clone)]
 pub struct Fixtures {
@@ -431,6 +460,11 @@ pub struct Fixtures {
 }
 
 impl Fixtures {
+    /// Opens the fixtures [`locate`] finds.
+    pub fn open_located() -> Result<Fixtures> {
+        Fixtures::open(&locate()?)
+    }
+
     /// Opens a fixtures directory: reads the manifest within [`MAX_MANIFEST_BYTES`] and validates
     /// it ([`Manifest::parse`]). File contents are checked when a case is loaded.
     pub fn open(root: &Path) -> Result<Fixtures> {

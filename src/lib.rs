@@ -15,6 +15,11 @@
 //! * [`files`] — bounded reading of untrusted regular files.
 //! * [`error`] — [`error::Rejection`] (what an anchor rejects) and [`Error`] (everything else:
 //!   files, manifests, adapters, wrapping a rejection).
+//! * [`rosetta`] — why two libraries' losses differ: translations, comparisons, the Rosetta page.
+//!
+//! A downstream crate certifies its own loss with [`certify::run_conformance`] (see
+//! `templates/downstream/` and the README); [`ndarray`] is re-exported so that its arrays are the
+//! ones segloss takes.
 
 pub mod catalog;
 pub mod certify;
@@ -32,3 +37,4 @@ pub mod spec;
 pub mod tensor;
 
 pub use error::{Error, Result};
+pub use ndarray;

@@ -75,9 +75,10 @@ enum Command {
     /// List the fixture cases with their expected outcome: `values`, or `error` and the error
     /// kind the anchor raised.
     List {
-        /// The fixtures directory.
-        #[arg(long, default_value = "fixtures")]
-        fixtures: PathBuf,
+        /// The fixtures directory (default: $SEGLOSS_FIXTURES, else the fixtures of the segloss
+        /// sources this binary was built from, else ./fixtures).
+        #[arg(long)]
+        fixtures: Option<PathBuf>,
         #[command(flatten)]
         filter: CaseFilter,
         /// Print a JSON array of the cases (id, loss, dtype, outcome, error_kind) instead.
@@ -143,9 +144,10 @@ enum Command {
 
 #[derive(clap::Args)]
 struct CertifyArgs {
-    /// The fixtures directory.
-    #[arg(long, default_value = "fixtures")]
-    fixtures: PathBuf,
+    /// The fixtures directory (default: $SEGLOSS_FIXTURES, else the fixtures of the segloss
+    /// sources this binary was built from, else ./fixtures).
+    #[arg(long)]
+    fixtures: Option<PathBuf>,
     /// Certify the implementation behind this command (run by `sh -c`), which speaks the protocol
     /// of docs/certify-protocol.md; without it, the built-in reference is certified.
     #[arg(long)]
@@ -342,7 +344,7 @@ fn main() -> ExitCode {
             fixtures,
             filter,
             json,
-        } => list(&fixtures, &filter, json),
+        } => list(fixtures.as_deref(), &filter, json),
         Command::Certify(args) => run_certify(&args),
         Command::Matrix { reports, update } => matrix(&reports, update.as_deref()),
         Command::Translate {
@@ -397,8 +399,8 @@ fn emit(text: &str) -> Result<()> {
 
 /// `segloss list`: the selected cases, a line each (`id<TAB>values` or `id<TAB>error KIND`), or
 /// a JSON array of them.
-fn list(root: &Path, filter: &CaseFilter, json: bool) -> Result<ExitCode> {
-    let fixtures = Fixtures::open(root)?;
+fn list(root: Option<&Path>, filter: &CaseFilter, json: bool) -> Result<ExitCode> {
+    let fixtures = open_fixtures(root)?;
     let cases: Vec<_> = fixtures
         .manifest
         .cases
@@ -441,7 +443,7 @@ fn list(root: &Path, filter: &CaseFilter, json: bool) -> Result<ExitCode> {
 }
 
 fn run_certify(args: &CertifyArgs) -> Result<ExitCode> {
-    let fixtures = Fixtures::open(&args.fixtures)?;
+    let fixtures = open_fixtures(args.fixtures.as_deref())?;
     if !args.no_provenance_check {
         check_provenance(&fixtures)?;
     }
@@ -843,4 +845,12 @@ fn rosetta_page(write: Option<&Path>) -> Result<ExitCode> {
         None => emit(&page)?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The fixtures at `given`, or where [`segloss::fixtures::locate`] finds them.
+fn open_fixtures(given: Option<&Path>) -> Result<Fixtures> {
+    match given {
+        Some(dir) => Fixtures::open(dir),
+        None => Fixtures::open_located(),
+    }
 }

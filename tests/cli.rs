@@ -602,3 +602,32 @@ fn the_json_report_names_version_fixtures_and_times_and_explain_defaults_to_a_te
     );
     assert!(std::fs::read(path).unwrap().starts_with(b"\x89PNG"));
 }
+
+#[test]
+fn outside_the_repository_the_fixtures_are_found_or_the_error_says_how_to_name_them() {
+    let elsewhere = tempfile::tempdir().unwrap();
+    let run = |env: Option<&str>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_segloss"));
+        command
+            .current_dir(elsewhere.path())
+            .args(["list", "--filter", "nll_loss/f64/N4C3/mean"]);
+        match env {
+            Some(value) => command.env("SEGLOSS_FIXTURES", value),
+            None => command.env_remove("SEGLOSS_FIXTURES"),
+        };
+        command.output().unwrap()
+    };
+    let found = run(None);
+    assert_eq!(found.status.code(), Some(0), "{found:?}");
+    assert!(String::from_utf8_lossy(&found.stdout).contains("nll_loss/f64/N4C3/mean/default"));
+    let named = run(Some(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures")));
+    assert_eq!(named.status.code(), Some(0), "{named:?}");
+    let missing = run(Some("no/such/fixtures"));
+    assert_eq!(missing.status.code(), Some(2));
+    let error = one_line_error(&missing);
+    assert!(
+        error.contains("SEGLOSS_FIXTURES=no/such/fixtures")
+            && error.contains("give --fixtures DIR"),
+        "{error}"
+    );
+}

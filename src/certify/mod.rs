@@ -770,6 +770,29 @@ pub fn trials(
     trials
 }
 
+/// The whole `main` of a downstream crate's conformance test (a `[[test]]` with
+/// `harness = false`): certifies `implementation` at `tier` against the fixtures
+/// [`crate::fixtures::locate`] finds (`$SEGLOSS_FIXTURES`, else the segloss checkout this crate
+/// depends on), one libtest trial per case and check, with `known` its known failures. Command-line
+/// arguments are libtest's (`cargo test --test conformance -- cross_entropy/f32`).
+pub fn run_conformance(
+    implementation: Arc<dyn Implementation>,
+    known: KnownFailures,
+    tier: Tier,
+) -> std::process::ExitCode {
+    let args = libtest_mimic::Arguments::from_args();
+    let fixtures = match crate::fixtures::Fixtures::open_located() {
+        Ok(fixtures) => Arc::new(fixtures),
+        Err(error) => {
+            eprintln!("segloss: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let corpus = Arc::new(Corpus::fixtures(fixtures));
+    let all = trials(corpus, implementation, tier, Arc::new(known));
+    run_trials_filtered(&args, all).exit_code()
+}
+
 /// Runs libtest-mimic trials as [`libtest_mimic::run`] does, with the case-selection syntax of
 /// [`crate::compare::filter_matches`] for the positional FILTER and `--skip` instead of libtest's substrings, so
 /// that `cargo test --test golden -- cross_entropy/f32` runs the float32 `cross_entropy` trials
