@@ -1,18 +1,66 @@
 #!/usr/bin/env bash
 # Create (or reuse) a virtualenv under scripts/ and install pinned requirements into it: by default
 # scripts/.venv with the generator's pins (requirements.txt); `setup_venv.sh NAME FILE...` makes
-# scripts/NAME with the generator's pins plus those of each FILE (in scripts/). Prints its python.
+# scripts/NAME with the generator's pins plus those of each FILE (in scripts/). Either way the
+# adapters' protocol helper, the segloss-adapter package in python/, is installed editable, so
+# that the adapters in scripts/adapters/ import it as `segloss_adapter`.
+#
+# pip runs only when something it would install changed: the virtualenv keeps a stamp, the sha256
+# of the requirement files and of python/pyproject.toml, and a virtualenv whose stamp matches is
+# left as it is (no network, nothing upgraded). pip itself is upgraded only in a new virtualenv.
+# Says what it did on stderr; prints the virtualenv's python on stdout (its last line).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-venv="$here/${1:-.venv}"
+repo="$(dirname "$here")"
+name="${1:-.venv}"
+venv="$here/$name"
 shift || true
-requirements=(-r "$here/requirements.txt")
+files=("$here/requirements.txt")
 for file in "$@"; do
-    requirements+=(-r "$here/$file")
+    files+=("$here/$file")
 done
+helper="$repo/python"
+stamp="$venv/.segloss-requirements.sha256"
+
+say() { echo "setup_venv.sh: $*" >&2; }
+
+created=false
 if [ ! -x "$venv/bin/python" ]; then
+    say "creating scripts/$name"
     python3 -m venv "$venv"
+    created=true
 fi
-"$venv/bin/python" -m pip install --quiet --upgrade pip
-"$venv/bin/python" -m pip install --quiet "${requirements[@]}"
+# What pip would install, as one hash: the requirement files (in order) and the helper's metadata
+# (its code is installed editable, so a change to it needs no install).
+wanted="$("$venv/bin/python" - "${files[@]}" "$helper/pyproject.toml" <<'EOF'
+import hashlib, sys
+digest = hashlib.sha256()
+for path in sys.argv[1:]:
+    data = open(path, "rb").read()
+    digest.update(f"{len(data)}\n".encode() + data)
+print(digest.hexdigest())
+EOF
+)"
+have="$(cat "$stamp" 2>/dev/null || true)"
+listed="$(printf '%s, ' "${files[@]#"$here/"}")"
+if [ "$have" = "$wanted" ]; then
+    say "scripts/$name is up to date (${listed}python/pyproject.toml unchanged, stamp ${wanted:0:12}); nothing installed"
+else
+    if $created; then
+        "$venv/bin/python" -m pip install --quiet --upgrade pip
+    elif [ -z "$have" ]; then
+        say "scripts/$name has no stamp"
+    else
+        say "scripts/$name was installed from other requirements (stamp ${have:0:12}, now ${wanted:0:12})"
+    fi
+    say "installing ${listed%, } and the segloss-adapter helper (python/, editable) into scripts/$name"
+    requirements=()
+    for file in "${files[@]}"; do
+        requirements+=(-r "$file")
+    done
+    rm -f "$stamp"
+    "$venv/bin/python" -m pip install --quiet "${requirements[@]}" -e "$helper"
+    echo "$wanted" > "$stamp"
+    say "installed; stamp ${wanted:0:12} written"
+fi
 echo "$venv/bin/python"

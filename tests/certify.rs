@@ -1,7 +1,8 @@
 //! Certifying out-of-process implementations: a deliberately broken adapter (wrong reduction
 //! denominator, crash, hang, garbage) is caught with a clear reason, and the run goes on; no
 //! adapter process outlives its run; the Python protocol helper states the error kinds adapters
-//! give their rejections. Needs `python3` (standard library only).
+//! give their rejections and keeps stdout for the protocol. Needs `python3` (standard library
+//! only); the template adapter's test also needs NumPy, and skips without it.
 
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -170,6 +171,13 @@ fn garbage_is_reported_as_garbage() {
         "{}",
         garbled.2
     );
+    // A line that is not JSON is most often a stray print: the reason says where logs belong.
+    assert!(
+        garbled.2.contains("stdout carries protocol lines only")
+            && garbled.2.contains("logs and prints belong on stderr"),
+        "{}",
+        garbled.2
+    );
     assert_eq!(
         status_of(&checks, "nll_loss/f64/N4C3/mean/default/gradient").1,
         "passed"
@@ -232,8 +240,9 @@ fn explain_writes_a_heatmap_of_the_gradient_difference() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// The unit tests of scripts/adapters/segloss_adapter.py's rejections (`Rejected`, the kinds table
-/// handed to `serve`): tests/adapters/test_segloss_adapter.py.
+/// The unit tests of the Python helper (python/src/segloss_adapter): its rejections (`Rejected`, the
+/// kinds table handed to `serve`) and stdout kept for the protocol (a stray print, a write to file
+/// descriptor 1 or a child's output goes to stderr): tests/adapters/test_segloss_adapter.py.
 #[test]
 fn the_python_helper_states_error_kinds() {
     let output = Command::new("python3")
@@ -247,5 +256,56 @@ fn the_python_helper_states_error_kinds() {
         output.status.success(),
         "{}",
         String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// The template adapter (python/examples/template_adapter.py) certifies its cases through the
+/// helper in python/src, natively and with an emulated option. It needs NumPy: the test runs it
+/// with the generator's virtualenv when there is one, else with a python3 that has NumPy, and
+/// otherwise skips, saying so (CI's python3 has only the standard library).
+#[test]
+fn the_template_adapter_certifies() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let venv = format!("{root}/scripts/.venv/bin/python");
+    let has_numpy = |python: &str| {
+        Command::new(python)
+            .args(["-c", "import numpy"])
+            .output()
+            .is_ok_and(|output| output.status.success())
+    };
+    let Some(python) = [venv.as_str(), "python3"]
+        .into_iter()
+        .find(|python| has_numpy(python))
+    else {
+        eprintln!("skipped: no python with NumPy (scripts/setup_venv.sh makes one)");
+        return;
+    };
+    let output = Command::new(env!("CARGO_BIN_EXE_segloss"))
+        .current_dir(root)
+        .env("PYTHONPATH", format!("{root}/python/src"))
+        .args(["certify", "--json", "--filter", "cross_entropy/", "--cmd"])
+        .arg(format!("{python} python/examples/template_adapter.py"))
+        .output()
+        .expect("segloss runs");
+    let report: Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|error| panic!("{error}: {}", String::from_utf8_lossy(&output.stderr)));
+    assert!(output.status.success(), "{report:#}");
+    let checks = checks(&report);
+    let passed = |variant: &str| {
+        checks
+            .iter()
+            .any(|check| check.1 == "passed" && check.0.contains(variant))
+    };
+    assert!(passed("/mean/default/gradient") && passed("/none/ignore_index=1/gradient"));
+    assert!(passed("/avg/error=reduction=avg/error") && passed("/error=target_too_large/error"));
+    let emulated = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|check| check["emulated"] == "ignore_index by dropping the ignored positions");
+    assert!(emulated.count() > 0, "{report:#}");
+    assert_eq!(
+        report["implementation"],
+        "template adapter (NumPy cross entropy)"
     );
 }

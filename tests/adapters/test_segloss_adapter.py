@@ -1,13 +1,16 @@
-"""Unit tests of the Python protocol helper, scripts/adapters/segloss_adapter.py: how `serve` answers
-a rejection, with the error kind a `Rejected` exception or the adapter's kinds table states.
-Standard library only (tests/certify.rs runs it with python3): the cases here carry no tensors and
-end in rejections, so no array is loaded or saved, and a stand-in module takes NumPy's place when
-NumPy is not installed."""
+"""Unit tests of the Python protocol helper, the segloss_adapter package in python/src: how `serve`
+answers a rejection, with the error kind a `Rejected` exception or the adapter's kinds table states,
+and how it keeps stdout for the protocol. Standard library only (tests/certify.rs runs it with
+python3): the cases here carry no tensors and end in rejections, so no array is loaded or saved,
+and a stand-in module takes NumPy's place when NumPy is not installed."""
 
 import io
 import json
+import os
 import re
+import subprocess
 import sys
+import textwrap
 import types
 import unittest
 from pathlib import Path
@@ -15,10 +18,12 @@ from unittest import mock
 
 try:
     import numpy  # noqa: F401
-except ImportError:  # the helper names np.ndarray in its annotations, and uses nothing else here
+except ImportError:  # the helper imports NumPy, and uses it here for nothing but annotations
     sys.modules["numpy"] = types.SimpleNamespace(ndarray=object)
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts" / "adapters"))
+# The helper as it is in the repository, whether or not it is installed.
+HELPER = Path(__file__).resolve().parents[2] / "python" / "src"
+sys.path.insert(0, str(HELPER))
 
 from segloss_adapter import PROTOCOL, VERSION, Rejected, Unsupported, serve  # noqa: E402
 
@@ -111,6 +116,61 @@ class StatingKinds(unittest.TestCase):
                     mock.patch.object(sys, "stdout", stdout), self.assertRaises(raised):
                 serve("test adapter", lambda request: None, kinds=kinds)
             self.assertEqual(stdout.getvalue(), "")
+
+
+# An adapter whose `compute` writes to stdout in every way a library can, around `serve`.
+NOISY_ADAPTER = textwrap.dedent("""
+    import os, subprocess, sys, types
+    try:
+        import numpy
+    except ImportError:
+        sys.modules["numpy"] = types.SimpleNamespace(ndarray=object)
+    sys.path.insert(0, sys.argv[1])
+    from segloss_adapter import Unsupported, serve
+
+    def compute(request):
+        print("a stray print")
+        sys.stdout.write("a write to sys.stdout\\n")
+        os.write(1, b"a write to file descriptor 1\\n")
+        subprocess.run([sys.executable, "-c", "print('a child process')"], check=True)
+        raise Unsupported("nothing")
+
+    serve("noisy", compute)
+    print("after serve")
+""")
+
+
+class StdoutIsTheProtocols(unittest.TestCase):
+    def test_prints_in_compute_go_to_stderr_and_stdout_comes_back(self):
+        def compute(request):
+            print("a stray print")
+            raise Unsupported("nothing")
+
+        lines = [{"type": "hello", "protocol": PROTOCOL, "version": VERSION}, case(0)]
+        stdin = io.StringIO("".join(json.dumps(line) + "\n" for line in lines))
+        stdout, stderr = io.StringIO(), io.StringIO()
+        with mock.patch.object(sys, "stdin", stdin), mock.patch.object(sys, "stdout", stdout), \
+                mock.patch.object(sys, "stderr", stderr):
+            serve("test adapter", compute)
+            self.assertIs(sys.stdout, stdout)
+        self.assertEqual([json.loads(line)["type"] for line in stdout.getvalue().splitlines()], ["hello", "result"])
+        self.assertEqual(stderr.getvalue(), "a stray print\n")
+
+    def test_writes_to_file_descriptor_1_and_from_child_processes_go_to_stderr(self):
+        lines = [{"type": "hello", "protocol": PROTOCOL, "version": VERSION}, case(0), case(1)]
+        ran = subprocess.run([sys.executable, "-c", NOISY_ADAPTER, str(HELPER)], text=True, capture_output=True,
+                             input="".join(json.dumps(line) + "\n" for line in lines), timeout=60,
+                             env={**os.environ, "PYTHONUNBUFFERED": ""})
+        self.assertEqual(ran.returncode, 0, ran.stderr)
+        *protocol, after = ran.stdout.splitlines()
+        self.assertEqual([json.loads(line) for line in protocol], [
+            {"type": "hello", "protocol": PROTOCOL, "version": VERSION, "name": "noisy"},
+            {"type": "result", "seq": 0, "status": "unsupported", "reason": "nothing"},
+            {"type": "result", "seq": 1, "status": "unsupported", "reason": "nothing"},
+        ])
+        self.assertEqual(after, "after serve")
+        for stray in ["a stray print", "a write to sys.stdout", "a write to file descriptor 1", "a child process"]:
+            self.assertEqual(ran.stderr.count(stray), 2, ran.stderr)
 
 
 if __name__ == "__main__":

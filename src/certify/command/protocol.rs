@@ -11,6 +11,10 @@ pub const PROTOCOL_VERSION: u64 = 1;
 /// How many characters of a bad line a failure report quotes.
 const EXCERPT_CHARS: usize = 200;
 
+/// Said after a line that is not JSON at all, most often an adapter printing to stdout.
+const STDOUT_HINT: &str = "stdout carries protocol lines only: an adapter's logs and prints \
+     belong on stderr (segloss_adapter.serve sends them there)";
+
 /// What a well-formed result line says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Answer {
@@ -44,7 +48,8 @@ pub enum Answer {
 /// Reads one answer line to the case numbered `seq`. `Err` is the reason the line is garbage.
 pub fn parse_answer(line: &[u8], seq: u64) -> Result<Answer, String> {
     let garbage = |why: &str| format!("garbage answer ({why}): {}", excerpt(line));
-    let answer = json_object(line).ok_or_else(|| garbage("not JSON"))?;
+    let answer =
+        json_object(line).ok_or_else(|| format!("{}{}", garbage("not JSON"), hint(line)))?;
     if answer.get("type").and_then(Value::as_str) != Some("result") {
         return Err(garbage("type is not \"result\""));
     }
@@ -89,9 +94,19 @@ pub(super) fn parse_hello(line: &[u8]) -> Result<Option<String>, String> {
             .and_then(Value::as_str)
             .map(str::to_string)),
         None => Err(format!(
-            "the hello answer does not speak {PROTOCOL} version {PROTOCOL_VERSION}: {}",
-            excerpt(line)
+            "the hello answer does not speak {PROTOCOL} version {PROTOCOL_VERSION}: {}{}",
+            excerpt(line),
+            hint(line)
         )),
+    }
+}
+
+/// Where logs belong, after a line that is not JSON at all (and nothing after JSON of the wrong
+/// shape, which is no stray print).
+fn hint(line: &[u8]) -> String {
+    match serde_json::from_slice::<Value>(line) {
+        Ok(_) => String::new(),
+        Err(_) => format!("; {STDOUT_HINT}"),
     }
 }
 
@@ -188,10 +203,10 @@ mod tests {
     #[test]
     fn excerpts_escape_control_characters_and_stop_early() {
         let reason = parse_answer(b"\x1b[31mred\xff", 0).unwrap_err();
-        assert!(reason.ends_with(r"\u{1b}[31mred�"), "{reason}");
+        assert!(reason.contains(r": \u{1b}[31mred�; "), "{reason}");
         let long = "y".repeat(EXCERPT_CHARS + 1);
         let reason = parse_answer(long.as_bytes(), 0).unwrap_err();
-        assert!(reason.ends_with(&format!("{}…", &long[1..])), "{reason}");
+        assert!(reason.contains(&format!(" {}…; ", &long[1..])), "{reason}");
     }
 
     #[test]
@@ -202,5 +217,24 @@ mod tests {
         let old = br#"{"type": "hello", "protocol": "segloss-certify", "version": 0}"#;
         assert!(parse_hello(old).unwrap_err().contains("version 1"));
         assert!(parse_hello(b"hi").is_err());
+    }
+
+    #[test]
+    fn a_line_that_is_not_json_says_where_logs_belong() {
+        let garbage = parse_answer(b"loading the model...", 3).unwrap_err();
+        assert_eq!(
+            garbage,
+            format!("garbage answer (not JSON): loading the model...; {STDOUT_HINT}")
+        );
+        let hello = parse_hello(b"loading the model...").unwrap_err();
+        assert!(
+            hello.ends_with(&format!("loading the model...; {STDOUT_HINT}")),
+            "{hello}"
+        );
+        // JSON of the wrong shape is not a stray print: no hint.
+        let wrong = parse_answer(br#"{"type": "hello", "seq": 3}"#, 3).unwrap_err();
+        assert!(!wrong.contains("stderr"), "{wrong}");
+        let old = parse_hello(br#"{"type": "hello", "version": 0}"#).unwrap_err();
+        assert!(!old.contains("stderr"), "{old}");
     }
 }

@@ -5,6 +5,13 @@ An adapter is one function, `compute(request) -> (loss, grad_input)` over NumPy 
 `Emulated` result when it reaches an option by emulation, a `ForwardOnly` result when it has no
 gradient (a forward-only runtime: the gradient check is then unsupported, the forward judged), and
 any other exception is reported as the implementation rejecting the input.
+python/examples/template_adapter.py is a complete adapter to start from.
+
+Stdout is the protocol's: from the moment `serve` starts until it returns, whatever the adapter
+writes to stdout (`print`, a library's progress output, even a C extension or a child process
+writing to file descriptor 1) goes to stderr instead, where segloss quotes it when the adapter
+fails; only `serve` writes to the real stdout. Print nothing to stdout before calling `serve`:
+segloss reads the first line as the answer to its hello.
 
 A rejection is sent as `"<exception type>: <first line of its message>"`, and segloss passes it
 only for the anchor's reason: a rejection may state that reason as a segloss error kind
@@ -27,15 +34,38 @@ check), never for a failure that merely happens on such an input (a broadcasting
 error): a stated kind other than the anchor's fails as a wrong rejection.
 """
 
+from __future__ import annotations
+
+import contextlib
+import io
 import json
+import os
 import re
 import sys
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO, Tuple, Union
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike, NDArray
+
+__all__ = [
+    "PROTOCOL",
+    "VERSION",
+    "Compute",
+    "Emulated",
+    "ForwardOnly",
+    "Outcome",
+    "Rejected",
+    "Request",
+    "Unsupported",
+    "serve",
+]
+__version__ = "0.1.0"
 
 PROTOCOL = "segloss-certify"
 VERSION = 1
@@ -50,37 +80,33 @@ class Rejected(Exception):
     (scripts/segloss_gen/error_kinds.json); `message` is sent as it is (its first line), so give
     the library's own words, e.g. `Rejected("target_dtype", f"{type(error).__name__}: {error}")`."""
 
-    def __init__(self, kind: str, message: str):
+    def __init__(self, kind: str, message: str) -> None:
         super().__init__(message)
         self.kind = kind
         self.message = message
 
 
-# The form of a segloss error kind (snake_case).
-_KIND = re.compile(r"[a-z][a-z0-9_]*")
-
-# A kinds table as `serve` compiles it: (kind, pattern) pairs in the table's order.
-_Table = Sequence[tuple[str, re.Pattern]]
-
-
 @dataclass
 class Request:
-    """One case: the loss id, keyword parameters, tensors by keyword name, and the gradient's
-    prediction name and grad_output (None for ones)."""
+    """One case: the catalog loss id (`segloss list`), the anchor's keyword parameters
+    (`reduction`, `ignore_index`, ...), its tensor arguments by keyword name (`input`, `target`,
+    `weight`, ... as NumPy arrays in the fixture's dtype), the name of the tensor to differentiate
+    with respect to, and the vector of the vector-Jacobian product (float64, the loss's shape;
+    None for ones)."""
 
     loss: str
-    params: dict
-    tensors: dict
+    params: dict[str, Any]
+    tensors: dict[str, NDArray[Any]]
     prediction: str
-    grad_output: "np.ndarray | None"
+    grad_output: NDArray[np.float64] | None
 
 
 @dataclass
 class Emulated:
     """A result reached by emulating an option the implementation lacks (`how` says how)."""
 
-    loss: np.ndarray
-    grad_input: np.ndarray
+    loss: ArrayLike
+    grad_input: ArrayLike
     how: str
 
 
@@ -89,14 +115,29 @@ class ForwardOnly:
     """The loss alone, from an implementation without a gradient (`why` says why); `how` says
     how an option was emulated, if one was."""
 
-    loss: np.ndarray
+    loss: ArrayLike
     why: str
-    how: "str | None" = None
+    how: str | None = None
 
 
-def _reply(message: dict) -> None:
-    sys.stdout.write(json.dumps(message) + "\n")
-    sys.stdout.flush()
+# What `compute` returns: `(loss, grad_input)` (anything `np.asarray` takes: the loss 0-d for the
+# `mean` and `sum` reductions, the gradient of the prediction's shape; float32 or float64), or an
+# `Emulated` or `ForwardOnly` result.
+Outcome = Union[Tuple["ArrayLike", "ArrayLike"], Emulated, ForwardOnly]
+# An adapter's function from one case to its outcome; it raises `Unsupported`, `Rejected` or the
+# library's own exception.
+Compute = Callable[[Request], Outcome]
+
+# The form of a segloss error kind (snake_case).
+_KIND = re.compile(r"[a-z][a-z0-9_]*")
+
+# A kinds table as `serve` compiles it: (kind, pattern) pairs in the table's order.
+_Table = Sequence[Tuple[str, "re.Pattern[str]"]]
+
+
+def _reply(protocol: TextIO, message: dict[str, Any]) -> None:
+    protocol.write(json.dumps(message) + "\n")
+    protocol.flush()
 
 
 def _first_line(text: str) -> str:
@@ -108,7 +149,7 @@ def _compile_kinds(kinds: Mapping[str, Sequence[str]] | None) -> _Table:
     """The kinds table as (kind, compiled pattern) pairs, in order; a kind that is not a snake_case
     identifier, a bare string instead of a list of patterns, or a pattern that does not compile is
     the adapter's bug and raises here, before the hello."""
-    compiled = []
+    compiled: list[tuple[str, re.Pattern[str]]] = []
     for kind, patterns in (kinds or {}).items():
         if not isinstance(kind, str) or not _KIND.fullmatch(kind):
             raise ValueError(f"kinds: {kind!r} is not a segloss error kind (snake_case)")
@@ -118,7 +159,7 @@ def _compile_kinds(kinds: Mapping[str, Sequence[str]] | None) -> _Table:
     return compiled
 
 
-def _rejection(error: Exception, kinds: _Table) -> dict:
+def _rejection(error: Exception, kinds: _Table) -> dict[str, Any]:
     """The `error` answer for an exception: `Rejected` states its own kind; any other exception is
     described as "<type>: <first line>" and states the first kind of the table that matches it."""
     if isinstance(error, Rejected):
@@ -129,7 +170,7 @@ def _rejection(error: Exception, kinds: _Table) -> dict:
     return answer if kind is None else {**answer, "kind": kind}
 
 
-def _answer(compute, message: dict, kinds: _Table = ()) -> dict:
+def _answer(compute: Compute, message: dict[str, Any], kinds: _Table = ()) -> dict[str, Any]:
     request = Request(
         loss=message["loss"],
         params=message["params"],
@@ -157,18 +198,63 @@ def _answer(compute, message: dict, kinds: _Table = ()) -> dict:
     return {**result, "status": "ok"}
 
 
-def serve(name: str, compute, kinds: Mapping[str, Sequence[str]] | None = None) -> None:
-    """Answer requests on stdin until it closes. `kinds` maps segloss error kinds to regular
-    expressions over a rejection's "<exception type>: <first line>" (see the module's docstring):
-    the first kind with a matching pattern is stated with the rejection."""
+def _fileno(stream: TextIO | None) -> int | None:
+    """The stream's file descriptor, or None for a stream without one (a test's StringIO)."""
+    try:
+        return None if stream is None else stream.fileno()
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        return None
+
+
+@contextlib.contextmanager
+def _protocol_stdout() -> Iterator[TextIO]:
+    """Yields the stream for protocol lines, the real stdout, and sends everything else written to
+    stdout meanwhile to stderr: `sys.stdout` is `sys.stderr`, and where both are file descriptors
+    the stdout descriptor becomes a copy of stderr's (so that C extensions and child processes
+    write there too) while the protocol keeps a private, non-inheritable copy of the original.
+    Everything is restored on the way out."""
+    real = sys.stdout
+    out_fd, err_fd = _fileno(real), _fileno(sys.stderr)
+    if out_fd is None or err_fd is None or out_fd == err_fd:
+        if sys.stderr is not None:
+            sys.stdout = sys.stderr
+        try:
+            yield real
+        finally:
+            sys.stdout = real
+        return
+    real.flush()
+    saved = os.dup(out_fd)
+    protocol = open(saved, "w", encoding="utf-8", newline="\n", closefd=True)
+    os.dup2(err_fd, out_fd)
+    sys.stdout = sys.stderr
+    try:
+        yield protocol
+    finally:
+        sys.stdout = real
+        with contextlib.suppress(OSError):
+            real.flush()
+        with contextlib.suppress(OSError):
+            protocol.flush()
+        os.dup2(saved, out_fd)
+        protocol.close()
+
+
+def serve(name: str, compute: Compute, kinds: Mapping[str, Sequence[str]] | None = None) -> None:
+    """Answer requests on stdin until it closes, naming the implementation `name` in the hello.
+    `compute` answers one case (see `Request` and `Outcome`). `kinds` maps segloss error kinds to
+    regular expressions over a rejection's "<exception type>: <first line>" (see the module's
+    docstring): the first kind with a matching pattern is stated with the rejection. While it runs,
+    anything else written to stdout goes to stderr."""
     table = _compile_kinds(kinds)
-    for line in sys.stdin:
-        message = json.loads(line)
-        if message.get("type") == "hello":
-            _reply({"type": "hello", "protocol": PROTOCOL, "version": VERSION, "name": name})
-        elif message.get("type") == "case":
-            try:
-                _reply(_answer(compute, message, table))
-            except Exception:  # a bug in the adapter itself: say so on stderr and let segloss see the exit
-                traceback.print_exc()
-                sys.exit(1)
+    with _protocol_stdout() as protocol:
+        for line in sys.stdin:
+            message = json.loads(line)
+            if message.get("type") == "hello":
+                _reply(protocol, {"type": "hello", "protocol": PROTOCOL, "version": VERSION, "name": name})
+            elif message.get("type") == "case":
+                try:
+                    _reply(protocol, _answer(compute, message, table))
+                except Exception:  # a bug in the adapter itself: say so on stderr and let segloss see the exit
+                    traceback.print_exc()
+                    sys.exit(1)
