@@ -7,6 +7,7 @@ docs/fixture-format.md specifies. Use scripts/regen.sh to refresh or check the c
 import argparse
 import os
 import sys
+import time
 from pathlib import Path
 
 from segloss_gen import binary_focal, common, cross_entropy, defects, lovasz_mcc, overlap
@@ -24,9 +25,21 @@ def main(argv: list[str] | None = None) -> int:
         print("run with PYTHONHASHSEED=0 (scripts/regen.sh does), so error messages are reproducible", file=sys.stderr)
         return 2
     common.configure_torch()
-    cases = [case for family in FAMILIES for case in family.cases()]
+    started = time.monotonic()
+    cases = []
+    for family in FAMILIES:
+        found = family.cases()
+        losses = sorted({case.loss for case in found})
+        print(f"{family.__name__.rsplit('.', 1)[-1]}: {len(found)} cases of {len(losses)} losses", file=sys.stderr)
+        cases += found
+    width = len(str(len(cases)))
+
+    def progress(loss: str, count: int, done: int) -> None:
+        elapsed = time.monotonic() - started
+        print(f"[{done:>{width}}/{len(cases)}] {loss}: {count} cases written ({elapsed:.1f} s)", file=sys.stderr)
+
     try:
-        manifest = common.generate(cases, args.out, defects.shown)
+        manifest = common.generate(cases, args.out, defects.shown, progress)
         defects.check_every_defect_shown(manifest["cases"])
     except common.GenerationError as error:
         print(f"fixture generation failed: {error}", file=sys.stderr)

@@ -25,7 +25,8 @@ python="$(bash "$scripts/setup_venv.sh" | tail -n 1)"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 # Anchors print Python sets in some error messages (MONAI's and kornia's option lists): a fixed
-# hash seed fixes their order.
+# hash seed fixes their order. The generator reports each family's and each loss's cases on stderr.
+echo "generating the fixtures into a temporary directory" >&2
 PYTHONHASHSEED=0 PYTHONDONTWRITEBYTECODE=1 "$python" "$scripts/generate_fixtures.py" --out "$work/fixtures"
 
 if $check; then

@@ -369,9 +369,16 @@ def run_case(case: Case, out: Path, defects: Callable[[str, Call], list[Any]]) -
     return entry
 
 
-def generate(cases: list[Case], out: Path, defects: Callable[[str, Call], list[Any]]) -> dict[str, Any]:
+def generate(
+    cases: list[Case],
+    out: Path,
+    defects: Callable[[str, Call], list[Any]],
+    progress: Callable[[str, int, int], None] | None = None,
+) -> dict[str, Any]:
     """Write every case and the manifest into `out`, which must not exist or be empty;
-    `defects(loss, call)` lists the upstream defects a case shows (`run_case`).
+    `defects(loss, call)` lists the upstream defects a case shows (`run_case`). Cases run in the
+    order of their ids, so one loss's cases follow each other: `progress(loss, its cases, cases
+    done)`, when given, is called after each loss's last case.
 
     Returns the manifest. Any disagreement between a case and the anchor aborts the run.
     """
@@ -383,13 +390,19 @@ def generate(cases: list[Case], out: Path, defects: Callable[[str, Call], list[A
         raise GenerationError(f"output directory {out} is not empty")
     out.mkdir(parents=True, exist_ok=True)
     entries = []
-    for case in sorted(cases, key=lambda case: case.id):
+    ordered = sorted(cases, key=lambda case: case.id)
+    first_of_loss = 0
+    for done, case in enumerate(ordered, start=1):
         try:
             entries.append(run_case(case, out, defects))
         except GenerationError:
             raise
         except Exception as error:
             raise GenerationError(f"{case.id}: {type(error).__name__}: {error}") from error
+        if done == len(ordered) or ordered[done].loss != case.loss:
+            if progress is not None:
+                progress(case.loss, done - first_of_loss, done)
+            first_of_loss = done
     manifest = {"schema_version": SCHEMA_VERSION, "generator": generator_info(), "cases": entries}
     with open(out / "manifest.json", "w", encoding="utf-8") as file:
         json.dump(manifest, file, sort_keys=True, indent=2)
