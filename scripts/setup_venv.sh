@@ -9,9 +9,17 @@
 # of the requirement files and of python/pyproject.toml, and a virtualenv whose stamp matches is
 # left as it is (no network, nothing upgraded). pip itself is upgraded only in a new virtualenv.
 # Says what it did on stderr; prints the virtualenv's python on stdout (its last line).
+# `setup_venv.sh --check [NAME FILE...]` changes nothing: it exits 1, saying why, unless the
+# virtualenv exists and its stamp matches.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(dirname "$here")"
+check=false
+if [ "${1:-}" = "--check" ]; then
+    check=true
+    shift
+fi
+setup="scripts/setup_venv.sh${*:+ $*}"
 name="${1:-.venv}"
 venv="$here/$name"
 shift || true
@@ -26,6 +34,10 @@ say() { echo "setup_venv.sh: $*" >&2; }
 
 created=false
 if [ ! -x "$venv/bin/python" ]; then
+    if $check; then
+        say "scripts/$name does not exist; run $setup"
+        exit 1
+    fi
     say "creating scripts/$name"
     python3 -m venv "$venv"
     created=true
@@ -45,6 +57,9 @@ have="$(cat "$stamp" 2>/dev/null || true)"
 listed="$(printf '%s, ' "${files[@]#"$here/"}")"
 if [ "$have" = "$wanted" ]; then
     say "scripts/$name is up to date (${listed}python/pyproject.toml unchanged, stamp ${wanted:0:12}); nothing installed"
+elif $check; then
+    say "scripts/$name is out of date (stamp ${have:0:12}${have:+, }requirements ${wanted:0:12}); run $setup"
+    exit 1
 else
     if $created; then
         "$venv/bin/python" -m pip install --quiet --upgrade pip
