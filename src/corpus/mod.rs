@@ -11,7 +11,7 @@
 //! the fixtures, the properties and the oracle. A case is made when it is loaded and dropped once
 //! judged, so a run holds one case at a time.
 
-mod draw;
+pub(crate) mod draw;
 pub mod large;
 pub mod random;
 pub mod recipe;

@@ -25,6 +25,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::catalog::{self, Domain, LossCall, LossDef};
+use crate::corpus::draw::Stream;
 use crate::error::{Error, Result};
 use crate::spec::trace::{traced, Fact};
 use crate::tensor::Tensor;
@@ -128,35 +129,14 @@ pub struct Problem {
     pub labels: ArrayD<i64>,
 }
 
-/// splitmix64, the generated problems' source of randomness.
-struct Stream(u64);
-
-impl Stream {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn uniform(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
 /// `count` generated problems from `seed`, cycling through the scenarios: every class drawn, one
 /// class absent from the batch, an image of one class, confident logits (scaled by 8).
 pub fn problems(count: usize, seed: u64) -> Vec<Problem> {
     (0..count)
         .map(|index| {
-            let mut stream = Stream(seed.wrapping_mul(1_000_003).wrapping_add(index as u64));
-            let batch = 1 + stream.below(3) as usize;
-            let (height, width) = (2 + stream.below(4) as usize, 2 + stream.below(4) as usize);
+            let mut stream = Stream::new(seed.wrapping_mul(1_000_003).wrapping_add(index as u64));
+            let batch = 1 + stream.below(3);
+            let (height, width) = (2 + stream.below(4), 2 + stream.below(4));
             let scale = if SCENARIOS[index % 4] == "confident logits" {
                 8.0
             } else {
@@ -164,13 +144,13 @@ pub fn problems(count: usize, seed: u64) -> Vec<Problem> {
             };
             // float32 numbers, so that a loss taking float32 sees the same values.
             let logits = ArrayD::from_shape_fn(IxDyn(&[batch, CLASSES, height, width]), |_| {
-                f64::from((scale * (2.0 * stream.uniform() - 1.0)) as f32)
+                f64::from((scale * (2.0 * stream.unit() - 1.0)) as f32)
             });
             let labels =
                 ArrayD::from_shape_fn(IxDyn(&[batch, height, width]), |position| match index % 4 {
-                    1 => stream.below(CLASSES as u64 - 1) as i64,
+                    1 => stream.below(CLASSES - 1) as i64,
                     2 if position[0] == 0 => 1,
-                    _ => stream.below(CLASSES as u64) as i64,
+                    _ => stream.below(CLASSES) as i64,
                 });
             Problem {
                 scenario: SCENARIOS[index % 4],
