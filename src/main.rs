@@ -129,6 +129,9 @@ enum Command {
         /// Write it to this file instead of printing it.
         #[arg(long, value_name = "FILE")]
         write: Option<PathBuf>,
+        /// Print the page's translations as JSON (each in the `translate --json` format, by family).
+        #[arg(long, conflicts_with = "write")]
+        json: bool,
     },
     /// Render a Markdown conformance matrix from the --json reports of several runs.
     Matrix {
@@ -356,7 +359,7 @@ fn main() -> ExitCode {
             json,
         } => translate(&loss, params, &to, problems, seed, json),
         Command::Compare { args } => compare(&args),
-        Command::Rosetta { write } => rosetta_page(write.as_deref()),
+        Command::Rosetta { write, json } => rosetta_page(write.as_deref(), json),
     };
     match outcome {
         Ok(code) => code,
@@ -835,7 +838,17 @@ fn compare(args: &[String]) -> Result<ExitCode> {
 }
 
 /// `segloss rosetta`.
-fn rosetta_page(write: Option<&Path>) -> Result<ExitCode> {
+fn rosetta_page(write: Option<&Path>, json: bool) -> Result<ExitCode> {
+    if json {
+        let tables: Vec<serde_json::Value> = rosetta::page::translations()?
+            .into_iter()
+            .map(|(table, translations)| {
+                serde_json::json!({"family": table.family, "translations": translations})
+            })
+            .collect();
+        emit(&(serde_json::to_string_pretty(&tables).unwrap_or_default() + "\n"))?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let page = rosetta::page::render()?;
     match write {
         Some(path) => std::fs::write(path, page).map_err(|error| Error::Io {

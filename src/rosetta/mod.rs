@@ -437,8 +437,23 @@ pub struct Described {
     pub setting: Setting,
     /// How the problem's tensors were handed to it.
     pub form: Form,
+    /// The keyword names its prediction and target are passed by (`input`, `y_pred`, …).
+    pub tensors: [&'static str; 2],
     /// Its conventions, as the spec recorded them.
     pub facts: Vec<Fact>,
+}
+
+impl Described {
+    /// `setting` as `run` evaluated it.
+    fn new(setting: Setting, run: Run) -> Result<Described> {
+        let def = find(&setting.loss)?;
+        Ok(Described {
+            setting,
+            form: run.form,
+            tensors: [def.prediction(), def.target()],
+            facts: run.facts,
+        })
+    }
 }
 
 /// The catalog entry of a loss named on the command line; an unknown name is a usage error.
@@ -694,16 +709,8 @@ pub fn translate(from: &Setting, to: &str, count: usize, seed: u64) -> Result<Tr
         format: "segloss-translate",
         version: FORMAT_VERSION,
         differences: differences(&reference.facts, &run.facts),
-        from: Described {
-            setting: from.clone(),
-            form: reference.form,
-            facts: reference.facts,
-        },
-        to: Described {
-            setting: best,
-            form: run.form,
-            facts: run.facts,
-        },
+        from: Described::new(from.clone(), reference)?,
+        to: Described::new(best, run)?,
         factor,
         same: problem_differences.iter().all(|&d| d <= SAME),
         agreeing: problem_differences.iter().filter(|&&d| d <= SAME).count(),
@@ -787,16 +794,8 @@ pub fn compare(a: &Setting, b: &Setting, problems: &[Problem]) -> Result<Compari
         version: FORMAT_VERSION,
         largest_difference: rows.iter().map(|row| row.difference).fold(0.0, f64::max),
         differences: differences(&run_a.facts, &run_b.facts),
-        a: Described {
-            setting: a.clone(),
-            form: run_a.form,
-            facts: run_a.facts,
-        },
-        b: Described {
-            setting: b.clone(),
-            form: run_b.form,
-            facts: run_b.facts,
-        },
+        a: Described::new(a.clone(), run_a)?,
+        b: Described::new(b.clone(), run_b)?,
         rows,
     })
 }
