@@ -790,6 +790,7 @@ fn cell_text(row: &Row) -> String {
         (row.unexpected_passes, "unexpected pass"),
         (row.emulated, "emulated"),
         (row.accepted, "anchor artefact accepted"),
+        (row.corrected, "upstream defect corrected"),
     ] {
         if count > 0 {
             parts.push(format!("{count} {label}"));
@@ -1226,6 +1227,12 @@ mod tests {
             ..Row::default()
         };
         assert_eq!(cell_text(&passing), "✅ 2/2 pass");
+        let corrected = Row {
+            passed: 2,
+            corrected: 1,
+            ..Row::default()
+        };
+        assert_eq!(cell_text(&corrected), "✅ 2/2 pass, 1 upstream defect corrected");
     }
 
     #[test]
