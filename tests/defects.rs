@@ -379,3 +379,41 @@ fn the_recorded_corrections_are_what_the_defects_say() {
         ]
     );
 }
+
+#[test]
+fn where_the_anchor_raises_loss_and_gradient_must_be_one_defects_correction() {
+    let case = defect_cases()
+        .into_iter()
+        .find(|case| case.id.contains("/error="))
+        .expect("a defect case where the anchor raises");
+    let first = case.corrected[0].clone();
+    // A second, made-up correction whose gradient differs from the first one's.
+    let mut other = first.clone();
+    other.defect = Arc::new(segloss::fixtures::Defect {
+        id: "made-up".into(),
+        ..(*first.defect).clone()
+    });
+    other.grad_input = Tensor::Float64(first.grad_input.to_f64().mapv(|value| value * 2.0 + 1.0));
+    let mut two = case.clone();
+    two.corrected.push(other.clone());
+    let answer = |grad: &Tensor| {
+        Outcome::Computed(LossOutput {
+            loss: first.loss.to_f64(),
+            grad_input: grad.to_f64(),
+        })
+    };
+    let judged = |outcome: &Outcome| {
+        segloss::certify::judge(&two, outcome, Tier::Strict)[0]
+            .1
+            .clone()
+    };
+    assert!(matches!(
+        judged(&answer(&first.grad_input)),
+        Verdict::Accepted { alternative: Alternative::Corrected(ref defect), .. } if *defect == first.defect
+    ));
+    // The first correction's loss with the other's gradient is neither correction.
+    match judged(&answer(&other.grad_input)) {
+        Verdict::Failed(failure) => assert_eq!(failure.kind, FailureKind::AcceptsRejectedInput),
+        verdict => panic!("{verdict:?}"),
+    }
+}
