@@ -34,11 +34,11 @@ pub struct Report {
 }
 
 /// What the terminal table's columns count.
-const LEGEND: &str =
-    "passed: within tolerance of the anchor's value (or an accepted alternative), or rejected \
-for the anchor's reason; failed: not, and not listed; unsup: the implementation does not support \
-it; known: failed as its known-failure list says; unexp: listed as failing, but passed. Counts \
-are checks (forward, gradient, or rejection); worst abs and rel over passed value checks.\n";
+const LEGEND: &str = "passed: within tolerance of the anchor's value (or an accepted alternative), or rejected for
+  the anchor's reason; failed: not, and not listed; unsup: the implementation does not support it;
+  known: failed as its known-failure list says; unexp: listed as failing, but passed.
+  Counts are checks (forward, gradient, or rejection); worst abs and rel over passed value checks.
+";
 
 /// A tolerance in a few words.
 fn tolerance_text(tolerance: &Tolerance) -> String {
