@@ -133,6 +133,13 @@ enum Command {
         #[arg(long, conflicts_with = "write")]
         json: bool,
     },
+    /// Join the --json reports of the shards of one run (`certify --shard K/N`) into one report,
+    /// printed as JSON: the checks of every shard, totals added up.
+    Merge {
+        /// The shards' reports (segloss certify --json).
+        #[arg(required = true)]
+        reports: Vec<PathBuf>,
+    },
     /// Render a Markdown conformance matrix from the --json reports of several runs.
     Matrix {
         /// JSON reports written by `segloss certify --json`.
@@ -201,6 +208,10 @@ struct CertifyArgs {
     repro_dir: Option<PathBuf>,
     #[command(flatten)]
     filter: CaseFilter,
+    /// Run only shard K of N (1 ≤ K ≤ N): every N-th case of the corpus from the K-th, so that N
+    /// CI jobs split a run deterministically; `segloss merge` joins their --json reports.
+    #[arg(long, value_name = "K/N", value_parser = parse_shard)]
+    shard: Option<(usize, usize)>,
     /// Print the report as JSON on stdout instead of the terminal summary.
     #[arg(long)]
     json: bool,
@@ -244,6 +255,19 @@ impl CaseFilter {
     /// Whether the filters select the case `id` (any may match; none selects every case).
     fn selects(&self, id: &str) -> bool {
         self.filters.is_empty() || self.filters.iter().any(|filter| filter_matches(id, filter))
+    }
+}
+
+/// Parses `--shard K/N`: whole numbers with 1 ≤ K ≤ N.
+fn parse_shard(text: &str) -> std::result::Result<(usize, usize), String> {
+    let parsed = text
+        .split_once('/')
+        .and_then(|(k, n)| Some((k.parse::<usize>().ok()?, n.parse::<usize>().ok()?)));
+    match parsed {
+        Some((k, n)) if 1 <= k && k <= n => Ok((k, n)),
+        _ => Err(format!(
+            "{text:?} is not a shard: give K/N with 1 <= K <= N, e.g. 2/4"
+        )),
     }
 }
 
@@ -350,6 +374,7 @@ fn main() -> ExitCode {
         } => list(fixtures.as_deref(), &filter, json),
         Command::Certify(args) => run_certify(&args),
         Command::Matrix { reports, update } => matrix(&reports, update.as_deref()),
+        Command::Merge { reports } => merge(&reports),
         Command::Translate {
             loss,
             params,
@@ -506,11 +531,18 @@ fn run_certify(args: &CertifyArgs) -> Result<ExitCode> {
         None => KnownFailures::default(),
     };
     let show_progress = std::io::stderr().is_terminal() && !args.json;
+    let in_shard: std::collections::HashSet<&str> = corpus
+        .cases
+        .iter()
+        .enumerate()
+        .filter(|(index, _)| args.shard.is_none_or(|(k, n)| index % n == k - 1))
+        .map(|(_, spec)| spec.id.as_str())
+        .collect();
     let results = certify(
         &corpus,
         implementation.as_ref(),
         tier,
-        |spec| args.filter.selects(&spec.id),
+        |spec| args.filter.selects(&spec.id) && in_shard.contains(spec.id.as_str()),
         |done, total| {
             if show_progress {
                 let filled = done * 40 / total.max(1);
@@ -866,4 +898,30 @@ fn open_fixtures(given: Option<&Path>) -> Result<Fixtures> {
         Some(dir) => Fixtures::open(dir),
         None => Fixtures::open_located(),
     }
+}
+
+/// `segloss merge`: the shards' reports joined, printed as JSON.
+fn merge(reports: &[PathBuf]) -> Result<ExitCode> {
+    let documents = reports
+        .iter()
+        .map(|path| read_json_document(path))
+        .collect::<Result<Vec<_>>>()?;
+    let merged = segloss::certify::report::merge_json_reports(&documents).map_err(|message| {
+        Error::Manifest {
+            path: reports[0].clone(),
+            message,
+        }
+    })?;
+    emit(&format!("{merged:#}\n"))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A JSON document read within the document size limit.
+fn read_json_document(path: &Path) -> Result<serde_json::Value> {
+    serde_json::from_slice(&read_regular_file(path, MAX_DOCUMENT_BYTES)?).map_err(|error| {
+        Error::Manifest {
+            path: path.to_path_buf(),
+            message: format!("not JSON: {error}"),
+        }
+    })
 }

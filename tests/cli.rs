@@ -631,3 +631,74 @@ fn outside_the_repository_the_fixtures_are_found_or_the_error_says_how_to_name_t
         "{error}"
     );
 }
+
+#[test]
+fn shards_split_a_run_and_merge_back_into_the_same_report() {
+    let run = |extra: &[&str]| {
+        let mut args = vec!["--json", "--filter", "nll_loss"];
+        args.extend(extra);
+        let output = certify(&args);
+        assert_eq!(output.status.code(), Some(0), "{output:?}");
+        serde_json::from_slice::<serde_json::Value>(&output.stdout).unwrap()
+    };
+    let whole = run(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut paths = Vec::new();
+    let mut sizes = Vec::new();
+    for shard in ["1/3", "2/3", "3/3"] {
+        let report = run(&["--shard", shard]);
+        sizes.push(report["checks"].as_array().unwrap().len());
+        let path = dir.path().join(format!("shard{}.json", paths.len()));
+        std::fs::write(&path, report.to_string()).unwrap();
+        paths.push(path.to_string_lossy().into_owned());
+    }
+    assert!(sizes.iter().all(|&size| size > 0), "{sizes:?}");
+    let output = Command::new(env!("CARGO_BIN_EXE_segloss"))
+        .arg("merge")
+        .args(&paths)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let merged: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    // Counts exactly; the worst differences up to the last digit JSON reading may move.
+    let rows = |report: &serde_json::Value| report["rows"].as_array().unwrap().clone();
+    assert_eq!(rows(&merged).len(), rows(&whole).len());
+    for (merged, whole) in rows(&merged).iter().zip(rows(&whole).iter()) {
+        for (field, value) in whole.as_object().unwrap() {
+            match (value.as_f64(), merged[field].as_f64()) {
+                (Some(a), Some(b)) if field.starts_with("worst") => {
+                    assert!((a - b).abs() <= 1e-15 * a.abs(), "{field}: {a} {b}")
+                }
+                _ => assert_eq!(&merged[field], value, "{field}"),
+            }
+        }
+    }
+    assert_eq!(merged["known_failures"], whole["known_failures"]);
+    assert_eq!(merged["upstream_defects"], whole["upstream_defects"]);
+    let names = |report: &serde_json::Value| {
+        let mut names: Vec<String> = report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|check| check["check"].as_str().unwrap().to_string())
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(names(&merged), names(&whole));
+    assert_eq!(merged["shards"], 3);
+
+    let bad = certify(&["--shard", "4/3"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("1 <= K <= N"));
+    let mut other = whole.clone();
+    other["implementation"] = "someone else".into();
+    let other_path = dir.path().join("other.json");
+    std::fs::write(&other_path, other.to_string()).unwrap();
+    let mismatch = Command::new(env!("CARGO_BIN_EXE_segloss"))
+        .args(["merge", &paths[0], &other_path.to_string_lossy()])
+        .output()
+        .unwrap();
+    assert_eq!(mismatch.status.code(), Some(2));
+    assert!(one_line_error(&mismatch).contains("shards of one run only"));
+}

@@ -34,7 +34,8 @@ pub struct Report {
 }
 
 /// What the terminal table's columns count.
-const LEGEND: &str = "passed: within tolerance of the anchor's value (or an accepted alternative), or rejected for
+const LEGEND: &str =
+    "passed: within tolerance of the anchor's value (or an accepted alternative), or rejected for
   the anchor's reason; failed: not, and not listed; unsup: the implementation does not support it;
   known: failed as its known-failure list says; unexp: listed as failing, but passed.
   Counts are checks (forward, gradient, or rejection); worst abs and rel over passed value checks.
@@ -667,6 +668,100 @@ pub fn read_json_report(path: &Path) -> Result<RunSummary> {
             .unwrap_or_default(),
         defects: serde_json::from_value(report["upstream_defects"].clone()).unwrap_or_default(),
     })
+}
+
+/// The `--json` reports of the shards of one run joined into one: every shard's checks and
+/// reproducers, the rows, known-failure and defect counts added up (worst differences the
+/// largest), `failed` and `certified_something` if any shard's. The shards must name the same
+/// implementation, tier and corpus; the error says which does not.
+pub fn merge_json_reports(
+    reports: &[serde_json::Value],
+) -> std::result::Result<serde_json::Value, String> {
+    let first = reports.first().ok_or("no reports to merge")?;
+    for (index, report) in reports.iter().enumerate() {
+        for field in ["implementation", "tier", "corpus"] {
+            if report[field] != first[field] || !report[field].is_string() {
+                return Err(format!(
+                    "report {} has {field} {} where the first has {}: shards of one run only",
+                    index + 1,
+                    report[field],
+                    first[field]
+                ));
+            }
+        }
+    }
+    let parse = |value: &serde_json::Value,
+                 what: &str|
+     -> std::result::Result<Vec<serde_json::Value>, String> {
+        value
+            .as_array()
+            .cloned()
+            .ok_or_else(|| format!("a report without {what}"))
+    };
+    let mut rows: BTreeMap<(String, String), Row> = BTreeMap::new();
+    let mut known: BTreeMap<String, usize> = BTreeMap::new();
+    let mut defects: BTreeMap<String, DefectCount> = BTreeMap::new();
+    let (mut checks, mut reproducers) = (Vec::new(), Vec::new());
+    for report in reports {
+        for row in parse(&report["rows"], "rows")? {
+            let row: Row = serde_json::from_value(row).map_err(|error| error.to_string())?;
+            let total = rows
+                .entry((row.loss.clone(), row.option.clone()))
+                .or_insert_with(|| Row {
+                    loss: row.loss.clone(),
+                    option: row.option.clone(),
+                    ..Row::default()
+                });
+            total.passed += row.passed;
+            total.failed += row.failed;
+            total.unsupported += row.unsupported;
+            total.known += row.known;
+            total.unexpected_passes += row.unexpected_passes;
+            total.emulated += row.emulated;
+            total.accepted += row.accepted;
+            total.corrected += row.corrected;
+            total.worst_abs = total.worst_abs.max(row.worst_abs);
+            total.worst_rel = total.worst_rel.max(row.worst_rel);
+        }
+        for count in parse(&report["known_failures"], "known_failures")? {
+            let count: KnownFailureCount =
+                serde_json::from_value(count).map_err(|error| error.to_string())?;
+            *known.entry(count.reason).or_default() += count.checks;
+        }
+        for count in parse(&report["upstream_defects"], "upstream_defects")? {
+            let count: DefectCount =
+                serde_json::from_value(count).map_err(|error| error.to_string())?;
+            let total = defects
+                .entry(count.defect.clone())
+                .or_insert_with(|| DefectCount {
+                    anchor: 0,
+                    corrected: 0,
+                    ..count.clone()
+                });
+            total.anchor += count.anchor;
+            total.corrected += count.corrected;
+        }
+        checks.extend(parse(&report["checks"], "checks")?);
+        reproducers.extend(parse(&report["reproducers"], "reproducers")?);
+    }
+    let any = |field: &str| reports.iter().any(|report| report[field] == true);
+    let mut merged = first.clone();
+    merged["rows"] = json!(rows.into_values().collect::<Vec<_>>());
+    merged["known_failures"] = json!(known
+        .into_iter()
+        .map(|(reason, checks)| KnownFailureCount { reason, checks })
+        .collect::<Vec<_>>());
+    merged["upstream_defects"] = json!(defects.into_values().collect::<Vec<_>>());
+    merged["checks"] = json!(checks);
+    merged["reproducers"] = json!(reproducers);
+    merged["failed"] = json!(any("failed"));
+    merged["certified_something"] = json!(any("certified_something"));
+    merged["elapsed_s"] = json!(reports
+        .iter()
+        .filter_map(|report| report["elapsed_s"].as_f64())
+        .sum::<f64>());
+    merged["shards"] = json!(reports.len());
+    Ok(merged)
 }
 
 /// A known-failure reason of a run and how many checks failed as listed under it.
