@@ -209,7 +209,7 @@ pub fn render_translations(tables: &[(&'static Table, Vec<Translation>)]) -> Str
                     .iter()
                     .map(|difference| {
                         format!(
-                            "{}: {} / {}",
+                            "{}: {} vs {}",
                             difference.axis, difference.from, difference.to
                         )
                     })
