@@ -948,3 +948,47 @@ impl Comparison {
         text
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(loss: &[f64], gradient: &[f64]) -> Outcome {
+        Ok((
+            ArrayD::from_shape_vec(vec![loss.len()], loss.to_vec()).unwrap(),
+            ArrayD::from_shape_vec(vec![gradient.len()], gradient.to_vec()).unwrap(),
+        ))
+    }
+
+    #[test]
+    fn differences_are_relative_and_treat_nan_against_nan_as_equal() {
+        let a = [outcome(&[2.0, f64::NAN], &[1.0, 4.0])];
+        assert_eq!(problem_differences(&a, &a, 1.0), [0.0]);
+        // One NaN against a number is unbounded.
+        let b = [outcome(&[2.0, 1.0], &[1.0, 4.0])];
+        assert_eq!(problem_differences(&a, &b, 1.0), [f64::INFINITY]);
+        assert_eq!(problem_differences(&b, &a, 1.0), [f64::INFINITY]);
+        // 0.5 off in a gradient whose largest magnitude is 4.
+        let c = [outcome(&[2.0, 1.0], &[1.5, 4.0])];
+        assert_eq!(problem_differences(&b, &c, 1.0), [0.125]);
+        // The second run's values are scaled by the factor before comparing.
+        let half = [outcome(&[1.0, 0.5], &[0.5, 2.0])];
+        assert_eq!(problem_differences(&b, &half, 2.0), [0.0]);
+        assert!(problem_differences(&b, &half, 1.0)[0] > 0.1);
+        // A rejection or another shape is unbounded.
+        let rejected: [Outcome; 1] = [Err("no".into())];
+        assert_eq!(problem_differences(&b, &rejected, 1.0), [f64::INFINITY]);
+        let longer = [outcome(&[2.0, 1.0, 0.0], &[1.0, 4.0])];
+        assert_eq!(problem_differences(&b, &longer, 1.0), [f64::INFINITY]);
+    }
+
+    #[test]
+    fn a_constant_factor_is_found_only_when_it_holds_on_every_problem() {
+        let scalar = |value: f64| outcome(&[value], &[value]);
+        let a = [scalar(6.0), scalar(3.0)];
+        let b = [scalar(2.0), scalar(1.0)];
+        assert_eq!(constant_factor(&a, &b), Some(3.0));
+        let c = [scalar(2.0), scalar(1.5)];
+        assert_eq!(constant_factor(&a, &c), None);
+    }
+}
