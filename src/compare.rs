@@ -148,6 +148,23 @@ pub const DTYPE_TOLERANCES: &[DTypeTolerance] = &[
     },
 ];
 
+/// The largest finite |expected| (the scale), and the tolerance's per-tensor bound with its unit,
+/// one ulp of the scale; no bound where the tolerance has none, or where the expected tensor is all
+/// zero (no scale: the elementwise rule, atol, bounds it instead).
+pub fn per_tensor_bound<'a>(
+    tolerance: &Tolerance,
+    expected: impl Iterator<Item = &'a f64>,
+) -> (f64, Option<(Normwise, f64)>) {
+    let scale = expected
+        .filter(|value| value.is_finite())
+        .fold(0.0_f64, |max, value| max.max(value.abs()));
+    let normwise = tolerance
+        .normwise
+        .map(|bound| (bound, bound.ulp(scale)))
+        .filter(|&(_, unit)| unit > 0.0);
+    (scale, normwise)
+}
+
 /// Whether `id` starts with `pattern`, where each `*` in the pattern matches any run of characters
 /// (`/` included: `cross_entropy/*smoothing` reaches into later segments). The tolerance and
 /// artefact rules' patterns; case selection uses [`filter_matches`].
@@ -451,16 +468,7 @@ pub fn assert_close(
     let mut mismatched = 0;
     let mut first = None;
     let (actual, expected) = (actual.as_standard_layout(), expected.as_standard_layout());
-    let scale = expected
-        .iter()
-        .filter(|value| value.is_finite())
-        .fold(0.0_f64, |max, value| max.max(value.abs()));
-    // The per-tensor bound and its unit; an all-zero expected tensor has no scale, and the
-    // elementwise rule (atol) bounds it instead.
-    let normwise = tolerance
-        .normwise
-        .map(|bound| (bound, bound.ulp(scale)))
-        .filter(|&(_, unit)| unit > 0.0);
+    let (scale, normwise) = per_tensor_bound(&tolerance, expected.iter());
     let pairs = actual.iter().zip(expected.iter()).enumerate();
     for (index, (&got, &want)) in pairs {
         let same_special = (got.is_nan() && want.is_nan()) || (got.is_infinite() && got == want);

@@ -236,11 +236,16 @@ impl Case {
     /// The dtype of the case's input, from the id's dtype segment (`Fixtures::open` admits only
     /// `f32` and `f64`, and generated cases take their template's).
     pub fn input_dtype(&self) -> DType {
-        if self.dtype == "f32" {
-            DType::Float32
-        } else {
-            DType::Float64
-        }
+        dtype_of_segment(&self.dtype)
+    }
+}
+
+/// The input dtype a case id's dtype segment names: `f32`, else (`f64`) float64.
+pub fn dtype_of_segment(segment: &str) -> DType {
+    if segment == "f32" {
+        DType::Float32
+    } else {
+        DType::Float64
     }
 }
 

@@ -14,7 +14,8 @@ use segloss::certify::explain::explain;
 use segloss::certify::grade::{grade, grade_table};
 use segloss::certify::known::KnownFailures;
 use segloss::certify::report::{
-    markdown_matrix, printable, read_json_report, splice_matrix, Report, MATRIX_MARKERS,
+    markdown_matrix, printable, read_json_report, read_report_document, splice_matrix, Report,
+    MATRIX_MARKERS,
 };
 use segloss::certify::reproduce::minimal_failure;
 use segloss::certify::{builtin, builtin_names, certify, corpus_checks, Implementation};
@@ -904,7 +905,7 @@ fn open_fixtures(given: Option<&Path>) -> Result<Fixtures> {
 fn merge(reports: &[PathBuf]) -> Result<ExitCode> {
     let documents = reports
         .iter()
-        .map(|path| read_json_document(path))
+        .map(|path| read_report_document(path))
         .collect::<Result<Vec<_>>>()?;
     let merged = segloss::certify::report::merge_json_reports(&documents).map_err(|message| {
         Error::Manifest {
@@ -914,14 +915,4 @@ fn merge(reports: &[PathBuf]) -> Result<ExitCode> {
     })?;
     emit(&format!("{merged:#}\n"))?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// A JSON document read within the document size limit.
-fn read_json_document(path: &Path) -> Result<serde_json::Value> {
-    serde_json::from_slice(&read_regular_file(path, MAX_DOCUMENT_BYTES)?).map_err(|error| {
-        Error::Manifest {
-            path: path.to_path_buf(),
-            message: format!("not JSON: {error}"),
-        }
-    })
 }

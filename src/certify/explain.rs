@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use ndarray::{ArrayD, Axis};
 
 use super::{call_for, compute_guarded, judge, Implementation, Outcome, Verdict};
-use crate::compare::{tolerance_for, Check, Tier, Tolerance};
+use crate::compare::{per_tensor_bound, tolerance_for, Check, Tier, Tolerance};
 use crate::corpus::Corpus;
 use crate::error::{Error, Result};
 use crate::fixtures::{Case, Expected};
@@ -232,14 +232,9 @@ pub fn excess_ratios(
     expected: &ArrayD<f64>,
     tolerance: &Tolerance,
 ) -> ArrayD<f64> {
-    let scale = expected
-        .iter()
-        .filter(|value| value.is_finite())
-        .fold(0.0_f64, |m, value| m.max(value.abs()));
-    let uniform = tolerance
-        .normwise
-        .map(|bound| bound.ulps * bound.ulp(scale))
-        .filter(|_| scale > 0.0);
+    // As the comparison judges it: the per-tensor bound, or atol + rtol·|e| without one.
+    let (_, normwise) = per_tensor_bound(tolerance, expected.iter());
+    let uniform = normwise.map(|(bound, unit)| bound.ulps * unit);
     ndarray::Zip::from(actual)
         .and(expected)
         .map_collect(|&a, &e| {

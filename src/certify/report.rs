@@ -13,7 +13,7 @@ use super::{Alternative, CaseCheck, CheckResult, Failure, Verdict};
 use crate::compare::{tolerance_for, Agreement, Mismatch, Tier, Tolerance};
 use crate::error::{Error, Result};
 use crate::files::{read_regular_file, MAX_DOCUMENT_BYTES};
-use crate::tensor::DType;
+use crate::fixtures::dtype_of_segment;
 
 /// A judged run: every check with its status against the known-failure list.
 pub struct Report {
@@ -104,10 +104,7 @@ fn figures(result: &CheckResult, tier: Tier) -> serde_json::Value {
             }
         }
         verdict => {
-            let dtype = match result.case_id.split('/').nth(1) {
-                Some("f32") => DType::Float32,
-                _ => DType::Float64,
-            };
+            let dtype = dtype_of_segment(result.case_id.split('/').nth(1).unwrap_or_default());
             let (tolerance, reason) = tolerance_for(&result.case_id, dtype, check, tier);
             let agreement = verdict.agreement();
             json!({
@@ -648,13 +645,8 @@ pub struct DefectCount {
 /// The [`RunSummary`] of a `segloss certify --json` report (no known failures in a report
 /// without them).
 pub fn read_json_report(path: &Path) -> Result<RunSummary> {
-    let invalid = |message: String| Error::Manifest {
-        path: path.to_path_buf(),
-        message: format!("not a segloss certify --json report: {message}"),
-    };
-    let report: serde_json::Value =
-        serde_json::from_slice(&read_regular_file(path, MAX_DOCUMENT_BYTES)?)
-            .map_err(|error| invalid(error.to_string()))?;
+    let invalid = |message: String| not_a_report(path, message);
+    let report = read_report_document(path)?;
     let name = report["implementation"]
         .as_str()
         .ok_or_else(|| invalid("no implementation name".into()))?
@@ -762,6 +754,20 @@ pub fn merge_json_reports(
         .sum::<f64>());
     merged["shards"] = json!(reports.len());
     Ok(merged)
+}
+
+/// A `segloss certify --json` report as JSON, read within the document size limit.
+pub fn read_report_document(path: &Path) -> Result<serde_json::Value> {
+    serde_json::from_slice(&read_regular_file(path, MAX_DOCUMENT_BYTES)?)
+        .map_err(|error| not_a_report(path, error.to_string()))
+}
+
+/// The error for a file that is not a `--json` report, saying why.
+fn not_a_report(path: &Path, message: String) -> Error {
+    Error::Manifest {
+        path: path.to_path_buf(),
+        message: format!("not a segloss certify --json report: {message}"),
+    }
 }
 
 /// A known-failure reason of a run and how many checks failed as listed under it.
@@ -1032,8 +1038,12 @@ mod tests {
     fn mismatched(case_id: &str, factor: f64) -> CheckResult {
         let expected = ndarray::ArrayD::from_shape_vec(vec![3], vec![1.0, 2.0, 4.0]).unwrap();
         let actual = expected.mapv(|value| value * factor);
-        let (tolerance, reason) =
-            tolerance_for(case_id, DType::Float64, Check::Forward, Tier::Strict);
+        let (tolerance, reason) = tolerance_for(
+            case_id,
+            crate::tensor::DType::Float64,
+            Check::Forward,
+            Tier::Strict,
+        );
         let mismatch = *crate::compare::assert_close(&actual, &expected, tolerance).unwrap_err();
         let verdict = Verdict::Failed(Failure {
             kind: FailureKind::Mismatch,

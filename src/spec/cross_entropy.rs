@@ -190,18 +190,14 @@ pub(crate) fn class_index_cross_entropy(
 ) -> Result<LossOutput> {
     let denominator = class_index_checks(call, ignore_index, smoothing, mean_over, reduction)?;
     trace::record(|| {
-        let mut facts = vec![
-            Fact::new("prediction", "logits, log-softmax over the classes"),
-            Fact::new("target", "class indices"),
-        ];
-        facts.extend(class_index_facts(
+        class_index_facts(
+            "logits, log-softmax over the classes",
             call,
             ignore_index,
             smoothing,
             mean_over,
             reduction,
-        ));
-        facts
+        )
     });
     let upstream = Upstream::new(reduction, grad_output, call.targets.shape(), denominator)?;
     let layout = Layout::of(input.shape(), call.class_axis);
@@ -285,10 +281,9 @@ pub(crate) fn class_index_cross_entropy(
     Ok(swept.output(reduction, call.targets.shape(), denominator, input.shape()))
 }
 
-/// The bounds and dtype checks a class-index loss makes before it computes, and the denominator
-/// of its mean.
-/// The conventions of a class-index cross entropy past its prediction and target, in words.
+/// The conventions of a class-index cross entropy taking `prediction`, in words (for [`trace`]).
 fn class_index_facts(
+    prediction: &str,
     call: &ClassIndexCall,
     ignore_index: Option<i64>,
     smoothing: f64,
@@ -308,6 +303,8 @@ fn class_index_facts(
         (reduction, _) => reduction.to_string(),
     };
     vec![
+        Fact::new("prediction", prediction),
+        Fact::new("target", "class indices"),
         Fact::new(
             "ignored",
             ignore_index.map_or("nothing".to_string(), |index| {
@@ -337,6 +334,8 @@ fn class_index_facts(
     ]
 }
 
+/// The bounds and dtype checks a class-index loss makes before it computes, and the denominator
+/// of its mean.
 fn class_index_checks(
     call: &ClassIndexCall,
     ignore_index: Option<i64>,
@@ -391,18 +390,14 @@ fn class_index_nll(
         reduction,
     )?;
     trace::record(|| {
-        let mut facts = vec![
-            Fact::new("prediction", "log-probabilities, as given"),
-            Fact::new("target", "class indices"),
-        ];
-        facts.extend(class_index_facts(
+        class_index_facts(
+            "log-probabilities, as given",
             call,
             Some(ignore_index),
             0.0,
             MeanOver::TargetWeights,
             reduction,
-        ));
-        facts
+        )
     });
     let upstream = Upstream::new(reduction, grad_output, call.targets.shape(), denominator)?;
     let layout = Layout::of(input.shape(), call.class_axis);

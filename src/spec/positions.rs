@@ -210,16 +210,19 @@ struct Chunk<'g, 'l> {
 /// than the work (the results are the same either way, the chunks being summed in order).
 const PARALLEL_MIN_ELEMENTS: usize = 1 << 16;
 
-/// The threads for a pass over `elements` elements in `items` pieces: the cores (asked once per
-/// process), at most one per piece, one for a small pass.
-pub(crate) fn threads_for(elements: usize, items: usize) -> usize {
+/// The cores the passes share (asked once per process).
+pub(crate) fn cores() -> usize {
     static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| thread::available_parallelism().map_or(1, |cores| cores.get()))
+}
+
+/// The threads for a pass over `elements` elements in `items` pieces: the cores, at most one per
+/// piece, one for a small pass.
+pub(crate) fn threads_for(elements: usize, items: usize) -> usize {
     if elements < PARALLEL_MIN_ELEMENTS {
         return 1;
     }
-    let cores =
-        *CORES.get_or_init(|| thread::available_parallelism().map_or(1, |cores| cores.get()));
-    cores.min(items)
+    cores().min(items)
 }
 
 /// Runs `kernel` at every position and gathers what it returns. The kernel gets the position, its

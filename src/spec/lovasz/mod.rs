@@ -42,12 +42,11 @@
 //! `lovasz_hinge_loss`).
 
 use std::ops::Range;
-use std::sync::OnceLock;
 use std::thread;
 
 use ndarray::{ArrayD, IxDyn};
 
-use super::positions::Values;
+use super::positions::{cores, Values};
 use super::softmax::SoftmaxLane;
 use super::{compensated_sum, grad_output_or_ones, scalar, CompensatedSum, LossOutput};
 use crate::error::Rejection;
@@ -181,12 +180,6 @@ fn sort_entries(entries: &mut [Entry], threads: usize) {
     });
 }
 
-/// The cores the loops share (looked up once).
-fn threads() -> usize {
-    static THREADS: OnceLock<usize> = OnceLock::new();
-    *THREADS.get_or_init(|| thread::available_parallelism().map_or(1, |cores| cores.get()))
-}
-
 /// The Lovász extension of the Jaccard loss over a group's elements, given as (key, tag)
 /// entries, and its gradient:
 ///
@@ -205,7 +198,7 @@ fn lovasz_extension(
     mut gradient: impl FnMut(usize, f64),
 ) -> f64 {
     let total = compensated_sum(entries.iter().map(|&(_, tag)| truth(tag)));
-    sort_entries(entries, threads());
+    sort_entries(entries, cores());
     let mut steps = JaccardSteps::new(total);
     let mut loss = CompensatedSum::default();
     for &(key, tag) in entries.iter() {
@@ -422,7 +415,7 @@ fn for_each_image(
     if image_len == 0 {
         return;
     }
-    let per_thread = images.len().div_ceil(threads()).max(1);
+    let per_thread = images.len().div_ceil(cores()).max(1);
     let run = |first: usize, blocks: &mut [f64]| {
         for (offset, block) in blocks.chunks_mut(image_len).enumerate() {
             work(first + offset, block);
