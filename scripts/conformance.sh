@@ -68,6 +68,6 @@ for entry in "${adapters[@]}"; do
     fi
     reports+=("$work/$name.json")
 done
-"$segloss" matrix "${reports[@]}" --update README.md
-echo "README.md conformance matrix regenerated" >&2
+"$segloss" matrix "${reports[@]}" --update README.md --calls docs/certified-calls.json
+echo "README.md conformance matrix and docs/certified-calls.json regenerated (then: segloss rosetta --write docs/rosetta.md)" >&2
 exit $status

@@ -133,6 +133,10 @@ enum Command {
         /// Print the page's translations as JSON (each in the `translate --json` format, by family).
         #[arg(long, conflicts_with = "write")]
         json: bool,
+        /// The certified implementations' calls to list (`segloss matrix --calls`; default: the
+        /// docs/certified-calls.json this binary was built with).
+        #[arg(long, value_name = "FILE")]
+        certified: Option<PathBuf>,
     },
     /// Join the --json reports of the shards of one run (`certify --shard K/N`) into one report,
     /// printed as JSON: the checks of every shard, totals added up.
@@ -150,6 +154,10 @@ enum Command {
         /// `<!-- conformance-matrix:end -->` in this file instead of printing.
         #[arg(long)]
         update: Option<PathBuf>,
+        /// Also write the calls the implementations declare, with what their certification
+        /// found, to this file (docs/certified-calls.json, which the Rosetta page is rendered from).
+        #[arg(long, value_name = "FILE")]
+        calls: Option<PathBuf>,
     },
 }
 
@@ -374,7 +382,11 @@ fn main() -> ExitCode {
             json,
         } => list(fixtures.as_deref(), &filter, json),
         Command::Certify(args) => run_certify(&args),
-        Command::Matrix { reports, update } => matrix(&reports, update.as_deref()),
+        Command::Matrix {
+            reports,
+            update,
+            calls,
+        } => matrix(&reports, update.as_deref(), calls.as_deref()),
         Command::Merge { reports } => merge(&reports),
         Command::Translate {
             loss,
@@ -385,7 +397,11 @@ fn main() -> ExitCode {
             json,
         } => translate(&loss, params, &to, problems, seed, json),
         Command::Compare { args } => compare(&args),
-        Command::Rosetta { write, json } => rosetta_page(write.as_deref(), json),
+        Command::Rosetta {
+            write,
+            json,
+            certified,
+        } => rosetta_page(write.as_deref(), json, certified.as_deref()),
     };
     match outcome {
         Ok(code) => code,
@@ -595,7 +611,8 @@ fn run_certify(args: &CertifyArgs) -> Result<ExitCode> {
     let provenance = serde_json::to_value(&corpus.fixtures.manifest.generator).ok();
     let mut report = Report::new(implementation.name(), tier, results, &known)
         .with_corpus(corpus.kind.to_string())
-        .with_origin(provenance, args.cmd.clone());
+        .with_origin(provenance, args.cmd.clone())
+        .with_calls(implementation.calls());
     report.reproducers = reproducers;
     if args.json {
         emit(&format!("{:#}\n", report.json()))?;
@@ -697,11 +714,28 @@ fn check_provenance(fixtures: &Fixtures) -> Result<()> {
         })
 }
 
-fn matrix(reports: &[PathBuf], update: Option<&Path>) -> Result<ExitCode> {
+fn matrix(reports: &[PathBuf], update: Option<&Path>, calls: Option<&Path>) -> Result<ExitCode> {
     let runs = reports
         .iter()
         .map(|path| read_json_report(path))
         .collect::<Result<Vec<_>>>()?;
+    if let Some(path) = calls {
+        let documents = reports
+            .iter()
+            .map(|path| read_report_document(path))
+            .collect::<Result<Vec<_>>>()?;
+        let certified =
+            rosetta::certified::CertifiedCalls::from_reports(&documents).map_err(|message| {
+                Error::Manifest {
+                    path: path.to_path_buf(),
+                    message,
+                }
+            })?;
+        write_text(
+            path,
+            &(serde_json::to_string_pretty(&certified).unwrap_or_default() + "\n"),
+        )?;
+    }
     let table = markdown_matrix(&runs);
     let Some(path) = update else {
         emit(&table)?;
@@ -871,7 +905,7 @@ fn compare(args: &[String]) -> Result<ExitCode> {
 }
 
 /// `segloss rosetta`.
-fn rosetta_page(write: Option<&Path>, json: bool) -> Result<ExitCode> {
+fn rosetta_page(write: Option<&Path>, json: bool, certified: Option<&Path>) -> Result<ExitCode> {
     if json {
         let tables: Vec<serde_json::Value> = rosetta::page::translations()?
             .into_iter()
@@ -882,7 +916,14 @@ fn rosetta_page(write: Option<&Path>, json: bool) -> Result<ExitCode> {
         emit(&(serde_json::to_string_pretty(&tables).unwrap_or_default() + "\n"))?;
         return Ok(ExitCode::SUCCESS);
     }
-    let page = rosetta::page::render()?;
+    let certified = match certified {
+        Some(path) => rosetta::certified::CertifiedCalls::parse(&String::from_utf8_lossy(
+            &read_regular_file(path, MAX_DOCUMENT_BYTES)?,
+        )),
+        None => rosetta::certified::CertifiedCalls::bundled(),
+    }
+    .map_err(Error::Rosetta)?;
+    let page = rosetta::page::render(&certified)?;
     match write {
         Some(path) => std::fs::write(path, page).map_err(|error| Error::Io {
             path: path.to_path_buf(),

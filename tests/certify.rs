@@ -213,9 +213,68 @@ fn the_reference_through_the_protocol_passes() {
     );
     assert!(succeeded, "{report:#}");
     assert!(checks(&report).iter().all(|check| check.1 == "passed"));
-    // The report names the implementation as its hello did.
+    // The report names the implementation and its calls as its hello did.
     assert_eq!(report["implementation"], "broken (none)");
     assert_eq!(report["certified_something"], true);
+    assert_eq!(
+        report["calls"],
+        serde_json::json!([
+            {"loss": "cross_entropy", "call": "segloss eval cross_entropy", "when": "every case"},
+            {"loss": "nll_loss", "call": "segloss eval nll_loss"},
+        ])
+    );
+    // `matrix --calls` counts them loss by loss, and the Rosetta page lists them.
+    let dir = tempfile::tempdir().unwrap();
+    let report_path = dir.path().join("report.json");
+    std::fs::write(&report_path, report.to_string()).unwrap();
+    let calls_path = dir.path().join("calls.json");
+    let binary = env!("CARGO_BIN_EXE_segloss");
+    let matrix = Command::new(binary)
+        .arg("matrix")
+        .arg(&report_path)
+        .arg("--calls")
+        .arg(&calls_path)
+        .output()
+        .unwrap();
+    assert!(
+        matrix.status.success(),
+        "{}",
+        String::from_utf8_lossy(&matrix.stderr)
+    );
+    let calls: Value = serde_json::from_slice(&std::fs::read(&calls_path).unwrap()).unwrap();
+    let losses = &calls["implementations"][0]["losses"];
+    let passed = |loss: &str| {
+        checks(&report)
+            .iter()
+            .filter(|check| check.0.starts_with(&format!("{loss}/")))
+            .count()
+    };
+    assert_eq!(losses[0]["loss"], "cross_entropy");
+    assert_eq!(losses[0]["passed"], passed("cross_entropy"));
+    assert_eq!(losses[1]["loss"], "nll_loss");
+    assert_eq!(losses[1]["passed"], passed("nll_loss"));
+    let page = Command::new(binary)
+        .args(["rosetta", "--certified"])
+        .arg(&calls_path)
+        .output()
+        .unwrap();
+    let page = String::from_utf8_lossy(&page.stdout);
+    let row = format!(
+        "| `cross_entropy` | broken (none) | `segloss eval cross_entropy` (every case) | {} passed | none found |",
+        passed("cross_entropy")
+    );
+    assert!(page.contains(&row), "{page}");
+}
+
+#[test]
+fn a_hello_declaring_a_call_of_an_unknown_loss_is_refused() {
+    let output = certify_command("bad-calls", &["--filter", "nll_loss/f64/N4C3/avg/"]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("calls[0] names \"no_such_loss\", which is not a catalog loss id"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -32,7 +32,8 @@ fn the_committed_page_is_current() {
     let committed =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/rosetta.md"))
             .unwrap();
-    let rendered = page::render_translations(page_tables());
+    let certified = segloss::rosetta::certified::CertifiedCalls::bundled().unwrap();
+    let rendered = page::render_translations(page_tables(), &certified);
     assert!(
         committed == rendered,
         "docs/rosetta.md is stale: regenerate it with `cargo run --release -- rosetta --write docs/rosetta.md`"

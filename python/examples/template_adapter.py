@@ -17,7 +17,7 @@ import sys
 
 import numpy as np
 
-from segloss_adapter import Emulated, ForwardOnly, Outcome, Rejected, Request, Unsupported, serve
+from segloss_adapter import Call, Emulated, ForwardOnly, Outcome, Rejected, Request, Unsupported, serve
 
 
 def softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -96,4 +96,7 @@ def compute(request: Request) -> Outcome:
 if __name__ == "__main__":
     with np.errstate(invalid="ignore", divide="ignore"):
         serve("template adapter (NumPy cross entropy)", compute,
-              kinds={"invalid_reduction": [r"^ValueError: unknown reduction "]})
+              kinds={"invalid_reduction": [r"^ValueError: unknown reduction "]},
+              # The calls it makes, for the Rosetta page: your library's, as its users write them.
+              calls=[Call("cross_entropy", "softmax_cross_entropy(logits as rows (R, C), labels (R,))",
+                          when="class indices")])

@@ -25,7 +25,7 @@ import warnings
 
 import torch
 
-from segloss_adapter import Unsupported, serve
+from segloss_adapter import Call, Unsupported, serve
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # fvcore.nn scripts its losses at import (torch.jit.script is deprecated)
@@ -60,4 +60,8 @@ def compute(request):
 
 
 if __name__ == "__main__":
-    serve("fvcore 0.1.5.post20221221 (fvcore.nn.sigmoid_focal_loss)", compute)
+    serve(
+        "fvcore 0.1.5.post20221221 (fvcore.nn.sigmoid_focal_loss)",
+        compute,
+        calls=[Call("sigmoid_focal_loss", "fvcore.nn.sigmoid_focal_loss(inputs, targets, alpha=alpha (0.25 when unset), gamma, reduction)")],
+    )

@@ -73,9 +73,26 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import keras  # noqa: E402
-from segloss_adapter import Emulated, ForwardOnly, Unsupported, serve  # noqa: E402
+from segloss_adapter import Call, Emulated, ForwardOnly, Unsupported, serve  # noqa: E402
 
 KERAS_VERSION = "3.15.1"
+
+# The calls this adapter makes, as the mapping above gives them (declared in the hello).
+CALLS = [
+    Call("cross_entropy", "keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=ignore_index)",
+         when="class indices"),
+    Call("cross_entropy", "keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=ε) on one-hot targets",
+         when="class indices with label smoothing"),
+    Call("cross_entropy", "keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=ε)",
+         when="probability targets"),
+    Call("binary_cross_entropy", "keras.losses.BinaryCrossentropy(from_logits=False), weight as sample_weight"),
+    Call("binary_cross_entropy_with_logits", "keras.losses.BinaryCrossentropy(from_logits=True), weight as sample_weight"),
+    Call("sigmoid_focal_loss",
+         "keras.losses.BinaryFocalCrossentropy(apply_class_balancing=alpha != -1, alpha=alpha, gamma=gamma, from_logits=True)"),
+    Call("kornia.tversky_loss", "keras.losses.Tversky(alpha, beta, axis=(1, 2)) of softmax(pred) and one_hot(target)"),
+    Call("kornia.dice_loss", "keras.losses.Dice(axis=(1, 2, 3)) of softmax(pred) and one_hot(target)", when='average="micro"'),
+    Call("segloss.soft_dice", "keras.losses.Dice(axis=spatial axes)", when="smooth=0"),
+]
 
 # Keras's own checks whose messages name the reason, as segloss error kinds (segloss_adapter.serve
 # matches them in "<exception type>: <message>"). Nothing else Keras or torch raises states a kind.
@@ -327,4 +344,4 @@ def compute(request):
 if __name__ == "__main__":
     found = (keras.__version__, keras.backend.backend())
     assert found == (KERAS_VERSION, "torch"), f"this adapter certifies Keras {KERAS_VERSION} on torch, not {found}"
-    serve(f"Keras {KERAS_VERSION} (torch backend, CPU)", compute, kinds=KINDS)
+    serve(f"Keras {KERAS_VERSION} (torch backend, CPU)", compute, kinds=KINDS, calls=CALLS)

@@ -9,7 +9,7 @@ smoothing and no probability targets, so those cases are unsupported.
 import torch
 from torch import nn
 
-from segloss_adapter import Unsupported, serve
+from segloss_adapter import Call, Unsupported, serve
 
 
 def compute(request):
@@ -34,4 +34,8 @@ def compute(request):
 
 
 if __name__ == "__main__":
-    serve("LogSoftmax + NLLLoss module", compute)
+    serve(
+        "LogSoftmax + NLLLoss module",
+        compute,
+        calls=[Call("cross_entropy", "nn.NLLLoss(weight, ignore_index, reduction)(nn.LogSoftmax(dim=1)(input), target)", when="class indices")],
+    )

@@ -56,7 +56,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from segloss_adapter import ForwardOnly, Unsupported, serve
+from segloss_adapter import Call, ForwardOnly, Unsupported, serve
 
 OPSET = 13
 IR_VERSION = 9
@@ -178,7 +178,14 @@ def main():
     parser.add_argument("--runtime", choices=sorted(RUNTIMES), required=True)
     args = parser.parse_args()
     runtime = RUNTIMES[args.runtime]()
-    serve(runtime.name, make_compute(runtime))
+    serve(
+        runtime.name,
+        make_compute(runtime),
+        calls=[
+            Call("cross_entropy", "SoftmaxCrossEntropyLoss(input, target[, weight]; reduction, ignore_index) at opset 13", when="class indices"),
+            Call("nll_loss", "NegativeLogLikelihoodLoss(input, target[, weight]; reduction, ignore_index) at opset 13"),
+        ],
+    )
 
 
 if __name__ == "__main__":

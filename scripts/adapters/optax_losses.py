@@ -67,7 +67,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
-from segloss_adapter import Emulated, Rejected, Unsupported, serve  # noqa: E402
+from segloss_adapter import Call, Emulated, Rejected, Unsupported, serve  # noqa: E402
 
 NAME = f"optax {optax.__version__} (JAX {jax.__version__}, CPU)"
 REDUCTIONS = ("none", "mean", "sum")
@@ -437,4 +437,18 @@ def compute(request):
 
 
 if __name__ == "__main__":
-    serve(NAME, compute, kinds=KINDS)
+    serve(
+        NAME,
+        compute,
+        kinds=KINDS,
+        calls=[
+            Call("cross_entropy", "optax.losses.softmax_cross_entropy_with_integer_labels(logits, labels, axis=1, where=label != ignore_index)", when="class indices"),
+            Call("cross_entropy", "optax.losses.softmax_cross_entropy(logits, labels, axis=1)", when="probability targets"),
+            Call("binary_cross_entropy_with_logits", "optax.losses.sigmoid_binary_cross_entropy(logits, labels)"),
+            Call("sigmoid_focal_loss", "optax.losses.sigmoid_focal_loss(logits, labels, alpha=alpha (None for -1), gamma=gamma)"),
+            Call("segloss.soft_dice", "optax.losses.dice_loss(alpha=0.5, beta=0.5, smooth=smooth/2, apply_softmax=False)"),
+            Call("segloss.soft_iou", "optax.losses.dice_loss(alpha=1, beta=1, smooth=smooth, apply_softmax=False)"),
+            Call("monai.DiceLoss", "optax.losses.dice_loss(alpha=0.5, beta=0.5, smooth=smooth_nr/2, ignore_background=not include_background, class_weights=weight); jaccard: alpha=beta=1"),
+            Call("monai.TverskyLoss", "optax.losses.dice_loss(alpha=alpha, beta=beta, smooth=smooth_nr)"),
+        ],
+    )

@@ -62,7 +62,7 @@ import warnings
 
 import torch
 
-from segloss_adapter import Emulated, Unsupported, serve
+from segloss_adapter import Call, Emulated, Unsupported, serve
 
 # This file's name is the package's: drop its directory from the path so that the import below
 # finds the installed pytorch_toolbelt, not this adapter.
@@ -178,4 +178,16 @@ def compute(request):
 
 
 if __name__ == "__main__":
-    serve("pytorch-toolbelt 0.8.0", compute)
+    serve(
+        "pytorch-toolbelt 0.8.0",
+        compute,
+        calls=[
+            Call("smp.DiceLoss", "pytorch_toolbelt.losses.DiceLoss(mode, classes, log_loss, from_logits, smooth, ignore_index, eps)"),
+            Call("smp.JaccardLoss", "pytorch_toolbelt.losses.JaccardLoss(mode, classes, log_loss, from_logits, smooth, eps)"),
+            Call("smp.FocalLoss", "pytorch_toolbelt.losses.BinaryFocalLoss(alpha, gamma, ignore_index, reduction, normalized, reduced_threshold, class_weights)"),
+            Call("smp.LovaszLoss", "pytorch_toolbelt.losses.BinaryLovaszLoss(per_image, ignore_index)", when="binary and multilabel modes"),
+            Call("smp.LovaszLoss", "pytorch_toolbelt.losses.LovaszLoss(per_image, ignore=ignore_index)", when="multiclass mode"),
+            Call("smp.SoftBCEWithLogitsLoss", "pytorch_toolbelt.losses.SoftBCEWithLogitsLoss(weight, ignore_index, reduction, smooth_factor, pos_weight)"),
+            Call("smp.SoftCrossEntropyLoss", "pytorch_toolbelt.losses.SoftCrossEntropyLoss(reduction, smooth_factor, ignore_index)"),
+        ],
+    )

@@ -39,7 +39,7 @@ import warnings
 
 import torch
 
-from segloss_adapter import Emulated, Unsupported, serve
+from segloss_adapter import Call, Emulated, Unsupported, serve
 
 import timm  # noqa: E402
 from timm.loss import BinaryCrossEntropy, LabelSmoothingCrossEntropy, SoftTargetCrossEntropy  # noqa: E402
@@ -138,4 +138,12 @@ def compute(request):
 
 
 if __name__ == "__main__":
-    serve("timm 1.0.31 (timm.loss)", compute)
+    serve(
+        "timm 1.0.31 (timm.loss)",
+        compute,
+        calls=[
+            Call("cross_entropy", "timm.loss.LabelSmoothingCrossEntropy(smoothing=label_smoothing) on rows of classes", when="class indices"),
+            Call("cross_entropy", "timm.loss.SoftTargetCrossEntropy() on rows of classes", when="probability targets"),
+            Call("binary_cross_entropy_with_logits", "timm.loss.BinaryCrossEntropy(smoothing=0.0, target_threshold=None, weight, pos_weight, reduction)"),
+        ],
+    )

@@ -29,7 +29,7 @@ use burn::tensor::{Device, Int, Tensor as BurnTensor, TensorData};
 use ndarray::ArrayD;
 
 use super::library::{array, finish, guarded, kept_positions, unsupported, Layout, Loss, Request};
-use super::{Implementation, Outcome};
+use super::{DeclaredCall, Implementation, Outcome};
 use crate::catalog::LossCall;
 use crate::spec::Reduction;
 use crate::tensor::Tensor;
@@ -40,6 +40,28 @@ pub struct Burn;
 impl Implementation for Burn {
     fn name(&self) -> &str {
         "burn 0.22.1 (burn-nn losses, Flex CPU backend + autodiff)"
+    }
+
+    fn calls(&self) -> Vec<DeclaredCall> {
+        let declared = |loss: &str, call: &str| DeclaredCall {
+            loss: loss.to_string(),
+            call: call.to_string(),
+            when: None,
+        };
+        vec![
+            declared(
+                "cross_entropy",
+                "CrossEntropyLossConfig::new().with_weights(weight).with_smoothing(ε).with_pad_tokens([ignore_index]) on rows of classes",
+            ),
+            declared(
+                "nll_loss",
+                "CrossEntropyLossConfig::new().with_logits(false) on exp(input), rows of classes",
+            ),
+            declared(
+                "binary_cross_entropy_with_logits",
+                "BinaryCrossEntropyLossConfig::new().with_logits(true) on flattened elements",
+            ),
+        ]
     }
 
     fn compute(&self, call: &LossCall) -> Outcome {

@@ -19,7 +19,7 @@ use candle_core::{DType, Device, Tensor as CandleTensor, Var};
 use super::library::{
     array, finish, guarded, kept_positions, library_rejection, unsupported, Layout, Loss, Request,
 };
-use super::{Implementation, Outcome};
+use super::{DeclaredCall, Implementation, Outcome};
 use crate::catalog::LossCall;
 use crate::spec::Reduction;
 use crate::tensor::Tensor;
@@ -30,6 +30,28 @@ pub struct Candle;
 impl Implementation for Candle {
     fn name(&self) -> &str {
         "candle 0.11.1 (candle-nn losses, CPU)"
+    }
+
+    fn calls(&self) -> Vec<DeclaredCall> {
+        let declared = |loss: &str, call: &str| DeclaredCall {
+            loss: loss.to_string(),
+            call: call.to_string(),
+            when: None,
+        };
+        vec![
+            declared(
+                "cross_entropy",
+                "candle_nn::loss::cross_entropy(&input, &target) on rows of classes",
+            ),
+            declared(
+                "nll_loss",
+                "candle_nn::loss::nll(&input, &target) on rows of classes",
+            ),
+            declared(
+                "binary_cross_entropy_with_logits",
+                "candle_nn::loss::binary_cross_entropy_with_logit(&input, &target)",
+            ),
+        ]
     }
 
     fn compute(&self, call: &LossCall) -> Outcome {

@@ -19,13 +19,14 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use super::{Implementation, Outcome};
+use super::{DeclaredCall, Implementation, Outcome};
 use crate::catalog::{self, LossCall};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 use live::Scratch;
 use process::Process;
 pub use process::MAX_LINE_BYTES;
+use protocol::Hello;
 pub use protocol::{parse_answer, Answer, PROTOCOL, PROTOCOL_VERSION};
 
 /// The usual bound on the hello exchange: interpreters and frameworks (a deep-learning library's
@@ -42,6 +43,7 @@ pub struct CommandAdapter {
     timeout: Duration,
     hello_timeout: Duration,
     name: String,
+    calls: Vec<DeclaredCall>,
     // Declared before `scratch`: the process is stopped before its directory is removed.
     state: Mutex<State>,
     scratch: Scratch,
@@ -79,12 +81,13 @@ impl CommandAdapter {
             reason,
         };
         let scratch = Scratch::create().map_err(adapter_error)?;
-        let (process, name) = start_process(command, hello_timeout).map_err(adapter_error)?;
+        let (process, hello) = start_process(command, hello_timeout).map_err(adapter_error)?;
         Ok(CommandAdapter {
             command: command.to_string(),
             timeout,
             hello_timeout,
-            name: name.unwrap_or_else(|| command.to_string()),
+            name: hello.name.unwrap_or_else(|| command.to_string()),
+            calls: hello.calls,
             state: Mutex::new(State {
                 process: Some(process),
                 failed_hellos: 0,
@@ -218,6 +221,10 @@ impl Implementation for CommandAdapter {
         &self.name
     }
 
+    fn calls(&self) -> Vec<DeclaredCall> {
+        self.calls.clone()
+    }
+
     fn compute(&self, call: &LossCall) -> Outcome {
         let mut state = self.state();
         let mut process = match self.ready_process(&mut state) {
@@ -253,20 +260,20 @@ impl Implementation for CommandAdapter {
     }
 }
 
-/// Starts the adapter and does the hello exchange; returns the process and the name the adapter
-/// gave itself.
+/// Starts the adapter and does the hello exchange; returns the process and what the adapter said
+/// of itself.
 fn start_process(
     command: &str,
     hello_timeout: Duration,
-) -> std::result::Result<(Process, Option<String>), String> {
+) -> std::result::Result<(Process, Hello), String> {
     let mut process = Process::spawn(command)?;
     let started = Instant::now();
     let line = process
         .send(&protocol::hello_request(), started, hello_timeout)
         .and_then(|()| process.receive(started, hello_timeout))
         .map_err(|reason| format!("no hello: {reason}"))?;
-    let name = protocol::parse_hello(&line)?;
-    Ok((process, name))
+    let hello = protocol::parse_hello(&line)?;
+    Ok((process, hello))
 }
 
 /// A scratch path as a JSON string: exact, because scratch paths are UTF-8 by construction.

@@ -74,10 +74,27 @@ pub enum Outcome {
     Broken(String),
 }
 
+/// A call an implementation says it makes for a catalog loss, as its users write it: the Rosetta
+/// lists it beside the anchors' calls, with what certification found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeclaredCall {
+    /// The catalog loss id it computes.
+    pub loss: String,
+    /// The implementation's call, e.g. `keras.losses.Dice(axis=(1, 2))`.
+    pub call: String,
+    /// For which cases of the loss, when not all (`class indices`, `probability targets`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when: Option<String>,
+}
+
 /// A loss implementation that can be certified against the fixtures.
 pub trait Implementation: Send + Sync {
     /// A short name for reports.
     fn name(&self) -> &str;
+    /// The calls it makes for the catalog losses it implements (none declared by default).
+    fn calls(&self) -> Vec<DeclaredCall> {
+        Vec::new()
+    }
     /// Computes a call: the loss and gradient for the call's grad_output, or a rejection.
     fn compute(&self, call: &LossCall) -> Outcome;
     /// The implementation can no longer answer any case, and why (an adapter that cannot be

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::known::{KnownFailures, Status};
-use super::{Alternative, CaseCheck, CheckResult, Failure, Verdict};
+use super::{Alternative, CaseCheck, CheckResult, DeclaredCall, Failure, Verdict};
 use crate::compare::{tolerance_for, Agreement, Mismatch, Tier, Tolerance};
 use crate::error::{Error, Result};
 use crate::files::{read_regular_file, MAX_DOCUMENT_BYTES};
@@ -31,6 +31,8 @@ pub struct Report {
     pub provenance: Option<serde_json::Value>,
     /// The command that runs the implementation, for an out-of-process one.
     pub command: Option<String>,
+    /// The calls the implementation declares for the catalog losses it implements.
+    pub calls: Vec<DeclaredCall>,
 }
 
 /// What the terminal table's columns count.
@@ -216,7 +218,13 @@ impl Report {
             reproducers: Vec::new(),
             provenance: None,
             command: None,
+            calls: Vec::new(),
         }
+    }
+
+    /// The same report, with the calls the implementation declares.
+    pub fn with_calls(self, calls: Vec<DeclaredCall>) -> Report {
+        Report { calls, ..self }
     }
 
     /// The same report, naming the fixtures' provenance and the implementation's command.
@@ -464,6 +472,9 @@ impl Report {
                 {
                     check.extend(figures.clone());
                 }
+                if let Status::KnownFailure(reason) = status {
+                    check["known_reason"] = json!(reason);
+                }
                 check
             })
             .collect();
@@ -481,6 +492,7 @@ impl Report {
             "rows": self.rows(),
             "known_failures": self.known_failure_counts(),
             "upstream_defects": self.defect_counts(),
+            "calls": self.calls,
             "checks": checks,
         })
     }
@@ -760,6 +772,91 @@ pub fn merge_json_reports(
 pub fn read_report_document(path: &Path) -> Result<serde_json::Value> {
     serde_json::from_slice(&read_regular_file(path, MAX_DOCUMENT_BYTES)?)
         .map_err(|error| not_a_report(path, error.to_string()))
+}
+
+/// A call as the Rosetta shows it: the text, and for which cases when not all.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallText {
+    /// The implementation's call.
+    pub call: String,
+    /// For which cases of the loss, when not all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when: Option<String>,
+}
+
+/// A catalog loss an implementation declares calls for, with what its certification found over
+/// every check of that loss.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertifiedLoss {
+    /// The catalog loss id.
+    pub loss: String,
+    /// The calls the implementation makes for it.
+    pub calls: Vec<CallText>,
+    /// Checks passed.
+    pub passed: usize,
+    /// Checks failed as its known-failure list says.
+    pub known: usize,
+    /// Checks failed otherwise (unexpected passes included: the list is wrong).
+    pub failed: usize,
+    /// Checks of options it does not support.
+    pub unsupported: usize,
+    /// Checks it computed by emulating an option it lacks.
+    pub emulated: usize,
+    /// The reasons of its known failures on this loss, each once, in order of first appearance.
+    pub known_reasons: Vec<String>,
+    /// What it does not support, in its own words, each once, in order of first appearance.
+    pub unsupported_reasons: Vec<String>,
+}
+
+/// The losses a `--json` report's implementation declares calls for, with their checks counted
+/// (from the report's `calls` and `checks`; none in a report that declares no calls).
+pub fn certified_losses(
+    report: &serde_json::Value,
+) -> std::result::Result<Vec<CertifiedLoss>, String> {
+    let declared: Vec<DeclaredCall> = match &report["calls"] {
+        serde_json::Value::Null => Vec::new(),
+        calls => {
+            serde_json::from_value(calls.clone()).map_err(|error| format!("calls: {error}"))?
+        }
+    };
+    let mut losses: BTreeMap<String, CertifiedLoss> = BTreeMap::new();
+    for DeclaredCall { loss, call, when } in declared {
+        let entry = losses.entry(loss.clone()).or_insert_with(|| CertifiedLoss {
+            loss,
+            ..CertifiedLoss::default()
+        });
+        entry.calls.push(CallText { call, when });
+    }
+    let checks = report["checks"]
+        .as_array()
+        .ok_or("a report without checks")?;
+    for check in checks {
+        let text = |key: &str| check[key].as_str().map(str::to_string);
+        let Some(entry) = text("loss").and_then(|loss| losses.get_mut(&loss)) else {
+            continue;
+        };
+        let remember = |reasons: &mut Vec<String>, reason: Option<String>| {
+            if let Some(reason) = reason.filter(|reason| !reasons.contains(reason)) {
+                reasons.push(reason);
+            }
+        };
+        match text("status").as_deref() {
+            Some("passed") => entry.passed += 1,
+            Some("known failure") => {
+                entry.known += 1;
+                remember(&mut entry.known_reasons, text("known_reason"));
+            }
+            Some("unsupported") => {
+                entry.unsupported += 1;
+                remember(&mut entry.unsupported_reasons, text("detail"));
+            }
+            _ => entry.failed += 1,
+        }
+        if !check["emulated"].is_null() {
+            entry.emulated += 1;
+        }
+    }
+    Ok(losses.into_values().collect())
 }
 
 /// The error for a file that is not a `--json` report, saying why.
@@ -1370,6 +1467,77 @@ mod tests {
         assert_eq!(splice_matrix("no markers", "new"), None);
         let reversed = "<!-- conformance-matrix:end --> <!-- conformance-matrix:start -->";
         assert_eq!(splice_matrix(reversed, "new"), None);
+    }
+
+    #[test]
+    fn certified_losses_count_the_checks_of_declared_losses_with_their_reasons() {
+        let check = |loss: &str, status: &str, detail: Option<&str>, known: Option<&str>| {
+            let mut check = json!({"loss": loss, "status": status, "detail": detail,
+                                   "emulated": null});
+            if let Some(reason) = known {
+                check["known_reason"] = json!(reason);
+            }
+            check
+        };
+        let mut emulated = check("nll_loss", "passed", None, None);
+        emulated["emulated"] = json!("sum as mean times count");
+        let report = json!({
+            "calls": [
+                {"loss": "nll_loss", "call": "lib.nll()"},
+                {"loss": "cross_entropy", "call": "lib.ce()", "when": "class indices"},
+                {"loss": "cross_entropy", "call": "lib.soft_ce()", "when": "probabilities"},
+            ],
+            "checks": [
+                check("cross_entropy", "passed", None, None),
+                check("cross_entropy", "known failure", Some("off"), Some("float32 inside")),
+                check("cross_entropy", "known failure", Some("off"), Some("float32 inside")),
+                check("cross_entropy", "known failure", Some("off"), Some("no range check")),
+                check("cross_entropy", "unsupported", Some("no weights; case 3"), None),
+                check("cross_entropy", "failed", Some("off"), None),
+                check("cross_entropy", "unexpected pass", None, None),
+                emulated,
+                check("binary_cross_entropy", "passed", None, None),
+            ],
+        });
+        let losses = certified_losses(&report).unwrap();
+        assert_eq!(
+            losses,
+            vec![
+                CertifiedLoss {
+                    loss: "cross_entropy".into(),
+                    calls: vec![
+                        CallText {
+                            call: "lib.ce()".into(),
+                            when: Some("class indices".into())
+                        },
+                        CallText {
+                            call: "lib.soft_ce()".into(),
+                            when: Some("probabilities".into())
+                        },
+                    ],
+                    passed: 1,
+                    known: 3,
+                    failed: 2,
+                    unsupported: 1,
+                    emulated: 0,
+                    known_reasons: vec!["float32 inside".into(), "no range check".into()],
+                    unsupported_reasons: vec!["no weights; case 3".into()],
+                },
+                CertifiedLoss {
+                    loss: "nll_loss".into(),
+                    calls: vec![CallText {
+                        call: "lib.nll()".into(),
+                        when: None
+                    }],
+                    passed: 1,
+                    emulated: 1,
+                    ..CertifiedLoss::default()
+                },
+            ]
+        );
+        assert_eq!(certified_losses(&json!({"checks": []})), Ok(vec![]));
+        assert!(certified_losses(&json!({"calls": [{"loss": 1}], "checks": []})).is_err());
+        assert!(certified_losses(&json!({"calls": []})).is_err());
     }
 
     #[test]

@@ -16,6 +16,7 @@
 //! several scenarios (every class present, a class absent from the batch, an image of one class,
 //! confident logits), N from 1 to 3 and H, W from 2 to 5, C = 3.
 
+pub mod certified;
 pub mod page;
 
 use std::collections::BTreeMap;

@@ -8,6 +8,9 @@ reference), except for one misbehaviour chosen by its argument:
   hang        never answers cases with reduction sum
   garbage     answers cases with reduction none with a line that is not JSON
   forward-only  answers with the reference's loss alone and `no_gradient` (a forward-only runtime)
+  bad-calls   declares a call of a loss the catalog does not have in its hello
+
+In every other mode its hello declares the calls it makes (the reference's, through `segloss eval`).
 """
 
 import json
@@ -54,7 +57,11 @@ record_pid("adapter")
 for line in sys.stdin:
     message = json.loads(line)
     if message["type"] == "hello":
-        reply = json.dumps({"type": "hello", "protocol": "segloss-certify", "version": 1, "name": f"broken ({MODE})"})
+        loss = "no_such_loss" if MODE == "bad-calls" else "cross_entropy"
+        calls = [{"loss": loss, "call": "segloss eval cross_entropy", "when": "every case"},
+                 {"loss": "nll_loss", "call": "segloss eval nll_loss"}]
+        reply = json.dumps({"type": "hello", "protocol": "segloss-certify", "version": 1, "name": f"broken ({MODE})",
+                            "calls": calls})
     else:
         reply = answer(message)
     sys.stdout.write(reply + "\n")

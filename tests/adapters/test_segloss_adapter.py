@@ -25,7 +25,7 @@ except ImportError:  # the helper imports NumPy, and uses it here for nothing bu
 HELPER = Path(__file__).resolve().parents[2] / "python" / "src"
 sys.path.insert(0, str(HELPER))
 
-from segloss_adapter import PROTOCOL, VERSION, Rejected, Unsupported, serve  # noqa: E402
+from segloss_adapter import PROTOCOL, VERSION, Call, Rejected, Unsupported, serve  # noqa: E402
 
 KINDS = {
     "invalid_reduction": [r"^ValueError: Unsupported reduction: ", r"^ValueError: Invalid value for argument `reduction`"],
@@ -115,6 +115,35 @@ class StatingKinds(unittest.TestCase):
             with self.subTest(kinds=kinds), mock.patch.object(sys, "stdin", io.StringIO(hello)), \
                     mock.patch.object(sys, "stdout", stdout), self.assertRaises(raised):
                 serve("test adapter", lambda request: None, kinds=kinds)
+            self.assertEqual(stdout.getvalue(), "")
+
+
+class DeclaredCalls(unittest.TestCase):
+    def hello(self, calls):
+        line = json.dumps({"type": "hello", "protocol": PROTOCOL, "version": VERSION}) + "\n"
+        stdout = io.StringIO()
+        with mock.patch.object(sys, "stdin", io.StringIO(line)), mock.patch.object(sys, "stdout", stdout):
+            serve("test adapter", lambda request: None, calls=calls)
+        return json.loads(stdout.getvalue())
+
+    def test_the_hello_declares_the_calls_in_order(self):
+        hello = self.hello([Call("cross_entropy", "lib.ce(logits, labels)", when="class indices"),
+                            Call("nll_loss", "lib.nll(log_probs, labels)")])
+        self.assertEqual(hello["calls"], [
+            {"loss": "cross_entropy", "call": "lib.ce(logits, labels)", "when": "class indices"},
+            {"loss": "nll_loss", "call": "lib.nll(log_probs, labels)"},
+        ])
+
+    def test_without_calls_the_hello_has_none(self):
+        self.assertNotIn("calls", self.hello(()))
+
+    def test_a_malformed_call_fails_before_the_hello(self):
+        for call in (Call("", "f()"), Call("cross_entropy", None), Call("cross_entropy", "f()", when="")):
+            line = json.dumps({"type": "hello", "protocol": PROTOCOL, "version": VERSION}) + "\n"
+            stdout = io.StringIO()
+            with self.subTest(call=call), mock.patch.object(sys, "stdin", io.StringIO(line)), \
+                    mock.patch.object(sys, "stdout", stdout), self.assertRaises(ValueError):
+                serve("test adapter", lambda request: None, calls=[call])
             self.assertEqual(stdout.getvalue(), "")
 
 

@@ -56,6 +56,7 @@ if TYPE_CHECKING:
 __all__ = [
     "PROTOCOL",
     "VERSION",
+    "Call",
     "Compute",
     "Emulated",
     "ForwardOnly",
@@ -99,6 +100,28 @@ class Request:
     tensors: dict[str, NDArray[Any]]
     prediction: str
     grad_output: NDArray[np.float64] | None
+
+
+@dataclass(frozen=True)
+class Call:
+    """A call the implementation makes for a catalog loss, as its users write it, declared in the
+    hello so that reports and the Rosetta page (docs/rosetta.md) can show it beside the anchors':
+    `Call("cross_entropy", "keras.losses.SparseCategoricalCrossentropy(from_logits=True)",
+    when="class indices")`. `loss` must be a catalog id (segloss refuses the hello otherwise);
+    `when` says for which cases, when not all."""
+
+    loss: str
+    call: str
+    when: str | None = None
+
+    def message(self) -> dict[str, str]:
+        """The call as the hello carries it."""
+        for field in ("loss", "call", "when"):
+            value = getattr(self, field)
+            if (value is not None or field != "when") and (not isinstance(value, str) or not value):
+                raise ValueError(f"Call.{field} must be a non-empty string, not {value!r}")
+        declared = {"loss": self.loss, "call": self.call}
+        return declared if self.when is None else {**declared, "when": self.when}
 
 
 @dataclass
@@ -240,18 +263,28 @@ def _protocol_stdout() -> Iterator[TextIO]:
         protocol.close()
 
 
-def serve(name: str, compute: Compute, kinds: Mapping[str, Sequence[str]] | None = None) -> None:
+def serve(
+    name: str,
+    compute: Compute,
+    kinds: Mapping[str, Sequence[str]] | None = None,
+    calls: Sequence[Call] = (),
+) -> None:
     """Answer requests on stdin until it closes, naming the implementation `name` in the hello.
     `compute` answers one case (see `Request` and `Outcome`). `kinds` maps segloss error kinds to
     regular expressions over a rejection's "<exception type>: <first line>" (see the module's
-    docstring): the first kind with a matching pattern is stated with the rejection. While it runs,
-    anything else written to stdout goes to stderr."""
+    docstring): the first kind with a matching pattern is stated with the rejection. `calls` are
+    the calls the implementation makes for the catalog losses it has (see `Call`), declared in the
+    hello. While it runs, anything else written to stdout goes to stderr."""
     table = _compile_kinds(kinds)
+    hello = {"type": "hello", "protocol": PROTOCOL, "version": VERSION, "name": name}
+    declared = [call.message() for call in calls]
+    if declared:
+        hello["calls"] = declared
     with _protocol_stdout() as protocol:
         for line in sys.stdin:
             message = json.loads(line)
             if message.get("type") == "hello":
-                _reply(protocol, {"type": "hello", "protocol": PROTOCOL, "version": VERSION, "name": name})
+                _reply(protocol, hello)
             elif message.get("type") == "case":
                 try:
                     _reply(protocol, _answer(compute, message, table))

@@ -3,6 +3,9 @@
 
 use serde_json::{Map, Value};
 
+use crate::catalog;
+use crate::certify::DeclaredCall;
+
 /// The protocol's name and version, sent and expected in the hello exchange.
 pub const PROTOCOL: &str = "segloss-certify";
 /// The protocol version this build speaks.
@@ -81,24 +84,89 @@ pub(super) fn hello_request() -> String {
         .to_string()
 }
 
-/// Reads the hello answer: the name the adapter gives itself, if any. `Err` says why the line is
-/// not a hello of this protocol version.
-pub(super) fn parse_hello(line: &[u8]) -> Result<Option<String>, String> {
+/// What an adapter says of itself in its hello answer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Hello {
+    /// The name it gives itself, if any.
+    pub name: Option<String>,
+    /// The calls it declares (`calls`), checked against the catalog.
+    pub calls: Vec<DeclaredCall>,
+}
+
+/// At most this many declared calls in a hello.
+const MAX_CALLS: usize = 500;
+/// At most this many characters in a declared call's text.
+const MAX_CALL_CHARS: usize = 400;
+
+/// Reads the hello answer. `Err` says why the line is not a hello of this protocol version, or
+/// which declared call is malformed.
+pub(super) fn parse_hello(line: &[u8]) -> Result<Hello, String> {
     let hello = json_object(line).filter(|hello| {
         hello.get("protocol").and_then(Value::as_str) == Some(PROTOCOL)
             && hello.get("version").and_then(Value::as_u64) == Some(PROTOCOL_VERSION)
     });
-    match hello {
-        Some(hello) => Ok(hello
-            .get("name")
-            .and_then(Value::as_str)
-            .map(str::to_string)),
-        None => Err(format!(
+    let Some(hello) = hello else {
+        return Err(format!(
             "the hello answer does not speak {PROTOCOL} version {PROTOCOL_VERSION}: {}{}",
             excerpt(line),
             hint(line)
-        )),
+        ));
+    };
+    let calls = match hello.get("calls") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(calls)) if calls.len() <= MAX_CALLS => calls
+            .iter()
+            .enumerate()
+            .map(|(index, call)| {
+                declared_call(call).map_err(|why| format!("hello: calls[{index}] {why}"))
+            })
+            .collect::<Result<_, _>>()?,
+        Some(Value::Array(_)) => {
+            return Err(format!("hello: more than {MAX_CALLS} calls declared"));
+        }
+        Some(_) => return Err("hello: calls is not a list".to_string()),
+    };
+    Ok(Hello {
+        name: hello
+            .get("name")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        calls,
+    })
+}
+
+/// One declared call: `{"loss": catalog id, "call": text, "when": text (optional)}`.
+fn declared_call(value: &Value) -> Result<DeclaredCall, String> {
+    let object = value
+        .as_object()
+        .ok_or("is not an object with loss, call and optional when")?;
+    let text = |key: &str, required: bool| -> Result<Option<String>, String> {
+        match object.get(key) {
+            None | Some(Value::Null) if !required => Ok(None),
+            Some(Value::String(text))
+                if !text.is_empty()
+                    && text.chars().count() <= MAX_CALL_CHARS
+                    && !text.chars().any(char::is_control) =>
+            {
+                Ok(Some(text.clone()))
+            }
+            _ => Err(format!(
+                "has no {key} of 1 to {MAX_CALL_CHARS} printable characters"
+            )),
+        }
+    };
+    let loss = text("loss", true)?.unwrap_or_default();
+    if catalog::find(&loss).is_err() {
+        return Err(format!(
+            "names {loss:?}, which is not a catalog loss id (the first segment of a case id \
+             in `segloss list`)"
+        ));
     }
+    Ok(DeclaredCall {
+        loss,
+        call: text("call", true)?.unwrap_or_default(),
+        when: text("when", false)?,
+    })
 }
 
 /// Where logs belong, after a line that is not JSON at all (and nothing after JSON of the wrong
@@ -213,10 +281,78 @@ mod tests {
     fn a_hello_must_name_protocol_and_version() {
         let hello =
             br#"{"type": "hello", "protocol": "segloss-certify", "version": 1, "name": "x"}"#;
-        assert_eq!(parse_hello(hello), Ok(Some("x".into())));
+        assert_eq!(
+            parse_hello(hello).map(|hello| hello.name),
+            Ok(Some("x".into()))
+        );
         let old = br#"{"type": "hello", "protocol": "segloss-certify", "version": 0}"#;
         assert!(parse_hello(old).unwrap_err().contains("version 1"));
         assert!(parse_hello(b"hi").is_err());
+    }
+
+    #[test]
+    fn a_hello_may_declare_calls_of_catalog_losses() {
+        let hello = br#"{"protocol": "segloss-certify", "version": 1, "calls": [
+            {"loss": "cross_entropy", "call": "keras.losses.SparseCategoricalCrossentropy(from_logits=True)", "when": "class indices"},
+            {"loss": "kornia.dice_loss", "call": "keras.losses.Dice()", "when": null}]}"#;
+        let calls = parse_hello(hello).unwrap().calls;
+        assert_eq!(
+            calls,
+            vec![
+                DeclaredCall {
+                    loss: "cross_entropy".into(),
+                    call: "keras.losses.SparseCategoricalCrossentropy(from_logits=True)".into(),
+                    when: Some("class indices".into()),
+                },
+                DeclaredCall {
+                    loss: "kornia.dice_loss".into(),
+                    call: "keras.losses.Dice()".into(),
+                    when: None,
+                },
+            ]
+        );
+        let with = |calls: &str| {
+            parse_hello(
+                format!(r#"{{"protocol": "segloss-certify", "version": 1, "calls": {calls}}}"#)
+                    .as_bytes(),
+            )
+        };
+        assert_eq!(with("null").unwrap().calls, vec![]);
+        let refused = [
+            (r#"{"loss": "cross_entropy"}"#, "calls is not a list"),
+            (
+                r#"[{"loss": "no_such_loss", "call": "f()"}]"#,
+                "calls[0] names \"no_such_loss\"",
+            ),
+            (
+                r#"[{"loss": "cross_entropy", "call": ""}]"#,
+                "calls[0] has no call",
+            ),
+            (
+                r#"[{"loss": "cross_entropy", "call": "f(\u001b[2J)"}]"#,
+                "calls[0] has no call",
+            ),
+            (
+                r#"[{"loss": "cross_entropy", "call": "f()", "when": 3}]"#,
+                "calls[0] has no when",
+            ),
+            (r#"[{"call": "f()"}]"#, "calls[0] has no loss"),
+            (r#"["cross_entropy"]"#, "calls[0] is not an object"),
+        ];
+        for (calls, why) in refused {
+            let error = with(calls).unwrap_err();
+            assert!(error.contains(why), "{calls}: {error}");
+        }
+        let long = format!(
+            r#"[{{"loss": "cross_entropy", "call": "{}"}}]"#,
+            "f".repeat(MAX_CALL_CHARS + 1)
+        );
+        assert!(with(&long).unwrap_err().contains("calls[0] has no call"));
+        let many = format!(
+            "[{}]",
+            vec![r#"{"loss": "cross_entropy", "call": "f()"}"#; MAX_CALLS + 1].join(",")
+        );
+        assert!(with(&many).unwrap_err().contains("more than 500 calls"));
     }
 
     #[test]
