@@ -10,9 +10,17 @@ far the two anchors' losses and gradients with respect to the logits are apart:
 It exits 1 when a pair differs by more than --tolerance (relative), naming it. The anchors
 compute in float64 here, except where a library computes in float32 whatever its input (MONAI's
 focal loss; smp's Lovász weights), which the tolerance (default 1e-6) leaves room for.
+
+With `--write fixtures/rosetta_anchors.json` it also records, for every claimed pair, both
+anchors' losses and gradients on its first --recorded problems (one per scenario), with the
+problems themselves and this script's sha256: `tests/rosetta.rs` checks every equivalence the page
+claims against these recorded anchor outputs (both anchors agree; the reference reproduces each),
+so that CI, which has no PyTorch, holds the page to the anchors too.
 """
 
 import argparse
+import hashlib
+import importlib
 import json
 import subprocess
 import sys
@@ -82,7 +90,10 @@ def main() -> int:
     parser.add_argument("--segloss", default="target/release/segloss")
     parser.add_argument("--problems", type=int, default=20)
     parser.add_argument("--tolerance", type=float, default=1e-6)
+    parser.add_argument("--write", type=Path, help="record the anchors' outputs in this file")
+    parser.add_argument("--recorded", type=int, default=4, help="problems recorded per pair")
     args = parser.parse_args()
+    pairs = []
     tables = json.loads(subprocess.run([args.segloss, "rosetta", "--json"], check=True, capture_output=True, text=True).stdout)
     compute = make_compute(list(LIBRARIES))
     rng = np.random.default_rng(12345)
@@ -93,17 +104,46 @@ def main() -> int:
             if not translation["same"]:
                 continue
             worst = 0.0
+            recorded = []
             for index in range(args.problems):
                 logits, labels = problem(rng, index % 4)
                 loss_a, grad_a = evaluate(compute, translation["from"], logits, labels)
                 loss_b, grad_b = evaluate(compute, translation["to"], logits, labels)
                 worst = max(worst, relative(loss_a, loss_b), relative(grad_a, grad_b))
+                if index < args.recorded:
+                    recorded.append({
+                        "logits": array(logits), "labels": array(labels),
+                        "from": {"loss": array(loss_a), "grad": array(grad_a)},
+                        "to": {"loss": array(loss_b), "grad": array(grad_b)},
+                    })
+            pairs.append({"from": translation["from"]["setting"], "to": translation["to"]["setting"],
+                          "problems": recorded})
             call = lambda described: described["setting"]["loss"] + json.dumps(described["setting"]["params"], sort_keys=True)
             flag = "" if worst <= args.tolerance else "   <-- beyond the tolerance"
             failed += worst > args.tolerance
             print(f"{call(translation['from']):<58} {call(translation['to']):<75} {worst:>28.1e}{flag}")
     print(f"{failed} pair(s) beyond {args.tolerance:g}", file=sys.stderr)
+    if args.write and not failed:
+        versions = {name: importlib.import_module(module).__version__.split("+")[0]
+                    for name, module in [("torch", "torch"), ("torchvision", "torchvision"),
+                                         ("smp", "segmentation_models_pytorch"), ("monai", "monai"),
+                                         ("kornia", "kornia"), ("numpy", "numpy")]}
+        record = {
+            "format": "segloss-rosetta-anchors", "version": 1,
+            "generator": {"script": "scripts/rosetta_anchors.py",
+                          "script_sha256": hashlib.sha256(Path(__file__).read_bytes()).hexdigest(),
+                          "seed": 12345, "libraries": versions},
+            "pairs": pairs,
+        }
+        args.write.write_text(json.dumps(record, indent=None, separators=(",", ":")) + "\n")
+        print(f"wrote {args.write}: {len(pairs)} pairs, {args.recorded} problems each", file=sys.stderr)
     return 1 if failed else 0
+
+
+def array(values: np.ndarray) -> dict:
+    """An array as the record holds it: its shape and its values in row-major order."""
+    values = np.asarray(values)
+    return {"shape": list(values.shape), "values": values.ravel().tolist()}
 
 
 if __name__ == "__main__":

@@ -1,13 +1,16 @@
 //! The convention Rosetta: the committed page is what the spec renders; every equivalence it claims
-//! holds on 100 further generated problems; translations find the equivalences known from the
-//! libraries' docs and name the conventions behind the differences; and a wrong claim is caught.
+//! holds on 100 further generated problems, and in the anchors' own outputs recorded on the same
+//! inputs; translations find the equivalences known from the libraries' docs and name the
+//! conventions behind the differences; and a wrong claim is caught.
 
 use std::path::Path;
 use std::process::Command;
 use std::sync::OnceLock;
 
 use segloss::rosetta::page::{self, PAGE_PROBLEMS, PAGE_SEED};
-use segloss::rosetta::{compare, problems, translate, Setting, Translation, SAME};
+use segloss::rosetta::{
+    compare, evaluate_in, problem_from, problems, translate, Setting, Translation, SAME,
+};
 use serde_json::Value;
 
 /// The page's tables, computed once for the tests that read them.
@@ -38,6 +41,112 @@ fn the_committed_page_is_current() {
         committed == rendered,
         "docs/rosetta.md is stale: regenerate it with `cargo run --release -- rosetta --write docs/rosetta.md`"
     );
+}
+
+/// A recorded array: its shape and row-major values.
+fn recorded_array<T: Clone>(value: &Value, element: impl Fn(&Value) -> T) -> ndarray::ArrayD<T> {
+    let shape: Vec<usize> = value["shape"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|size| size.as_u64().unwrap() as usize)
+        .collect();
+    let values = value["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(element)
+        .collect();
+    ndarray::ArrayD::from_shape_vec(shape, values).unwrap()
+}
+
+/// max |a − b| / max(max |a|, max |b|), the agreement scripts/rosetta_anchors.py measures.
+fn relative(a: &ndarray::ArrayD<f64>, b: &ndarray::ArrayD<f64>) -> f64 {
+    assert_eq!(a.shape(), b.shape());
+    let largest = |x: &ndarray::ArrayD<f64>| x.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    let scale = largest(a).max(largest(b)).max(f64::MIN_POSITIVE);
+    a.iter()
+        .zip(b)
+        .fold(0.0f64, |m, (x, y)| m.max((x - y).abs()))
+        / scale
+}
+
+/// The anchors' outputs recorded by `scripts/rosetta_anchors.py --write
+/// fixtures/rosetta_anchors.json` agree as the page claims, and the reference reproduces each
+/// anchor's on the same inputs: every claimed equivalence must have its record (1e-6 relative, the
+/// room MONAI's float32 arithmetic needs; the others agree to about 1e-15).
+#[test]
+fn every_equivalence_the_page_claims_holds_in_the_anchors_recorded_outputs() {
+    use sha2::{Digest, Sha256};
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let record: Value =
+        serde_json::from_slice(&std::fs::read(root.join("fixtures/rosetta_anchors.json")).unwrap())
+            .unwrap();
+    assert_eq!(record["format"], "segloss-rosetta-anchors");
+    let script = std::fs::read(root.join("scripts/rosetta_anchors.py")).unwrap();
+    let digest: String = Sha256::digest(&script)
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
+    assert_eq!(
+        record["generator"]["script_sha256"], digest,
+        "fixtures/rosetta_anchors.json was recorded by another version of scripts/rosetta_anchors.py: \
+         rerun it with --write fixtures/rosetta_anchors.json"
+    );
+    const ANCHORS_AGREE: f64 = 1e-6;
+    let pairs = record["pairs"].as_array().unwrap();
+    let mut checked = 0;
+    for translation in page_translations().filter(|translation| translation.same) {
+        let (from, to) = (&translation.from, &translation.to);
+        let pair = pairs
+            .iter()
+            .find(|pair| {
+                pair["from"] == serde_json::to_value(&from.setting).unwrap()
+                    && pair["to"] == serde_json::to_value(&to.setting).unwrap()
+            })
+            .unwrap_or_else(|| {
+                panic!(
+                    "no recorded anchor outputs for {} = {}: rerun scripts/rosetta_anchors.py \
+                     --write fixtures/rosetta_anchors.json",
+                    from.setting.call_text(),
+                    to.setting.call_text()
+                )
+            });
+        let recorded = pair["problems"].as_array().unwrap();
+        assert_eq!(recorded.len(), 4, "one problem per scenario");
+        for entry in recorded {
+            let problem = problem_from(
+                recorded_array(&entry["logits"], |v| v.as_f64().unwrap()),
+                recorded_array(&entry["labels"], |v| v.as_i64().unwrap()),
+            )
+            .unwrap();
+            let anchor = |side: &str, what: &str| {
+                recorded_array(&entry[side][what], |v| v.as_f64().unwrap())
+            };
+            let name = format!("{} = {}", from.setting.call_text(), to.setting.call_text());
+            for what in ["loss", "grad"] {
+                let difference = relative(&anchor("from", what), &anchor("to", what));
+                assert!(
+                    difference <= ANCHORS_AGREE,
+                    "{name}: the anchors' {what} differ by {difference:.1e}"
+                );
+            }
+            for (side, described) in [("from", from), ("to", to)] {
+                let (loss, grad) =
+                    evaluate_in(&described.setting, described.form, &problem).unwrap();
+                for (what, reference) in [("loss", loss), ("grad", grad)] {
+                    let difference = relative(&reference, &anchor(side, what));
+                    assert!(
+                        difference <= ANCHORS_AGREE,
+                        "{name}: the reference's {what} of {} differs from the anchor's by {difference:.1e}",
+                        described.setting.call_text()
+                    );
+                }
+            }
+        }
+        checked += 1;
+    }
+    assert!(checked >= 8, "only {checked} equivalences checked");
 }
 
 #[test]

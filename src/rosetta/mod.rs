@@ -462,6 +462,22 @@ fn find(loss: &str) -> Result<&'static LossDef> {
     catalog::find(loss).map_err(|unknown| Error::Rosetta(unknown.to_string()))
 }
 
+/// The reference's loss and ∂L/∂logits for `setting`, handed `problem` in `form` (as a
+/// translation's [`Described`] gives them); `Err` is the reference's rejection.
+pub fn evaluate_in(
+    setting: &Setting,
+    form: Form,
+    problem: &Problem,
+) -> Result<(ArrayD<f64>, ArrayD<f64>)> {
+    let def = find(&setting.loss)?;
+    let run = setting.run(def, form, std::slice::from_ref(problem));
+    run.outcomes
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| Err("no outcome".to_string()))
+        .map_err(Error::Rosetta)
+}
+
 /// The best form for a setting: the first one whose calls the reference accepts on every problem
 /// and that fits the conventions it records.
 fn best_run(setting: &Setting, def: &LossDef, problems: &[Problem]) -> Result<Run> {
