@@ -11,7 +11,7 @@ It exits 1 when a pair differs by more than --tolerance (relative), naming it. T
 compute in float64 here, except where a library computes in float32 whatever its input (MONAI's
 focal loss; smp's Lovász weights), which the tolerance (default 1e-6) leaves room for.
 
-With `--write fixtures/rosetta_anchors.json` it also records, for every claimed pair, both
+With `--write tests/data/rosetta_anchors.json` it also records, for every claimed pair, both
 anchors' losses and gradients on its first --recorded problems (one per scenario), with the
 problems themselves and this script's sha256: `tests/rosetta.rs` checks every equivalence the page
 claims against these recorded anchor outputs (both anchors agree; the reference reproduces each),

@@ -72,16 +72,17 @@ fn relative(a: &ndarray::ArrayD<f64>, b: &ndarray::ArrayD<f64>) -> f64 {
 }
 
 /// The anchors' outputs recorded by `scripts/rosetta_anchors.py --write
-/// fixtures/rosetta_anchors.json` agree as the page claims, and the reference reproduces each
+/// tests/data/rosetta_anchors.json` agree as the page claims, and the reference reproduces each
 /// anchor's on the same inputs: every claimed equivalence must have its record (1e-6 relative, the
 /// room MONAI's float32 arithmetic needs; the others agree to about 1e-15).
 #[test]
 fn every_equivalence_the_page_claims_holds_in_the_anchors_recorded_outputs() {
     use sha2::{Digest, Sha256};
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let record: Value =
-        serde_json::from_slice(&std::fs::read(root.join("fixtures/rosetta_anchors.json")).unwrap())
-            .unwrap();
+    let record: Value = serde_json::from_slice(
+        &std::fs::read(root.join("tests/data/rosetta_anchors.json")).unwrap(),
+    )
+    .unwrap();
     assert_eq!(record["format"], "segloss-rosetta-anchors");
     let script = std::fs::read(root.join("scripts/rosetta_anchors.py")).unwrap();
     let digest: String = Sha256::digest(&script)
@@ -90,8 +91,8 @@ fn every_equivalence_the_page_claims_holds_in_the_anchors_recorded_outputs() {
         .collect();
     assert_eq!(
         record["generator"]["script_sha256"], digest,
-        "fixtures/rosetta_anchors.json was recorded by another version of scripts/rosetta_anchors.py: \
-         rerun it with --write fixtures/rosetta_anchors.json"
+        "tests/data/rosetta_anchors.json was recorded by another version of scripts/rosetta_anchors.py: \
+         rerun it with --write tests/data/rosetta_anchors.json"
     );
     const ANCHORS_AGREE: f64 = 1e-6;
     let pairs = record["pairs"].as_array().unwrap();
@@ -107,7 +108,7 @@ fn every_equivalence_the_page_claims_holds_in_the_anchors_recorded_outputs() {
             .unwrap_or_else(|| {
                 panic!(
                     "no recorded anchor outputs for {} = {}: rerun scripts/rosetta_anchors.py \
-                     --write fixtures/rosetta_anchors.json",
+                     --write tests/data/rosetta_anchors.json",
                     from.setting.call_text(),
                     to.setting.call_text()
                 )
