@@ -17,6 +17,8 @@ use crate::files::{read_regular_file, sha256_hex, MAX_DOCUMENT_BYTES};
 use crate::npy::{parse_npy, DEFAULT_MAX_FILE_BYTES};
 use crate::tensor::{DType, Tensor};
 
+mod index;
+
 /// The manifest schema version this build reads; any other version is rejected.
 pub const SCHEMA_VERSION: u64 = 1;
 
@@ -312,53 +314,64 @@ impl Manifest {
                     case.id
                 )));
             }
-            if !["f32", "f64"].contains(&case.dtype.as_str()) {
-                return Err(manifest_error(format!(
-                    "case {:?} has dtype {:?}; the dtype segment is f32 or f64",
-                    case.id, case.dtype
-                )));
-            }
-            let expected_id = [
-                &case.loss,
-                &case.dtype,
-                &case.shape,
-                &case.reduction,
-                &case.variant,
-            ]
-            .map(String::as_str)
-            .join("/");
-            if case.id != expected_id {
-                return Err(manifest_error(format!(
-                    "case id {:?} does not match its fields ({expected_id:?})",
-                    case.id
-                )));
-            }
-            let mut defects = BTreeSet::new();
-            if let Some(twice) = case
-                .alternatives
-                .iter()
-                .find(|alternative| !defects.insert(alternative.defect.id.as_str()))
-            {
-                return Err(manifest_error(format!(
-                    "case {:?} lists defect {:?} twice",
-                    case.id, twice.defect.id
-                )));
-            }
-            for file in case.files() {
-                if let Some(reason) = path_problem(&file.path) {
-                    return Err(Error::FixturePath {
-                        case: case.id.clone(),
-                        path: file.path.clone(),
-                        reason: reason.into(),
-                    });
-                }
-            }
+            case.check(path)?;
         }
         Ok(manifest)
     }
 }
 
 impl CaseEntry {
+    /// The checks [`Manifest::parse`] makes of each case: its dtype segment, its id against its
+    /// fields, each defect once, every file path inside the fixtures directory.
+    fn check(&self, path: &Path) -> Result<()> {
+        let manifest_error = |message: String| Error::Manifest {
+            path: path.to_path_buf(),
+            message: escape_controls(&message),
+        };
+        if !["f32", "f64"].contains(&self.dtype.as_str()) {
+            return Err(manifest_error(format!(
+                "case {:?} has dtype {:?}; the dtype segment is f32 or f64",
+                self.id, self.dtype
+            )));
+        }
+        let expected_id = [
+            &self.loss,
+            &self.dtype,
+            &self.shape,
+            &self.reduction,
+            &self.variant,
+        ]
+        .map(String::as_str)
+        .join("/");
+        if self.id != expected_id {
+            return Err(manifest_error(format!(
+                "case id {:?} does not match its fields ({expected_id:?})",
+                self.id
+            )));
+        }
+        let mut defects = BTreeSet::new();
+        if let Some(twice) = self
+            .alternatives
+            .iter()
+            .find(|alternative| !defects.insert(alternative.defect.id.as_str()))
+        {
+            return Err(manifest_error(format!(
+                "case {:?} lists defect {:?} twice",
+                self.id, twice.defect.id
+            )));
+        }
+        for file in self.files() {
+            if let Some(reason) = path_problem(&file.path) {
+                return Err(Error::FixturePath {
+                    case: self.id.clone(),
+                    path: file.path.clone(),
+                    reason: reason.into(),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Every file the case references: its tensors, then the expected outcome's.
     pub fn files(&self) -> impl Iterator<Item = &FileRef> {
         let expected = match &self.expected {
@@ -475,6 +488,11 @@ impl Fixtures {
     pub fn open(root: &Path) -> Result<Fixtures> {
         let path = root.join(MANIFEST_FILE);
         let manifest = Manifest::parse(&read_regular_file(&path, MAX_MANIFEST_BYTES)?, &path)?;
+        Fixtures::with_manifest(root, manifest)
+    }
+
+    /// The fixtures in `root` described by `manifest`.
+    fn with_manifest(root: &Path, manifest: Manifest) -> Result<Fixtures> {
         let canonical_root = root.canonicalize().map_err(|error| Error::Io {
             path: root.to_path_buf(),
             message: error.to_string(),

@@ -21,6 +21,9 @@ use segloss::fixtures::{ExpectedEntry, Fixtures};
 fn main() -> ExitCode {
     let args = Arguments::from_args();
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+    if let Some(exit) = run_one_case(&args, &root) {
+        return exit;
+    }
     let fixtures = match Fixtures::open(&root) {
         Ok(fixtures) => Arc::new(fixtures),
         Err(error) => {
@@ -50,6 +53,36 @@ fn main() -> ExitCode {
     );
     all.extend(coverage_trials(fixtures));
     run_trials_filtered(&args, all).exit_code()
+}
+
+/// A run asked for one trial by its exact name, as `cargo nextest run` starts one process per
+/// trial: when the name is a check of a case, only that case is read (through the index that
+/// [`Fixtures::open_case`] keeps under Cargo's target directory) and only its trials are made.
+/// `None` for any other run, which reads the whole corpus.
+fn run_one_case(args: &Arguments, root: &Path) -> Option<ExitCode> {
+    if !args.exact || args.list {
+        return None;
+    }
+    // Trials are listed, and asked for, as "[kind] name".
+    let name = args.filter.as_deref()?;
+    let name = name.split_once("] ").map_or(name, |(_kind, name)| name);
+    let (case_id, _check) = name.rsplit_once('/')?;
+    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("segloss-golden");
+    let fixtures = match Fixtures::open_case(root, case_id, &cache) {
+        Ok(Some(fixtures)) => Arc::new(fixtures),
+        Ok(None) => return None,
+        Err(error) => {
+            eprintln!("cannot use the fixtures: {error}\nregenerate them with scripts/regen.sh");
+            return Some(ExitCode::FAILURE);
+        }
+    };
+    let trials = trials(
+        Arc::new(Corpus::fixtures(fixtures)),
+        Arc::new(Reference),
+        Tier::Strict,
+        Arc::new(KnownFailures::default()),
+    );
+    Some(run_trials_filtered(args, trials).exit_code())
 }
 
 /// Trials that fail when the corpus lacks a declared combination, holds a file the manifest does
