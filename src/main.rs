@@ -5,20 +5,20 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 
-use segloss::certify::command::CommandAdapter;
+use segloss::certify::command::{CommandAdapter, CommandPool};
 use segloss::certify::explain::explain;
 use segloss::certify::grade::{grade, grade_table};
 use segloss::certify::known::KnownFailures;
 use segloss::certify::report::{
     markdown_matrix, printable, read_json_report, read_report_document, splice_matrix, Report,
-    MATRIX_MARKERS,
+    Timing, MATRIX_MARKERS,
 };
 use segloss::certify::reproduce::minimal_failure;
-use segloss::certify::{builtin, builtin_names, certify, corpus_checks, Implementation};
+use segloss::certify::{builtin, builtin_names, certify_jobs, corpus_checks, Implementation};
 use segloss::compare::{filter_matches, Tier};
 use segloss::corpus::{Corpus, CorpusKind};
 use segloss::eval::{eval, parse_param, parse_tensor_file, EvalRequest};
@@ -221,6 +221,11 @@ struct CertifyArgs {
     /// CI jobs split a run deterministically; `segloss merge` joins their --json reports.
     #[arg(long, value_name = "K/N", value_parser = parse_shard)]
     shard: Option<(usize, usize)>,
+    /// Answer N cases at once: with --cmd, N processes of the adapter, each given one case at a
+    /// time; a built-in implementation is called from N threads. The report is the same whatever
+    /// N (its times aside).
+    #[arg(long, value_name = "N", default_value = "1", value_parser = parse_jobs)]
+    jobs: usize,
     /// Print the report as JSON on stdout instead of the terminal summary.
     #[arg(long)]
     json: bool,
@@ -265,6 +270,17 @@ impl CaseFilter {
     fn selects(&self, id: &str) -> bool {
         self.filters.is_empty() || self.filters.iter().any(|filter| filter_matches(id, filter))
     }
+}
+
+/// The most adapter processes or threads `--jobs` starts.
+const MAX_JOBS: usize = 64;
+
+/// Parses `--jobs N`: a whole number from 1 to [`MAX_JOBS`].
+fn parse_jobs(text: &str) -> std::result::Result<usize, String> {
+    text.parse::<usize>()
+        .ok()
+        .filter(|jobs| (1..=MAX_JOBS).contains(jobs))
+        .ok_or_else(|| format!("{text:?} is not a number of jobs: give 1 to {MAX_JOBS}"))
 }
 
 /// Parses `--shard K/N`: whole numbers with 1 ≤ K ≤ N.
@@ -501,7 +517,14 @@ fn run_certify(args: &CertifyArgs) -> Result<ExitCode> {
     {
         KnownFailures::check_new(path)?;
     }
+    let starting = Instant::now();
     let implementation: Box<dyn Implementation> = match &args.cmd {
+        Some(command) if args.jobs > 1 => Box::new(CommandPool::start(
+            command,
+            args.jobs,
+            args.timeout,
+            args.hello_timeout,
+        )?),
         Some(command) => Box::new(CommandAdapter::start(
             command,
             args.timeout,
@@ -555,7 +578,9 @@ fn run_certify(args: &CertifyArgs) -> Result<ExitCode> {
         .filter(|(index, _)| args.shard.is_none_or(|(k, n)| index % n == k - 1))
         .map(|(_, spec)| spec.id.as_str())
         .collect();
-    let results = certify(
+    let startup_s = starting.elapsed().as_secs_f64();
+    let running = Instant::now();
+    let results = certify_jobs(
         &corpus,
         implementation.as_ref(),
         tier,
@@ -573,6 +598,7 @@ fn run_certify(args: &CertifyArgs) -> Result<ExitCode> {
                 }
             }
         },
+        args.jobs,
     );
     if let Some(reason) = implementation.abandoned() {
         return Err(Error::Adapter {
@@ -580,6 +606,12 @@ fn run_certify(args: &CertifyArgs) -> Result<ExitCode> {
             reason: format!("{reason}; the run stopped after {} checks", results.len()),
         });
     }
+    let timing = Timing {
+        jobs: args.jobs,
+        startup_s,
+        cases_s: running.elapsed().as_secs_f64(),
+        adapter_s: implementation.waited().map(|waited| waited.as_secs_f64()),
+    };
     let reproducers = shrink_failures(&corpus, &results, implementation.as_ref(), tier, args)?;
     let checks = corpus_checks(&corpus);
     if args.promote {
@@ -612,7 +644,8 @@ fn run_certify(args: &CertifyArgs) -> Result<ExitCode> {
     let mut report = Report::new(implementation.name(), tier, results, &known)
         .with_corpus(corpus.kind.to_string())
         .with_origin(provenance, args.cmd.clone())
-        .with_calls(implementation.calls());
+        .with_calls(implementation.calls())
+        .with_timing(timing);
     report.reproducers = reproducers;
     if args.json {
         emit(&format!("{:#}\n", report.json()))?;

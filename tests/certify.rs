@@ -266,6 +266,89 @@ fn the_reference_through_the_protocol_passes() {
     assert!(page.contains(&row), "{page}");
 }
 
+/// The cases of one filter: values and rejections, several reductions and options.
+const V2_FILTERS: [&str; 2] = ["cross_entropy/f64/N2C3H3W4/", "nll_loss/f64/N4C3/"];
+
+#[test]
+fn protocol_version_2_carries_arrays_inline_and_reads_results_either_way() {
+    let (succeeded_v1, v1) = certify_broken("none", &V2_FILTERS);
+    let (succeeded, v2) = certify_broken("v2", &V2_FILTERS);
+    assert!(succeeded && succeeded_v1, "{v2:#}");
+    let statuses = |report: &Value| -> Vec<(String, String)> {
+        checks(report)
+            .into_iter()
+            .map(|(name, status, _)| (name, status))
+            .collect()
+    };
+    assert!(statuses(&v2).iter().all(|(_, status)| status == "passed"));
+    assert_eq!(statuses(&v2), statuses(&v1));
+}
+
+#[test]
+fn two_adapter_processes_give_the_report_one_gives() {
+    let run = |jobs: &str| {
+        let mut args = vec!["--json", "--jobs", jobs];
+        for filter in V2_FILTERS {
+            args.extend(["--filter", filter]);
+        }
+        let output = certify_command("v2", &args);
+        assert!(output.status.success(), "{output:?}");
+        let mut report: Value = serde_json::from_slice(&output.stdout).unwrap();
+        assert_eq!(report["timing"]["jobs"], jobs.parse::<u64>().unwrap());
+        assert!(report["timing"]["adapter_s"].as_f64().unwrap() > 0.0);
+        report["elapsed_s"] = Value::Null;
+        report["timing"] = Value::Null;
+        for check in report["checks"].as_array_mut().unwrap() {
+            check["elapsed_s"] = Value::Null;
+        }
+        report
+    };
+    assert_eq!(run("1"), run("2"));
+}
+
+#[test]
+fn a_version_2_answer_never_reads_another_cases_result_files() {
+    let (succeeded, report) = certify_broken("v2-lazy", &V2_FILTERS);
+    assert!(!succeeded);
+    // Case i of the run is sequence number i; every case 1 mod 3 that has values to give fails as
+    // having written none, whatever the case before it left in the shared results directory.
+    // (case, its (check, status, detail)s), in run order.
+    type Checks = Vec<(String, String, String)>;
+    let mut cases: Vec<(String, Checks)> = Vec::new();
+    for (name, status, detail) in checks(&report) {
+        let (case, check) = name.rsplit_once('/').unwrap();
+        if cases.last().map(|(last, _)| last.as_str()) != Some(case) {
+            cases.push((case.to_string(), Vec::new()));
+        }
+        cases
+            .last_mut()
+            .unwrap()
+            .1
+            .push((check.to_string(), status, detail));
+    }
+    let mut lazy_cases = 0;
+    for (index, (case, results)) in cases.iter().enumerate() {
+        // A case the anchor rejects has one check, "error", and its answer carries no results.
+        let has_values = results.iter().any(|(check, _, _)| check == "forward");
+        for (_, status, detail) in results {
+            if index % 3 == 1 && has_values {
+                assert_eq!(status, "failed", "{case}");
+                assert!(
+                    detail.contains("loss.npy was not written"),
+                    "{case}: {detail}"
+                );
+            } else {
+                assert_eq!(status, "passed", "{case}: {detail}");
+            }
+        }
+        lazy_cases += usize::from(index % 3 == 1 && has_values);
+    }
+    assert!(
+        lazy_cases >= 3,
+        "only {lazy_cases} cases answered without results"
+    );
+}
+
 #[test]
 fn a_hello_declaring_a_call_of_an_unknown_loss_is_refused() {
     let output = certify_command("bad-calls", &["--filter", "nll_loss/f64/N4C3/avg/"]);

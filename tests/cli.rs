@@ -702,3 +702,42 @@ fn shards_split_a_run_and_merge_back_into_the_same_report() {
     assert_eq!(mismatch.status.code(), Some(2));
     assert!(one_line_error(&mismatch).contains("shards of one run only"));
 }
+
+/// A report without what differs from run to run: the times.
+fn without_times(mut report: serde_json::Value) -> serde_json::Value {
+    report["elapsed_s"] = serde_json::Value::Null;
+    report["timing"] = serde_json::Value::Null;
+    for check in report["checks"].as_array_mut().unwrap() {
+        check["elapsed_s"] = serde_json::Value::Null;
+    }
+    report
+}
+
+#[test]
+fn jobs_answer_cases_side_by_side_with_the_same_report() {
+    let run = |jobs: &str| {
+        let output = certify(&["--json", "--jobs", jobs, "--filter", "cross_entropy/f64"]);
+        assert_eq!(output.status.code(), Some(0), "{output:?}");
+        serde_json::from_slice::<serde_json::Value>(&output.stdout).unwrap()
+    };
+    let (one, three) = (run("1"), run("3"));
+    assert_eq!(three["timing"]["jobs"], 3);
+    let cases = one["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|check| check["check"].as_str().unwrap().rsplit_once('/').unwrap().0)
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
+    assert_eq!(one["timing"]["computed_cases"], cases);
+    assert_eq!(without_times(one), without_times(three));
+    for jobs in ["0", "65", "two"] {
+        let output = certify(&["--jobs", jobs]);
+        assert_eq!(output.status.code(), Some(2), "{output:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("is not a number of jobs: give 1 to 64"),
+            "{stderr}"
+        );
+    }
+}

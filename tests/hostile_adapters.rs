@@ -318,7 +318,7 @@ fn each_misbehaviour_fails_only_its_own_case_and_leaves_nothing_behind() {
         (
             "garbage-hello",
             0,
-            StartFails("does not speak segloss-certify version 1: hello?"),
+            StartFails("does not speak segloss-certify version 1 or 2: hello?"),
         ),
     ];
     // The runs spend most of their time waiting on timeouts: all at once keeps the test short.

@@ -17,11 +17,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
 use serde_json::{json, Value};
 
 use super::{DeclaredCall, Implementation, Outcome};
 use crate::catalog::{self, LossCall};
 use crate::error::{Error, Result};
+use crate::npy;
 use crate::tensor::Tensor;
 use live::Scratch;
 use process::Process;
@@ -37,6 +39,10 @@ pub const DEFAULT_HELLO_TIMEOUT: Duration = Duration::from_secs(30);
 /// How many failed hellos in a row abandon an adapter.
 pub const HELLO_ATTEMPTS: u32 = 2;
 
+/// In protocol version 2, a tensor of at most this many `.npy` bytes travels inline in the
+/// message (base64), and the adapter may answer as inline the results of at most this size.
+pub const INLINE_BYTES: usize = 1 << 16;
+
 /// An implementation behind a command that speaks the certification protocol.
 pub struct CommandAdapter {
     command: String,
@@ -48,11 +54,15 @@ pub struct CommandAdapter {
     state: Mutex<State>,
     scratch: Scratch,
     sequence: AtomicU64,
+    /// Nanoseconds spent waiting for answers, from sending a case to reading its answer line.
+    waited: AtomicU64,
 }
 
 /// The adapter's process and hello record, under one lock.
 struct State {
     process: Option<Process>,
+    /// The protocol version the current process spoke in its hello.
+    version: u64,
     failed_hellos: u32,
     abandoned: Option<String>,
 }
@@ -89,12 +99,14 @@ impl CommandAdapter {
             name: hello.name.unwrap_or_else(|| command.to_string()),
             calls: hello.calls,
             state: Mutex::new(State {
+                version: hello.version,
                 process: Some(process),
                 failed_hellos: 0,
                 abandoned: None,
             }),
             scratch,
             sequence: AtomicU64::new(0),
+            waited: AtomicU64::new(0),
         })
     }
 
@@ -117,8 +129,9 @@ impl CommandAdapter {
             }
         }
         match start_process(&self.command, self.hello_timeout) {
-            Ok((process, _)) => {
+            Ok((process, hello)) => {
                 state.failed_hellos = 0;
+                state.version = hello.version;
                 Ok(process)
             }
             Err(reason) => {
@@ -134,40 +147,56 @@ impl CommandAdapter {
         }
     }
 
-    /// Runs one exchange in `dir`, the case's scratch directory.
+    /// Runs one exchange in `dir`, the case's scratch directory, in protocol `version`.
     fn exchange(
         &self,
         process: &mut Process,
+        version: u64,
         call: &LossCall,
         sequence: u64,
         dir: &Path,
     ) -> std::result::Result<Outcome, Failure> {
-        let out = dir.join("out");
-        std::fs::create_dir_all(&out)
-            .map_err(|error| Failure::Case(format!("cannot create {}: {error}", out.display())))?;
-        let write = |name: &str, tensor: &Tensor| {
-            // Names become file names: nothing but a plain identifier may leave the directory.
+        // Names become file names: nothing but a plain identifier may leave the directory.
+        let mut arrays = Vec::with_capacity(call.tensors.len() + 1);
+        for (name, tensor) in &call.tensors {
             if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                 return Err(Failure::Case(format!(
                     "tensor name {name:?} is not a plain identifier"
                 )));
             }
-            let path = dir.join(format!("{name}.npy"));
-            tensor
-                .write_npy(&path)
-                .map_err(|error| Failure::Case(error.to_string()))?;
-            Ok(json_path(&path))
-        };
-        let mut tensors = serde_json::Map::new();
-        for (name, tensor) in &call.tensors {
-            tensors.insert(name.clone(), write(name, tensor)?);
+            arrays.push((name.as_str(), npy::to_npy_bytes(tensor)));
         }
-        let grad_output = match &call.grad_output {
-            Some(grad_output) => write("grad_output", &Tensor::Float64(grad_output.clone()))?,
-            None => Value::Null,
+        if let Some(grad_output) = &call.grad_output {
+            let grad_output = Tensor::Float64(grad_output.clone());
+            arrays.push(("grad_output", npy::to_npy_bytes(&grad_output)));
+        }
+        // In version 2 a request whose arrays all travel inline needs no directory of its own:
+        // the adapter's results, if it writes files, go to the shared `out`, emptied after.
+        let inline = version >= 2 && arrays.iter().all(|(_, bytes)| bytes.len() <= INLINE_BYTES);
+        let out = if inline {
+            self.scratch.path().join("out")
+        } else {
+            dir.join("out")
         };
+        std::fs::create_dir_all(&out)
+            .map_err(|error| Failure::Case(format!("cannot create {}: {error}", out.display())))?;
+        let mut references = serde_json::Map::new();
+        for (name, bytes) in arrays {
+            let reference = if version >= 2 && bytes.len() <= INLINE_BYTES {
+                json!({"npy": base64::engine::general_purpose::STANDARD.encode(bytes)})
+            } else {
+                let path = dir.join(format!("{name}.npy"));
+                std::fs::write(&path, bytes).map_err(|error| {
+                    Failure::Case(format!("cannot write {}: {error}", path.display()))
+                })?;
+                json_path(&path)
+            };
+            references.insert(name.to_string(), reference);
+        }
+        let grad_output = references.remove("grad_output").unwrap_or(Value::Null);
+        let tensors = references;
         let prediction = catalog::find(&call.loss).map_or("input", |loss| loss.prediction());
-        let request = json!({
+        let mut request = json!({
             "type": "case",
             "seq": sequence,
             "loss": call.loss,
@@ -177,22 +206,33 @@ impl CommandAdapter {
             "grad_output": grad_output,
             "out": json_path(&out),
         });
+        if version >= 2 {
+            request["inline_bytes"] = json!(INLINE_BYTES);
+        }
         let started = Instant::now();
+        let waited = || {
+            let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            self.waited.fetch_add(nanos, Ordering::Relaxed);
+        };
         process
             .send(&request.to_string(), started, self.timeout)
+            .inspect_err(|_| waited())
             .map_err(Failure::Process)?;
         loop {
             let line = process
                 .receive(started, self.timeout)
+                .inspect_err(|_| waited())
                 .map_err(Failure::Process)?;
+            waited();
             return Ok(
                 match parse_answer(&line, sequence).map_err(Failure::Process)? {
                     Answer::Stale { .. } => continue,
                     Answer::Ok {
                         emulated,
                         no_gradient: Some(no_gradient),
+                        inline,
                     } => Outcome::ForwardOnly {
-                        loss: results::read_loss(&out, call)
+                        loss: results::read_loss(&out, &inline, call)
                             .map_err(|reason| Failure::Case(format!("status ok, but {reason}")))?,
                         no_gradient,
                         emulated,
@@ -200,8 +240,9 @@ impl CommandAdapter {
                     Answer::Ok {
                         emulated,
                         no_gradient: None,
+                        inline,
                     } => {
-                        let output = results::read_results(&out, call, prediction)
+                        let output = results::read_results(&out, &inline, call, prediction)
                             .map_err(|reason| Failure::Case(format!("status ok, but {reason}")))?;
                         match emulated {
                             Some(how) => Outcome::Emulated(output, how),
@@ -233,7 +274,7 @@ impl Implementation for CommandAdapter {
         };
         let sequence = self.sequence.fetch_add(1, Ordering::Relaxed);
         let dir = self.scratch.path().join(sequence.to_string());
-        let outcome = match self.exchange(&mut process, call, sequence, &dir) {
+        let outcome = match self.exchange(&mut process, state.version, call, sequence, &dir) {
             Ok(outcome) => {
                 state.process = Some(process);
                 outcome
@@ -252,11 +293,16 @@ impl Implementation for CommandAdapter {
         };
         // The adapter is done with the case's files (or stopped).
         let _ = std::fs::remove_dir_all(&dir);
+        empty(&self.scratch.path().join("out"));
         outcome
     }
 
     fn abandoned(&self) -> Option<String> {
         self.state().abandoned.clone()
+    }
+
+    fn waited(&self) -> Option<Duration> {
+        Some(Duration::from_nanos(self.waited.load(Ordering::Relaxed)))
     }
 }
 
@@ -276,7 +322,109 @@ fn start_process(
     Ok((process, hello))
 }
 
+/// Removes whatever a directory holds (nothing, usually), so that no file of one case is read as
+/// another's result.
+fn empty(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let _ = std::fs::remove_file(&path).or_else(|_| std::fs::remove_dir_all(&path));
+    }
+}
+
 /// A scratch path as a JSON string: exact, because scratch paths are UTF-8 by construction.
 fn json_path(path: &Path) -> Value {
     Value::String(path.to_string_lossy().into_owned())
+}
+
+/// Several processes of one adapter command (`segloss certify --jobs N`), each answering one case
+/// at a time, so that the cases of a run are answered N at once; each process is a
+/// [`CommandAdapter`] of its own, with its own restarts and scratch directory.
+pub struct CommandPool {
+    adapters: Vec<CommandAdapter>,
+    idle: Mutex<Vec<usize>>,
+    freed: std::sync::Condvar,
+}
+
+impl CommandPool {
+    /// Starts `jobs` (at least one) processes of `command`, their start-ups side by side; `Err`
+    /// is the first that could not start. `timeout` and `hello_timeout` as
+    /// [`CommandAdapter::start`].
+    pub fn start(
+        command: &str,
+        jobs: usize,
+        timeout: Duration,
+        hello_timeout: Duration,
+    ) -> Result<CommandPool> {
+        let started: Vec<Result<CommandAdapter>> = std::thread::scope(|scope| {
+            let starting: Vec<_> = (0..jobs.max(1))
+                .map(|_| {
+                    scope.spawn(move || CommandAdapter::start(command, timeout, hello_timeout))
+                })
+                .collect();
+            starting
+                .into_iter()
+                .map(|start| {
+                    start.join().unwrap_or_else(|_| {
+                        Err(Error::Adapter {
+                            command: command.to_string(),
+                            reason: "starting the adapter panicked".to_string(),
+                        })
+                    })
+                })
+                .collect()
+        });
+        let adapters = started.into_iter().collect::<Result<Vec<_>>>()?;
+        Ok(CommandPool {
+            idle: Mutex::new((0..adapters.len()).collect()),
+            adapters,
+            freed: std::sync::Condvar::new(),
+        })
+    }
+
+    fn idle(&self) -> MutexGuard<'_, Vec<usize>> {
+        self.idle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Implementation for CommandPool {
+    fn name(&self) -> &str {
+        self.adapters[0].name()
+    }
+
+    fn calls(&self) -> Vec<DeclaredCall> {
+        self.adapters[0].calls()
+    }
+
+    fn compute(&self, call: &LossCall) -> Outcome {
+        let mut idle = self.idle();
+        let adapter = loop {
+            match idle.pop() {
+                Some(adapter) => break adapter,
+                None => {
+                    idle = self
+                        .freed
+                        .wait(idle)
+                        .unwrap_or_else(|poisoned| poisoned.into_inner())
+                }
+            }
+        };
+        drop(idle);
+        let outcome = self.adapters[adapter].compute(call);
+        self.idle().push(adapter);
+        self.freed.notify_one();
+        outcome
+    }
+
+    fn abandoned(&self) -> Option<String> {
+        self.adapters.iter().find_map(CommandAdapter::abandoned)
+    }
+
+    fn waited(&self) -> Option<Duration> {
+        self.adapters.iter().map(CommandAdapter::waited).sum()
+    }
 }

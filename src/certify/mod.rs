@@ -102,6 +102,11 @@ pub trait Implementation: Send + Sync {
     fn abandoned(&self) -> Option<String> {
         None
     }
+    /// For an implementation in another process: the time spent so far waiting for its answers,
+    /// from sending a case to reading the answer (the rest of a case's time is segloss's).
+    fn waited(&self) -> Option<std::time::Duration> {
+        None
+    }
 }
 
 /// The reference spec as an implementation.
@@ -674,18 +679,54 @@ pub fn certify(
     implementation: &dyn Implementation,
     tier: Tier,
     selected: impl Fn(&CaseSpec) -> bool,
+    progress: impl FnMut(usize, usize),
+) -> Vec<CheckResult> {
+    certify_jobs(corpus, implementation, tier, selected, progress, 1)
+}
+
+/// [`certify`] on `jobs` threads that each ask the implementation for one case at a time (a
+/// [`CommandPool`](command::CommandPool) answers them side by side); the results come back in the
+/// corpus's order whatever the jobs.
+pub fn certify_jobs(
+    corpus: &Corpus,
+    implementation: &dyn Implementation,
+    tier: Tier,
+    selected: impl Fn(&CaseSpec) -> bool,
     mut progress: impl FnMut(usize, usize),
+    jobs: usize,
 ) -> Vec<CheckResult> {
     let specs: Vec<&CaseSpec> = corpus.cases.iter().filter(|spec| selected(spec)).collect();
-    let mut results = Vec::new();
-    for (done, spec) in specs.iter().enumerate() {
-        if implementation.abandoned().is_some() {
-            break;
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut slots: Vec<Option<Vec<CheckResult>>> = vec![None; specs.len()];
+    std::thread::scope(|scope| {
+        let (sender, receiver) = std::sync::mpsc::channel();
+        for _ in 0..jobs.clamp(1, specs.len().max(1)) {
+            let (sender, next, specs) = (sender.clone(), &next, &specs);
+            // The main thread's stack size: a case runs as it would on the main thread.
+            let worker = std::thread::Builder::new()
+                .stack_size(8 << 20)
+                .spawn_scoped(scope, move || loop {
+                    let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if index >= specs.len() || implementation.abandoned().is_some() {
+                        break;
+                    }
+                    let results = run_case(corpus, specs[index], implementation, tier);
+                    if sender.send((index, results)).is_err() {
+                        break;
+                    }
+                });
+            if worker.is_err() {
+                // No thread to be had: the jobs that started run every case.
+                break;
+            }
         }
-        results.extend(run_case(corpus, spec, implementation, tier));
-        progress(done + 1, specs.len());
-    }
-    results
+        drop(sender);
+        for (done, (index, results)) in receiver.iter().enumerate() {
+            slots[index] = Some(results);
+            progress(done + 1, specs.len());
+        }
+    });
+    slots.into_iter().flatten().flatten().collect()
 }
 
 /// Every check of the corpus by trial name (`<case id>/<check>`).

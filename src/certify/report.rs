@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::known::{KnownFailures, Status};
-use super::{Alternative, CaseCheck, CheckResult, DeclaredCall, Failure, Verdict};
+use super::{Alternative, CaseCheck, CheckResult, DeclaredCall, Failure, FailureKind, Verdict};
 use crate::compare::{tolerance_for, Agreement, Mismatch, Tier, Tolerance};
 use crate::error::{Error, Result};
 use crate::files::{read_regular_file, MAX_DOCUMENT_BYTES};
@@ -33,6 +33,24 @@ pub struct Report {
     pub command: Option<String>,
     /// The calls the implementation declares for the catalog losses it implements.
     pub calls: Vec<DeclaredCall>,
+    /// How long the run took, and where the time went, when it was measured.
+    pub timing: Option<Timing>,
+}
+
+/// How long a run took: its cases, in wall time, and for an implementation in another process
+/// how much of it was spent waiting for answers (the rest is segloss's: loading cases, writing
+/// requests, reading and judging answers).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Timing {
+    /// The adapter processes run side by side (`--jobs`).
+    pub jobs: usize,
+    /// Starting the implementation: the adapter's start-up and hello, in seconds.
+    pub startup_s: f64,
+    /// The run's cases, wall time in seconds.
+    pub cases_s: f64,
+    /// Time waiting for answers, from sending a case to reading its answer, summed over the
+    /// cases (over every job: it may exceed `cases_s`); for an out-of-process implementation.
+    pub adapter_s: Option<f64>,
 }
 
 /// What the terminal table's columns count.
@@ -219,7 +237,57 @@ impl Report {
             provenance: None,
             command: None,
             calls: Vec::new(),
+            timing: None,
         }
+    }
+
+    /// The same report, with its timing.
+    pub fn with_timing(self, timing: Timing) -> Report {
+        Report {
+            timing: Some(timing),
+            ..self
+        }
+    }
+
+    /// The cases the implementation computed: answered with values or a rejection, rather than
+    /// unsupported or no usable answer.
+    pub fn computed_cases(&self) -> usize {
+        let mut computed = std::collections::BTreeSet::new();
+        for (result, _) in &self.checks {
+            let answered = match &result.verdict {
+                Verdict::Unsupported(_) => false,
+                Verdict::Failed(failure) => failure.kind != FailureKind::NoAnswer,
+                Verdict::Passed(_) | Verdict::Accepted { .. } => true,
+            };
+            if answered {
+                computed.insert(result.case_id.as_str());
+            }
+        }
+        computed.len()
+    }
+
+    /// The timing line of the terminal summary: computed cases per second of the cases' wall
+    /// time, and for an adapter the seconds spent waiting for it against segloss's own
+    /// (thread-seconds: with several jobs both add up over the jobs).
+    fn timing_text(&self, timing: &Timing) -> String {
+        let computed = self.computed_cases();
+        let mut text = format!(
+            "speed: {computed} computed cases in {:.2} s ({:.0}/s, {} job{}), start-up {:.2} s",
+            timing.cases_s,
+            computed as f64 / timing.cases_s.max(1e-9),
+            timing.jobs,
+            if timing.jobs == 1 { "" } else { "s" },
+            timing.startup_s
+        );
+        if let Some(adapter) = timing.adapter_s {
+            let busy = timing.cases_s * timing.jobs as f64;
+            let _ = write!(
+                text,
+                "; waiting for the adapter {adapter:.2} s, segloss {:.2} s",
+                (busy - adapter).max(0.0)
+            );
+        }
+        text
     }
 
     /// The same report, with the calls the implementation declares.
@@ -437,6 +505,9 @@ impl Report {
             "{cases} cases, {} checks: {failing} fail the run",
             self.checks.len()
         );
+        if let Some(timing) = &self.timing {
+            let _ = writeln!(text, "{}", self.timing_text(timing));
+        }
         printable(&text)
     }
 
@@ -493,6 +564,11 @@ impl Report {
             "known_failures": self.known_failure_counts(),
             "upstream_defects": self.defect_counts(),
             "calls": self.calls,
+            "timing": self.timing.map(|timing| {
+                let mut value = json!(timing);
+                value["computed_cases"] = json!(self.computed_cases());
+                value
+            }),
             "checks": checks,
         })
     }

@@ -4,12 +4,14 @@ and how it keeps stdout for the protocol. Standard library only (tests/certify.r
 python3): the cases here carry no tensors and end in rejections, so no array is loaded or saved,
 and a stand-in module takes NumPy's place when NumPy is not installed."""
 
+import base64
 import io
 import json
 import os
 import re
 import subprocess
 import sys
+import tempfile
 import textwrap
 import types
 import unittest
@@ -25,7 +27,7 @@ except ImportError:  # the helper imports NumPy, and uses it here for nothing bu
 HELPER = Path(__file__).resolve().parents[2] / "python" / "src"
 sys.path.insert(0, str(HELPER))
 
-from segloss_adapter import PROTOCOL, VERSION, Call, Rejected, Unsupported, serve  # noqa: E402
+from segloss_adapter import PROTOCOL, Call, Rejected, Unsupported, serve  # noqa: E402
 
 KINDS = {
     "invalid_reduction": [r"^ValueError: Unsupported reduction: ", r"^ValueError: Invalid value for argument `reduction`"],
@@ -48,14 +50,15 @@ def run(raises, kinds=None):
     def compute(request):
         raise next(errors)
 
-    lines = [{"type": "hello", "protocol": PROTOCOL, "version": VERSION}]
+    lines = [{"type": "hello", "protocol": PROTOCOL, "version": 1}]
     lines += [case(seq) for seq in range(len(raises))]
     stdin = io.StringIO("".join(json.dumps(line) + "\n" for line in lines))
     stdout = io.StringIO()
     with mock.patch.object(sys, "stdin", stdin), mock.patch.object(sys, "stdout", stdout):
         serve("test adapter", compute, **({} if kinds is None else {"kinds": kinds}))
     hello, *answers = [json.loads(line) for line in stdout.getvalue().splitlines()]
-    assert hello == {"type": "hello", "protocol": PROTOCOL, "version": VERSION, "name": "test adapter"}
+    # segloss version 1 offers no other version: the helper speaks version 1 to it.
+    assert hello == {"type": "hello", "protocol": PROTOCOL, "version": 1, "name": "test adapter"}
     return answers
 
 
@@ -110,7 +113,7 @@ class StatingKinds(unittest.TestCase):
         malformed = [({"Invalid Reduction": [r"x"]}, ValueError), ({"invalid_reduction": r"x"}, ValueError),
                      ({"invalid_reduction": [r"("]}, re.error)]
         for kinds, raised in malformed:
-            hello = json.dumps({"type": "hello", "protocol": PROTOCOL, "version": VERSION}) + "\n"
+            hello = json.dumps({"type": "hello", "protocol": PROTOCOL, "version": 1}) + "\n"
             stdout = io.StringIO()
             with self.subTest(kinds=kinds), mock.patch.object(sys, "stdin", io.StringIO(hello)), \
                     mock.patch.object(sys, "stdout", stdout), self.assertRaises(raised):
@@ -120,7 +123,7 @@ class StatingKinds(unittest.TestCase):
 
 class DeclaredCalls(unittest.TestCase):
     def hello(self, calls):
-        line = json.dumps({"type": "hello", "protocol": PROTOCOL, "version": VERSION}) + "\n"
+        line = json.dumps({"type": "hello", "protocol": PROTOCOL, "version": 1}) + "\n"
         stdout = io.StringIO()
         with mock.patch.object(sys, "stdin", io.StringIO(line)), mock.patch.object(sys, "stdout", stdout):
             serve("test adapter", lambda request: None, calls=calls)
@@ -139,12 +142,65 @@ class DeclaredCalls(unittest.TestCase):
 
     def test_a_malformed_call_fails_before_the_hello(self):
         for call in (Call("", "f()"), Call("cross_entropy", None), Call("cross_entropy", "f()", when="")):
-            line = json.dumps({"type": "hello", "protocol": PROTOCOL, "version": VERSION}) + "\n"
+            line = json.dumps({"type": "hello", "protocol": PROTOCOL, "version": 1}) + "\n"
             stdout = io.StringIO()
             with self.subTest(call=call), mock.patch.object(sys, "stdin", io.StringIO(line)), \
                     mock.patch.object(sys, "stdout", stdout), self.assertRaises(ValueError):
                 serve("test adapter", lambda request: None, calls=[call])
             self.assertEqual(stdout.getvalue(), "")
+
+
+class ProtocolVersion2(unittest.TestCase):
+    """Version 2, spoken when segloss offers it: arrays inline both ways, files beyond the limit.
+    Needs NumPy (CI's python3 has none: skipped there; `cargo test --test certify -- --ignored`
+    runs the template adapter through it with the generator's virtualenv)."""
+
+    def setUp(self):
+        if isinstance(sys.modules["numpy"], types.SimpleNamespace):
+            self.skipTest("needs NumPy")
+
+    @staticmethod
+    def inline(array):
+        import numpy as np
+        buffer = io.BytesIO()
+        np.save(buffer, array)
+        return {"npy": base64.b64encode(buffer.getvalue()).decode()}
+
+    @staticmethod
+    def decoded(reference):
+        import numpy as np
+        return np.load(io.BytesIO(base64.b64decode(reference["npy"])))
+
+    def test_arrays_travel_inline_and_large_results_as_files(self):
+        import numpy as np
+        seen = {}
+
+        def compute(request):
+            seen.update(request.tensors)
+            return np.float64(request.tensors["input"].sum()), np.full_like(request.tensors["input"], 2.0)
+
+        with tempfile.TemporaryDirectory() as out:
+            x = np.arange(6, dtype=np.float32).reshape(2, 3)
+            lines = [{"type": "hello", "protocol": PROTOCOL, "version": 1, "versions": [1, 2]}]
+            for seq, inline_bytes in enumerate([1 << 16, 100]):
+                lines.append({"type": "case", "seq": seq, "loss": "cross_entropy", "params": {},
+                              "tensors": {"input": self.inline(x), "target": self.inline(np.array([0, 2]))},
+                              "prediction": "input", "grad_output": None, "out": out,
+                              "inline_bytes": inline_bytes})
+            stdin = io.StringIO("".join(json.dumps(line) + "\n" for line in lines))
+            stdout = io.StringIO()
+            with mock.patch.object(sys, "stdin", stdin), mock.patch.object(sys, "stdout", stdout):
+                serve("test adapter", compute)
+            hello, small, large = [json.loads(line) for line in stdout.getvalue().splitlines()]
+            self.assertEqual(hello["version"], 2)
+            np.testing.assert_array_equal(seen["input"], x)
+            np.testing.assert_array_equal(seen["target"], [0, 2])
+            self.assertEqual(self.decoded(small["loss"]), 15.0)
+            np.testing.assert_array_equal(self.decoded(small["grad_input"]), np.full((2, 3), 2.0, np.float32))
+            # Beyond inline_bytes (100: a .npy header alone is 128 bytes) the results are files.
+            self.assertNotIn("loss", large)
+            self.assertEqual(float(np.load(Path(out) / "loss.npy")), 15.0)
+            self.assertEqual(np.load(Path(out) / "grad_input.npy").shape, (2, 3))
 
 
 # An adapter whose `compute` writes to stdout in every way a library can, around `serve`.
@@ -175,7 +231,7 @@ class StdoutIsTheProtocols(unittest.TestCase):
             print("a stray print")
             raise Unsupported("nothing")
 
-        lines = [{"type": "hello", "protocol": PROTOCOL, "version": VERSION}, case(0)]
+        lines = [{"type": "hello", "protocol": PROTOCOL, "version": 1}, case(0)]
         stdin = io.StringIO("".join(json.dumps(line) + "\n" for line in lines))
         stdout, stderr = io.StringIO(), io.StringIO()
         with mock.patch.object(sys, "stdin", stdin), mock.patch.object(sys, "stdout", stdout), \
@@ -186,14 +242,14 @@ class StdoutIsTheProtocols(unittest.TestCase):
         self.assertEqual(stderr.getvalue(), "a stray print\n")
 
     def test_writes_to_file_descriptor_1_and_from_child_processes_go_to_stderr(self):
-        lines = [{"type": "hello", "protocol": PROTOCOL, "version": VERSION}, case(0), case(1)]
+        lines = [{"type": "hello", "protocol": PROTOCOL, "version": 1}, case(0), case(1)]
         ran = subprocess.run([sys.executable, "-c", NOISY_ADAPTER, str(HELPER)], text=True, capture_output=True,
                              input="".join(json.dumps(line) + "\n" for line in lines), timeout=60,
                              env={**os.environ, "PYTHONUNBUFFERED": ""})
         self.assertEqual(ran.returncode, 0, ran.stderr)
         *protocol, after = ran.stdout.splitlines()
         self.assertEqual([json.loads(line) for line in protocol], [
-            {"type": "hello", "protocol": PROTOCOL, "version": VERSION, "name": "noisy"},
+            {"type": "hello", "protocol": PROTOCOL, "version": 1, "name": "noisy"},
             {"type": "result", "seq": 0, "status": "unsupported", "reason": "nothing"},
             {"type": "result", "seq": 1, "status": "unsupported", "reason": "nothing"},
         ])

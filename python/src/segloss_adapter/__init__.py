@@ -1,4 +1,6 @@
-"""Python side of the segloss certification protocol (docs/certify-protocol.md, version 1).
+"""Python side of the segloss certification protocol (docs/certify-protocol.md, versions 1 and 2:
+version 2, spoken whenever segloss offers it, carries small arrays inline in the messages instead
+of files).
 
 An adapter is one function, `compute(request) -> (loss, grad_input)` over NumPy arrays, handed to
 `serve(name, compute)`. It raises `Unsupported` for a loss or option it does not have, returns an
@@ -36,6 +38,7 @@ error): a stated kind other than the anchor's fails as a wrong rejection.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import io
 import json
@@ -69,7 +72,7 @@ __all__ = [
 __version__ = "0.1.0"
 
 PROTOCOL = "segloss-certify"
-VERSION = 1
+VERSION = 2
 
 
 class Unsupported(Exception):
@@ -193,14 +196,50 @@ def _rejection(error: Exception, kinds: _Table) -> dict[str, Any]:
     return answer if kind is None else {**answer, "kind": kind}
 
 
+# The header segloss writes: its little-endian or byte descr, C order, the shape.
+_SEGLOSS_HEADER = re.compile(r"\{'descr': '([<|][a-z][0-9])', 'fortran_order': False, 'shape': \(([0-9, ]*)\), \} *\n")
+
+
+def _from_npy(data: bytes) -> NDArray[Any]:
+    """The array of .npy bytes. segloss's own headers are read directly (np.load parses a header
+    with ast.literal_eval, which costs more than a small array); anything else goes to np.load."""
+    if data[:8] == b"\x93NUMPY\x01\x00" and len(data) >= 10:
+        end = 10 + int.from_bytes(data[8:10], "little")
+        match = _SEGLOSS_HEADER.fullmatch(data[10:end].decode("latin-1"))
+        if match is not None:
+            shape = tuple(int(size) for size in match[2].split(",") if size.strip())
+            count = int(np.prod(shape, dtype=np.int64))
+            return np.frombuffer(data, dtype=np.dtype(match[1]), count=count, offset=end).reshape(shape).copy()
+    return np.load(io.BytesIO(data))
+
+
+def _array(reference: str | dict[str, str]) -> NDArray[Any]:
+    """A request's array: a path to a .npy file, or (version 2) {"npy": base64 of its bytes}."""
+    if isinstance(reference, dict):
+        return _from_npy(base64.b64decode(reference["npy"]))
+    return np.load(reference)
+
+
+def _result(out: Path, name: str, values: ArrayLike, inline_bytes: int) -> dict[str, Any]:
+    """Writes a result: inline in the answer (version 2) when its .npy bytes are at most
+    `inline_bytes` (0 in version 1), else as `name`.npy in `out`; returns the answer's entry."""
+    buffer = io.BytesIO()
+    np.save(buffer, np.asarray(values))
+    if len(buffer.getbuffer()) <= inline_bytes:
+        return {name: {"npy": base64.b64encode(buffer.getvalue()).decode("ascii")}}
+    (out / f"{name}.npy").write_bytes(buffer.getvalue())
+    return {}
+
+
 def _answer(compute: Compute, message: dict[str, Any], kinds: _Table = ()) -> dict[str, Any]:
     request = Request(
         loss=message["loss"],
         params=message["params"],
-        tensors={name: np.load(path) for name, path in message["tensors"].items()},
+        tensors={name: _array(reference) for name, reference in message["tensors"].items()},
         prediction=message["prediction"],
-        grad_output=None if message["grad_output"] is None else np.load(message["grad_output"]),
+        grad_output=None if message["grad_output"] is None else _array(message["grad_output"]),
     )
+    inline_bytes = int(message.get("inline_bytes", 0))
     result = {"type": "result", "seq": message["seq"]}
     try:
         outcome = compute(request)
@@ -210,15 +249,15 @@ def _answer(compute: Compute, message: dict[str, Any], kinds: _Table = ()) -> di
         return {**result, **_rejection(error, kinds)}
     out = Path(message["out"])
     if isinstance(outcome, ForwardOnly):
-        np.save(out / "loss.npy", np.asarray(outcome.loss))
-        answer = {**result, "status": "ok", "no_gradient": outcome.why}
+        answer = {**result, "status": "ok", "no_gradient": outcome.why,
+                  **_result(out, "loss", outcome.loss, inline_bytes)}
         return answer if outcome.how is None else {**answer, "emulated": outcome.how}
     loss, grad_input = (outcome.loss, outcome.grad_input) if isinstance(outcome, Emulated) else outcome
-    np.save(out / "loss.npy", np.asarray(loss))
-    np.save(out / "grad_input.npy", np.asarray(grad_input))
+    answer = {**result, "status": "ok", **_result(out, "loss", loss, inline_bytes),
+              **_result(out, "grad_input", grad_input, inline_bytes)}
     if isinstance(outcome, Emulated):
-        return {**result, "status": "ok", "emulated": outcome.how}
-    return {**result, "status": "ok"}
+        return {**answer, "emulated": outcome.how}
+    return answer
 
 
 def _fileno(stream: TextIO | None) -> int | None:
@@ -276,7 +315,7 @@ def serve(
     the calls the implementation makes for the catalog losses it has (see `Call`), declared in the
     hello. While it runs, anything else written to stdout goes to stderr."""
     table = _compile_kinds(kinds)
-    hello = {"type": "hello", "protocol": PROTOCOL, "version": VERSION, "name": name}
+    hello = {"type": "hello", "protocol": PROTOCOL, "name": name}
     declared = [call.message() for call in calls]
     if declared:
         hello["calls"] = declared
@@ -284,7 +323,9 @@ def serve(
         for line in sys.stdin:
             message = json.loads(line)
             if message.get("type") == "hello":
-                _reply(protocol, hello)
+                # Version 2 when segloss offers it (a segloss that speaks only version 1 does not).
+                version = VERSION if VERSION in message.get("versions", [1]) else 1
+                _reply(protocol, {**hello, "version": version})
             elif message.get("type") == "case":
                 try:
                     _reply(protocol, _answer(compute, message, table))

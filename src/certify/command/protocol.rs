@@ -8,8 +8,11 @@ use crate::certify::DeclaredCall;
 
 /// The protocol's name and version, sent and expected in the hello exchange.
 pub const PROTOCOL: &str = "segloss-certify";
-/// The protocol version this build speaks.
+/// The protocol version a hello request names, for adapters written for version 1.
 pub const PROTOCOL_VERSION: u64 = 1;
+/// The versions this build speaks, offered in the hello request; the adapter answers with the one
+/// it speaks. Version 2 carries small arrays inline in the messages.
+pub const PROTOCOL_VERSIONS: [u64; 2] = [1, 2];
 
 /// How many characters of a bad line a failure report quotes.
 const EXCERPT_CHARS: usize = 200;
@@ -28,6 +31,8 @@ pub enum Answer {
         emulated: Option<String>,
         /// Why the implementation wrote no gradient, when it has none (a forward-only runtime).
         no_gradient: Option<String>,
+        /// The results the answer carries inline (version 2); the others are files.
+        inline: Inline,
     },
     /// `error`: the implementation rejected the input.
     Error {
@@ -48,6 +53,16 @@ pub enum Answer {
     },
 }
 
+/// Results carried in an answer (version 2): each the base64 of its `.npy` bytes, as
+/// `{"npy": "…"}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Inline {
+    /// The loss.
+    pub loss: Option<String>,
+    /// The gradient with respect to the prediction.
+    pub grad_input: Option<String>,
+}
+
 /// Reads one answer line to the case numbered `seq`. `Err` is the reason the line is garbage.
 pub fn parse_answer(line: &[u8], seq: u64) -> Result<Answer, String> {
     let garbage = |why: &str| format!("garbage answer ({why}): {}", excerpt(line));
@@ -63,10 +78,26 @@ pub fn parse_answer(line: &[u8], seq: u64) -> Result<Answer, String> {
     }
     let text = |key: &str| answer.get(key).and_then(Value::as_str).map(str::to_string);
     match text("status").as_deref() {
-        Some("ok") => Ok(Answer::Ok {
-            emulated: text("emulated"),
-            no_gradient: text("no_gradient"),
-        }),
+        Some("ok") => {
+            let inline = |key: &str| -> Result<Option<String>, String> {
+                match answer.get(key) {
+                    None | Some(Value::Null) => Ok(None),
+                    Some(value) => value
+                        .get("npy")
+                        .and_then(Value::as_str)
+                        .map(|npy| Some(npy.to_string()))
+                        .ok_or_else(|| garbage(&format!("{key} is not {{\"npy\": base64}}"))),
+                }
+            };
+            Ok(Answer::Ok {
+                emulated: text("emulated"),
+                no_gradient: text("no_gradient"),
+                inline: Inline {
+                    loss: inline("loss")?,
+                    grad_input: inline("grad_input")?,
+                },
+            })
+        }
         Some("error") => Ok(Answer::Error {
             kind: text("kind"),
             message: text("message").unwrap_or_default(),
@@ -80,13 +111,16 @@ pub fn parse_answer(line: &[u8], seq: u64) -> Result<Answer, String> {
 
 /// The hello request line.
 pub(super) fn hello_request() -> String {
-    serde_json::json!({"type": "hello", "protocol": PROTOCOL, "version": PROTOCOL_VERSION})
-        .to_string()
+    serde_json::json!({"type": "hello", "protocol": PROTOCOL, "version": PROTOCOL_VERSION,
+                       "versions": PROTOCOL_VERSIONS})
+    .to_string()
 }
 
 /// What an adapter says of itself in its hello answer.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Hello {
+    /// The protocol version it speaks (one of [`PROTOCOL_VERSIONS`]).
+    pub version: u64,
     /// The name it gives itself, if any.
     pub name: Option<String>,
     /// The calls it declares (`calls`), checked against the catalog.
@@ -103,11 +137,14 @@ const MAX_CALL_CHARS: usize = 400;
 pub(super) fn parse_hello(line: &[u8]) -> Result<Hello, String> {
     let hello = json_object(line).filter(|hello| {
         hello.get("protocol").and_then(Value::as_str) == Some(PROTOCOL)
-            && hello.get("version").and_then(Value::as_u64) == Some(PROTOCOL_VERSION)
+            && hello
+                .get("version")
+                .and_then(Value::as_u64)
+                .is_some_and(|version| PROTOCOL_VERSIONS.contains(&version))
     });
     let Some(hello) = hello else {
         return Err(format!(
-            "the hello answer does not speak {PROTOCOL} version {PROTOCOL_VERSION}: {}{}",
+            "the hello answer does not speak {PROTOCOL} version 1 or 2: {}{}",
             excerpt(line),
             hint(line)
         ));
@@ -127,6 +164,7 @@ pub(super) fn parse_hello(line: &[u8]) -> Result<Hello, String> {
         Some(_) => return Err("hello: calls is not a list".to_string()),
     };
     Ok(Hello {
+        version: hello.get("version").and_then(Value::as_u64).unwrap_or(1),
         name: hello
             .get("name")
             .and_then(Value::as_str)
@@ -219,9 +257,32 @@ mod tests {
             parse_answer(ok, 3),
             Ok(Answer::Ok {
                 emulated: Some("how".into()),
-                no_gradient: None
+                no_gradient: None,
+                inline: Inline::default(),
             })
         );
+        let inline = br#"{"type": "result", "seq": 3, "status": "ok", "loss": {"npy": "AAA="}, "grad_input": null}"#;
+        assert_eq!(
+            parse_answer(inline, 3),
+            Ok(Answer::Ok {
+                emulated: None,
+                no_gradient: None,
+                inline: Inline {
+                    loss: Some("AAA=".into()),
+                    grad_input: None
+                },
+            })
+        );
+        for malformed in [r#""AAA=""#, r#"{"npy": 3}"#, r#"{"path": "x"}"#] {
+            let line = format!(
+                r#"{{"type": "result", "seq": 3, "status": "ok", "grad_input": {malformed}}}"#
+            );
+            let garbage = parse_answer(line.as_bytes(), 3).unwrap_err();
+            assert!(
+                garbage.contains("grad_input is not {\"npy\": base64}"),
+                "{garbage}"
+            );
+        }
         let error =
             br#"{"type": "result", "seq": 3, "status": "error", "message": "m", "kind": "k"}"#;
         assert_eq!(
@@ -285,8 +346,16 @@ mod tests {
             parse_hello(hello).map(|hello| hello.name),
             Ok(Some("x".into()))
         );
+        assert_eq!(parse_hello(hello).map(|hello| hello.version), Ok(1));
+        let v2 = br#"{"type": "hello", "protocol": "segloss-certify", "version": 2}"#;
+        assert_eq!(parse_hello(v2).map(|hello| hello.version), Ok(2));
+        let v3 = br#"{"type": "hello", "protocol": "segloss-certify", "version": 3}"#;
+        assert!(parse_hello(v3).unwrap_err().contains("version 1 or 2"));
+        let offered: Value = serde_json::from_str(&hello_request()).unwrap();
+        assert_eq!(offered["version"], 1);
+        assert_eq!(offered["versions"], serde_json::json!([1, 2]));
         let old = br#"{"type": "hello", "protocol": "segloss-certify", "version": 0}"#;
-        assert!(parse_hello(old).unwrap_err().contains("version 1"));
+        assert!(parse_hello(old).unwrap_err().contains("version 1 or 2"));
         assert!(parse_hello(b"hi").is_err());
     }
 
