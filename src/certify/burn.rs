@@ -43,21 +43,16 @@ impl Implementation for Burn {
     }
 
     fn calls(&self) -> Vec<DeclaredCall> {
-        let declared = |loss: &str, call: &str| DeclaredCall {
-            loss: loss.to_string(),
-            call: call.to_string(),
-            when: None,
-        };
         vec![
-            declared(
+            DeclaredCall::new(
                 "cross_entropy",
                 "CrossEntropyLossConfig::new().with_weights(weight).with_smoothing(ε).with_pad_tokens([ignore_index]) on rows of classes",
             ),
-            declared(
+            DeclaredCall::new(
                 "nll_loss",
                 "CrossEntropyLossConfig::new().with_logits(false) on exp(input), rows of classes",
             ),
-            declared(
+            DeclaredCall::new(
                 "binary_cross_entropy_with_logits",
                 "BinaryCrossEntropyLossConfig::new().with_logits(true) on flattened elements",
             ),

@@ -33,21 +33,16 @@ impl Implementation for Candle {
     }
 
     fn calls(&self) -> Vec<DeclaredCall> {
-        let declared = |loss: &str, call: &str| DeclaredCall {
-            loss: loss.to_string(),
-            call: call.to_string(),
-            when: None,
-        };
         vec![
-            declared(
+            DeclaredCall::new(
                 "cross_entropy",
                 "candle_nn::loss::cross_entropy(&input, &target) on rows of classes",
             ),
-            declared(
+            DeclaredCall::new(
                 "nll_loss",
                 "candle_nn::loss::nll(&input, &target) on rows of classes",
             ),
-            declared(
+            DeclaredCall::new(
                 "binary_cross_entropy_with_logits",
                 "candle_nn::loss::binary_cross_entropy_with_logit(&input, &target)",
             ),

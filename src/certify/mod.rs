@@ -87,6 +87,17 @@ pub struct DeclaredCall {
     pub when: Option<String>,
 }
 
+impl DeclaredCall {
+    /// A call for every case of `loss`.
+    pub fn new(loss: &str, call: &str) -> DeclaredCall {
+        DeclaredCall {
+            loss: loss.to_string(),
+            call: call.to_string(),
+            when: None,
+        }
+    }
+}
+
 /// A loss implementation that can be certified against the fixtures.
 pub trait Implementation: Send + Sync {
     /// A short name for reports.

@@ -27,8 +27,16 @@ pub struct Table {
     pub from: &'static [(&'static str, &'static [(&'static str, &'static str)])],
     /// The losses they are translated into.
     pub to: &'static [&'static str],
-    /// The catalog losses whose certified implementations the family's section lists.
-    pub certified: &'static [&'static str],
+    /// The family's catalog losses besides those of `to`: the section lists the certified
+    /// implementations of all of them ([`Table::has`]).
+    pub others: &'static [&'static str],
+}
+
+impl Table {
+    /// Whether the catalog loss `loss` is of this family.
+    pub fn has(&self, loss: &str) -> bool {
+        self.to.contains(&loss) || self.others.contains(&loss)
+    }
 }
 
 /// The page's tables.
@@ -41,7 +49,7 @@ pub const TABLES: &[Table] = &[
             ("cross_entropy", &[("ignore_index", "1")]),
         ],
         to: &["cross_entropy", "smp.SoftCrossEntropyLoss"],
-        certified: &["cross_entropy", "nll_loss", "smp.SoftCrossEntropyLoss"],
+        others: &["nll_loss"],
     },
     Table {
         family: "Binary cross entropy",
@@ -53,11 +61,7 @@ pub const TABLES: &[Table] = &[
             "binary_cross_entropy_with_logits",
             "smp.SoftBCEWithLogitsLoss",
         ],
-        certified: &[
-            "binary_cross_entropy",
-            "binary_cross_entropy_with_logits",
-            "smp.SoftBCEWithLogitsLoss",
-        ],
+        others: &["binary_cross_entropy"],
     },
     Table {
         family: "Focal",
@@ -72,13 +76,7 @@ pub const TABLES: &[Table] = &[
             "kornia.focal_loss",
             "kornia.binary_focal_loss_with_logits",
         ],
-        certified: &[
-            "sigmoid_focal_loss",
-            "smp.FocalLoss",
-            "monai.FocalLoss",
-            "kornia.focal_loss",
-            "kornia.binary_focal_loss_with_logits",
-        ],
+        others: &[],
     },
     Table {
         family: "Lovász",
@@ -87,7 +85,7 @@ pub const TABLES: &[Table] = &[
             ("kornia.lovasz_softmax_loss", &[]),
         ],
         to: &["smp.LovaszLoss", "kornia.lovasz_softmax_loss"],
-        certified: &["smp.LovaszLoss", "kornia.lovasz_softmax_loss"],
+        others: &[],
     },
     Table {
         family: "Overlap: Dice, Jaccard (IoU), Tversky",
@@ -117,17 +115,7 @@ pub const TABLES: &[Table] = &[
             "kornia.dice_loss",
             "kornia.tversky_loss",
         ],
-        certified: &[
-            "smp.DiceLoss",
-            "smp.JaccardLoss",
-            "smp.TverskyLoss",
-            "monai.DiceLoss",
-            "monai.TverskyLoss",
-            "kornia.dice_loss",
-            "kornia.tversky_loss",
-            "segloss.soft_dice",
-            "segloss.soft_iou",
-        ],
+        others: &["segloss.soft_dice", "segloss.soft_iou"],
     },
 ];
 
@@ -265,9 +253,9 @@ pub fn render_translations(
             }
             page.push('\n');
         }
-        page += &certified_section(certified, |loss| table.certified.contains(&loss));
+        page += &certified_section(certified, |loss| table.has(loss));
     }
-    let elsewhere = |loss: &str| TABLES.iter().all(|table| !table.certified.contains(&loss));
+    let elsewhere = |loss: &str| TABLES.iter().all(|table| !table.has(loss));
     let others = certified_section(certified, elsewhere);
     if !others.is_empty() {
         page += "## Other certified losses\n\n";
