@@ -155,6 +155,14 @@ mod tests {
             let error = read_results(nowhere, &inline(&loss, grad), &call, "input").unwrap_err();
             assert!(error.contains(why), "{why}: {error}");
         }
+        // The bound is on the decoded bytes: 144 of them (a 128-byte header and two float64)
+        // are 192 base64 characters, allowed at a limit of 144 and refused at 143.
+        let two = npy::to_npy_bytes(&Tensor::Float64(arr1(&[0.1, 0.2]).into_dyn()));
+        assert_eq!(two.len(), 144);
+        let two = base64::engine::general_purpose::STANDARD.encode(two);
+        assert!(decode_inline("grad_input.npy", &two, 144).is_ok());
+        let refused = decode_inline("grad_input.npy", &two, 143).unwrap_err();
+        assert!(refused.contains("more than the 143 bytes"), "{refused}");
         // Without an inline loss the file is read, and there is none.
         let missing = Inline {
             loss: None,
