@@ -304,6 +304,22 @@ fn two_adapter_processes_give_the_report_one_gives() {
         report
     };
     assert_eq!(run("1"), run("2"));
+    // The terminal summary's last line splits the time between the adapter and segloss.
+    let mut args = vec!["--jobs", "2"];
+    for filter in V2_FILTERS {
+        args.extend(["--filter", filter]);
+    }
+    let output = certify_command("v2", &args);
+    let text = String::from_utf8_lossy(&output.stdout);
+    let speed = text.lines().last().unwrap();
+    assert!(
+        speed.starts_with("speed: ")
+            && speed.contains(" computed cases in ")
+            && speed.contains("/s, 2 jobs), start-up ")
+            && speed.contains(" s; waiting for the adapter ")
+            && speed.ends_with(" s"),
+        "{speed}"
+    );
 }
 
 #[test]

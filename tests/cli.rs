@@ -731,6 +731,15 @@ fn jobs_answer_cases_side_by_side_with_the_same_report() {
         .len();
     assert_eq!(one["timing"]["computed_cases"], cases);
     assert_eq!(without_times(one), without_times(three));
+    // The terminal summary ends with the run's speed; the reference has no adapter to wait for.
+    let output = certify(&["--jobs", "2", "--filter", "cross_entropy/f64"]);
+    let text = String::from_utf8_lossy(&output.stdout);
+    let speed = text.lines().last().unwrap();
+    let pattern = regex::Regex::new(&format!(
+        r"^speed: {cases} computed cases in [0-9.]+ s \([0-9]+/s, 2 jobs\), start-up [0-9.]+ s$"
+    ))
+    .unwrap();
+    assert!(pattern.is_match(speed), "{speed}");
     for jobs in ["0", "65", "two"] {
         let output = certify(&["--jobs", jobs]);
         assert_eq!(output.status.code(), Some(2), "{output:?}");
