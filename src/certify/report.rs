@@ -1546,6 +1546,21 @@ mod tests {
     }
 
     #[test]
+    fn merged_shards_add_up_their_defect_counts() {
+        let shard = |anchor: usize, corrected: usize| {
+            json!({"implementation": "x", "tier": "strict", "corpus": "fixtures", "rows": [],
+                   "known_failures": [], "checks": [], "reproducers": [],
+                   "upstream_defects": [{"defect": "d", "upstream": "u#1", "anchor": anchor,
+                                         "corrected": corrected}]})
+        };
+        let merged = merge_json_reports(&[shard(1, 2), shard(4, 8)]).unwrap();
+        assert_eq!(
+            merged["upstream_defects"],
+            json!([{"defect": "d", "upstream": "u#1", "anchor": 5, "corrected": 10}])
+        );
+    }
+
+    #[test]
     fn certified_losses_count_the_checks_of_declared_losses_with_their_reasons() {
         let check = |loss: &str, status: &str, detail: Option<&str>, known: Option<&str>| {
             let mut check = json!({"loss": loss, "status": status, "detail": detail,
