@@ -300,17 +300,16 @@ fn certified_section(certified: &CertifiedCalls, listed: impl Fn(&str) -> bool) 
             })
             .collect();
         let mut counts = vec![format!("{} passed", found.passed)];
-        for (count, what) in [
-            (found.known, "known failure"),
-            (found.failed, "failed"),
-            (found.unsupported, "unsupported"),
-            (found.emulated, "emulated"),
+        for (count, one, many) in [
+            (found.known, "known failure", "known failures"),
+            (found.failed, "failed", "failed"),
+            (found.unsupported, "unsupported", "unsupported"),
+            (found.emulated, "emulated", "emulated"),
         ] {
             match count {
                 0 => {}
-                1 if what == "known failure" => counts.push(format!("1 {what}")),
-                _ if what == "known failure" => counts.push(format!("{count} {what}s")),
-                _ => counts.push(format!("{count} {what}")),
+                1 => counts.push(format!("1 {one}")),
+                _ => counts.push(format!("{count} {many}")),
             }
         }
         let mut differences = Vec::new();
