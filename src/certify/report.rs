@@ -1546,6 +1546,40 @@ mod tests {
     }
 
     #[test]
+    fn the_speed_line_counts_computed_cases_and_splits_the_time() {
+        let mut report = report();
+        // Computed: a pass, a mismatch, a wrong acceptance, a listed failure; not: unsupported,
+        // no usable answer.
+        let crashed = Verdict::failed(FailureKind::NoAnswer, "crashed");
+        let forward = CaseCheck::Values(Check::Forward);
+        report.checks.push((
+            check("ce/f64/N4C3/none/default", forward, crashed),
+            Status::Failed,
+        ));
+        assert_eq!(report.computed_cases(), 4);
+        let timing = Timing {
+            jobs: 2,
+            startup_s: 1.0,
+            cases_s: 2.0,
+            adapter_s: Some(1.5),
+        };
+        assert_eq!(
+            report.timing_text(&timing),
+            "speed: 4 computed cases in 2.00 s (2/s, 2 jobs), start-up 1.00 s; waiting for the \
+             adapter 1.50 s, segloss 2.50 s"
+        );
+        let alone = Timing {
+            jobs: 1,
+            adapter_s: None,
+            ..timing
+        };
+        assert_eq!(
+            report.timing_text(&alone),
+            "speed: 4 computed cases in 2.00 s (2/s, 1 job), start-up 1.00 s"
+        );
+    }
+
+    #[test]
     fn merged_shards_add_up_their_defect_counts() {
         let shard = |anchor: usize, corrected: usize| {
             json!({"implementation": "x", "tier": "strict", "corpus": "fixtures", "rows": [],
