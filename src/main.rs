@@ -14,8 +14,8 @@ use segloss::certify::explain::explain;
 use segloss::certify::grade::{grade, grade_table};
 use segloss::certify::known::KnownFailures;
 use segloss::certify::report::{
-    markdown_matrix, printable, read_json_report, read_report_document, splice_matrix, Report,
-    Timing, MATRIX_MARKERS,
+    markdown_matrix, printable, read_report_document, run_summary, splice_matrix, Report, Timing,
+    MATRIX_MARKERS,
 };
 use segloss::certify::reproduce::minimal_failure;
 use segloss::certify::{builtin, builtin_names, certify_jobs, corpus_checks, Implementation};
@@ -748,22 +748,22 @@ fn check_provenance(fixtures: &Fixtures) -> Result<()> {
 }
 
 fn matrix(reports: &[PathBuf], update: Option<&Path>, calls: Option<&Path>) -> Result<ExitCode> {
-    let runs = reports
+    let documents = reports
         .iter()
-        .map(|path| read_json_report(path))
+        .map(|path| read_report_document(path))
+        .collect::<Result<Vec<_>>>()?;
+    let runs = documents
+        .iter()
+        .zip(reports)
+        .map(|(document, path)| run_summary(document, path))
         .collect::<Result<Vec<_>>>()?;
     if let Some(path) = calls {
-        let documents = reports
-            .iter()
-            .map(|path| read_report_document(path))
-            .collect::<Result<Vec<_>>>()?;
-        let certified =
-            rosetta::certified::CertifiedCalls::from_reports(&documents).map_err(|message| {
-                Error::Manifest {
-                    path: path.to_path_buf(),
-                    message,
-                }
-            })?;
+        let certified = rosetta::certified::CertifiedCalls::from_reports(&documents).map_err(
+            |(index, message)| Error::Manifest {
+                path: reports[index].clone(),
+                message: format!("not a segloss certify --json report: {message}"),
+            },
+        )?;
         write_text(
             path,
             &(serde_json::to_string_pretty(&certified).unwrap_or_default() + "\n"),

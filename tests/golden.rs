@@ -26,18 +26,10 @@ fn main() -> ExitCode {
     }
     let fixtures = match Fixtures::open(&root) {
         Ok(fixtures) => Arc::new(fixtures),
-        Err(error) => {
-            eprintln!("cannot use the fixtures: {error}\nregenerate them with scripts/regen.sh");
-            return ExitCode::FAILURE;
-        }
+        Err(error) => return unusable(&error),
     };
     let corpus = Arc::new(Corpus::fixtures(fixtures.clone()));
-    let mut all = trials(
-        corpus.clone(),
-        Arc::new(Reference),
-        Tier::Strict,
-        Arc::new(KnownFailures::default()),
-    );
+    let mut all = reference_trials(corpus.clone());
     // Every check of the corpus is a trial, plus the two run-level trials.
     let checks = corpus_checks(&corpus).len();
     let made = all.len();
@@ -71,18 +63,26 @@ fn run_one_case(args: &Arguments, root: &Path) -> Option<ExitCode> {
     let fixtures = match Fixtures::open_case(root, case_id, &cache) {
         Ok(Some(fixtures)) => Arc::new(fixtures),
         Ok(None) => return None,
-        Err(error) => {
-            eprintln!("cannot use the fixtures: {error}\nregenerate them with scripts/regen.sh");
-            return Some(ExitCode::FAILURE);
-        }
+        Err(error) => return Some(unusable(&error)),
     };
-    let trials = trials(
-        Arc::new(Corpus::fixtures(fixtures)),
+    let trials = reference_trials(Arc::new(Corpus::fixtures(fixtures)));
+    Some(run_trials_filtered(args, trials).exit_code())
+}
+
+/// The reference's trials over `corpus`, one per case and check, at the strict tier.
+fn reference_trials(corpus: Arc<Corpus>) -> Vec<Trial> {
+    trials(
+        corpus,
         Arc::new(Reference),
         Tier::Strict,
         Arc::new(KnownFailures::default()),
-    );
-    Some(run_trials_filtered(args, trials).exit_code())
+    )
+}
+
+/// The run's end when the fixtures cannot be read: why, and how to make them again.
+fn unusable(error: &segloss::Error) -> ExitCode {
+    eprintln!("cannot use the fixtures: {error}\nregenerate them with scripts/regen.sh");
+    ExitCode::FAILURE
 }
 
 /// Trials that fail when the corpus lacks a declared combination, holds a file the manifest does

@@ -272,7 +272,17 @@ fn segloss(args: &[&str]) -> std::process::Output {
 
 #[test]
 fn the_commands_print_json_in_the_documented_format_and_refuse_bad_usage() {
-    let output = segloss(&[
+    // The JSON a command prints, which must succeed.
+    let json_of = |args: &[&str]| -> Value {
+        let output = segloss(args);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout).unwrap()
+    };
+    let report = json_of(&[
         "compare",
         "smp.DiceLoss",
         "--param",
@@ -287,18 +297,12 @@ fn the_commands_print_json_in_the_documented_format_and_refuse_bad_usage() {
         "3",
         "--json",
     ]);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(report["format"], "segloss-compare");
     assert_eq!(report["version"], 1);
     assert_eq!(report["rows"].as_array().unwrap().len(), 3);
     assert_eq!(report["b"]["setting"]["params"]["softmax"], true);
 
-    let output = segloss(&[
+    let translation = json_of(&[
         "translate",
         "cross_entropy",
         "--param",
@@ -309,12 +313,6 @@ fn the_commands_print_json_in_the_documented_format_and_refuse_bad_usage() {
         "4",
         "--json",
     ]);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let translation: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(translation["format"], "segloss-translate");
     assert_eq!(translation["same"], true);
     assert_eq!(translation["to"]["setting"]["params"]["smooth_factor"], 0.1);

@@ -157,44 +157,52 @@ impl CommandAdapter {
         dir: &Path,
     ) -> std::result::Result<Outcome, Failure> {
         // Names become file names: nothing but a plain identifier may leave the directory.
-        let mut arrays = Vec::with_capacity(call.tensors.len() + 1);
+        let mut tensors = Vec::with_capacity(call.tensors.len());
         for (name, tensor) in &call.tensors {
             if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                 return Err(Failure::Case(format!(
                     "tensor name {name:?} is not a plain identifier"
                 )));
             }
-            arrays.push((name.as_str(), npy::to_npy_bytes(tensor)));
+            tensors.push((name.as_str(), npy::to_npy_bytes(tensor)));
         }
-        if let Some(grad_output) = &call.grad_output {
-            let grad_output = Tensor::Float64(grad_output.clone());
-            arrays.push(("grad_output", npy::to_npy_bytes(&grad_output)));
-        }
+        let grad_output = call
+            .grad_output
+            .as_ref()
+            .map(|grad_output| npy::to_npy_bytes(&Tensor::Float64(grad_output.clone())));
+        let travels_inline = |bytes: &[u8]| version >= 2 && bytes.len() <= INLINE_BYTES;
         // In version 2 a request whose arrays all travel inline needs no directory of its own:
         // the adapter's results, if it writes files, go to the shared `out`, emptied after.
-        let inline = version >= 2 && arrays.iter().all(|(_, bytes)| bytes.len() <= INLINE_BYTES);
-        let out = if inline {
+        let out = if tensors
+            .iter()
+            .map(|(_, bytes)| bytes)
+            .chain(&grad_output)
+            .all(|bytes| travels_inline(bytes))
+        {
             self.scratch.path().join("out")
         } else {
             dir.join("out")
         };
         std::fs::create_dir_all(&out)
             .map_err(|error| Failure::Case(format!("cannot create {}: {error}", out.display())))?;
-        let mut references = serde_json::Map::new();
-        for (name, bytes) in arrays {
-            let reference = if version >= 2 && bytes.len() <= INLINE_BYTES {
-                json!({"npy": base64::engine::general_purpose::STANDARD.encode(bytes)})
-            } else {
-                let path = dir.join(format!("{name}.npy"));
-                std::fs::write(&path, bytes).map_err(|error| {
-                    Failure::Case(format!("cannot write {}: {error}", path.display()))
-                })?;
-                json_path(&path)
-            };
-            references.insert(name.to_string(), reference);
-        }
-        let grad_output = references.remove("grad_output").unwrap_or(Value::Null);
-        let tensors = references;
+        let reference = |name: &str, bytes: Vec<u8>| {
+            if travels_inline(&bytes) {
+                return Ok(json!({"npy": base64::engine::general_purpose::STANDARD.encode(bytes)}));
+            }
+            let path = dir.join(format!("{name}.npy"));
+            std::fs::write(&path, bytes).map_err(|error| {
+                Failure::Case(format!("cannot write {}: {error}", path.display()))
+            })?;
+            Ok(json_path(&path))
+        };
+        let tensors = tensors
+            .into_iter()
+            .map(|(name, bytes)| Ok((name.to_string(), reference(name, bytes)?)))
+            .collect::<std::result::Result<serde_json::Map<_, _>, Failure>>()?;
+        let grad_output = match grad_output {
+            Some(bytes) => reference("grad_output", bytes)?,
+            None => Value::Null,
+        };
         let prediction = catalog::find(&call.loss).map_or("input", |loss| loss.prediction());
         let mut request = json!({
             "type": "case",
@@ -293,7 +301,9 @@ impl Implementation for CommandAdapter {
         };
         // The adapter is done with the case's files (or stopped).
         let _ = std::fs::remove_dir_all(&dir);
-        empty(&self.scratch.path().join("out"));
+        if state.version >= 2 {
+            empty(&self.scratch.path().join("out"));
+        }
         outcome
     }
 

@@ -733,8 +733,12 @@ pub struct DefectCount {
 /// The [`RunSummary`] of a `segloss certify --json` report (no known failures in a report
 /// without them).
 pub fn read_json_report(path: &Path) -> Result<RunSummary> {
+    run_summary(&read_report_document(path)?, path)
+}
+
+/// The [`RunSummary`] of a `--json` report already read from `path`.
+pub fn run_summary(report: &serde_json::Value, path: &Path) -> Result<RunSummary> {
     let invalid = |message: String| not_a_report(path, message);
-    let report = read_report_document(path)?;
     let name = report["implementation"]
         .as_str()
         .ok_or_else(|| invalid("no implementation name".into()))?

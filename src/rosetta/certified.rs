@@ -42,11 +42,11 @@ pub struct CertifiedImplementation {
 
 impl CertifiedCalls {
     /// The file's contents from `certify --json` reports; a report that declares no calls adds
-    /// nothing. `Err` says which report is malformed.
-    pub fn from_reports(reports: &[Value]) -> Result<CertifiedCalls, String> {
+    /// nothing. `Err` names the malformed report by its index, and says why.
+    pub fn from_reports(reports: &[Value]) -> Result<CertifiedCalls, (usize, String)> {
         let mut implementations = Vec::new();
         for (index, report) in reports.iter().enumerate() {
-            let malformed = |why: String| format!("report {}: {why}", index + 1);
+            let malformed = |why: String| (index, why);
             let losses = certified_losses(report).map_err(malformed)?;
             if losses.is_empty() {
                 continue;
