@@ -254,14 +254,9 @@ pub(crate) fn class_index_cross_entropy(
                 let grad = match &softmax {
                     _ if silent => 0.0,
                     None => f64::NAN,
-                    Some(softmax) => softmax.backward(
-                        class,
-                        logits[class],
-                        exps[class],
-                        g(class),
-                        others(class),
-                        total,
-                    ),
+                    Some(softmax) => {
+                        softmax.backward(class, exps[class], g(class), others(class), total)
+                    }
                 };
                 lane.set(class, grad);
             }
@@ -512,7 +507,7 @@ fn probability_cross_entropy(
                     Some(softmax) => {
                         let (rest, rest_lo) = two_sum(total, -g[class]);
                         let others = rest + (rest_lo + total_lo);
-                        softmax.backward(class, logits[class], exps[class], g[class], others, total)
+                        softmax.backward(class, exps[class], g[class], others, total)
                     }
                 };
                 lane.set(class, grad);

@@ -222,18 +222,20 @@ pub struct CompensatedSum {
 
 impl CompensatedSum {
     /// Adds `value` to the sum.
+    #[inline]
     pub fn add(&mut self, value: f64) {
         let total = self.sum + value;
-        if !total.is_finite() {
-            // inf or NaN: compensation is meaningless from here on, the plain sum is the answer.
-            self.sum = total;
-            self.compensation = 0.0;
-            return;
-        }
-        self.compensation += if self.sum.abs() >= value.abs() {
+        let rounding = if self.sum.abs() >= value.abs() {
             (self.sum - total) + value
         } else {
             (value - total) + self.sum
+        };
+        // Once the sum is inf or NaN, compensation is meaningless: the plain sum is the answer.
+        // Selected rather than branched on, so that sums side by side vectorize.
+        self.compensation = if total.is_finite() {
+            self.compensation + rounding
+        } else {
+            0.0
         };
         self.sum = total;
     }

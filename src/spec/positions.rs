@@ -94,6 +94,21 @@ impl<'a> Values<'a> {
         }
     }
 
+    /// The values from element `start` on, into `run` (as many as it holds).
+    #[inline]
+    pub(crate) fn read_run(&self, start: usize, run: &mut [f64]) {
+        let end = start + run.len();
+        match self {
+            Values::F32(values) => {
+                for (value, &given) in run.iter_mut().zip(&values[start..end]) {
+                    *value = f64::from(given);
+                }
+            }
+            Values::F64(values) => run.copy_from_slice(&values[start..end]),
+            Values::Converted(values) => run.copy_from_slice(&values[start..end]),
+        }
+    }
+
     /// Every value, in order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = f64> + '_ {
         (0..self.len()).map(|index| self.at(index))
@@ -182,6 +197,62 @@ impl Lane<'_, '_> {
     }
 }
 
+/// The most positions a [`Block`] holds: with C = 21, a block's class values in float64 take
+/// 5 KiB, so the few arrays a kernel keeps per block stay in the first-level cache.
+pub(crate) const BLOCK_POSITIONS: usize = 32;
+
+/// A block: the consecutive positions s0..s0 + width of image n, whose values of one class are
+/// consecutive in memory, so a kernel may read and write them class by class.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Block {
+    /// n.
+    pub(crate) n: usize,
+    /// The first position's s.
+    pub(crate) s0: usize,
+    /// How many positions (1 to [`BLOCK_POSITIONS`]).
+    pub(crate) width: usize,
+    /// n·S + s0, the first position's index in a per-position array.
+    pub(crate) index: usize,
+}
+
+impl Block {
+    /// Position j of the block.
+    #[inline]
+    pub(crate) fn position(&self, j: usize) -> Position {
+        Position {
+            n: self.n,
+            s: self.s0 + j,
+            index: self.index + j,
+        }
+    }
+}
+
+/// The gradient lanes of a block, one run of `width` entries per class.
+pub(crate) struct BlockLanes<'c, 'g> {
+    pieces: &'c mut [&'g mut [f64]],
+    first_piece: usize,
+    offset: usize,
+    width: usize,
+}
+
+impl<'g> BlockLanes<'_, 'g> {
+    /// Class c's gradients at the block's positions (all 0 until set).
+    #[inline]
+    pub(crate) fn run(&mut self, class: usize) -> &mut [f64] {
+        &mut self.pieces[self.first_piece + class][self.offset..self.offset + self.width]
+    }
+
+    /// The lane of position j.
+    #[inline]
+    pub(crate) fn lane(&mut self, j: usize) -> Lane<'_, 'g> {
+        Lane {
+            pieces: &mut *self.pieces,
+            first_piece: self.first_piece,
+            offset: self.offset + j,
+        }
+    }
+}
+
 /// What a loss sums over its positions: the sum of the losses and their residuals (the rounding
 /// errors of exact products), and the per-position losses when they are wanted.
 pub(crate) struct Swept {
@@ -231,6 +302,21 @@ pub(crate) fn threads_for(elements: usize, items: usize) -> usize {
 pub(crate) fn sweep<K>(layout: Layout, want_losses: bool, kernel: K) -> Swept
 where
     K: Fn(Position, &mut Lane, &mut Vec<f64>) -> (f64, f64) + Sync,
+{
+    sweep_blocks(layout, want_losses, |block, lanes, scratch, losses| {
+        for (j, loss) in losses.iter_mut().enumerate() {
+            *loss = kernel(block.position(j), &mut lanes.lane(j), scratch);
+        }
+    })
+}
+
+/// Runs `kernel` on every block of positions and gathers what it writes, as [`sweep`] does: the
+/// kernel gets the block, its gradient lanes (all 0 until set), a scratch of its own type (one per
+/// chunk, so it is made once and reused) and one (loss, residual) slot per position to fill.
+pub(crate) fn sweep_blocks<S, K>(layout: Layout, want_losses: bool, kernel: K) -> Swept
+where
+    S: Default,
+    K: Fn(Block, &mut BlockLanes, &mut S, &mut [(f64, f64)]) + Sync,
 {
     let mut gradient = vec![0.0; layout.elements()];
     let mut losses = want_losses.then(|| vec![0.0; layout.positions()]);
@@ -357,34 +443,48 @@ fn chunks<'g, 'l>(
     chunks
 }
 
-/// Runs the kernel over a chunk; returns the chunk's loss sum as (sum, compensation).
-fn run_chunk<K>(layout: Layout, mut chunk: Chunk, kernel: &K) -> [f64; 2]
+/// Runs the kernel over a chunk, block by block; returns the chunk's loss sum as (sum,
+/// compensation), the positions' losses added in position order.
+fn run_chunk<S, K>(layout: Layout, mut chunk: Chunk, kernel: &K) -> [f64; 2]
 where
-    K: Fn(Position, &mut Lane, &mut Vec<f64>) -> (f64, f64),
+    S: Default,
+    K: Fn(Block, &mut BlockLanes, &mut S, &mut [(f64, f64)]),
 {
-    let mut scratch = Vec::new();
+    let mut scratch = S::default();
+    let mut block_losses = [(0.0, 0.0); BLOCK_POSITIONS];
     let mut total = CompensatedSum::default();
     for i in 0..chunk.images {
         let n = chunk.n0 + i;
-        for j in 0..chunk.len {
-            let s = chunk.s0 + j;
-            let position = Position {
+        for j0 in (0..chunk.len).step_by(BLOCK_POSITIONS) {
+            let width = BLOCK_POSITIONS.min(chunk.len - j0);
+            let s0 = chunk.s0 + j0;
+            let block = Block {
                 n,
-                s,
-                index: n * layout.spatial + s,
+                s0,
+                width,
+                index: n * layout.spatial + s0,
             };
-            let mut lane = Lane {
+            let mut lanes = BlockLanes {
                 pieces: &mut chunk.gradient,
                 first_piece: i * layout.classes,
-                offset: j,
+                offset: j0,
+                width,
             };
-            let (loss, residual) = kernel(position, &mut lane, &mut scratch);
-            if let Some(losses) = chunk.losses.as_deref_mut() {
-                losses[i * chunk.len + j] = loss;
+            let losses = &mut block_losses[..width];
+            kernel(block, &mut lanes, &mut scratch, losses);
+            if let Some(chunk_losses) = chunk.losses.as_deref_mut() {
+                let start = i * chunk.len + j0;
+                for (slot, &(loss, _)) in
+                    chunk_losses[start..start + width].iter_mut().zip(&*losses)
+                {
+                    *slot = loss;
+                }
             }
-            total.add(loss);
-            if loss.is_finite() {
-                total.add(residual);
+            for &(loss, residual) in losses.iter() {
+                total.add(loss);
+                if loss.is_finite() {
+                    total.add(residual);
+                }
             }
         }
     }

@@ -10,7 +10,7 @@ use super::{
 use crate::error::Rejection;
 use crate::spec::binary::check_same_shape;
 use crate::spec::cross_entropy::check_float_input;
-use crate::spec::positions::{Layout, Position, Values};
+use crate::spec::positions::{Block, Layout, Position, Values};
 use crate::spec::{check_batched, LossOutput, Reduction, Result};
 use crate::tensor::Tensor;
 
@@ -142,18 +142,23 @@ pub fn loss(
     let labels = labels.as_standard_layout();
     let labels = labels.as_slice().unwrap_or_default();
     let x = Values::read(pred);
-    // An ignored position's logits are never read: every term there is masked out.
-    let inputs = |position: Position, logits: &mut [f64], targets: &mut [f64]| {
-        let label = labels[position.index];
-        if ignored(label) {
-            logits.fill(0.0);
-            targets.fill(0.0);
-            return;
-        }
-        let first = position.element(&map, 0);
-        for (class, (logit, t)) in logits.iter_mut().zip(targets.iter_mut()).enumerate() {
-            *logit = x.at(first + class * map.spatial);
-            *t = f64::from(u8::from(label as usize == class));
+    // An ignored position's logits are replaced by 0: every term there is masked out.
+    let inputs = |block: Block, logits: &mut [f64], targets: &mut [f64]| {
+        let width = block.width;
+        let labels = &labels[block.index..block.index + width];
+        let first = block.position(0).element(&map, 0);
+        let rows = logits
+            .chunks_exact_mut(width)
+            .zip(targets.chunks_exact_mut(width));
+        for (class, (logits, targets)) in rows.enumerate() {
+            x.read_run(first + class * map.spatial, logits);
+            for ((logit, t), &label) in logits.iter_mut().zip(targets).zip(labels) {
+                if ignored(label) {
+                    (*logit, *t) = (0.0, 0.0);
+                } else {
+                    *t = f64::from(u8::from(label as usize == class));
+                }
+            }
         }
     };
     Ok(softmax_map(

@@ -47,8 +47,8 @@ use std::borrow::Cow;
 use ndarray::{ArrayD, IxDyn};
 
 use super::binary::{two_product, two_sum, Logit, Wide};
-use super::positions::{sweep, Lane, Layout, Position};
-use super::softmax::SoftmaxLane;
+use super::positions::{sweep_blocks, Block, BlockLanes, Layout, Position, BLOCK_POSITIONS};
+use super::softmax::SoftmaxBlock;
 use super::trace::{self, number, Fact};
 use super::{compensated_sum, CompensatedSum, LossOutput, Reduction};
 use crate::error::Rejection;
@@ -693,26 +693,27 @@ enum Pass {
     Gradient,
 }
 
-/// A position's lane of a focal map pass: class c of the map is entry c + `first` of the lane.
-struct MapLane<'a, 'c, 'g> {
-    lane: &'a mut Lane<'c, 'g>,
+/// A block's lanes in a focal map pass: class c of the map is class c + `first` of the input.
+struct MapBlock<'a, 'c, 'g> {
+    lanes: &'a mut BlockLanes<'c, 'g>,
     first: usize,
 }
 
-impl MapLane<'_, '_, '_> {
-    /// Sets entry c of the map's classes.
+impl MapBlock<'_, '_, '_> {
+    /// Class c of the map at the block's positions.
     #[inline]
-    fn set(&mut self, class: usize, value: f64) {
-        self.lane.set(class + self.first, value);
+    fn run(&mut self, class: usize) -> &mut [f64] {
+        self.lanes.run(class + self.first)
     }
 }
 
-/// A focal loss map (B, C, S) of logits (B, first + C, S) over its positions: `kernel` at a
-/// position writes the C classes' gradients (or losses) into the lane and returns the position's
-/// Σ_c l_c. The input's first `first` channels (MONAI's dropped background) get a zero gradient.
-/// `none` takes a second pass that writes the loss map; the other reductions sum the positions'
-/// losses (each image's weighted by the reducer's scale) and divide by its denominator.
-fn over_positions<K>(
+/// A focal loss map (B, C, S) of logits (B, first + C, S) over its positions, a block at a time:
+/// `kernel` writes the C classes' gradients (or losses) at the block's positions and each
+/// position's Σ_c l_c into the slice it gets, with a scratch of its own type. The input's first
+/// `first` channels (MONAI's dropped background) get a zero gradient. `none` takes a second pass
+/// that writes the loss map; the other reductions sum the positions' losses (each image's
+/// weighted by the reducer's scale) and divide by its denominator.
+fn over_positions<S, K>(
     map: Layout,
     first: usize,
     map_shape: &[usize],
@@ -720,28 +721,27 @@ fn over_positions<K>(
     kernel: K,
 ) -> LossOutput
 where
-    K: Fn(Position, Pass, &mut MapLane, &mut Vec<f64>) -> f64 + Sync,
+    S: Default,
+    K: Fn(Block, Pass, &mut MapBlock, &mut S, &mut [f64]) + Sync,
 {
     let input = Layout {
         classes: map.classes + first,
         ..map
     };
-    let scale = |position: Position| {
-        reducer
-            .image_scale
-            .as_ref()
-            .map_or(1.0, |scale| scale[position.n])
+    let scale = |n: usize| reducer.image_scale.as_ref().map_or(1.0, |scale| scale[n]);
+    let pass = |layout, first, pass| {
+        sweep_blocks(layout, false, |block, lanes, scratch, losses| {
+            let mut sums = [0.0; BLOCK_POSITIONS];
+            let sums = &mut sums[..block.width];
+            kernel(block, pass, &mut MapBlock { lanes, first }, scratch, sums);
+            for (loss, &sum) in losses.iter_mut().zip(&*sums) {
+                *loss = (sum * scale(block.n), 0.0);
+            }
+        })
     };
-    let swept = sweep(input, false, |position, lane, scratch| {
-        let mut lane = MapLane { lane, first };
-        let loss = kernel(position, Pass::Gradient, &mut lane, scratch);
-        (loss * scale(position), 0.0)
-    });
+    let swept = pass(input, first, Pass::Gradient);
     let loss = if reducer.aggregation == Aggregation::None {
-        let losses = sweep(map, false, |position, lane, scratch| {
-            let mut lane = MapLane { lane, first: 0 };
-            (kernel(position, Pass::Losses, &mut lane, scratch), 0.0)
-        });
+        let losses = pass(map, 0, Pass::Losses);
         ArrayD::from_shape_vec(IxDyn(map_shape), losses.gradient).unwrap_or_default()
     } else {
         ArrayD::from_elem(vec![], swept.total / reducer.denominator)
@@ -803,45 +803,49 @@ pub(super) fn sigmoid_map(
         facts
     });
     let per_class = |values: Option<&[f64]>, class: usize| values.map_or(1.0, |v| v[class]);
-    over_positions(map, first, map_shape, reducer, |position, pass, lane, _| {
-        let mut total = CompensatedSum::default();
-        for class in 0..map.classes {
-            let Inputs { x, t, kept } = inputs(position, class);
-            let w = per_class(weight, class);
-            let element = focal.element(
-                x,
-                t,
-                alpha.sigmoid_pair(class, t),
-                per_class(pos_weight, class),
-            );
-            let loss = element.loss() * kept * w;
-            total.add(loss);
-            let value = match pass {
-                Pass::Losses => loss,
-                Pass::Gradient => {
-                    let g = reducer.upstream.at(&map, position, class) * w * kept;
-                    element.slope(g, 0.0) * kept
-                }
-            };
-            lane.set(class, value);
+    let kernel = |block: Block, pass, lanes: &mut MapBlock, _: &mut (), sums: &mut [f64]| {
+        for (j, sum) in sums.iter_mut().enumerate() {
+            let position = block.position(j);
+            let mut total = CompensatedSum::default();
+            for class in 0..map.classes {
+                let Inputs { x, t, kept } = inputs(position, class);
+                let w = per_class(weight, class);
+                let element = focal.element(
+                    x,
+                    t,
+                    alpha.sigmoid_pair(class, t),
+                    per_class(pos_weight, class),
+                );
+                let loss = element.loss() * kept * w;
+                total.add(loss);
+                lanes.run(class)[j] = match pass {
+                    Pass::Losses => loss,
+                    Pass::Gradient => {
+                        let g = reducer.upstream.at(&map, position, class) * w * kept;
+                        element.slope(g, 0.0) * kept
+                    }
+                };
+            }
+            *sum = total.total();
         }
-        total.total()
-    })
+    };
+    over_positions(map, first, map_shape, reducer, kernel)
 }
 
 /// The softmax focal loss over a map (B, C, S) of logits (B, first + C, S), with
-/// `inputs(position, logits, targets)` writing the C logits and targets of a position and `mask` MONAI's position mask
-/// (B·S values, 1 without one): l_c = k_c·FL_c·mask with k_c = α_c·w_c (`class_weight`), the
-/// gradient g_c = ∂FL_c/∂log p_c·(u·mask·k_c) through the lane's log-softmax backward
-/// ([`SoftmaxLane::backward_lane`]), times the mask once more (MONAI multiplies its input by it).
-/// A lane whose g is all zero has the exact gradient 0 and its log-softmax is not formed; a lane
-/// without a log-softmax has NaN throughout.
+/// `inputs(block, logits, targets)` writing the C logits and targets of a block's positions (class
+/// by class: entry c·W + j is class c of position j) and `mask` MONAI's position mask (B·S values,
+/// 1 without one): l_c = k_c·FL_c·mask with k_c = α_c·w_c (`class_weight`), the gradient
+/// g_c = ∂FL_c/∂log p_c·(u·mask·k_c) through the log-softmax backward
+/// ([`SoftmaxBlock::backward`]), times the mask once more (MONAI multiplies its input by it). A
+/// position whose g is all zero has the exact gradient 0; a position without a log-softmax has NaN
+/// throughout.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn softmax_map(
     map: Layout,
     first: usize,
     map_shape: &[usize],
-    inputs: impl Fn(Position, &mut [f64], &mut [f64]) + Sync,
+    inputs: impl Fn(Block, &mut [f64], &mut [f64]) + Sync,
     mask: Option<&[f64]>,
     focal: &SoftmaxFocal,
     class_weight: impl Fn(usize) -> f64 + Sync,
@@ -867,64 +871,89 @@ pub(super) fn softmax_map(
     });
     let classes = map.classes;
     let skip = |t: f64| t == 0.0 && focal.untargeted == Untargeted::Masked;
-    over_positions(
-        map,
-        first,
-        map_shape,
-        reducer,
-        |position, pass, lane, scratch| {
-            let mask_at = mask.map_or(1.0, |mask| mask[position.index]);
-            scratch.resize(4 * classes, 0.0);
-            let (logits, rest) = scratch.split_at_mut(classes);
-            let (exps, rest) = rest.split_at_mut(classes);
-            let (targets, grads) = rest.split_at_mut(classes);
-            inputs(position, logits, targets);
-            if targets.iter().all(|&t| skip(t)) {
-                return 0.0;
-            }
-            let softmax = SoftmaxLane::new(logits, exps);
-            let mut total = CompensatedSum::default();
-            let mut silent = true;
-            for class in 0..classes {
-                let t = targets[class];
+    let kernel = |block: Block,
+                  pass,
+                  lanes: &mut MapBlock,
+                  scratch: &mut SoftmaxScratch,
+                  sums: &mut [f64]| {
+        let width = block.width;
+        let block_mask = mask.map(|mask| &mask[block.index..block.index + width]);
+        let mask_at = |j: usize| block_mask.map_or(1.0, |mask| mask[j]);
+        let SoftmaxScratch {
+            logits,
+            exps,
+            targets,
+            grads,
+            totals,
+            softmax,
+        } = scratch;
+        for values in [&mut *logits, &mut *exps, &mut *targets] {
+            values.resize(classes * width, 0.0);
+        }
+        grads.clear();
+        grads.resize(classes * width, 0.0);
+        totals.clear();
+        totals.resize(width, CompensatedSum::default());
+        inputs(block, logits, targets);
+        softmax.form(logits, width, exps);
+        for class in 0..classes {
+            let k = class_weight(class);
+            let row = class * width..(class + 1) * width;
+            for (j, total) in totals.iter_mut().enumerate() {
+                let element = row.start + j;
+                let t = targets[element];
                 if skip(t) {
-                    grads[class] = 0.0;
                     continue;
                 }
-                let unformed = (f64::NAN, (f64::NAN, f64::NAN));
-                let (log_p, prob) = softmax.as_ref().map_or(unformed, |softmax| {
-                    let logit = logits[class];
-                    (
-                        softmax.log_prob(logit),
-                        softmax.prob(class, logit, exps[class]),
-                    )
-                });
+                let logit = logits[element];
+                let (log_p, prob) = softmax
+                    .lane(j)
+                    .map_or((f64::NAN, (f64::NAN, f64::NAN)), |lane| {
+                        (lane.log_prob(logit), lane.prob(class, exps[element]))
+                    });
                 let (l, d) = focal.term(log_p, prob, t);
-                let k = class_weight(class);
-                let loss = k * l * mask_at;
+                let loss = k * l * mask_at(j);
                 total.add(loss);
                 match pass {
-                    Pass::Losses => lane.set(class, loss),
+                    Pass::Losses => lanes.run(class)[j] = loss,
                     Pass::Gradient => {
-                        grads[class] =
-                            d * (reducer.upstream.at(&map, position, class) * mask_at * k);
-                        silent &= grads[class] == 0.0;
+                        let u = reducer.upstream.at(&map, block.position(j), class);
+                        grads[element] = d * (u * mask_at(j) * k);
                     }
                 }
             }
-            if pass == Pass::Gradient {
-                match &softmax {
-                    _ if silent => grads.fill(0.0),
-                    None => grads.fill(f64::NAN),
-                    Some(softmax) => softmax.backward_lane(logits, exps, grads),
-                }
-                for (class, &grad) in grads.iter().enumerate() {
-                    lane.set(class, grad * mask_at);
+        }
+        if pass == Pass::Gradient {
+            softmax.backward(exps, grads);
+            for (class, grads) in grads.chunks_exact(width).enumerate() {
+                let run = lanes.run(class);
+                match block_mask {
+                    None => run.copy_from_slice(grads),
+                    Some(mask) => {
+                        for ((out, &grad), &kept) in run.iter_mut().zip(grads).zip(mask) {
+                            *out = grad * kept;
+                        }
+                    }
                 }
             }
-            total.total()
-        },
-    )
+        }
+        for (sum, total) in sums.iter_mut().zip(totals.iter()) {
+            *sum = total.total();
+        }
+    };
+    over_positions(map, first, map_shape, reducer, kernel)
+}
+
+/// What the softmax focal map keeps per block: the class values of its positions (class by
+/// class), their log-softmaxes and each position's running Σ_c l_c.
+#[derive(Default)]
+struct SoftmaxScratch {
+    logits: Vec<f64>,
+    exps: Vec<f64>,
+    targets: Vec<f64>,
+    grads: Vec<f64>,
+    totals: Vec<CompensatedSum>,
+    softmax: SoftmaxBlock,
 }
 
 /// The classes a map scores when its input's first `first` channels are dropped, in words.

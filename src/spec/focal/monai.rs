@@ -10,7 +10,7 @@ use super::{
 use crate::error::Rejection;
 use crate::spec::cross_entropy::check_float_input;
 use crate::spec::monai::{ignore_mask, OneHot};
-use crate::spec::positions::{Layout, Position, Values};
+use crate::spec::positions::{Block, Layout, Position, Values};
 use crate::spec::trace::{self, Fact};
 use crate::spec::{check_batched, LossOutput, Reduction, Result};
 use crate::tensor::Tensor;
@@ -205,13 +205,18 @@ pub fn loss(
             map,
             first,
             &x_shape,
-            |position, logits: &mut [f64], targets: &mut [f64]| {
-                for (class, (logit, t)) in logits.iter_mut().zip(targets.iter_mut()).enumerate() {
-                    Inputs {
-                        x: *logit,
-                        t: *t,
-                        ..
-                    } = inputs(position, class);
+            |block: Block, logits: &mut [f64], targets: &mut [f64]| {
+                let rows = logits
+                    .chunks_exact_mut(block.width)
+                    .zip(targets.chunks_exact_mut(block.width));
+                for (class, (logits, targets)) in rows.enumerate() {
+                    for (j, (logit, t)) in logits.iter_mut().zip(targets).enumerate() {
+                        Inputs {
+                            x: *logit,
+                            t: *t,
+                            ..
+                        } = inputs(block.position(j), class);
+                    }
                 }
             },
             mask.as_deref(),
