@@ -8,9 +8,9 @@
 use ndarray::{Array1, ArrayD, IxDyn};
 
 use super::binary::{two_product, two_sum};
-use super::positions::{sweep, Layout, Upstream, Values};
+use super::positions::{sweep, sweep_blocks, Layout, Upstream, Values};
 use super::smp::shape_error;
-use super::softmax::SoftmaxLane;
+use super::softmax::{SoftmaxBlock, SoftmaxLane};
 use super::trace::{self, number, Fact};
 use super::{check_batched, compensated_sum, reshaped, LossOutput, Reduction};
 use crate::error::Rejection;
@@ -174,7 +174,7 @@ pub(crate) enum MeanOver {
 /// ```
 ///
 /// u_n the upstream gradient, and l_n = 0 with a zero gradient where y_n = ignore_index (`None`:
-/// nothing is ignored): an ignored position's logits are not read. The smoothing term uses every
+/// nothing is ignored): an ignored position's logits reach neither. The smoothing term uses every
 /// class weight, yet the weighted mean still divides by Σ w_{y_n}. Without smoothing only
 /// log p_{n,y_n} enters the loss, so a −∞ logit elsewhere does not reach it; with smoothing it
 /// makes the loss ∞. w_{y_n}·(−log p_{n,y_n}) is an exact product whose rounding error joins the
@@ -218,62 +218,86 @@ pub(crate) fn class_index_cross_entropy(
     let weight_total = compensated_sum(weights.iter().copied());
     let share = smoothing / classes as f64;
     let values = Values::read(input);
-    let swept = sweep(
+    let want_losses = reduction == Reduction::None;
+    let swept = sweep_blocks(
         layout,
-        reduction == Reduction::None,
-        |position, lane, scratch| {
-            let target = targets[position.index];
-            if Some(target) == ignore_index {
-                return (0.0, 0.0);
+        want_losses,
+        |block, lanes, scratch: &mut LogitsBlock, losses| {
+            let width = block.width;
+            let LogitsBlock {
+                logits,
+                exps,
+                softmax,
+            } = scratch;
+            logits.resize(classes * width, 0.0);
+            exps.resize(classes * width, 0.0);
+            let first = block.position(0).element(&layout, 0);
+            for (class, run) in logits.chunks_exact_mut(width).enumerate() {
+                values.read_run(first + class * layout.spatial, run);
             }
-            let target = target as usize;
-            scratch.resize(2 * classes, 0.0);
-            let (logits, exps) = scratch.split_at_mut(classes);
-            for (class, logit) in logits.iter_mut().enumerate() {
-                *logit = values.at(position.element(&layout, class));
-            }
-            let u = upstream.at(position);
-            let picked = (1.0 - smoothing) * weights[target];
-            // Terms that are absent are not formed: u = ±∞ (a mean over weights summing to 0)
-            // times an absent 0 would be NaN.
-            let smoothing_part = |weight: f64| {
-                if smoothing == 0.0 {
-                    0.0
-                } else {
-                    -(share * weight * u)
+            softmax.form(logits, width, exps);
+            for (j, loss) in losses.iter_mut().enumerate() {
+                let target = targets[block.index + j];
+                if Some(target) == ignore_index {
+                    *loss = (0.0, 0.0);
+                    continue;
                 }
-            };
-            let own = |present: bool| if present { -(picked * u) } else { 0.0 };
-            let g = |class: usize| own(class == target) + smoothing_part(weights[class]);
-            let others =
-                |class: usize| own(class != target) + smoothing_part(weight_of_others[class]);
-            let total = own(true) + smoothing_part(weight_total);
-            let silent = (0..classes).all(|class| g(class) == 0.0);
-            let softmax = SoftmaxLane::new(logits, exps);
-            for class in 0..classes {
-                let grad = match &softmax {
-                    _ if silent => 0.0,
-                    None => f64::NAN,
-                    Some(softmax) => {
-                        softmax.backward(class, exps[class], g(class), others(class), total)
+                let target = target as usize;
+                let u = upstream.at(block.position(j));
+                let picked = (1.0 - smoothing) * weights[target];
+                // Terms that are absent are not formed: u = ±∞ (a mean over weights summing to 0)
+                // times an absent 0 would be NaN.
+                let smoothing_part = |weight: f64| {
+                    if smoothing == 0.0 {
+                        0.0
+                    } else {
+                        -(share * weight * u)
                     }
                 };
-                lane.set(class, grad);
+                let own = |present: bool| if present { -(picked * u) } else { 0.0 };
+                let g = |class: usize| own(class == target) + smoothing_part(weights[class]);
+                let others =
+                    |class: usize| own(class != target) + smoothing_part(weight_of_others[class]);
+                let total = own(true) + smoothing_part(weight_total);
+                let silent = (0..classes).all(|class| g(class) == 0.0);
+                let lane = softmax.lane(j);
+                for class in 0..classes {
+                    lanes.run(class)[j] = match lane {
+                        _ if silent => 0.0,
+                        None => f64::NAN,
+                        Some(lane) => {
+                            let exp = exps[class * width + j];
+                            lane.backward(class, exp, g(class), others(class), total)
+                        }
+                    };
+                }
+                let Some(lane) = lane else {
+                    *loss = (f64::NAN, 0.0);
+                    continue;
+                };
+                let log_prob = |class: usize| lane.log_prob(logits[class * width + j]);
+                let (picked_loss, residual) = two_product(weights[target], -log_prob(target));
+                *loss = if smoothing == 0.0 {
+                    (picked_loss, residual)
+                } else {
+                    let smoothing_sum = compensated_sum(
+                        (0..classes).map(|class| weights[class] * -log_prob(class)),
+                    );
+                    (picked_loss * (1.0 - smoothing) + share * smoothing_sum, 0.0)
+                };
             }
-            let Some(softmax) = softmax else {
-                return (f64::NAN, 0.0);
-            };
-            let (loss, residual) = two_product(weights[target], -softmax.log_prob(logits[target]));
-            if smoothing == 0.0 {
-                return (loss, residual);
-            }
-            let smoothing_sum = compensated_sum(
-                (0..classes).map(|class| weights[class] * -softmax.log_prob(logits[class])),
-            );
-            (loss * (1.0 - smoothing) + share * smoothing_sum, 0.0)
         },
     );
     Ok(swept.output(reduction, call.targets.shape(), denominator, input.shape()))
+}
+
+/// What a cross entropy keeps per block of positions: their logits and e^(x_c − m), class by class,
+/// and their log-softmaxes.
+#[derive(Default)]
+struct LogitsBlock {
+    logits: Vec<f64>,
+    exps: Vec<f64>,
+    softmax: SoftmaxBlock,
 }
 
 /// The conventions of a class-index cross entropy taking `prediction`, in words (for [`trace`]).
