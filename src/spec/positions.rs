@@ -543,6 +543,38 @@ mod tests {
     }
 
     #[test]
+    fn a_block_kernel_sees_its_positions_class_by_class() {
+        // Blocks of a span whose length is no multiple of a block, and of small images, several
+        // to a chunk: each run of a class and each loss slot is where its position says.
+        for (batch, classes, spatial) in [(2, 3, 2 * CHUNK_POSITIONS + 45), (700, 2, 37)] {
+            let layout = Layout {
+                batch,
+                classes,
+                spatial,
+            };
+            let swept = sweep_blocks(layout, true, |block, lanes, _: &mut (), losses| {
+                assert!((1..=BLOCK_POSITIONS).contains(&block.width));
+                assert_eq!(losses.len(), block.width);
+                for class in 0..classes {
+                    for (j, value) in lanes.run(class).iter_mut().enumerate() {
+                        *value = block.position(j).element(&layout, class) as f64 + 0.5;
+                    }
+                }
+                for (j, loss) in losses.iter_mut().enumerate() {
+                    *loss = (block.position(j).index as f64, 1.0);
+                }
+            });
+            let expected: Vec<f64> = (0..layout.elements()).map(|i| i as f64 + 0.5).collect();
+            assert_eq!(swept.gradient, expected, "{batch}×{classes}×{spatial}");
+            let positions = layout.positions();
+            let expected_losses: Vec<f64> = (0..positions).map(|p| p as f64).collect();
+            assert_eq!(swept.losses.as_ref(), Some(&expected_losses));
+            let total = (positions * (positions - 1) / 2 + positions) as f64;
+            assert_eq!(swept.total, total, "{batch}×{classes}×{spatial}");
+        }
+    }
+
+    #[test]
     fn nothing_to_sweep_gives_empty_outputs() {
         for (batch, classes, spatial) in [(0, 3, 5), (2, 3, 0), (2, 0, 5)] {
             let layout = Layout {
@@ -593,6 +625,14 @@ mod tests {
         let values = Values::read(&transposed);
         assert!(matches!(values, Values::Converted(_)));
         assert_eq!(values.iter().collect::<Vec<_>>(), [1.0, 3.0, 2.0, 4.0]);
+        let mut run = [0.0; 2];
+        values.read_run(1, &mut run);
+        assert_eq!(run, [3.0, 2.0]);
+        Values::read(&f32s).read_run(2, &mut run);
+        assert_eq!(run, [3.0, 4.0]);
+        let f64s = Tensor::Float64(ndarray::arr1(&[0.25, 0.5, 0.75]).into_dyn());
+        Values::read(&f64s).read_run(0, &mut run);
+        assert_eq!(run, [0.25, 0.5]);
         let labels = Tensor::Int64(ndarray::arr1(&[2_i64, -1]).into_dyn());
         assert_eq!(
             Values::read(&labels).iter().collect::<Vec<_>>(),

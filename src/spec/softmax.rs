@@ -20,6 +20,7 @@ use super::{compensated_sum, CompensatedSum};
 /// exp(log p_c) would carry |log p_c| times it (20 ulp at log p = −40). As in PyTorch, a lane
 /// holding +∞ or NaN, or all −∞, has no log-softmax (every output there is NaN), and a single −∞
 /// entry stays −∞ while the others remain finite.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct SoftmaxLane {
     arg_max: usize,
     max: f64,
@@ -392,6 +393,141 @@ pub fn log_softmax_backward<D: Dimension>(
 mod tests {
     use super::*;
     use ndarray::{arr1, ArrayD};
+
+    /// Logits of `classes` classes at `width` positions, class by class: drawn from a splitmix64
+    /// stream over [−30, 30), with lanes that have no log-softmax (a NaN, a +∞, all −∞), a single
+    /// −∞, ties for the maximum and logits of ±1e4 placed at fixed positions.
+    fn block_logits(classes: usize, width: usize, seed: u64) -> Vec<f64> {
+        let mut state = seed;
+        let mut logits: Vec<f64> = (0..classes * width)
+            .map(|_| {
+                state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+                let mut z = state;
+                z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+                z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+                ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64 * 60.0 - 30.0
+            })
+            .collect();
+        let mut set = |j: usize, class: usize, value: f64| {
+            if j < width && class < classes {
+                logits[class * width + j] = value;
+            }
+        };
+        set(1, classes / 2, f64::NAN);
+        set(2, 0, f64::INFINITY);
+        for class in 0..classes {
+            set(3, class, f64::NEG_INFINITY);
+            set(5, class, 7.0);
+        }
+        set(4, classes - 1, f64::NEG_INFINITY);
+        set(6, 0, 1e4);
+        set(6, classes - 1, -1e4);
+        logits
+    }
+
+    /// Position j's values, from a block stored class by class.
+    fn column(values: &[f64], width: usize, j: usize) -> Vec<f64> {
+        values.iter().skip(j).step_by(width).copied().collect()
+    }
+
+    #[test]
+    fn a_block_forms_each_position_as_its_lane_alone() {
+        for (classes, width) in [(1, 3), (2, 32), (3, 7), (21, 32), (21, 1), (1000, 9)] {
+            let logits = block_logits(classes, width, classes as u64);
+            let mut exps = vec![0.0; classes * width];
+            let mut block = SoftmaxBlock::default();
+            block.form(&logits, width, &mut exps);
+            for j in 0..width {
+                let mut lane_exps = vec![0.0; classes];
+                let lane = SoftmaxLane::new(&column(&logits, width, j), &mut lane_exps);
+                assert_eq!(block.lane(j), lane.as_ref(), "C = {classes}, position {j}");
+                if lane.is_some() {
+                    let block_exps = column(&exps, width, j);
+                    let bits =
+                        |values: &[f64]| values.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(
+                        bits(&block_exps),
+                        bits(&lane_exps),
+                        "C = {classes}, position {j}"
+                    );
+                }
+            }
+        }
+        // No class at all: no log-softmax anywhere.
+        let mut block = SoftmaxBlock::default();
+        block.form(&[], 4, &mut []);
+        assert!((0..4).all(|j| block.lane(j).is_none()));
+    }
+
+    #[test]
+    fn a_block_backward_gives_each_position_what_it_gets_alone() {
+        let (classes, width) = (21, 32);
+        let logits = block_logits(classes, width, 7);
+        // g by position: all zero, one nonzero class, two, every class, and one with an ∞.
+        let grads: Vec<f64> = (0..classes * width)
+            .map(|element| {
+                let (class, j) = (element / width, element % width);
+                match j % 5 {
+                    0 => 0.0,
+                    1 => f64::from(u8::from(class == j % classes)) * -0.25,
+                    2 if class < 2 => 0.5 - class as f64,
+                    2 => 0.0,
+                    3 => (class as f64 - 10.0) * 1e-3,
+                    _ if class == 4 => f64::INFINITY,
+                    _ => 1.0,
+                }
+            })
+            .collect();
+        let mut exps = vec![0.0; classes * width];
+        let mut block = SoftmaxBlock::default();
+        block.form(&logits, width, &mut exps);
+        let mut together = grads.clone();
+        block.backward(&exps, &mut together);
+        for j in 0..width {
+            let mut alone = SoftmaxBlock::default();
+            let mut lane_exps = vec![0.0; classes];
+            alone.form(&column(&logits, width, j), 1, &mut lane_exps);
+            let mut lane_grads = column(&grads, width, j);
+            alone.backward(&lane_exps, &mut lane_grads);
+            let bits = |values: &[f64]| values.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            assert_eq!(
+                bits(&column(&together, width, j)),
+                bits(&lane_grads),
+                "position {j}"
+            );
+        }
+        // All-zero g gives 0 even without a log-softmax (position 5·k, e.g. the NaN lane is 1).
+        assert!(column(&together, width, 0).iter().all(|&grad| grad == 0.0));
+        assert!(column(&together, width, 1).iter().all(|grad| grad.is_nan()));
+    }
+
+    #[test]
+    fn a_block_backward_is_the_log_softmax_vjp() {
+        // ∂L/∂x_c = g_c − p_c·Σ g, against its plain evaluation at moderate logits.
+        let (classes, width) = (5, 3);
+        let logits: Vec<f64> = (0..classes * width)
+            .map(|i| (i as f64 * 0.7).sin() * 3.0)
+            .collect();
+        let grads: Vec<f64> = (0..classes * width)
+            .map(|i| (i as f64 * 1.3).cos())
+            .collect();
+        let mut exps = vec![0.0; classes * width];
+        let mut block = SoftmaxBlock::default();
+        block.form(&logits, width, &mut exps);
+        let mut result = grads.clone();
+        block.backward(&exps, &mut result);
+        for j in 0..width {
+            let x = column(&logits, width, j);
+            let g = column(&grads, width, j);
+            let z: f64 = x.iter().map(|v| v.exp()).sum();
+            let total: f64 = g.iter().sum();
+            for class in 0..classes {
+                let expected = g[class] - x[class].exp() / z * total;
+                let got = result[class * width + j];
+                assert!((got - expected).abs() <= 1e-15, "{got} against {expected}");
+            }
+        }
+    }
 
     #[test]
     fn large_logits_are_exact() {
