@@ -143,6 +143,19 @@ impl SoftmaxBlock {
     /// Forms the lanes of a block of width `width` from `logits` (C·W values, class by class),
     /// writing each position's e^(x_c − m) into `exps` (same layout) as [`SoftmaxLane::new`] does.
     pub(crate) fn form(&mut self, logits: &[f64], width: usize, exps: &mut [f64]) {
+        self.form_exps(logits, width, exps);
+        self.lanes.clear();
+        for j in 0..width {
+            let lane = self
+                .formed(j)
+                .then(|| SoftmaxLane::from_sum(self.arg_max[j], self.max[j], self.sums[j].total()));
+            self.lanes.push(lane);
+        }
+    }
+
+    /// The first half of [`SoftmaxBlock::form`], for a caller that needs no log-probability: each
+    /// position's e^(x_c − m) into `exps` and Σ_{c≠a} e^(x_c − m), without the lanes.
+    pub(crate) fn form_exps(&mut self, logits: &[f64], width: usize, exps: &mut [f64]) {
         let arg_max = reset(&mut self.arg_max, width, 0);
         let max = reset(&mut self.max, width, f64::NEG_INFINITY);
         let nan = reset(&mut self.nan, width, false);
@@ -171,15 +184,18 @@ impl SoftmaxBlock {
                 sum.add(if class == arg_max { 0.0 } else { exp });
             }
         }
-        self.lanes.clear();
         for j in 0..width {
-            let formed = max[j].is_finite() && !nan[j];
-            if formed {
-                exps[arg_max[j] * width + j] = 1.0;
+            if self.formed(j) {
+                exps[self.arg_max[j] * width + j] = 1.0;
             }
-            self.lanes
-                .push(formed.then(|| SoftmaxLane::from_sum(arg_max[j], max[j], sums[j].total())));
         }
+    }
+
+    /// Whether position j has a log-softmax (after [`SoftmaxBlock::form_exps`]): no NaN, no +∞,
+    /// not all −∞.
+    #[inline]
+    pub(crate) fn formed(&self, j: usize) -> bool {
+        self.max[j].is_finite() && !self.nan[j]
     }
 
     /// Position j's lane, `None` where it has no log-softmax.

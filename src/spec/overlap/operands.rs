@@ -11,8 +11,8 @@ use ndarray::{ArrayD, IxDyn};
 use super::wide::Wide;
 use super::{overlap, Chunk, Convention};
 use crate::error::Rejection;
-use crate::spec::positions::{Layout, Position, Values};
-use crate::spec::softmax::SoftmaxLane;
+use crate::spec::positions::{Layout, Position, Values, BLOCK_POSITIONS};
+use crate::spec::softmax::SoftmaxBlock;
 use crate::spec::trace::{self, Fact};
 use crate::spec::{CompensatedSum, LossOutput, Result};
 use crate::tensor::Tensor;
@@ -23,7 +23,7 @@ pub(super) enum Activation {
     /// The prediction is already probabilities: p = x, q = 1 − x.
     Identity,
     /// softmax over the classes (smp's `log_softmax(…).exp()`, MONAI's and kornia's `softmax`,
-    /// equal to rounding), see [`softmax_lane`].
+    /// equal to rounding), see [`probabilities`].
     Softmax,
     /// p = σ(x) per element (smp's `logsigmoid(…).exp()`, MONAI's `sigmoid`), see [`sigmoid`].
     Sigmoid,
@@ -48,9 +48,9 @@ fn sigmoid(x: f64) -> (f64, f64, f64) {
     }
 }
 
-/// The softmax of a lane of logits, p and q = 1 − p for each class; p = q = NaN for a lane
-/// without one (holding +∞ or NaN, or all −∞). With e_c = exp(x_c − max x) from
-/// [`SoftmaxLane`] (exactly 1 at the arg-max) and their sum Z carried in double-double:
+/// The softmax of one position, p and q = 1 − p for each class, from its e_c = exp(x_c − max x)
+/// ([`SoftmaxBlock::form_exps`], exactly 1 at the arg-max), with their sum Z carried in
+/// double-double:
 ///
 /// ```text
 /// p_c = e_c/Z,   q_c = 1 − p_c = (Z − e_c)/Z = Σ_{c'≠c} e_c'/Z
@@ -61,12 +61,7 @@ fn sigmoid(x: f64) -> (f64, f64, f64) {
 /// double-double, where it keeps the small terms of Z whole (at a dominant class it is the sum of
 /// the others, not the rounding error of 1 − p), and multiplied by 1/Z, rounded once. Elsewhere
 /// q = 1 − p ≥ ½ keeps its digits.
-fn softmax_lane(logits: &[f64], exps: &mut [f64], p: &mut [f64], q: &mut [f64]) {
-    if SoftmaxLane::new(logits, exps).is_none() {
-        p.fill(f64::NAN);
-        q.fill(f64::NAN);
-        return;
-    }
+fn probabilities(exps: &[f64], p: &mut [f64], q: &mut [f64]) {
     let mut total = CompensatedSum::default();
     exps.iter().for_each(|&e| total.add(e));
     let total = Wide::from(total);
@@ -174,10 +169,9 @@ pub(super) struct Operands<'a> {
     selections: Vec<Vec<usize>>,
 }
 
-/// A softmax lane's working values, slices of one buffer: the prediction's C values x, their
-/// p, q and e = exp(x − max x), and ∂L/∂p and ∂L/∂x of each class.
+/// A softmax lane's working values, slices of one buffer: the p, q and e = exp(x − max x) of the
+/// prediction's C values x, and ∂L/∂p and ∂L/∂x of each class.
 struct Lane<'s> {
-    x: &'s mut [f64],
     p: &'s mut [f64],
     q: &'s mut [f64],
     exps: &'s mut [f64],
@@ -188,7 +182,7 @@ struct Lane<'s> {
 impl<'s> Lane<'s> {
     /// The lane of `classes` classes, in `buffer`.
     fn new(buffer: &'s mut Vec<f64>, classes: usize) -> Lane<'s> {
-        buffer.resize(6 * classes, 0.0);
+        buffer.resize(5 * classes, 0.0);
         let mut rest = &mut buffer[..];
         let mut take = |len: usize| {
             let (head, tail) = std::mem::take(&mut rest).split_at_mut(len);
@@ -196,12 +190,45 @@ impl<'s> Lane<'s> {
             head
         };
         Lane {
-            x: take(classes),
             p: take(classes),
             q: take(classes),
             exps: take(classes),
             grad_p: take(classes),
             grad_x: take(classes),
+        }
+    }
+}
+
+/// The logits of a block of consecutive positions and their exponentials, class by class
+/// ([`SoftmaxBlock::form_exps`]).
+#[derive(Default)]
+struct LogitsBlock {
+    width: usize,
+    logits: Vec<f64>,
+    exps: Vec<f64>,
+    softmax: SoftmaxBlock,
+}
+
+impl LogitsBlock {
+    /// Reads the logits of `positions` (consecutive, of one image) and forms their exponentials.
+    fn form(&mut self, prediction: &Values, layout: Layout, positions: &[Position]) {
+        let width = positions.len();
+        self.width = width;
+        self.logits.resize(layout.classes * width, 0.0);
+        self.exps.resize(layout.classes * width, 0.0);
+        for (class, run) in self.logits.chunks_exact_mut(width).enumerate() {
+            prediction.read_run(positions[0].element(&layout, class), run);
+        }
+        self.softmax.form_exps(&self.logits, width, &mut self.exps);
+    }
+
+    /// Position j's exponentials, into `exps`.
+    fn exps_at(&self, j: usize, exps: &mut [f64]) {
+        for (exp, &value) in exps
+            .iter_mut()
+            .zip(self.exps.iter().skip(j).step_by(self.width))
+        {
+            *exp = value;
         }
     }
 }
@@ -325,16 +352,30 @@ impl<'a> Operands<'a> {
             Activation::Softmax => {
                 let layout = self.layout;
                 let mut sums = vec![[CompensatedSum::default(); 3]; self.channels.len()];
-                let mut lane = Lane::new(buffer, layout.classes);
-                for (offset, position) in chunk.positions(layout).enumerate() {
-                    self.softmax_at(position, &mut lane);
-                    for (row, &p) in rows.iter_mut().zip(lane.p.iter()) {
-                        row[offset] = p;
-                    }
-                    for (sums, &class) in sums.iter_mut().zip(&self.channels) {
-                        let (p, q) = (lane.p[class], lane.q[class]);
-                        let values = terms(&self.masked(position, class, p, q).0);
-                        sums.iter_mut().zip(values).for_each(|(sum, v)| sum.add(v));
+                let lane = Lane::new(buffer, layout.classes);
+                let mut block = LogitsBlock::default();
+                let positions: Vec<Position> = chunk.positions(layout).collect();
+                for (first, positions) in (0..)
+                    .step_by(BLOCK_POSITIONS)
+                    .zip(positions.chunks(BLOCK_POSITIONS))
+                {
+                    block.form(&self.prediction, layout, positions);
+                    for (j, &position) in positions.iter().enumerate() {
+                        if block.softmax.formed(j) {
+                            block.exps_at(j, lane.exps);
+                            probabilities(lane.exps, lane.p, lane.q);
+                        } else {
+                            lane.p.fill(f64::NAN);
+                            lane.q.fill(f64::NAN);
+                        }
+                        for (row, &p) in rows.iter_mut().zip(lane.p.iter()) {
+                            row[first + j] = p;
+                        }
+                        for (sums, &class) in sums.iter_mut().zip(&self.channels) {
+                            let (p, q) = (lane.p[class], lane.q[class]);
+                            let values = terms(&self.masked(position, class, p, q).0);
+                            sums.iter_mut().zip(values).for_each(|(sum, v)| sum.add(v));
+                        }
                     }
                 }
                 sums
@@ -452,14 +493,6 @@ impl<'a> Operands<'a> {
                 *slot = self.grad_p(position, class, p, q, grad) * slope;
             }
         }
-    }
-
-    /// Reads the logits at `position` into `lane` and takes their softmax.
-    fn softmax_at(&self, position: Position, lane: &mut Lane) {
-        for (class, x) in lane.x.iter_mut().enumerate() {
-            *x = self.prediction.at(position.element(&self.layout, class));
-        }
-        softmax_lane(lane.x, lane.exps, lane.p, lane.q);
     }
 
     /// The element of `class` at `position` from its activated (p, q), and its mask m.
