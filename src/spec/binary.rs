@@ -9,7 +9,7 @@
 use ndarray::ArrayD;
 
 use super::cross_entropy::check_float_input;
-use super::positions::{sweep, Layout, Upstream, Values};
+use super::positions::{sweep_blocks, Layout, Upstream, Values};
 use super::trace::{self, number, Fact};
 use super::{LossOutput, Reduction};
 use crate::error::Rejection;
@@ -145,10 +145,14 @@ pub(crate) fn elementwise(
         classes: 1,
         spatial: count,
     };
-    let swept = sweep(layout, reduction == Reduction::None, |position, lane, _| {
-        let (loss, slope) = kernel(position.index);
-        lane.set(0, upstream.at(position) * slope);
-        (loss, 0.0)
+    let want_losses = reduction == Reduction::None;
+    let swept = sweep_blocks(layout, want_losses, |block, lanes, _: &mut (), losses| {
+        for (j, (loss, gradient)) in losses.iter_mut().zip(lanes.run(0)).enumerate() {
+            let position = block.position(j);
+            let (value, slope) = kernel(position.index);
+            *gradient = upstream.at(position) * slope;
+            *loss = (value, 0.0);
+        }
     });
     Ok(swept.output(reduction, shape, denominator, shape))
 }
