@@ -5,6 +5,8 @@
 //! `(N, C, d1, …, dk)`; a class-index target has the input's shape without the class axis, a
 //! probability target has the input's shape. A *position* is one element of the target's shape.
 
+use std::borrow::Cow;
+
 use ndarray::{Array1, ArrayD, IxDyn};
 
 use super::binary::{two_product, two_sum};
@@ -151,6 +153,16 @@ pub(crate) struct ClassIndexCall {
     pub(crate) class_axis: usize,
 }
 
+impl ClassIndexCall {
+    /// The targets in row-major order, borrowed where they are held so.
+    fn targets_in_order(&self) -> Cow<'_, [i64]> {
+        self.targets.as_slice().map_or_else(
+            || Cow::Owned(self.targets.iter().copied().collect()),
+            Cow::Borrowed,
+        )
+    }
+}
+
 /// What the `mean` of a class-index loss divides by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum MeanOver {
@@ -202,7 +214,7 @@ pub(crate) fn class_index_cross_entropy(
     let upstream = Upstream::new(reduction, grad_output, call.targets.shape(), denominator)?;
     let layout = Layout::of(input.shape(), call.class_axis);
     let classes = layout.classes;
-    let targets: Vec<i64> = call.targets.iter().copied().collect();
+    let targets = call.targets_in_order();
     let weights = call.weights.as_slice().unwrap_or_default();
     let weight_of_others: Vec<f64> = (0..classes)
         .map(|class| {
@@ -420,7 +432,7 @@ fn class_index_nll(
     });
     let upstream = Upstream::new(reduction, grad_output, call.targets.shape(), denominator)?;
     let layout = Layout::of(input.shape(), call.class_axis);
-    let targets: Vec<i64> = call.targets.iter().copied().collect();
+    let targets = call.targets_in_order();
     let weights = call.weights.as_slice().unwrap_or_default();
     let values = Values::read(input);
     let swept = sweep(layout, reduction == Reduction::None, |position, lane, _| {
