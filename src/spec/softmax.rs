@@ -1,5 +1,5 @@
-//! Softmax and log-softmax over one axis (the class axis), lane by lane, and the log-softmax
-//! backward.
+//! Softmax and log-softmax over one axis (the class axis), one lane or a block of lanes at a time,
+//! and the log-softmax backward.
 
 use ndarray::{Array, ArrayView1, Axis, Dimension, Zip};
 
@@ -79,7 +79,7 @@ impl SoftmaxLane {
     /// p_c and 1 − p_c at class c (`exp` its e^(x_c − m)):
     ///
     /// ```text
-    /// p_c = e^(x_c − m)·p_a,   1 − p_c = 1 − p_c (c ≠ a),   1 − p_a = −expm1(−log1p(S)) where p_a > ½
+    /// p_c = e^(x_c − m)·p_a,   1 − p_c by subtraction (c ≠ a),   1 − p_a = −expm1(−log1p(S)) where p_a > ½
     /// ```
     ///
     /// Only where p_c > ½ does 1 − p_c cancel, and only the arg-max can get there (p_c ≤ p_a and
@@ -95,7 +95,7 @@ impl SoftmaxLane {
         }
     }
 
-    /// The vector-Jacobian product at class c (logit x_c, `exp` its e^(x_c − m)), for
+    /// The vector-Jacobian product at class c (`exp` its e^(x_c − m)), for
     /// g = ∂L/∂(log p):
     ///
     /// ```text
