@@ -550,6 +550,27 @@ mod tests {
     }
 
     #[test]
+    fn widened_sigmoids_are_their_exact_values_at_e_rounded_once() {
+        // σ = 1/(1 + e) and e/(1 + e) for the e each x gives, rounded once by the oracle; the
+        // plain quotients miss some of them by an ulp, the widened values none.
+        use crate::oracle::Real;
+        let one = Real::one();
+        let mut plain_misses = 0;
+        for i in 0..2000 {
+            let x = -35.0 + 70.0 * ((f64::from(i) * 0.618_033_988_749_895) % 1.0);
+            let logit = Logit::new(x);
+            let (widened, _) = logit.widened();
+            let e = Real::from_f64(logit.e);
+            let near = (&one / &(&one + &e)).to_f64();
+            let far = (&e / &(&one + &e)).to_f64();
+            let exact = if x >= 0.0 { (near, far) } else { (far, near) };
+            assert_eq!((widened.sigmoid, widened.sigmoid_neg), exact, "x = {x}");
+            plain_misses += usize::from((logit.sigmoid, logit.sigmoid_neg) != exact);
+        }
+        assert!(plain_misses > 100, "{plain_misses}");
+    }
+
+    #[test]
     fn wide_sigmoid_is_exact_at_zero_and_vanishes_past_the_exponent_range() {
         assert_eq!(Logit::new(0.0).sigmoid_wide(), ((0.5, 0.0), (0.5, 0.0)));
         assert_eq!(Logit::new(-800.0).sigmoid_wide(), ((0.0, 0.0), (1.0, 0.0)));
