@@ -441,6 +441,21 @@ mod tests {
         logits
     }
 
+    /// The block's vector-Jacobian products for g = `grads` (both stored class by class).
+    fn block_backward(logits: &[f64], width: usize, grads: &[f64]) -> Vec<f64> {
+        let mut exps = vec![0.0; logits.len()];
+        let mut block = SoftmaxBlock::default();
+        block.form(logits, width, &mut exps);
+        let mut result = grads.to_vec();
+        block.backward(&exps, &mut result);
+        result
+    }
+
+    /// The values' bits, so that NaN compares equal to NaN.
+    fn bits(values: &[f64]) -> Vec<u64> {
+        values.iter().map(|value| value.to_bits()).collect()
+    }
+
     /// Position j's values, from a block stored class by class.
     fn column(values: &[f64], width: usize, j: usize) -> Vec<f64> {
         values.iter().skip(j).step_by(width).copied().collect()
@@ -459,8 +474,6 @@ mod tests {
                 assert_eq!(block.lane(j), lane.as_ref(), "C = {classes}, position {j}");
                 if lane.is_some() {
                     let block_exps = column(&exps, width, j);
-                    let bits =
-                        |values: &[f64]| values.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
                     assert_eq!(
                         bits(&block_exps),
                         bits(&lane_exps),
@@ -494,25 +507,17 @@ mod tests {
                 }
             })
             .collect();
-        let mut exps = vec![0.0; classes * width];
-        let mut block = SoftmaxBlock::default();
-        block.form(&logits, width, &mut exps);
-        let mut together = grads.clone();
-        block.backward(&exps, &mut together);
+        let together = block_backward(&logits, width, &grads);
         for j in 0..width {
-            let mut alone = SoftmaxBlock::default();
-            let mut lane_exps = vec![0.0; classes];
-            alone.form(&column(&logits, width, j), 1, &mut lane_exps);
-            let mut lane_grads = column(&grads, width, j);
-            alone.backward(&lane_exps, &mut lane_grads);
-            let bits = |values: &[f64]| values.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            let alone = block_backward(&column(&logits, width, j), 1, &column(&grads, width, j));
             assert_eq!(
                 bits(&column(&together, width, j)),
-                bits(&lane_grads),
+                bits(&alone),
                 "position {j}"
             );
         }
-        // All-zero g gives 0 even without a log-softmax (position 5·k, e.g. the NaN lane is 1).
+        // Position 0's g is all zero: its gradient is 0. Position 1 holds a NaN logit: it has no
+        // log-softmax, and its gradient is NaN throughout.
         assert!(column(&together, width, 0).iter().all(|&grad| grad == 0.0));
         assert!(column(&together, width, 1).iter().all(|grad| grad.is_nan()));
     }
@@ -527,11 +532,7 @@ mod tests {
         let grads: Vec<f64> = (0..classes * width)
             .map(|i| (i as f64 * 1.3).cos())
             .collect();
-        let mut exps = vec![0.0; classes * width];
-        let mut block = SoftmaxBlock::default();
-        block.form(&logits, width, &mut exps);
-        let mut result = grads.clone();
-        block.backward(&exps, &mut result);
+        let result = block_backward(&logits, width, &grads);
         for j in 0..width {
             let x = column(&logits, width, j);
             let g = column(&grads, width, j);
