@@ -3,17 +3,18 @@
 //! whole id segments and globs; `--write-known-failures` starts a list that is refused until its
 //! reasons are given.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use ndarray::ArrayD;
 use segloss::tensor::Tensor;
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("segloss-cli-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A fresh directory for one test, removed with everything in it when the test ends.
+fn scratch(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("segloss-cli-{name}-"))
+        .tempdir()
+        .unwrap()
 }
 
 fn write(dir: &Path, name: &str, tensor: Tensor) -> String {
@@ -40,7 +41,8 @@ fn segloss(args: &[&str]) -> std::process::Output {
 
 #[test]
 fn eval_writes_loss_and_gradient_as_float64() {
-    let dir = scratch("ok");
+    let scratch_dir = scratch("ok");
+    let dir = scratch_dir.path();
     let input = logits(&dir);
     let target = write(
         &dir,
@@ -75,7 +77,8 @@ fn eval_writes_loss_and_gradient_as_float64() {
 
 #[test]
 fn rejected_input_exits_non_zero_with_one_line_and_writes_nothing() {
-    let dir = scratch("reject");
+    let scratch_dir = scratch("reject");
+    let dir = scratch_dir.path();
     let input = logits(&dir);
     let target = write(
         &dir,
@@ -102,7 +105,8 @@ fn rejected_input_exits_non_zero_with_one_line_and_writes_nothing() {
 
 #[test]
 fn unknown_parameters_and_bad_values_are_named() {
-    let dir = scratch("params");
+    let scratch_dir = scratch("params");
+    let dir = scratch_dir.path();
     let input = logits(&dir);
     let target = write(
         &dir,
@@ -139,7 +143,8 @@ fn unknown_parameters_and_bad_values_are_named() {
 
 #[test]
 fn pos_weight_flag_and_anchor_tensor_names() {
-    let dir = scratch("pos-weight");
+    let scratch_dir = scratch("pos-weight");
+    let dir = scratch_dir.path();
     let input = logits(&dir);
     let target = write(
         &dir,
