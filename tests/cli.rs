@@ -43,9 +43,9 @@ fn segloss(args: &[&str]) -> std::process::Output {
 fn eval_writes_loss_and_gradient_as_float64() {
     let scratch_dir = scratch("ok");
     let dir = scratch_dir.path();
-    let input = logits(&dir);
+    let input = logits(dir);
     let target = write(
-        &dir,
+        dir,
         "target.npy",
         Tensor::Int64(ArrayD::from_shape_vec(vec![2], vec![2, 0]).unwrap()),
     );
@@ -79,9 +79,9 @@ fn eval_writes_loss_and_gradient_as_float64() {
 fn rejected_input_exits_non_zero_with_one_line_and_writes_nothing() {
     let scratch_dir = scratch("reject");
     let dir = scratch_dir.path();
-    let input = logits(&dir);
+    let input = logits(dir);
     let target = write(
-        &dir,
+        dir,
         "target.npy",
         Tensor::Int64(ArrayD::from_shape_vec(vec![2], vec![4, 0]).unwrap()),
     );
@@ -107,9 +107,9 @@ fn rejected_input_exits_non_zero_with_one_line_and_writes_nothing() {
 fn unknown_parameters_and_bad_values_are_named() {
     let scratch_dir = scratch("params");
     let dir = scratch_dir.path();
-    let input = logits(&dir);
+    let input = logits(dir);
     let target = write(
-        &dir,
+        dir,
         "target.npy",
         Tensor::Int64(ArrayD::from_shape_vec(vec![2], vec![1, 0]).unwrap()),
     );
@@ -145,9 +145,9 @@ fn unknown_parameters_and_bad_values_are_named() {
 fn pos_weight_flag_and_anchor_tensor_names() {
     let scratch_dir = scratch("pos-weight");
     let dir = scratch_dir.path();
-    let input = logits(&dir);
+    let input = logits(dir);
     let target = write(
-        &dir,
+        dir,
         "target.npy",
         Tensor::Float32(
             ArrayD::from_shape_vec(vec![2, 4], vec![1.0, 0.0, 1.0, 1.0, 0.0, 0.0, 1.0, 0.0])
@@ -155,7 +155,7 @@ fn pos_weight_flag_and_anchor_tensor_names() {
         ),
     );
     let pos_weight = write(
-        &dir,
+        dir,
         "pos_weight.npy",
         Tensor::Float32(ArrayD::from_shape_vec(vec![4], vec![2.0, 1.0, 0.5, 3.0]).unwrap()),
     );
