@@ -593,7 +593,15 @@ fn the_json_report_names_version_fixtures_and_times_and_explain_defaults_to_a_te
         }
     }
 
-    let output = certify(&["--explain", "nll_loss/f64/N4C3/none/weight"]);
+    // The system's temporary directory, as the child process sees it: one of the test's own, so
+    // that nothing is left behind.
+    let temporary = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_segloss"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("TMPDIR", temporary.path())
+        .args(["certify", "--explain", "nll_loss/f64/N4C3/none/weight"])
+        .output()
+        .unwrap();
     assert_eq!(output.status.code(), Some(0), "{output:?}");
     let text = String::from_utf8_lossy(&output.stdout);
     let heatmap = text
@@ -602,7 +610,7 @@ fn the_json_report_names_version_fixtures_and_times_and_explain_defaults_to_a_te
         .expect("a heatmap path is printed");
     let path = std::path::Path::new(heatmap);
     assert!(
-        path.starts_with(std::env::temp_dir().join("segloss-explain")),
+        path.starts_with(temporary.path().join("segloss-explain")),
         "{heatmap}"
     );
     assert!(std::fs::read(path).unwrap().starts_with(b"\x89PNG"));
