@@ -12,7 +12,7 @@ use ndarray::{Array1, ArrayD, IxDyn};
 use super::binary::{two_product, two_sum};
 use super::positions::{sweep, sweep_blocks, Layout, Upstream, Values};
 use super::smp::shape_error;
-use super::softmax::{SoftmaxBlock, SoftmaxLane};
+use super::softmax::{LogitsBlock, SoftmaxLane};
 use super::trace::{self, number, Fact};
 use super::{check_batched, compensated_sum, reshaped, LossOutput, Reduction};
 use crate::error::Rejection;
@@ -236,17 +236,14 @@ pub(crate) fn class_index_cross_entropy(
         want_losses,
         |block, lanes, scratch: &mut LogitsBlock, losses| {
             let width = block.width;
+            let first = block.position(0).element(&layout, 0);
+            scratch.read(&values, (first, layout.spatial), classes, width);
             let LogitsBlock {
                 logits,
                 exps,
                 softmax,
+                ..
             } = scratch;
-            logits.resize(classes * width, 0.0);
-            exps.resize(classes * width, 0.0);
-            let first = block.position(0).element(&layout, 0);
-            for (class, run) in logits.chunks_exact_mut(width).enumerate() {
-                values.read_run(first + class * layout.spatial, run);
-            }
             softmax.form(logits, width, exps);
             for (j, loss) in losses.iter_mut().enumerate() {
                 let target = targets[block.index + j];
@@ -301,15 +298,6 @@ pub(crate) fn class_index_cross_entropy(
         },
     );
     Ok(swept.output(reduction, call.targets.shape(), denominator, input.shape()))
-}
-
-/// What a cross entropy keeps per block of positions: their logits and e^(x_c − m), class by class,
-/// and their log-softmaxes.
-#[derive(Default)]
-struct LogitsBlock {
-    logits: Vec<f64>,
-    exps: Vec<f64>,
-    softmax: SoftmaxBlock,
 }
 
 /// The conventions of a class-index cross entropy taking `prediction`, in words (for [`trace`]).

@@ -4,6 +4,7 @@
 use ndarray::{Array, ArrayView1, Axis, Dimension, Zip};
 
 use super::binary::two_sum;
+use super::positions::Values;
 use super::{compensated_sum, CompensatedSum};
 
 /// One lane's log-softmax, around the arg-max a (m = x_a, the first largest logit):
@@ -68,6 +69,12 @@ impl SoftmaxLane {
                 1.0 - p_max
             },
         }
+    }
+
+    /// p_a, the probability of the first largest logit.
+    #[inline]
+    pub(crate) fn p_max(&self) -> f64 {
+        self.p_max
     }
 
     /// log p_c, for the logit x_c.
@@ -261,6 +268,49 @@ impl SoftmaxBlock {
                     }
                 };
             }
+        }
+    }
+}
+
+/// What a softmax loss keeps per block of positions: the block's logits and their e^(x_c − m),
+/// class by class (class c of position j at c·W + j), and its log-softmaxes.
+#[derive(Default)]
+pub(crate) struct LogitsBlock {
+    /// W, the block's width.
+    pub(crate) width: usize,
+    /// The logits.
+    pub(crate) logits: Vec<f64>,
+    /// e^(x_c − m), as [`SoftmaxBlock::form`] or [`SoftmaxBlock::form_exps`] writes them.
+    pub(crate) exps: Vec<f64>,
+    /// The log-softmaxes.
+    pub(crate) softmax: SoftmaxBlock,
+}
+
+impl LogitsBlock {
+    /// Reads the logits of `width` consecutive positions from `values`, `classes` runs of them,
+    /// class c's starting at element `first` + c·`stride`.
+    pub(crate) fn read(
+        &mut self,
+        values: &Values,
+        (first, stride): (usize, usize),
+        classes: usize,
+        width: usize,
+    ) {
+        self.width = width;
+        self.logits.resize(classes * width, 0.0);
+        self.exps.resize(classes * width, 0.0);
+        for (class, run) in self.logits.chunks_exact_mut(width).enumerate() {
+            values.read_run(first + class * stride, run);
+        }
+    }
+
+    /// Position j's exponentials, into `exps`.
+    pub(crate) fn exps_at(&self, j: usize, exps: &mut [f64]) {
+        for (exp, &value) in exps
+            .iter_mut()
+            .zip(self.exps.iter().skip(j).step_by(self.width))
+        {
+            *exp = value;
         }
     }
 }

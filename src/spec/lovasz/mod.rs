@@ -385,8 +385,8 @@ impl SoftmaxInput<'_> {
 
     /// The softmax at position s of image n: its logits read into `logits`, e^(x_c − m) into
     /// `exps` ([`SoftmaxLane::new`]), and p_max = e^(−log1p(Σ_{c≠a} e^(x_c − m))), the probability
-    /// of the first largest logit (the exponential of its log_prob, exactly as the lane forms it),
-    /// so that p_c = e^(x_c − m)·p_max. `None` for a lane without a softmax.
+    /// of the first largest logit ([`SoftmaxLane::p_max`]), so that p_c = e^(x_c − m)·p_max.
+    /// `None` for a lane without a softmax.
     fn softmax_at(
         &self,
         image: usize,
@@ -398,9 +398,7 @@ impl SoftmaxInput<'_> {
         for (class, logit) in logits.iter_mut().enumerate() {
             *logit = self.logits.at(base + class * self.spatial);
         }
-        let lane = SoftmaxLane::new(logits, exps)?;
-        let max = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        Some(lane.log_prob(max).exp())
+        SoftmaxLane::new(logits, exps).map(|lane| lane.p_max())
     }
 }
 

@@ -12,7 +12,7 @@ use super::wide::Wide;
 use super::{overlap, Chunk, Convention};
 use crate::error::Rejection;
 use crate::spec::positions::{Layout, Position, Values, BLOCK_POSITIONS};
-use crate::spec::softmax::SoftmaxBlock;
+use crate::spec::softmax::LogitsBlock;
 use crate::spec::trace::{self, Fact};
 use crate::spec::{CompensatedSum, LossOutput, Result};
 use crate::tensor::Tensor;
@@ -199,40 +199,6 @@ impl<'s> Lane<'s> {
     }
 }
 
-/// The logits of a block of consecutive positions and their exponentials, class by class
-/// ([`SoftmaxBlock::form_exps`]).
-#[derive(Default)]
-struct LogitsBlock {
-    width: usize,
-    logits: Vec<f64>,
-    exps: Vec<f64>,
-    softmax: SoftmaxBlock,
-}
-
-impl LogitsBlock {
-    /// Reads the logits of `positions` (consecutive, of one image) and forms their exponentials.
-    fn form(&mut self, prediction: &Values, layout: Layout, positions: &[Position]) {
-        let width = positions.len();
-        self.width = width;
-        self.logits.resize(layout.classes * width, 0.0);
-        self.exps.resize(layout.classes * width, 0.0);
-        for (class, run) in self.logits.chunks_exact_mut(width).enumerate() {
-            prediction.read_run(positions[0].element(&layout, class), run);
-        }
-        self.softmax.form_exps(&self.logits, width, &mut self.exps);
-    }
-
-    /// Position j's exponentials, into `exps`.
-    fn exps_at(&self, j: usize, exps: &mut [f64]) {
-        for (exp, &value) in exps
-            .iter_mut()
-            .zip(self.exps.iter().skip(j).step_by(self.width))
-        {
-            *exp = value;
-        }
-    }
-}
-
 /// x, 1 − x and the slope 1: the identity as an elementwise activation.
 fn identity(x: f64) -> (f64, f64, f64) {
     (x, 1.0 - x, 1.0)
@@ -359,7 +325,17 @@ impl<'a> Operands<'a> {
                     .step_by(BLOCK_POSITIONS)
                     .zip(positions.chunks(BLOCK_POSITIONS))
                 {
-                    block.form(&self.prediction, layout, positions);
+                    let start = positions[0].element(&layout, 0);
+                    let width = positions.len();
+                    block.read(
+                        &self.prediction,
+                        (start, layout.spatial),
+                        layout.classes,
+                        width,
+                    );
+                    block
+                        .softmax
+                        .form_exps(&block.logits, width, &mut block.exps);
                     for (j, &position) in positions.iter().enumerate() {
                         if block.softmax.formed(j) {
                             block.exps_at(j, lane.exps);
