@@ -296,12 +296,17 @@ impl LogitsBlock {
         classes: usize,
         width: usize,
     ) {
-        self.width = width;
-        self.logits.resize(classes * width, 0.0);
-        self.exps.resize(classes * width, 0.0);
+        self.resize(classes, width);
         for (class, run) in self.logits.chunks_exact_mut(width).enumerate() {
             values.read_run(first + class * stride, run);
         }
+    }
+
+    /// Room for `classes` classes of `width` positions.
+    pub(crate) fn resize(&mut self, classes: usize, width: usize) {
+        self.width = width;
+        self.logits.resize(classes * width, 0.0);
+        self.exps.resize(classes * width, 0.0);
     }
 
     /// Position j's exponentials, into `exps`.

@@ -48,7 +48,7 @@ use ndarray::{ArrayD, IxDyn};
 
 use super::binary::{two_product, two_sum, Logit, Wide};
 use super::positions::{sweep_blocks, Block, BlockLanes, Layout, Position, BLOCK_POSITIONS};
-use super::softmax::SoftmaxBlock;
+use super::softmax::LogitsBlock;
 use super::trace::{self, number, Fact};
 use super::{compensated_sum, CompensatedSum, LossOutput, Reduction};
 use crate::error::Rejection;
@@ -499,8 +499,9 @@ fn pow_slope(base: f64, gamma: f64) -> f64 {
 ///               = −α_c·t_c·m·(1 − γ·p_c·ρ),   m = (1 − p_c)^γ,   ρ = log p_c/(1 − p_c) ∈ (−∞, −1]
 /// ```
 ///
-/// with p_c and 1 − p_c from the lane's log-softmax ([`SoftmaxLane::prob`]: 1 − p_c is
-/// −expm1(log p_c) where p_c > ½), and ρ = −1 where 1 − p_c underflows to 0 (its limit): the
+/// with p_c and 1 − p_c from the lane's log-softmax
+/// ([`SoftmaxLane::prob`](super::softmax::SoftmaxLane::prob): 1 − p_c is −expm1(log p_c) where
+/// p_c > ½), and ρ = −1 where 1 − p_c underflows to 0 (its limit): the
 /// gradient stays finite at a saturated p_c, where the anchors' chain through (1 − p_c)^(γ−1)
 /// gives NaN (MONAI) or drops the factor's term (kornia) — the anchor artefact
 /// `saturated-focal-gradient`. 1 − γ·p_c·ρ adds two non-negative terms.
@@ -523,7 +524,7 @@ pub enum Untargeted {
 
 impl SoftmaxFocal {
     /// l_c (without α) and ∂l_c/∂log p_c for log-probability `log_p`, p_c and 1 − p_c
-    /// ([`SoftmaxLane::prob`]) and target `t`: the formulas above, from one m.
+    /// ([`SoftmaxLane::prob`](super::softmax::SoftmaxLane::prob)) and target `t`: the formulas above, from one m.
     fn term(&self, log_p: f64, (p, complement): (f64, f64), t: f64) -> (f64, f64) {
         let m = power(complement, self.gamma);
         let rho = if complement == 0.0 {
@@ -837,9 +838,9 @@ pub(super) fn sigmoid_map(
 /// by class: entry c·W + j is class c of position j) and `mask` MONAI's position mask (B·S values,
 /// 1 without one): l_c = k_c·FL_c·mask with k_c = α_c·w_c (`class_weight`), the gradient
 /// g_c = ∂FL_c/∂log p_c·(u·mask·k_c) through the log-softmax backward
-/// ([`SoftmaxBlock::backward`]), times the mask once more (MONAI multiplies its input by it). A
-/// position whose g is all zero has the exact gradient 0; a position without a log-softmax has NaN
-/// throughout.
+/// ([`SoftmaxBlock::backward`](super::softmax::SoftmaxBlock::backward)), times the mask once more
+/// (MONAI multiplies its input by it). A position whose g is all zero has the exact gradient 0; a
+/// position without a log-softmax has NaN throughout.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn softmax_map(
     map: Layout,
@@ -880,16 +881,19 @@ pub(super) fn softmax_map(
         let block_mask = mask.map(|mask| &mask[block.index..block.index + width]);
         let mask_at = |j: usize| block_mask.map_or(1.0, |mask| mask[j]);
         let SoftmaxScratch {
-            logits,
-            exps,
+            block: logits_block,
             targets,
             grads,
             totals,
-            softmax,
         } = scratch;
-        for values in [&mut *logits, &mut *exps, &mut *targets] {
-            values.resize(classes * width, 0.0);
-        }
+        logits_block.resize(classes, width);
+        let LogitsBlock {
+            logits,
+            exps,
+            softmax,
+            ..
+        } = logits_block;
+        targets.resize(classes * width, 0.0);
         grads.clear();
         grads.resize(classes * width, 0.0);
         totals.clear();
@@ -944,16 +948,15 @@ pub(super) fn softmax_map(
     over_positions(map, first, map_shape, reducer, kernel)
 }
 
-/// What the softmax focal map keeps per block: the class values of its positions (class by
-/// class), their log-softmaxes and each position's running Σ_c l_c.
+/// What the softmax focal map keeps per block: the logits of its positions and their
+/// log-softmaxes, their targets and gradients (class by class), and each position's running
+/// Σ_c l_c.
 #[derive(Default)]
 struct SoftmaxScratch {
-    logits: Vec<f64>,
-    exps: Vec<f64>,
+    block: LogitsBlock,
     targets: Vec<f64>,
     grads: Vec<f64>,
     totals: Vec<CompensatedSum>,
-    softmax: SoftmaxBlock,
 }
 
 /// The classes a map scores when its input's first `first` channels are dropped, in words.
